@@ -1,0 +1,42 @@
+# orchestra — developer commands. `make` (or `make help`) lists them.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PYTEST_ARGS ?=
+
+.PHONY: help uv install demo test test-fast lint format bench clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+uv: ## install uv if it is missing (pip --user, else the standalone installer)
+	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
+	@command -v $(UV) >/dev/null 2>&1 || { echo "uv could not be installed; see https://docs.astral.sh/uv/"; exit 1; }
+
+install: uv ## create .venv from uv.lock (dev tools included)
+	$(UV) sync --frozen
+
+demo: install ## run the embedded default (synthetic data) and write the HTML report
+	$(UV) run orch-bt run configs/example.yaml --html
+
+test: install ## run the whole test suite (slow tests included)
+	$(UV) run pytest -n 2 $(PYTEST_ARGS)
+
+test-fast: install ## the suite without tests marked slow
+	$(UV) run pytest -n 2 -m "not slow" $(PYTEST_ARGS)
+
+lint: install ## ruff check + ruff format --check + mypy on orchestra/
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy orchestra
+
+format: install ## apply ruff's formatter and fixes
+	$(UV) run ruff format .
+	$(UV) run ruff check --fix .
+
+bench: install ## benchmarks: wall time per stage, throughput, peak memory, ratio to a naive loop
+	$(UV) run python research/bench.py
+
+clean: ## remove caches and run directories
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis runs
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,381 @@
+"""The allocator: methods, lifecycle clamps, water-filling, the volatility cap and triggers.
+
+At a rebalance (SPEC §7):
+
+1. **fixed pods** take their lifecycle clamp: retired → 0, probation → ``min_fraction``, warning →
+   its warning fraction (50 % of its fraction when it entered warning), incubation →
+   ``initial_fraction`` (0 before the pod joins);
+2. the **production pods** share ``budget = 1 − Σ fixed`` by the configured method, computed on
+   their daily standalone returns over ``allocation_lookback`` days;
+3. :func:`water_fill` clamps them to ``[min_fraction, max_fraction]``, re-distributing the excess
+   among unclamped pods in proportion to their weights; what cannot be placed stays as cash;
+4. if the ex-ante portfolio volatility ``√(fᵀΣf)`` exceeds ``max_portfolio_volatility``, every
+   fraction is scaled down by the ratio.
+
+Fallbacks (recorded with their reason in ``allocations.fallback``): fewer than ``min_history``
+days, or a singular Σ → inverse volatility; a solver failure → inverse volatility, then equal
+weight.
+
+Triggers (SPEC §7.3): ``calendar`` every ``calendar_days`` days; ``threshold`` when
+``max_i |PRC_i − b_i| > drift_threshold`` over the production pods; ``hybrid`` either. The PRC is
+computed from the pods' *current* shares of equity (fractions drift with performance between
+rebalances) and the current Σ; the budget ``b_i`` is the PRC the last rebalance set. (Using the
+method's nominal budgets instead would re-trigger every day whenever a ``max_fraction`` clamp
+makes them unreachable.) The very first day end is also a rebalance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from orchestra.allocation.moments import (
+    SingularCovariance,
+    cholesky_factor,
+    daily_returns,
+    effective_n,
+    risk_contributions,
+    shrunk_covariance,
+)
+from orchestra.allocation.problems import ProblemCache, SolveError
+from orchestra.kernels.state import INCUBATION, PROBATION, PRODUCTION, RETIRED, WARNING
+from orchestra.timeframes import DAYS_PER_YEAR
+
+_CACHE = ProblemCache()  # module-level cache for the public one-shot functions
+
+
+def risk_parity_weights(cov: np.ndarray, budgets: np.ndarray | None = None) -> np.ndarray:
+    """ERC weights (sum to 1) for covariance ``cov`` ``(n, n)`` and risk ``budgets`` ``(n,)``.
+
+    Solves Spinu's convex problem with cvxpy + Clarabel (see :mod:`problems`). Budgets default to
+    equal and are normalised to sum to 1. Raises ``SingularCovariance`` or ``SolveError``.
+
+    >>> w = risk_parity_weights(np.diag([0.04, 0.16]))
+    >>> np.round(w, 6).tolist()
+    [0.666667, 0.333333]
+    """
+    cov = np.asarray(cov, dtype=float)
+    n = cov.shape[0]
+    b = np.full(n, 1.0 / n) if budgets is None else np.asarray(budgets, dtype=float)
+    b = b / b.sum()
+    chol = cholesky_factor(cov)
+    return _CACHE.erc(tuple(range(n))).solve(chol, b)
+
+
+def kelly_weights(
+    mu: np.ndarray, cov: np.ndarray, budget: float = 1.0, max_volatility: float = np.inf
+) -> np.ndarray:
+    """Long-only Kelly weights: ``max μᵀw − ½wᵀΣw`` s.t. ``w ≥ 0, Σw ≤ budget, √(wᵀΣw) ≤ max_vol``.
+
+    ``mu`` (annualised expected returns, ``(n,)``) and ``cov`` (annualised, ``(n, n)``). Pods with
+    ``μ ≤ 0`` get 0; if every ``μ ≤ 0`` the result is all zeros (the Kelly share stays in cash).
+
+    >>> kelly_weights(np.array([0.1, -0.1]), np.eye(2) * 0.25, budget=1.0).round(6).tolist()
+    [0.4, 0.0]
+    """
+    mu = np.asarray(mu, dtype=float)
+    cov = np.asarray(cov, dtype=float)
+    n = mu.shape[0]
+    out = np.zeros(n)
+    pos = mu > 0
+    if not pos.any() or budget <= 0:
+        return out
+    idx = np.flatnonzero(pos)
+    chol = cholesky_factor(cov[np.ix_(idx, idx)])
+    vol_cap = float(max_volatility) if np.isfinite(max_volatility) else 1e6
+    out[idx] = _CACHE.kelly(tuple(range(idx.size))).solve(mu[idx], chol, float(budget), vol_cap)
+    return out
+
+
+def inverse_volatility_weights(vols: np.ndarray) -> np.ndarray:
+    """Shares ∝ 1/σ (sum to 1); equal shares if any σ is zero or unknown."""
+    v = np.asarray(vols, dtype=float)
+    if v.size == 0:
+        return v
+    if np.any(~np.isfinite(v)) or np.any(v <= 0):
+        return np.full(v.size, 1.0 / v.size)
+    inv = 1.0 / v
+    return inv / inv.sum()
+
+
+def water_fill(weights: np.ndarray, budget: float, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Scale ``weights`` to ``budget`` and clamp to ``[lo, hi]``, re-distributing the excess.
+
+    The excess of a clamped pod goes to the unclamped ones in proportion to their weights, until
+    no bound is violated. What cannot be placed (every pod at its max) stays unallocated. If the
+    minimums alone exceed the budget, everything is scaled down to fit (Σ f ≤ budget always).
+
+    >>> water_fill(np.array([0.8, 0.1, 0.1]), 1.0, np.zeros(3), np.full(3, 0.5)).round(6).tolist()
+    [0.5, 0.25, 0.25]
+    """
+    w = np.clip(np.asarray(weights, dtype=float), 0.0, None)
+    n = w.size
+    if n == 0 or budget <= 0:
+        return np.zeros(n)
+    if w.sum() <= 0:
+        w = np.ones(n)
+    f = w / w.sum() * budget
+    fixed = np.zeros(n, dtype=bool)
+    for _ in range(2 * n + 2):
+        over = (f > hi + 1e-15) & ~fixed
+        under = (f < lo - 1e-15) & ~fixed
+        if not over.any() and not under.any():
+            break
+        f[over] = hi[over]
+        f[under] = lo[under]
+        fixed |= over | under
+        free = ~fixed
+        remaining = budget - f[fixed].sum()
+        if not free.any():
+            break
+        if remaining <= 0 or w[free].sum() <= 0:
+            f[free] = np.maximum(lo[free], 0.0) if remaining > 0 else 0.0
+            break
+        f[free] = w[free] / w[free].sum() * remaining
+    f = np.minimum(np.clip(f, 0.0, None), hi)
+    total = f.sum()
+    if total > budget:
+        f *= budget / total
+    return f
+
+
+@dataclass
+class AllocationRecord:
+    timestamp: int
+    pod_id: str
+    fraction: float
+    method: str
+    fallback: str | None
+    trigger: str
+
+
+@dataclass
+class PrcRecord:
+    timestamp: int
+    pod_id: str
+    prc: float
+
+
+@dataclass
+class Allocator:
+    """Stateful allocator of one run: problem cache, records, last fractions."""
+
+    config: object
+    pod_ids: list[str]
+    cache: ProblemCache = field(default_factory=ProblemCache)
+    allocations: list[AllocationRecord] = field(default_factory=list)
+    prcs: list[PrcRecord] = field(default_factory=list)
+    solve_seconds: list[float] = field(default_factory=list)
+    last_rebalance_day: int = -(10**9)
+    target_prc: np.ndarray | None = None  # PRC of the production pods set at the last rebalance
+    target_set: tuple = ()
+
+    def __post_init__(self) -> None:
+        cfg = self.config
+        o = cfg.orchestrator  # type: ignore[attr-defined]
+        self.o = o
+        self.pods = cfg.pods  # type: ignore[attr-defined]
+        self.lo = np.array([p.min_fraction for p in self.pods])
+        self.hi = np.array([p.max_fraction for p in self.pods])
+        self.initial = np.array([p.initial_fraction for p in self.pods])
+
+    # ------------------------------------------------------------------ schedule
+    def is_check_day(self, day_index: int) -> bool:
+        """Whether the allocator looks at day ``day_index`` (0 = the first simulated day)."""
+        trig = self.o.rebalance.trigger
+        if trig == "calendar":
+            return day_index == 0 or (day_index + 1) % self.o.rebalance.calendar_days == 0
+        return True
+
+    # ------------------------------------------------------------------ decision
+    def on_day_end(
+        self,
+        t: int,
+        timestamp: int,
+        day_index: int,
+        navs: np.ndarray,
+        states: np.ndarray,
+        fractions: np.ndarray,
+        join_bars: np.ndarray,
+        equities: np.ndarray | None = None,
+    ) -> np.ndarray | None:
+        """New fractions if a rebalance is due at this day end, else None."""
+        rets_all = daily_returns(navs)
+        prod = np.flatnonzero(states == PRODUCTION)
+        calendar_due = day_index == 0 or (day_index + 1) % self.o.rebalance.calendar_days == 0
+        trig = self.o.rebalance.trigger
+        reason = None
+        if trig in ("calendar", "hybrid") and calendar_due:
+            reason = "calendar"
+        elif trig in ("threshold", "hybrid"):
+            shares = fractions if equities is None else equities / max(float(np.sum(equities)), 1e-300)
+            drift = self._prc_drift(rets_all, prod, shares, t)
+            if drift is not None and drift > self.o.rebalance.drift_threshold:
+                reason = f"threshold (PRC drift {drift:.3f})"
+        if day_index == 0 and reason is None:
+            reason = "initial"
+        if reason is None:
+            return None
+        new, method, fallback = self.allocate(rets_all, states, fractions, t)
+        for p, pid in enumerate(self.pod_ids):
+            self.allocations.append(
+                AllocationRecord(timestamp, pid, float(new[p]), method, fallback, reason)
+            )
+        self._record_prc(timestamp, rets_all, new)
+        self.last_rebalance_day = day_index
+        self._set_target_prc(rets_all, prod, new, t)
+        return new
+
+    def _set_target_prc(self, rets_all: np.ndarray, prod: np.ndarray, f: np.ndarray, t: int) -> None:
+        self.target_prc, self.target_set = None, tuple(prod.tolist())
+        if prod.size < 2 or rets_all.shape[0] < self.o.min_history or f[prod].sum() <= 0:
+            return
+        try:
+            cov = shrunk_covariance(self._window(rets_all, prod, t))
+            cholesky_factor(cov)
+        except SingularCovariance:
+            return
+        self.target_prc = risk_contributions(f[prod], cov)
+
+    def _window(self, rets_all: np.ndarray, idx: np.ndarray, t: int) -> np.ndarray:
+        lookback = self.o.allocation_lookback
+        return rets_all[-lookback:, idx] if rets_all.shape[0] else np.zeros((0, idx.size))
+
+    def _prc_drift(self, rets_all: np.ndarray, prod: np.ndarray, f: np.ndarray, t: int) -> float | None:
+        if prod.size < 2 or rets_all.shape[0] < self.o.min_history:
+            return None
+        r = self._window(rets_all, prod, t)
+        try:
+            cov = shrunk_covariance(r)
+            cholesky_factor(cov)
+        except SingularCovariance:
+            return None
+        w = f[prod]
+        if w.sum() <= 0:
+            return None
+        prc = risk_contributions(w, cov)
+        if self.target_prc is None or self.target_set != tuple(prod.tolist()):
+            return float(np.max(np.abs(prc - 1.0 / prod.size)))
+        return float(np.max(np.abs(prc - self.target_prc)))
+
+    def fixed_fractions(self, states: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+        """Lifecycle clamps of SPEC §7.2 for the non-production pods (production → 0 here)."""
+        out = np.zeros(len(self.pods))
+        for p in range(len(self.pods)):
+            s = states[p]
+            if s == RETIRED:
+                out[p] = 0.0
+            elif s == PROBATION:
+                out[p] = self.lo[p]
+            elif s == WARNING:
+                out[p] = fractions[p]
+            elif s == INCUBATION:
+                out[p] = self.initial[p] if fractions[p] > 0 else 0.0
+        total = out.sum()
+        if total > 1.0:
+            out /= total
+        return out
+
+    def allocate(
+        self, rets_all: np.ndarray, states: np.ndarray, fractions: np.ndarray, t: int
+    ) -> tuple[np.ndarray, str, str | None]:
+        """Fractions for all pods (see module docstring); returns (f, method, fallback reason)."""
+        import time
+
+        method = self.o.allocation_method
+        fixed = self.fixed_fractions(states, fractions)
+        prod = np.flatnonzero(states == PRODUCTION)
+        f = fixed.copy()
+        fallback: str | None = None
+        budget = max(0.0, 1.0 - fixed.sum())
+        if prod.size:
+            r = self._window(rets_all, prod, t)
+            t0 = time.perf_counter()
+            w, fallback = self._method_weights(method, r, prod, budget)
+            self.solve_seconds.append(time.perf_counter() - t0)
+            # weights may sum below 1 (adaptive Kelly leaves its unused share in cash)
+            placed = budget * min(1.0, float(np.sum(w)))
+            f[prod] = water_fill(w, placed, self.lo[prod], self.hi[prod])
+        f = self._vol_cap(f, rets_all, t)
+        return f, method, fallback
+
+    def _method_weights(
+        self, method: str, r: np.ndarray, prod: np.ndarray, budget: float
+    ) -> tuple[np.ndarray, str | None]:
+        n = prod.size
+        equal = np.full(n, 1.0 / n)
+        if method == "equal_weight" or n == 1:
+            return equal, None
+        vols = r.std(axis=0, ddof=1) * np.sqrt(DAYS_PER_YEAR) if r.shape[0] >= 2 else np.full(n, np.nan)
+        ivol = inverse_volatility_weights(vols)
+        ivol_reason = None if np.all(np.isfinite(vols)) and np.all(vols > 0) else "no volatility yet: equal weight"
+        if method == "inverse_volatility":
+            return ivol, ivol_reason
+        if r.shape[0] < self.o.min_history:
+            return ivol, f"{r.shape[0]} < min_history {self.o.min_history} days: inverse volatility"
+        try:
+            cov = shrunk_covariance(r)
+            chol = cholesky_factor(cov)
+        except SingularCovariance as exc:
+            return ivol, f"singular covariance ({exc}): inverse volatility"
+        key = tuple(self.pod_ids[i] for i in prod)
+        try:
+            w_rp = self.cache.erc(key).solve(chol, equal)
+        except SolveError as exc:
+            return ivol, f"{exc}: inverse volatility"
+        if method == "risk_parity":
+            return w_rp, None
+        # adaptive Kelly: α = kelly_fraction · min(live_days / ramp, 1); live_days = shortest
+        live_days = r.shape[0]
+        alpha = self.o.kelly_fraction * min(live_days / self.o.kelly_confidence_ramp, 1.0)
+        mu = r.mean(axis=0) * DAYS_PER_YEAR
+        try:
+            w_k = self._kelly(key, mu, cov, chol, budget)
+        except SolveError as exc:
+            return w_rp, f"{exc}: risk parity only"
+        # blend in fractions of the budget: the Kelly part may leave its unused share as cash
+        blended = (1 - alpha) * w_rp + alpha * (w_k / budget if budget > 0 else 0.0)
+        return blended, None
+
+    def _kelly(self, key: tuple, mu: np.ndarray, cov: np.ndarray, chol: np.ndarray, budget: float) -> np.ndarray:
+        out = np.zeros(mu.size)
+        pos = np.flatnonzero(mu > 0)
+        if pos.size == 0:
+            return out
+        sub_key = tuple(key[i] for i in pos)
+        sub_chol = chol if pos.size == mu.size else cholesky_factor(cov[np.ix_(pos, pos)])
+        cap = self.o.risk.max_portfolio_volatility
+        out[pos] = self.cache.kelly(sub_key).solve(mu[pos], sub_chol, budget, cap)
+        return out
+
+    def _vol_cap(self, f: np.ndarray, rets_all: np.ndarray, t: int) -> np.ndarray:
+        live = np.flatnonzero(f > 0)
+        if live.size == 0 or rets_all.shape[0] < self.o.min_history:
+            return f
+        r = self._window(rets_all, live, t)
+        cov = shrunk_covariance(r)
+        vol = float(np.sqrt(max(f[live] @ cov @ f[live], 0.0)))
+        cap = self.o.risk.max_portfolio_volatility
+        if vol > cap:
+            return f * (cap / vol)
+        return f
+
+    def _record_prc(self, timestamp: int, rets_all: np.ndarray, f: np.ndarray) -> None:
+        live = np.flatnonzero(f > 0)
+        prc = np.zeros(len(self.pods))
+        if live.size and rets_all.shape[0] >= 2:
+            cov = shrunk_covariance(rets_all[-self.o.allocation_lookback :, live])
+            prc[live] = risk_contributions(f[live], cov)
+        for p, pid in enumerate(self.pod_ids):
+            self.prcs.append(PrcRecord(timestamp, pid, float(prc[p])))
+
+
+__all__ = [
+    "Allocator",
+    "effective_n",
+    "inverse_volatility_weights",
+    "kelly_weights",
+    "risk_parity_weights",
+    "water_fill",
+]

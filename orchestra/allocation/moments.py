@@ -1,0 +1,77 @@
+"""Moments of pod returns for the allocator: Ledoit–Wolf covariance and its Cholesky factor.
+
+Returns are the pods' daily **standalone** returns (NAV changes, capital transfers removed).
+Everything is annualised with 365 days.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.covariance import ledoit_wolf
+
+from orchestra.timeframes import DAYS_PER_YEAR
+
+
+class SingularCovariance(ValueError):
+    """Σ is singular or not positive definite (a flat pod, perfectly collinear pods...)."""
+
+
+def daily_returns(navs: np.ndarray) -> np.ndarray:
+    """``(n_days, P)`` NAVs → ``(n_days - 1, P)`` simple returns."""
+    navs = np.asarray(navs, dtype=float)
+    if navs.shape[0] < 2:
+        return np.zeros((0, navs.shape[1]))
+    return navs[1:] / navs[:-1] - 1.0
+
+
+def shrunk_covariance(returns: np.ndarray) -> np.ndarray:
+    """Annualised Ledoit–Wolf (2004) shrinkage covariance of ``(n_days, n)`` daily returns.
+
+    Ledoit, O. & Wolf, M. (2004), "A well-conditioned estimator for large-dimensional covariance
+    matrices", J. Multivariate Analysis 88(2). Computed by ``sklearn.covariance.ledoit_wolf``.
+    """
+    r = np.asarray(returns, dtype=float)
+    if r.shape[1] == 1:
+        return np.array([[np.var(r[:, 0]) * DAYS_PER_YEAR]])
+    cov, _ = ledoit_wolf(r)
+    return cov * DAYS_PER_YEAR
+
+
+def cholesky_factor(cov: np.ndarray, rel_tol: float = 1e-10) -> np.ndarray:
+    """Lower-triangular ``L`` with ``Σ = L Lᵀ``; raises :class:`SingularCovariance`.
+
+    Σ counts as singular when its smallest eigenvalue is below ``rel_tol`` times its largest (or
+    any variance is zero), because the solvers' accuracy is meaningless there.
+    """
+    cov = np.asarray(cov, dtype=float)
+    if not np.all(np.isfinite(cov)):
+        raise SingularCovariance("covariance has non-finite entries")
+    if np.any(np.diag(cov) <= 0):
+        raise SingularCovariance("a pod has zero variance")
+    eig = np.linalg.eigvalsh((cov + cov.T) / 2)
+    if eig[0] <= rel_tol * eig[-1]:
+        raise SingularCovariance(f"smallest eigenvalue {eig[0]:.3g} ≤ {rel_tol:g} × largest")
+    try:
+        return np.linalg.cholesky((cov + cov.T) / 2)
+    except np.linalg.LinAlgError as exc:
+        raise SingularCovariance(str(exc)) from None
+
+
+def risk_contributions(weights: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """Percentage risk contributions ``PRC_i = w_i (Σw)_i / wᵀΣw`` (sum to 1).
+
+    >>> risk_contributions(np.array([0.5, 0.5]), np.eye(2)).tolist()
+    [0.5, 0.5]
+    """
+    w = np.asarray(weights, dtype=float)
+    sw = cov @ w
+    total = float(w @ sw)
+    if total <= 0:
+        return np.zeros_like(w)
+    return w * sw / total
+
+
+def effective_n(prc: np.ndarray) -> float:
+    """Effective number of strategies ``1 / Σ PRC_i²`` (0 when nothing is at risk)."""
+    s = float(np.sum(np.asarray(prc) ** 2))
+    return 1.0 / s if s > 0 else 0.0

@@ -1,0 +1,122 @@
+"""The two cvxpy problems, written with Parameters (DPP) and solved with Clarabel.
+
+Each is compiled once per number/set of pods and re-solved with new parameter values
+(STYLE rule 6; cvxpy DPP tutorial). Σ enters through its Cholesky factor ``L`` as
+``sum_squares(Lᵀw)``, never ``quad_form(w, Σ)`` with Σ a parameter (that is not DPP).
+
+ERC (Spinu 2013, "An algorithm for computing risk parity weights", SSRN 2297383)::
+
+    minimise ½‖Lᵀx‖² − Σ_i b_i log x_i      (x > 0; then w = x / Σx)
+
+At the optimum ``x_i (Σx)_i = b_i``, so every risk contribution equals its budget.
+
+Kelly (growth-optimal under a quadratic approximation, fractional by the caller)::
+
+    maximise μᵀw − ½‖Lᵀw‖²   s.t.  w ≥ 0,  Σw ≤ budget,  ‖Lᵀw‖ ≤ max_volatility
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import cvxpy as cp
+import numpy as np
+
+# Tight tolerances: risk contributions must match budgets to 1e-5 (tested).
+SOLVER_OPTS = {
+    "tol_gap_abs": 1e-10,
+    "tol_gap_rel": 1e-10,
+    "tol_feas": 1e-10,
+    "tol_ktratio": 1e-8,
+    "max_iter": 500,
+}
+
+
+class SolveError(RuntimeError):
+    """The solver did not reach an optimal solution."""
+
+
+def _solve(problem: cp.Problem, name: str) -> None:
+    """Solve with Clarabel; an inaccurate status is accepted here and checked by the caller."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+        try:
+            problem.solve(solver=cp.CLARABEL, **SOLVER_OPTS)
+        except cp.error.SolverError as exc:
+            raise SolveError(f"{name} solver error: {exc}") from None
+
+
+class ErcProblem:
+    """ERC for ``n`` assets; call :meth:`solve` with a Cholesky factor and budgets."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.L = cp.Parameter((n, n), name="L")
+        self.b = cp.Parameter(n, nonneg=True, name="budgets")
+        self.x = cp.Variable(n, pos=True, name="x")
+        objective = 0.5 * cp.sum_squares(self.L.T @ self.x) - self.b @ cp.log(self.x)
+        self.problem = cp.Problem(cp.Minimize(objective))
+
+    def solve(self, chol: np.ndarray, budgets: np.ndarray) -> np.ndarray:
+        self.L.value = chol
+        self.b.value = budgets
+        _solve(self.problem, "ERC")
+        if self.problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or self.x.value is None:
+            raise SolveError(f"ERC status {self.problem.status}")
+        x = np.maximum(np.asarray(self.x.value, dtype=float), 0.0)
+        if not np.all(np.isfinite(x)) or x.sum() <= 0:
+            raise SolveError("ERC returned a degenerate solution")
+        w = x / x.sum()
+        sigma = chol @ chol.T
+        rc = w * (sigma @ w) / float(w @ sigma @ w)
+        gap = float(np.max(np.abs(rc - budgets / budgets.sum())))
+        if gap > 1e-5:  # the contract: risk contributions equal budgets to 1e-5
+            raise SolveError(f"ERC inaccurate: risk contributions off budget by {gap:.2e}")
+        return w
+
+
+class KellyProblem:
+    """Constrained Kelly for ``n`` assets; :meth:`solve` takes μ, L, budget and max volatility."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.mu = cp.Parameter(n, name="mu")
+        self.L = cp.Parameter((n, n), name="L")
+        self.budget = cp.Parameter(nonneg=True, name="budget")
+        self.max_vol = cp.Parameter(nonneg=True, name="max_volatility")
+        self.w = cp.Variable(n, name="w")
+        risk = self.L.T @ self.w
+        objective = self.mu @ self.w - 0.5 * cp.sum_squares(risk)
+        constraints = [self.w >= 0, cp.sum(self.w) <= self.budget, cp.norm(risk, 2) <= self.max_vol]
+        self.problem = cp.Problem(cp.Maximize(objective), constraints)
+
+    def solve(self, mu: np.ndarray, chol: np.ndarray, budget: float, max_vol: float) -> np.ndarray:
+        self.mu.value = mu
+        self.L.value = chol
+        self.budget.value = budget
+        self.max_vol.value = max_vol
+        _solve(self.problem, "Kelly")
+        if self.problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or self.w.value is None:
+            raise SolveError(f"Kelly status {self.problem.status}")
+        return np.clip(np.asarray(self.w.value, dtype=float), 0.0, None)
+
+
+class ProblemCache:
+    """Compiled problems keyed by the set of pods they serve; rebuilt only when the set changes."""
+
+    def __init__(self) -> None:
+        self._erc: dict[tuple, ErcProblem] = {}
+        self._kelly: dict[tuple, KellyProblem] = {}
+        self.builds = 0
+
+    def erc(self, key: tuple) -> ErcProblem:
+        if key not in self._erc:
+            self._erc[key] = ErcProblem(len(key))
+            self.builds += 1
+        return self._erc[key]
+
+    def kelly(self, key: tuple) -> KellyProblem:
+        if key not in self._kelly:
+            self._kelly[key] = KellyProblem(len(key))
+            self.builds += 1
+        return self._kelly[key]

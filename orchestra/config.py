@@ -1,0 +1,494 @@
+"""The YAML configuration (SPEC §4) as frozen pydantic models.
+
+Every model is frozen and forbids unknown keys; every field is documented (``docs/config.md`` is the
+reference). :func:`load_config` is the public entry: it reads YAML, validates, resolves a relative
+``data.path`` against the config file's folder, and raises :class:`ConfigError` with one readable
+message per problem (file, field path such as ``pods[1].risk.max_leverage``, the bad value, what is
+allowed). The CLI prints those messages and exits with code 2.
+
+``Config.config_hash`` is a SHA-256 of the canonical JSON of the validated model (defaults filled
+in), so two files that mean the same thing hash the same.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from orchestra.strategies.registry import StrategyNotFound, StrategyParams, get_strategy
+from orchestra.timeframes import TimeframeError, timeframe_ms
+
+SYMBOL_PATTERN = r"^[A-Z0-9]+/[A-Z0-9]+(:[A-Z0-9]+)?$"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+def _check_timeframe(value: str) -> str:
+    try:
+        timeframe_ms(value)
+    except TimeframeError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------
+
+
+class DataConfig(_Frozen):
+    """Where bars come from (SPEC §5)."""
+
+    source: Literal["synthetic", "files", "ccxt"] = Field(
+        "synthetic", description="synthetic (embedded generator) | files (a folder) | ccxt"
+    )
+    timeframe: str = Field(
+        "1d",
+        description="Timeframe of the bars to load; every pod timeframe is a whole multiple of it.",
+    )
+    path: Path | None = Field(
+        None,
+        description="files: folder with one file per symbol (BTC-USDT_1d.parquet or .csv); "
+        "relative paths resolve against the config file's folder.",
+    )
+    exchange: str = Field("binance", description="ccxt: exchange id")
+    market: Literal["spot", "swap"] = Field("spot", description="ccxt: spot or perpetual swap")
+    cache: Path = Field(
+        Path("~/.cache/orchestra"), description="ccxt: parquet cache folder (only the tail is fetched)"
+    )
+    seed: int = Field(7, description="synthetic: random seed (the data is deterministic per seed)")
+    gaps: Literal["error", "ffill"] | None = Field(
+        None,
+        description="Policy for missing bars: error, or ffill (flat bar at the previous close, "
+        "volume 0, with a warning). Default: error for files and synthetic, ffill for ccxt.",
+    )
+
+    @field_validator("timeframe")
+    @classmethod
+    def _tf(cls, v: str) -> str:
+        return _check_timeframe(v)
+
+    @field_validator("path")
+    @classmethod
+    def _resolve_path(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        if v is None:
+            return None
+        v = Path(v).expanduser()
+        base = (info.context or {}).get("base_dir")
+        if not v.is_absolute() and base is not None:
+            v = (Path(base) / v).resolve()
+        return v
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> DataConfig:
+        if self.source == "files" and self.path is None:
+            raise ValueError("source 'files' needs 'path' (a folder of BTC-USDT_1d.parquet files)")
+        return self
+
+    @property
+    def gap_policy(self) -> str:
+        """The effective gap policy (``gaps`` or the source's default)."""
+        if self.gaps is not None:
+            return self.gaps
+        return "ffill" if self.source == "ccxt" else "error"
+
+
+# ---------------------------------------------------------------------------------------------
+# orchestrator
+# ---------------------------------------------------------------------------------------------
+
+
+class RebalanceConfig(_Frozen):
+    """When the allocator recomputes fractions (SPEC §7.3)."""
+
+    trigger: Literal["calendar", "threshold", "hybrid"] = Field(
+        "hybrid", description="calendar: every calendar_days; threshold: PRC drift; hybrid: either"
+    )
+    calendar_days: int = Field(7, ge=1, description="Days between calendar rebalances")
+    drift_threshold: float = Field(
+        0.10, gt=0, le=1, description="max |PRC_i - budget_i| that triggers a threshold rebalance"
+    )
+
+
+class PortfolioRiskConfig(_Frozen):
+    """Portfolio-level risk limits (SPEC §10)."""
+
+    max_portfolio_volatility: float = Field(
+        0.20, gt=0, description="Annualised ex-ante volatility cap on the sum of fractions"
+    )
+    max_portfolio_drawdown: float = Field(0.15, gt=0, lt=1, description="Drawdown alert level")
+    drawdown_action: Literal["alert", "derisk", "flatten"] = Field(
+        "alert", description="What to do beyond max_portfolio_drawdown"
+    )
+    max_gross_leverage: float = Field(3.0, gt=0, description="Σ_s |n[s]| cap at every bar")
+    max_single_pod_risk_pct: float = Field(
+        0.40, gt=0, le=1, description="Alert when one pod's PRC exceeds this"
+    )
+    daily_loss_limit: float = Field(
+        0.03, gt=0, lt=1, description="Circuit breaker: loss from the UTC day's opening equity"
+    )
+
+
+class GraduationConfig(_Frozen):
+    """Criteria for incubation → production (SPEC §8.1)."""
+
+    min_live_days: int = Field(90, ge=0, description="Days since the pod started")
+    min_sharpe: float = Field(1.0, description="Annualised Sharpe of daily returns")
+    max_drawdown: float = Field(0.15, gt=0, le=1, description="Max drawdown so far")
+    min_trade_count: int = Field(30, ge=0, description="Fills on the pod's book")
+    min_calmar: float = Field(0.8, description="CAGR / max drawdown")
+    max_backtest_live_gap: float = Field(
+        0.30, ge=0, description="Live only: |live Sharpe - backtest Sharpe| / |backtest Sharpe|"
+    )
+    max_portfolio_correlation: float = Field(
+        0.50, ge=-1, le=1, description="Correlation of the pod with the rest of the portfolio"
+    )
+
+
+class RetirementConfig(_Frozen):
+    """Warning, probation and retirement rules (SPEC §8.1)."""
+
+    max_drawdown_breach: float = Field(0.25, gt=0, le=1, description="Hard stop drawdown")
+    consecutive_loss_months: int = Field(6, ge=1, description="Hard stop: losing months in a row")
+    rolling_sharpe_floor: float = Field(0.3, description="Warning below this rolling Sharpe")
+    rolling_sharpe_window: int = Field(180, ge=2, description="Days in the rolling Sharpe")
+    probation_days: int = Field(30, ge=1, description="Days in probation before retirement")
+    warning_days: int = Field(30, ge=1, description="Days in warning before probation")
+
+
+class DegradationConfig(_Frozen):
+    """Page-Hinkley on standardised daily pod returns (SPEC §8.2)."""
+
+    delta: float = Field(0.005, ge=0, description="Tolerated drift per observation")
+    lambda_: float = Field(50.0, gt=0, description="Alarm threshold on m_t - M_t")
+    alpha: float = Field(0.9999, gt=0, le=1, description="Forgetting factor of m_t")
+    min_instances: int = Field(30, ge=1, description="Values seen before an alarm may fire")
+
+
+class CorrelationConfig(_Frozen):
+    """Pod correlation monitoring (SPEC §10)."""
+
+    lookback: int = Field(90, ge=2, description="Days of pod returns")
+    stress_threshold: float = Field(0.70, ge=-1, le=1, description="Alert above this average")
+
+
+class OrchestratorConfig(_Frozen):
+    """Capital allocation, lifecycle and portfolio risk (SPEC §4, §7, §8, §10)."""
+
+    allocation_method: Literal[
+        "equal_weight", "inverse_volatility", "risk_parity", "adaptive_kelly"
+    ] = Field("risk_parity", description="How fractions are set at each rebalance")
+    kelly_fraction: float = Field(0.25, ge=0, le=1, description="Max blend weight of Kelly")
+    kelly_confidence_ramp: int = Field(180, ge=1, description="Days to reach the full blend")
+    allocation_lookback: int = Field(90, ge=2, description="Days of pod returns for moments")
+    min_history: int = Field(
+        30, ge=2, description="Fewer days than this → inverse volatility fallback"
+    )
+    rebalance: RebalanceConfig = Field(default_factory=RebalanceConfig)  # type: ignore[arg-type]
+    risk: PortfolioRiskConfig = Field(default_factory=PortfolioRiskConfig)  # type: ignore[arg-type]
+    graduation: GraduationConfig = Field(default_factory=GraduationConfig)  # type: ignore[arg-type]
+    retirement: RetirementConfig = Field(default_factory=RetirementConfig)  # type: ignore[arg-type]
+    degradation: DegradationConfig = Field(default_factory=DegradationConfig)  # type: ignore[arg-type]
+    correlation: CorrelationConfig = Field(default_factory=CorrelationConfig)  # type: ignore[arg-type]
+    max_pods: int = Field(10, ge=1, description="Upper bound on the number of pods")
+
+
+# ---------------------------------------------------------------------------------------------
+# pods
+# ---------------------------------------------------------------------------------------------
+
+
+class PodRiskConfig(_Frozen):
+    """One pod's own risk rules (SPEC §9.2) and drawdown limits (SPEC §8.1)."""
+
+    max_drawdown: float = Field(0.15, gt=0, le=1, description="warning → probation above this")
+    drawdown_warning: float = Field(0.10, gt=0, le=1, description="production → warning above")
+    max_leverage: float = Field(2.0, gt=0, description="Σ_s |w[p,s]| cap")
+    system_stop_loss: float | None = Field(
+        0.10, gt=0, lt=1, description="Close when loss from entry exceeds this; null disables"
+    )
+    use_trailing_stop: bool = Field(True, description="ATR(14) trailing stop")
+    trailing_stop_atr_multiplier: float = Field(3.0, gt=0, description="m in close < high - m·ATR")
+    rebalance_threshold: float = Field(
+        0.05, ge=0, description="Trade a symbol only if |w_target - w_current| exceeds this"
+    )
+
+    @model_validator(mode="after")
+    def _dd_order(self) -> PodRiskConfig:
+        if self.drawdown_warning > self.max_drawdown:
+            raise ValueError(
+                f"drawdown_warning ({self.drawdown_warning}) must be ≤ max_drawdown "
+                f"({self.max_drawdown})"
+            )
+        return self
+
+
+class SubStrategyConfig(_Frozen):
+    """One component of an ``ensemble`` pod."""
+
+    name: str = Field(description="Registered strategy name or package.module:function")
+    params: dict[str, Any] = Field(default_factory=dict, description="Its parameters")
+
+    @model_validator(mode="after")
+    def _check(self) -> SubStrategyConfig:
+        _validate_strategy_params(self.name, self.params)
+        return self
+
+
+def _validate_strategy_params(name: str, params: dict[str, Any]) -> StrategyParams:
+    try:
+        spec = get_strategy(name)
+    except StrategyNotFound as exc:
+        raise ValueError(str(exc)) from None
+    try:
+        return spec.parse_params(params)
+    except ValidationError as exc:
+        allowed = ", ".join(spec.params_model.model_fields) or "(none)"
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "params"
+            if err["type"] == "extra_forbidden":
+                problems.append(f"params.{where}: unknown parameter of {name!r} (allowed: {allowed})")
+            else:
+                problems.append(f"params.{where}: {err['msg']} (got {err.get('input')!r})")
+        raise ValueError("; ".join(problems)) from None
+
+
+class PodConfig(_Frozen):
+    """One pod: a strategy instance with its symbols, capital slice and risk rules."""
+
+    pod_id: str = Field(min_length=1, description="Unique name of the pod")
+    strategy: str = Field(description="Registry name, or package.module:function")
+    params: dict[str, Any] = Field(default_factory=dict, description="Strategy parameters")
+    sub_strategies: list[SubStrategyConfig] = Field(
+        default_factory=list, description="ensemble only: the strategies it combines"
+    )
+    symbols: list[str] = Field(min_length=1, description="BASE/QUOTE symbols the pod trades")
+    timeframe: str = Field("1D", description="Signal timeframe: a whole multiple of data.timeframe")
+    start: dt.date | None = Field(None, description="Date the pod joins (incubates from there)")
+    initial_fraction: float = Field(0.10, ge=0, le=1, description="Starting capital slice")
+    max_fraction: float = Field(0.40, ge=0, le=1, description="Upper bound of its slice")
+    min_fraction: float = Field(0.05, ge=0, le=1, description="Lower bound (and probation slice)")
+    initial_state: Literal["incubation", "production"] = Field(
+        "incubation", description="production for a pod with a known track record"
+    )
+    risk: PodRiskConfig = Field(default_factory=PodRiskConfig)  # type: ignore[arg-type]
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, v: list[str]) -> list[str]:
+        import re
+
+        bad = [s for s in v if not re.match(SYMBOL_PATTERN, s)]
+        if bad:
+            raise ValueError(f"symbols must look like BASE/QUOTE (e.g. BTC/USDT); got {bad}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicate symbols in {v}")
+        return v
+
+    @field_validator("timeframe")
+    @classmethod
+    def _tf(cls, v: str) -> str:
+        return _check_timeframe(v)
+
+    @model_validator(mode="after")
+    def _check(self) -> PodConfig:
+        if not (self.min_fraction <= self.initial_fraction <= self.max_fraction):
+            raise ValueError(
+                "fractions must satisfy 0 ≤ min_fraction ≤ initial_fraction ≤ max_fraction ≤ 1; "
+                f"got min={self.min_fraction}, initial={self.initial_fraction}, "
+                f"max={self.max_fraction}"
+            )
+        _validate_strategy_params(self.strategy, self.params)
+        if self.strategy == "ensemble" and not self.sub_strategies:
+            raise ValueError("strategy 'ensemble' needs a non-empty 'sub_strategies' list")
+        if self.strategy != "ensemble" and self.sub_strategies:
+            raise ValueError("'sub_strategies' is only allowed with strategy 'ensemble'")
+        return self
+
+    def strategy_params(self) -> StrategyParams:
+        """The validated params model of the pod's strategy."""
+        return get_strategy(self.strategy).parse_params(self.params)
+
+
+# ---------------------------------------------------------------------------------------------
+# backtest and portfolio
+# ---------------------------------------------------------------------------------------------
+
+
+class BacktestConfig(_Frozen):
+    """The simulated period and execution model."""
+
+    start: dt.date = Field(dt.date(2024, 1, 1), description="First bar traded (UTC date)")
+    end: dt.date = Field(dt.date(2025, 12, 31), description="Last day traded, inclusive")
+    capital: float = Field(100_000.0, gt=0, description="Starting equity in quote currency")
+    execution: Literal["next_open", "close"] = Field(
+        "next_open", description="next_open: fill at bar t+1's open; close: at t's close (optimistic)"
+    )
+    warmup_days: int | Literal["auto"] = Field(
+        "auto", description="Days before start used only to warm signals up; auto from strategies"
+    )
+
+    @field_validator("warmup_days")
+    @classmethod
+    def _warm(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 0:
+            raise ValueError("warmup_days must be ≥ 0 or 'auto'")
+        return v
+
+    @model_validator(mode="after")
+    def _dates(self) -> BacktestConfig:
+        if self.start >= self.end:
+            raise ValueError(f"start ({self.start}) must be before end ({self.end})")
+        return self
+
+
+class PortfolioConfig(_Frozen):
+    """Trading costs (SPEC §9.4)."""
+
+    cost_bps: float = Field(4.0, ge=0, description="Fee on traded notional, basis points")
+    slippage_bps: float = Field(0.0, ge=0, description="Execution price moved against the trade")
+    funding: bool = Field(False, description="Charge perpetual funding (needs a funding series)")
+
+
+class Config(_Frozen):
+    """The whole configuration file."""
+
+    data: DataConfig = Field(default_factory=DataConfig)  # type: ignore[arg-type]
+    orchestrator: OrchestratorConfig = Field(default_factory=OrchestratorConfig)  # type: ignore[arg-type]
+    pods: list[PodConfig] = Field(min_length=1, description="The pods")
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)  # type: ignore[arg-type]
+    portfolio: PortfolioConfig = Field(default_factory=PortfolioConfig)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        ids = [p.pod_id for p in self.pods]
+        dups = sorted({i for i in ids if ids.count(i) > 1})
+        if dups:
+            raise ValueError(f"duplicate pod_id {dups}: every pod_id must be unique")
+        if len(self.pods) > self.orchestrator.max_pods:
+            raise ValueError(
+                f"{len(self.pods)} pods exceed orchestrator.max_pods = {self.orchestrator.max_pods}"
+            )
+        total = sum(p.initial_fraction for p in self.pods)
+        if total > 1 + 1e-12:
+            raise ValueError(f"the pods' initial_fraction values sum to {total:.4g}; must be ≤ 1")
+        data_ms = timeframe_ms(self.data.timeframe)
+        for i, pod in enumerate(self.pods):
+            if timeframe_ms(pod.timeframe) % data_ms:
+                raise ValueError(
+                    f"pods[{i}].timeframe {pod.timeframe!r} is not a whole multiple of "
+                    f"data.timeframe {self.data.timeframe!r}"
+                )
+        if self.portfolio.funding and self.data.source == "synthetic":
+            raise ValueError(
+                "portfolio.funding: true needs funding rates; the synthetic source has none "
+                "(use source files with *_funding files, or set funding: false)"
+            )
+        return self
+
+    @cached_property
+    def config_hash(self) -> str:
+        """SHA-256 (hex) of the canonical JSON of the validated config."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    @property
+    def symbols(self) -> list[str]:
+        """All symbols any pod trades, in first-seen order."""
+        seen: dict[str, None] = {}
+        for pod in self.pods:
+            for s in pod.symbols:
+                seen.setdefault(s, None)
+        return list(seen)
+
+    @property
+    def clock_timeframe(self) -> str:
+        """The simulation clock: the finest pod timeframe (SPEC §5.3)."""
+        return min((p.timeframe for p in self.pods), key=timeframe_ms)
+
+
+# ---------------------------------------------------------------------------------------------
+# loading and readable errors
+# ---------------------------------------------------------------------------------------------
+
+
+class ConfigError(ValueError):
+    """A user error in a config file: one readable message per problem."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+def _loc_to_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def format_validation_error(exc: ValidationError) -> list[str]:
+    """One line per pydantic error: ``field.path: message (got value)``."""
+    problems = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+        path = _loc_to_path(loc)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            problems.append(f"{path}: unknown key (not in the schema; check the spelling)")
+            continue
+        if err["type"] == "missing":
+            problems.append(f"{path}: required field is missing")
+            continue
+        value = err.get("input")
+        shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
+        problems.append(f"{path}: {msg}{shown}")
+    return problems
+
+
+def parse_config(raw: Any, source: str = "<config>", base_dir: Path | None = None) -> Config:
+    """Validate a mapping (parsed YAML) into a :class:`Config`; raises :class:`ConfigError`."""
+    if not isinstance(raw, dict):
+        raise ConfigError(source, ["the file must be a YAML mapping with at least 'pods'"])
+    try:
+        return Config.model_validate(raw, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        raise ConfigError(source, format_validation_error(exc)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file.
+
+    A relative ``data.path`` resolves against the config file's folder. Raises
+    :class:`ConfigError` for a missing file, bad YAML or invalid fields.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(str(path), ["file not found"])
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
+    return parse_config(raw, str(path), base_dir=path.resolve().parent)

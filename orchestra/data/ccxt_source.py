@@ -1,0 +1,154 @@
+"""The ``ccxt`` source: paginated download, rate limits, retries, and a parquet cache.
+
+* Pagination: ``fetch_ohlcv(symbol, timeframe, since, limit)`` from ``since`` forward, each page
+  starting one bar after the last one received, until a page brings nothing new or ``until`` is
+  reached.
+* Rate limits: the exchange is created with ``enableRateLimit=True`` (ccxt's own throttle).
+* Retries: ccxt ``NetworkError`` (timeouts, ``RateLimitExceeded``, ``DDoSProtection``,
+  ``ExchangeNotAvailable``) are retried with exponential backoff; other errors propagate.
+* Cache: ``<cache>/<exchange>/<market>/<BASE-QUOTE>_<tf>.parquet``. A second run reads the cache
+  and only fetches the missing tail (from one bar after the last cached bar).
+* A bar still open at download time (``open_time + tf > now``) is dropped: it is not final.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from orchestra.data.files import symbol_to_stem
+from orchestra.data.schema import BAR_COLUMNS, BAR_SCHEMA
+from orchestra.timeframes import file_suffix, timeframe_ms
+
+Progress = Callable[[str, int], None]
+
+
+def make_exchange(exchange_id: str, market: str = "spot", **options: Any) -> Any:
+    """A ccxt exchange instance with the rate limiter on (no API keys: public data only)."""
+    import ccxt
+
+    cls = getattr(ccxt, exchange_id, None)
+    if cls is None:
+        raise ValueError(f"unknown ccxt exchange {exchange_id!r}")
+    return cls(
+        {"enableRateLimit": True, "options": {"defaultType": market, **options.pop("options", {})}, **options}
+    )
+
+
+def fetch_with_retry(
+    call: Callable[[], Any], retries: int = 5, backoff: float = 1.0, sleep: Callable[[float], None] = time.sleep
+) -> Any:
+    """Run ``call``; on a ccxt ``NetworkError`` wait ``backoff·2^k`` seconds and try again."""
+    import ccxt
+
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except ccxt.NetworkError:
+            if attempt == retries:
+                raise
+            sleep(backoff * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def download(
+    exchange: Any,
+    symbol: str,
+    timeframe: str,
+    since_ms: int,
+    until_ms: int | None = None,
+    limit: int = 1000,
+    retries: int = 5,
+    backoff: float = 1.0,
+    progress: Progress | None = None,
+) -> pl.DataFrame:
+    """Download closed bars of ``symbol`` from ``since_ms`` (inclusive) to ``until_ms`` (exclusive)."""
+    step = timeframe_ms(timeframe)
+    now = int(time.time() * 1000)
+    stop = min(until_ms if until_ms is not None else now, now)
+    rows: list[list[float]] = []
+    cursor = since_ms
+    tf = file_suffix(timeframe)
+    while cursor < stop:
+        page = fetch_with_retry(
+            lambda c=cursor: exchange.fetch_ohlcv(symbol, tf, since=c, limit=limit),
+            retries,
+            backoff,
+        )
+        page = [r for r in page if r[0] >= cursor and r[0] < stop]
+        if not page:
+            break
+        rows.extend(page)
+        cursor = int(page[-1][0]) + step
+        if progress is not None:
+            progress(symbol, len(page))
+    rows = [r for r in rows if r[0] + step <= now]  # drop a bar that has not closed yet
+    frame = pl.DataFrame(
+        [r[:6] for r in rows],
+        schema=["timestamp", "open", "high", "low", "close", "volume"],
+        orient="row",
+    )
+    return (
+        frame.with_columns(
+            pl.col("timestamp").cast(pl.Int64).cast(pl.Datetime("ms", "UTC")),
+            pl.lit(symbol).alias("symbol"),
+            *[pl.col(c).cast(pl.Float64) for c in ("open", "high", "low", "close", "volume")],
+        )
+        .select(BAR_COLUMNS)
+        .unique("timestamp", keep="last")
+        .sort("timestamp")
+    )
+
+
+def cache_file(cache: Path, exchange_id: str, market: str, symbol: str, timeframe: str) -> Path:
+    return (
+        Path(cache).expanduser()
+        / exchange_id
+        / market
+        / f"{symbol_to_stem(symbol)}_{file_suffix(timeframe)}.parquet"
+    )
+
+
+def fetch_cached(
+    exchange: Any,
+    symbol: str,
+    timeframe: str,
+    since_ms: int,
+    cache: Path,
+    until_ms: int | None = None,
+    market: str = "spot",
+    progress: Progress | None = None,
+    **kw: Any,
+) -> pl.DataFrame:
+    """Bars from the parquet cache, fetching only what is missing after its last bar.
+
+    Bars before the cache's first bar are fetched too when ``since_ms`` is earlier. The cache
+    file is replaced atomically (write to a temp file, then rename).
+    """
+    path = cache_file(cache, exchange.id, market, symbol, timeframe)
+    step = timeframe_ms(timeframe)
+    empty = pl.DataFrame(schema=BAR_SCHEMA)
+    cached = pl.read_parquet(path) if path.is_file() else empty
+    parts = [cached]
+    if cached.height:
+        first = cached["timestamp"].dt.epoch("ms").min()
+        last = cached["timestamp"].dt.epoch("ms").max()
+        if since_ms < first:  # type: ignore[operator]
+            parts.append(download(exchange, symbol, timeframe, since_ms, first, progress=progress, **kw))  # type: ignore[arg-type]
+        parts.append(download(exchange, symbol, timeframe, last + step, until_ms, progress=progress, **kw))  # type: ignore[operator]
+    else:
+        parts.append(download(exchange, symbol, timeframe, since_ms, until_ms, progress=progress, **kw))
+    merged = pl.concat(parts).unique("timestamp", keep="last").sort("timestamp")
+    if merged.height > cached.height:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        merged.write_parquet(tmp)
+        tmp.replace(path)
+    out = merged.filter(pl.col("timestamp").dt.epoch("ms") >= since_ms)
+    if until_ms is not None:
+        out = out.filter(pl.col("timestamp").dt.epoch("ms") < until_ms)
+    return out

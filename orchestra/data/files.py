@@ -1,0 +1,71 @@
+"""The ``files`` source: one parquet or csv file per symbol and timeframe.
+
+Files are named ``<BASE>-<QUOTE>_<tf>.parquet`` (or ``.csv``), e.g. ``BTC-USDT_1d.parquet``, with
+columns ``timestamp, open, high, low, close, volume`` (a ``symbol`` column is optional and ignored:
+the file name says which symbol it is). Timestamps may be in any unit; they are read as UTC.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from orchestra.data.schema import DataError, coerce_bars, validate_bars
+from orchestra.timeframes import file_suffix
+
+
+def symbol_to_stem(symbol: str) -> str:
+    """``BTC/USDT`` → ``BTC-USDT`` (``BTC/USDT:USDT`` → ``BTC-USDT-USDT``)."""
+    return symbol.replace("/", "-").replace(":", "-")
+
+
+def symbol_file(path: Path, symbol: str, timeframe: str) -> Path | None:
+    """The file for ``symbol`` at ``timeframe`` in ``path``, or None."""
+    stem = symbol_to_stem(symbol)
+    for tf in dict.fromkeys([file_suffix(timeframe), timeframe, timeframe.lower()]):
+        for ext in (".parquet", ".csv"):
+            candidate = path / f"{stem}_{tf}{ext}"
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def read_symbol_file(file: Path, symbol: str) -> pl.DataFrame:
+    """Read one file into bar columns (not yet validated)."""
+    try:
+        raw = pl.read_parquet(file) if file.suffix == ".parquet" else pl.read_csv(file)
+    except Exception as exc:
+        raise DataError([f"cannot read {file.name}: {exc}"], str(file)) from None
+    raw = raw.with_columns(pl.lit(symbol).alias("symbol"))
+    return coerce_bars(raw, str(file))
+
+
+def read_files(
+    path: str | Path, symbols: list[str], timeframe: str, gaps: str = "error"
+) -> pl.DataFrame:
+    """Load and validate the bars of ``symbols`` from a folder.
+
+    Returns the bar frame of SPEC §5.1 sorted by symbol and timestamp. Raises
+    :class:`~orchestra.data.schema.DataError` naming the file and problem (a missing file lists
+    what the folder holds).
+    """
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise DataError([f"data folder {folder} does not exist"])
+    frames = []
+    for sym in symbols:
+        file = symbol_file(folder, sym, timeframe)
+        if file is None:
+            have = sorted(p.name for p in folder.iterdir() if p.suffix in (".parquet", ".csv"))
+            raise DataError(
+                [
+                    f"no file for {sym} at timeframe {timeframe}: expected "
+                    f"{symbol_to_stem(sym)}_{file_suffix(timeframe)}.parquet (or .csv); "
+                    f"the folder has: {', '.join(have[:12]) or 'no data files'}"
+                ],
+                str(folder),
+            )
+        bars, _ = validate_bars(read_symbol_file(file, sym), timeframe, gaps, where=str(file))
+        frames.append(bars)
+    return pl.concat(frames).sort("symbol", "timestamp")

@@ -1,0 +1,47 @@
+"""The engine: build inputs, run the drivers, assemble the result.
+
+:func:`run_backtest` is the public entry (SPEC §11.1).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from orchestra.config import Config, load_config
+from orchestra.engine.build import Prepared, prepare
+from orchestra.engine.core import Engine
+
+__all__ = ["Engine", "Prepared", "prepare", "run_backtest"]
+
+
+def run_backtest(
+    config: Config | str | Path,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    progress: Callable[[int, int], None] | None = None,
+):  # noqa: ANN201  (-> OrchestratedResult; imported lazily)
+    """Run an orchestrated backtest of ``config`` (a :class:`Config` or a YAML path).
+
+    ``start``/``end`` override ``backtest.start``/``end``. ``progress(done, total)`` is called
+    between segments. Returns an :class:`~orchestra.results.result.OrchestratedResult`.
+    """
+    from orchestra.results.result import build_result
+
+    cfg = config if isinstance(config, Config) else load_config(config)
+    if start is not None or end is not None:
+        bt = cfg.backtest.model_copy(update={k: v for k, v in (("start", start), ("end", end)) if v})
+        cfg = cfg.model_copy(update={"backtest": type(bt).model_validate(bt.model_dump())})
+    prepared = prepare(cfg)
+    timings = dict(prepared.timings)
+    engine = Engine(prepared)
+    t = time.perf_counter()
+    total = engine.n_bars
+    engine.run(None if progress is None else (lambda done: progress(done, total)))
+    timings["kernels+allocation"] = time.perf_counter() - t
+    t = time.perf_counter()
+    result = build_result(engine, cfg, timings)
+    timings["results"] = time.perf_counter() - t
+    return result

@@ -1,0 +1,196 @@
+"""From a config and its bars to the kernels' :class:`~orchestra.kernels.state.Inputs`.
+
+Stages (timed separately by the benchmark): align bars on the clock, compute every pod's weights
+(whole history, polars), compute ATR, lay the pods' weights into the slot matrix, lag them by one
+bar for ``next_open``, and cut the warm-up off.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from orchestra.config import Config
+from orchestra.data import LoadedData, Market, load_bars, resample, to_matrices
+from orchestra.engine.warmup import ATR_BARS
+from orchestra.kernels.state import (
+    CLOSE,
+    N_PARAMS,
+    NEXT_OPEN,
+    P_COST,
+    P_DAILY_LOSS,
+    P_EXEC_MODE,
+    P_MAX_GROSS,
+    P_SLIPPAGE,
+    Inputs,
+)
+from orchestra.strategies import pod_params, weights_on_clock
+from orchestra.timeframes import DAY_MS, epoch_ms, timeframe_ms
+
+
+@dataclass
+class Prepared:
+    """Everything a driver needs: kernel inputs plus the labels to build result frames."""
+
+    config: Config
+    inputs: Inputs
+    market: Market  # the simulated window only
+    pod_ids: list[str]
+    slot_labels: list[tuple[str, str]]  # (pod_id, symbol) per slot
+    pod_join_bar: np.ndarray  # (P,) first simulated bar of each pod
+    data_label: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def atr_matrix(market: Market, window: int = ATR_BARS) -> np.ndarray:
+    """Wilder's ATR(window) per symbol, ``(T, S)``; NaN until ``window`` true ranges exist.
+
+    ``TR_t = max(h_t − l_t, |h_t − c_{t−1}|, |l_t − c_{t−1}|)``, ``ATR = EMA(TR, α = 1/window)``.
+    """
+    prev_close = np.vstack([np.full((1, market.close.shape[1]), np.nan), market.close[:-1]])
+    tr = np.fmax(market.high - market.low, np.fmax(np.abs(market.high - prev_close), np.abs(market.low - prev_close)))
+    tr = np.where(market.tradable, tr, np.nan)
+    frame = pl.DataFrame(tr, schema=[str(i) for i in range(tr.shape[1])], orient="row")
+    atr = frame.select(
+        pl.all().ewm_mean(alpha=1.0 / window, adjust=False, min_samples=window, ignore_nulls=True)
+    ).to_numpy()
+    return np.where(np.isnan(market.close), np.nan, atr)
+
+
+def pod_weight_matrix(config: Config, bars: pl.DataFrame, market: Market, clock_tf: str) -> list[np.ndarray]:
+    """Each pod's weights on the clock, ``(T_all, n_pod_symbols)``; 0 where unknown."""
+    out = []
+    t0 = int(market.timestamps[0])
+    step = timeframe_ms(clock_tf)
+    for pod in config.pods:
+        pod_bars = bars.filter(pl.col("symbol").is_in(pod.symbols))
+        w = weights_on_clock(
+            pod.strategy, pod_bars, pod_params(pod), pod.timeframe, clock_tf, pod.risk.max_leverage
+        )
+        mat = np.zeros((market.n_bars, len(pod.symbols)))
+        for j, sym in enumerate(pod.symbols):
+            sub = w.filter(pl.col("symbol") == sym)
+            rows = ((sub["timestamp"].dt.epoch("ms").to_numpy() - t0) // step).astype(np.int64)
+            mat[rows, j] = sub["weight"].to_numpy()
+        out.append(mat)
+    return out
+
+
+def prepare(
+    config: Config,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    loaded: LoadedData | None = None,
+    timer=None,  # noqa: ANN001
+) -> Prepared:
+    """Load data, compute signals and build the kernel inputs for the simulated window."""
+    import time
+
+    timings: dict[str, float] = {}
+    clock_tf = config.clock_timeframe
+    start = start or config.backtest.start
+    end = end or config.backtest.end
+    t = time.perf_counter()
+    if loaded is None:
+        loaded = load_bars(config, start, end)
+    bars = loaded.bars
+    if timeframe_ms(clock_tf) != timeframe_ms(config.data.timeframe):
+        bars = resample(bars, clock_tf)
+    symbols = config.symbols
+    market = to_matrices(bars, symbols, clock_tf)
+    timings["data"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    pod_w = pod_weight_matrix(config, bars, market, clock_tf)
+    timings["signals"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    first = int(np.searchsorted(market.timestamps, epoch_ms(start)))
+    last = int(np.searchsorted(market.timestamps, epoch_ms(end) + DAY_MS))
+    if first >= last:
+        raise ValueError(f"no bars between {start} and {end} in {loaded.source_label}")
+    atr = atr_matrix(market)
+    sym_index = {s: i for i, s in enumerate(symbols)}
+    slot_pod, slot_sym, labels = [], [], []
+    pod_ptr = [0]
+    for p, pod in enumerate(config.pods):
+        for sym in pod.symbols:
+            slot_pod.append(p)
+            slot_sym.append(sym_index[sym])
+            labels.append((pod.pod_id, sym))
+        pod_ptr.append(len(slot_pod))
+    n_slots = len(slot_pod)
+    full_target = np.hstack(pod_w) if pod_w else np.zeros((market.n_bars, 0))
+    mode = NEXT_OPEN if config.backtest.execution == "next_open" else CLOSE
+    if mode == NEXT_OPEN:  # the weight decided at t-1's close executes at t's open
+        lagged = np.vstack([np.zeros((1, n_slots)), full_target[:-1]])
+    else:
+        lagged = full_target
+    target = np.ascontiguousarray(lagged[first:last])
+    # a pod trades only from its start date
+    join = np.zeros(len(config.pods), dtype=np.int64)
+    ts = market.timestamps[first:last]
+    for p, pod in enumerate(config.pods):
+        if pod.start is not None:
+            join[p] = int(np.searchsorted(ts, epoch_ms(pod.start)))
+            target[: join[p], pod_ptr[p] : pod_ptr[p + 1]] = 0.0
+    slot_sym_arr = np.asarray(slot_sym, dtype=np.int64)
+    order = np.argsort(slot_sym_arr, kind="stable")
+    sym_ptr = np.zeros(len(symbols) + 1, dtype=np.int64)
+    np.add.at(sym_ptr, slot_sym_arr + 1, 1)
+    sym_ptr = np.cumsum(sym_ptr)
+    params = np.zeros(N_PARAMS)
+    params[P_EXEC_MODE] = mode
+    params[P_COST] = config.portfolio.cost_bps / 1e4
+    params[P_SLIPPAGE] = config.portfolio.slippage_bps / 1e4
+    params[P_MAX_GROSS] = config.orchestrator.risk.max_gross_leverage
+    params[P_DAILY_LOSS] = config.orchestrator.risk.daily_loss_limit
+    step = timeframe_ms(clock_tf)
+    sl = np.array([np.nan if p.risk.system_stop_loss is None else p.risk.system_stop_loss for p in config.pods])
+    window = Market(
+        ts,
+        symbols,
+        market.open[first:last],
+        market.high[first:last],
+        market.low[first:last],
+        market.close[first:last],
+        market.volume[first:last],
+        market.tradable[first:last],
+        clock_tf,
+    )
+    inputs = Inputs(
+        timestamps=ts,
+        day_id=ts // DAY_MS,
+        day_end=((ts + step) // DAY_MS) > (ts // DAY_MS),
+        open=np.ascontiguousarray(window.open),
+        close=np.ascontiguousarray(window.close),
+        tradable=np.ascontiguousarray(window.tradable),
+        atr=np.ascontiguousarray(atr[first:last]),
+        target=target,
+        funding=np.zeros_like(window.close),
+        slot_pod=np.asarray(slot_pod, dtype=np.int64),
+        slot_sym=slot_sym_arr,
+        pod_ptr=np.asarray(pod_ptr, dtype=np.int64),
+        sym_ptr=sym_ptr.astype(np.int64),
+        sym_slots=order.astype(np.int64),
+        pod_max_leverage=np.array([p.risk.max_leverage for p in config.pods]),
+        pod_threshold=np.array([p.risk.rebalance_threshold for p in config.pods]),
+        pod_stop_loss=sl,
+        pod_trailing=np.array([p.risk.use_trailing_stop for p in config.pods]),
+        pod_trail_mult=np.array([p.risk.trailing_stop_atr_multiplier for p in config.pods]),
+        params=params,
+    )
+    timings["inputs"] = time.perf_counter() - t
+    return Prepared(
+        config=config,
+        inputs=inputs,
+        market=window,
+        pod_ids=[p.pod_id for p in config.pods],
+        slot_labels=labels,
+        pod_join_bar=join,
+        data_label=loaded.source_label,
+        timings=timings,
+    )

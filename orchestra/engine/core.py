@@ -1,0 +1,178 @@
+"""The two drivers around the one step kernel (STYLE rule 2).
+
+* :meth:`Engine.run` — the **backtest driver**: runs the step kernel over long segments inside
+  numba, stopping only at the day ends where something happens in Python (a rebalance check, a pod
+  joining).
+* :meth:`Engine.step` — the **bar driver**: advances the same State by one bar (the live loop uses
+  it) and calls the same day-end hook at the same bars.
+
+Both go through :meth:`Engine._advance` and :meth:`Engine._on_day_end`, so the float operations
+happen in the same order and the two are bit-identical (tested).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from orchestra.engine.build import Prepared
+from orchestra.kernels.state import (
+    INCUBATION,
+    PRODUCTION,
+    Outputs,
+    State,
+    new_outputs,
+    new_state,
+)
+from orchestra.kernels.step import run_segment_nb, transfer_nb
+
+FILL_CHUNK = 1 << 16
+
+
+class Engine:
+    """State, outputs and the drivers for one prepared run."""
+
+    def __init__(self, prepared: Prepared, fill_capacity: int | None = None):
+        from orchestra.allocation.allocator import Allocator
+
+        self.prepared = prepared
+        cfg = prepared.config
+        inp = prepared.inputs
+        self.inputs = inp
+        n_bars = inp.timestamps.shape[0]
+        n_pods = len(prepared.pod_ids)
+        n_slots = inp.slot_pod.shape[0]
+        capacity = fill_capacity or max(FILL_CHUNK, 4 * n_slots + 2)
+        self.state: State = new_state(n_pods, len(prepared.market.symbols), n_slots)
+        self.out: Outputs = new_outputs(n_bars, n_pods, max(capacity, 2 * n_slots + 1))
+        self._fill_chunks: list[dict[str, np.ndarray]] = []
+        capital = cfg.backtest.capital
+        st = self.state
+        for p, pod in enumerate(cfg.pods):
+            joined = prepared.pod_join_bar[p] == 0
+            frac = pod.initial_fraction if joined else 0.0
+            st.pod_fraction[p] = frac
+            st.pod_cash[p] = frac * capital
+            st.pod_day_start_equity[p] = frac * capital
+            st.pod_state[p] = PRODUCTION if pod.initial_state == "production" else INCUBATION
+        st.account_cash[0] = capital
+        st.unallocated[0] = capital - float(st.pod_fraction.sum()) * capital
+        st.last_equity[0] = capital
+        st.day_start_equity[0] = capital
+        st.equity_peak[0] = capital
+        self.day_end_bars = np.flatnonzero(inp.day_end)
+        self.allocator = Allocator(cfg, prepared.pod_ids)
+        # day ends at which a pod joins: the day end just before its join bar
+        self._joins: dict[int, list[int]] = {}
+        for p, jb in enumerate(prepared.pod_join_bar):
+            if jb > 0:
+                self._joins.setdefault(int(jb) - 1, []).append(p)
+        self.events = self._event_bars()
+        self._event_set = set(self.events.tolist())
+
+    # ---------------------------------------------------------------- schedule
+    def _event_bars(self) -> np.ndarray:
+        checks = [
+            int(t) for d, t in enumerate(self.day_end_bars) if self.allocator.is_check_day(d)
+        ]
+        return np.array(sorted(set(checks) | set(self._joins)), dtype=np.int64)
+
+    # ---------------------------------------------------------------- drivers
+    @property
+    def n_bars(self) -> int:
+        return int(self.inputs.timestamps.shape[0])
+
+    @property
+    def next_bar(self) -> int:
+        return int(self.state.next_bar[0])
+
+    def run(self, progress: Callable[[int], None] | None = None) -> None:
+        """Backtest driver: run every remaining bar, segment by segment."""
+        t = self.next_bar
+        for e in self.events:
+            if e < t:
+                continue
+            self._advance(t, int(e) + 1)
+            self._on_day_end(int(e))
+            t = int(e) + 1
+            if progress is not None:
+                progress(t)
+        if t < self.n_bars:
+            self._advance(t, self.n_bars)
+        if progress is not None:
+            progress(self.n_bars)
+
+    def step(self) -> int:
+        """Bar driver: process the next bar only; returns the bar index processed."""
+        t = self.next_bar
+        if t >= self.n_bars:
+            raise IndexError("no bars left")
+        self._advance(t, t + 1)
+        if t in self._event_set:
+            self._on_day_end(t)
+        return t
+
+    # ---------------------------------------------------------------- internals
+    def _advance(self, t0: int, t1: int) -> None:
+        t = t0
+        while t < t1:
+            t = int(run_segment_nb(self.inputs, self.state, self.out, t, t1))
+            if t < t1:
+                self._flush_fills()
+
+    def _flush_fills(self) -> None:
+        n = int(self.out.fill_count[0])
+        if n == 0:
+            return
+        o = self.out
+        self._fill_chunks.append(
+            {
+                "bar": o.fill_bar[:n].copy(),
+                "slot": o.fill_slot[:n].copy(),
+                "units": o.fill_units[:n].copy(),
+                "price": o.fill_price[:n].copy(),
+                "fee": o.fill_fee[:n].copy(),
+                "venue": o.fill_venue[:n].copy(),
+                "units_after": o.fill_units_after[:n].copy(),
+            }
+        )
+        o.fill_count[0] = 0
+
+    def fills(self) -> dict[str, np.ndarray]:
+        """All fills so far as concatenated arrays (flushes the buffer)."""
+        self._flush_fills()
+        keys = ["bar", "slot", "units", "price", "fee", "venue", "units_after"]
+        if not self._fill_chunks:
+            return {k: np.zeros(0) for k in keys}
+        return {k: np.concatenate([c[k] for c in self._fill_chunks]) for k in keys}
+
+    def daily_navs(self, t: int) -> np.ndarray:
+        """Pod NAVs at every day end up to and including bar ``t``: ``(n_days, P)``."""
+        bars = self.day_end_bars[self.day_end_bars <= t]
+        return self.out.pod_nav[bars]
+
+    def _on_day_end(self, t: int) -> None:
+        st = self.state
+        fractions = st.pod_fraction.copy()
+        changed = False
+        for p in self._joins.get(t, []):
+            fractions[p] = self.prepared.config.pods[p].initial_fraction
+            changed = True
+        day_index = int(np.searchsorted(self.day_end_bars, t))
+        if self.allocator.is_check_day(day_index):
+            new = self.allocator.on_day_end(
+                t=t,
+                timestamp=int(self.inputs.timestamps[t]),
+                day_index=day_index,
+                navs=self.daily_navs(t),
+                states=st.pod_state.copy(),
+                fractions=fractions,
+                join_bars=self.prepared.pod_join_bar,
+                equities=self.out.pod_equity[t].copy(),
+            )
+            if new is not None:
+                fractions = new
+                changed = True
+        if changed:
+            transfer_nb(self.inputs, st, t, fractions)

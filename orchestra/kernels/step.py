@@ -1,0 +1,388 @@
+"""The step kernel: one bar of pod rules, netting, execution, attribution and accounting.
+
+Order of work inside :func:`step_nb` for bar ``t`` (SPEC §9):
+
+* ``next_open``: new-day bookkeeping → execute at ``open[t]`` the targets decided at ``t-1``'s
+  close → update stops at ``close[t]`` → mark to ``close[t]``;
+* ``close``: new-day bookkeeping → update stops at ``close[t]`` → execute at ``close[t]`` →
+  mark to ``close[t]``.
+
+``Inputs.target[t]`` already holds the weights to execute at bar ``t`` (the driver lags them by one
+bar for ``next_open``), so the kernel itself never looks at a future row.
+
+Traps:
+
+* Attribution must be exact (SPEC §9.3): the pods on the side of the net trade share the external
+  fill and fee in proportion to ``|Δq|``; everything else crosses internally at the unslipped
+  price. Internal volumes balance by construction (``S_same − |ΔQ| = S_opp``), so pod cash changes
+  sum to the account's cash change up to float round-off (tests check 1e-9 relative).
+* A pod's target units use its equity valued at the execution price *before* this bar's fees, so a
+  target weight is met exactly at execution.
+* Floats only ever accumulate in one order (slot order), so the backtest and the bar driver are
+  bit-identical: never reorder these loops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from orchestra.kernels.state import (
+    BREAKER_BLOCKED,
+    BREAKER_OFF,
+    BREAKER_PENDING,
+    CLOSE,
+    EXTERNAL,
+    INTERNAL,
+    P_COST,
+    P_DAILY_LOSS,
+    P_EXEC_MODE,
+    P_MAX_GROSS,
+    P_SLIPPAGE,
+    RETIRED,
+)
+
+
+@njit(cache=True)
+def _sign(x: float) -> float:
+    if x > 0.0:
+        return 1.0
+    if x < 0.0:
+        return -1.0
+    return 0.0
+
+
+@njit(cache=True)
+def pod_equity_nb(inp, st, p, prices):  # noqa: ANN001, ANN201
+    """Pod ``p``'s equity: cash + Σ units · price (untraded NaN prices count only if flat)."""
+    e = st.pod_cash[p]
+    for k in range(inp.pod_ptr[p], inp.pod_ptr[p + 1]):
+        q = st.units[k]
+        if q != 0.0:
+            e += q * prices[inp.slot_sym[k]]
+    return e
+
+
+@njit(cache=True)
+def account_equity_nb(inp, st, prices):  # noqa: ANN001, ANN201
+    """Account equity: cash + Σ_s Q[s] · price[s]."""
+    e = st.account_cash[0]
+    for s in range(st.account_units.shape[0]):
+        q = st.account_units[s]
+        if q != 0.0:
+            e += q * prices[s]
+    return e
+
+
+@njit(cache=True)
+def new_day_nb(inp, st, t):  # noqa: ANN001, ANN201
+    """At the first bar of a UTC day: reset the day's opening equity and lift a breaker block."""
+    d = inp.day_id[t]
+    if d != st.day[0]:
+        st.day[0] = d
+        st.day_start_equity[0] = st.last_equity[0]
+        if st.breaker[0] == BREAKER_BLOCKED:
+            st.breaker[0] = BREAKER_OFF
+
+
+@njit(cache=True)
+def update_stops_nb(inp, st, t):  # noqa: ANN001, ANN201
+    """Track extremes since entry and fire the system stop-loss and ATR trailing stop at close."""
+    for k in range(st.units.shape[0]):
+        q = st.units[k]
+        if q == 0.0:
+            continue
+        s = inp.slot_sym[k]
+        if not inp.tradable[t, s]:
+            continue
+        c = inp.close[t, s]
+        p = inp.slot_pod[k]
+        if q > 0.0:
+            if c > st.extreme[k]:
+                st.extreme[k] = c
+        elif c < st.extreme[k]:
+            st.extreme[k] = c
+        sl = inp.pod_stop_loss[p]
+        if not np.isnan(sl) and st.avg_price[k] > 0.0:
+            if q > 0.0 and c <= st.avg_price[k] * (1.0 - sl):
+                st.stop_pending[k] = True
+            elif q < 0.0 and c >= st.avg_price[k] * (1.0 + sl):
+                st.stop_pending[k] = True
+        if inp.pod_trailing[p]:
+            a = inp.atr[t, s]
+            if not np.isnan(a):
+                m = inp.pod_trail_mult[p]
+                if q > 0.0 and c < st.extreme[k] - m * a:
+                    st.stop_pending[k] = True
+                elif q < 0.0 and c > st.extreme[k] + m * a:
+                    st.stop_pending[k] = True
+
+
+@njit(cache=True)
+def pod_targets_nb(inp, st, t, prices):  # noqa: ANN001, ANN201
+    """Pod rules (SPEC §9.2): target units per slot into ``st.scratch_target``."""
+    flatten = st.breaker[0] != BREAKER_OFF
+    for p in range(inp.pod_ptr.shape[0] - 1):
+        lo, hi = inp.pod_ptr[p], inp.pod_ptr[p + 1]
+        equity = pod_equity_nb(inp, st, p, prices)
+        active = st.pod_state[p] != RETIRED and equity > 0.0 and not flatten
+        gross = 0.0
+        for k in range(lo, hi):
+            w = inp.target[t, k] if active else 0.0
+            if st.stop_pending[k]:
+                st.lock[k] = np.int8(_sign(st.units[k]))
+                st.stop_pending[k] = False
+            if st.lock[k] != 0:
+                if w == 0.0 or _sign(w) != st.lock[k]:
+                    st.lock[k] = 0
+                else:
+                    w = 0.0
+            st.scratch_target[k] = w
+            gross += abs(w)
+        scale = 1.0
+        lev = inp.pod_max_leverage[p]
+        if gross > lev:
+            scale = lev / gross
+        thr = inp.pod_threshold[p]
+        for k in range(lo, hi):
+            s = inp.slot_sym[k]
+            q = st.units[k]
+            if not inp.tradable[t, s]:
+                st.scratch_target[k] = q  # no bar, no trade
+                continue
+            w = st.scratch_target[k] * scale
+            px = prices[s]
+            if equity > 0.0:
+                w_cur = q * px / equity
+                q_new = w * equity / px
+            else:
+                w_cur = 0.0
+                q_new = 0.0
+            if w == 0.0:
+                st.scratch_target[k] = 0.0
+            elif abs(w - w_cur) > thr:
+                st.scratch_target[k] = q_new
+            else:
+                st.scratch_target[k] = q
+    # portfolio gross leverage cap: one factor for every pod, so attribution stays exact
+    max_gross = inp.params[P_MAX_GROSS]
+    if max_gross > 0.0:
+        total = account_equity_nb(inp, st, prices)
+        if total > 0.0:
+            gross_notional = 0.0
+            for s in range(inp.sym_ptr.shape[0] - 1):
+                n = 0.0
+                for j in range(inp.sym_ptr[s], inp.sym_ptr[s + 1]):
+                    n += st.scratch_target[inp.sym_slots[j]]
+                if n != 0.0:
+                    gross_notional += abs(n * prices[s])
+            lev = gross_notional / total
+            if lev > max_gross:
+                f = max_gross / lev
+                for k in range(st.units.shape[0]):
+                    if inp.tradable[t, inp.slot_sym[k]]:
+                        st.scratch_target[k] *= f
+
+
+@njit(cache=True)
+def _record_fill(out, t, k, units, price, fee, venue, after):  # noqa: ANN001, ANN201
+    i = out.fill_count[0]
+    out.fill_bar[i] = t
+    out.fill_slot[i] = k
+    out.fill_units[i] = units
+    out.fill_price[i] = price
+    out.fill_fee[i] = fee
+    out.fill_venue[i] = venue
+    out.fill_units_after[i] = after
+    out.fill_count[0] = i + 1
+
+
+@njit(cache=True)
+def _update_entry(st, k, q0, q1, pfill):  # noqa: ANN001, ANN201
+    """Average entry price and extreme-since-entry after a slot goes from q0 to q1 at pfill."""
+    if q1 == 0.0:
+        st.avg_price[k] = 0.0
+        st.extreme[k] = 0.0
+    elif q0 == 0.0 or _sign(q0) != _sign(q1):
+        st.avg_price[k] = pfill
+        st.extreme[k] = pfill
+    elif abs(q1) > abs(q0):
+        st.avg_price[k] = (abs(q0) * st.avg_price[k] + (abs(q1) - abs(q0)) * pfill) / abs(q1)
+
+
+@njit(cache=True)
+def execute_nb(inp, st, out, t, prices):  # noqa: ANN001, ANN201
+    """Net the slots' trades per symbol, fill ΔQ externally, cross the rest, attribute exactly."""
+    cost = inp.params[P_COST]
+    slip = inp.params[P_SLIPPAGE]
+    equities = np.empty(inp.pod_ptr.shape[0] - 1)
+    for p in range(equities.shape[0]):
+        equities[p] = pod_equity_nb(inp, st, p, prices)
+    for s in range(inp.sym_ptr.shape[0] - 1):
+        j0, j1 = inp.sym_ptr[s], inp.sym_ptr[s + 1]
+        net = 0.0
+        same_side = 0.0
+        any_trade = False
+        for j in range(j0, j1):
+            k = inp.sym_slots[j]
+            d = st.scratch_target[k] - st.units[k]
+            st.scratch_delta[k] = d
+            if d != 0.0:
+                any_trade = True
+                net += d
+        if not any_trade:
+            continue
+        px = prices[s]
+        sgn = _sign(net)
+        for j in range(j0, j1):
+            k = inp.sym_slots[j]
+            if st.scratch_delta[k] * sgn > 0.0:
+                same_side += abs(st.scratch_delta[k])
+        px_fill = px * (1.0 + sgn * slip)
+        fee_total = cost * abs(net) * px_fill
+        for j in range(j0, j1):
+            k = inp.sym_slots[j]
+            d = st.scratch_delta[k]
+            if d == 0.0:
+                continue
+            p = inp.slot_pod[k]
+            if sgn != 0.0 and d * sgn > 0.0:
+                share = abs(d) / same_side
+                # nobody trades against the net: the whole trade is external (no round-off residue)
+                ext = d if same_side == abs(net) else net * share
+                fee = fee_total * share
+            else:
+                ext = 0.0
+                fee = 0.0
+            internal = d - ext
+            q0 = st.units[k]
+            q1 = st.scratch_target[k]
+            st.pod_cash[p] -= ext * px_fill + internal * px + fee
+            st.pod_fees[p] += fee
+            st.pod_alone_fees[p] += cost * abs(d) * px * (1.0 + _sign(d) * slip)
+            st.pod_trades[p] += 1
+            if equities[p] > 0.0:
+                st.pod_turnover[p] += abs(d) * px / equities[p]
+            pfill = (ext * px_fill + internal * px) / d
+            _update_entry(st, k, q0, q1, pfill)
+            st.units[k] = q1
+            if ext != 0.0:
+                _record_fill(out, t, k, ext, px_fill, fee, EXTERNAL, q1)
+            if internal != 0.0:
+                _record_fill(out, t, k, internal, px, 0.0, INTERNAL, q1)
+        st.account_units[s] += net
+        st.account_cash[0] -= net * px_fill + fee_total
+        st.account_fees[0] += fee_total
+    if st.breaker[0] == BREAKER_PENDING:
+        st.breaker[0] = BREAKER_BLOCKED
+
+
+@njit(cache=True)
+def mark_nb(inp, st, out, t):  # noqa: ANN001, ANN201
+    """Funding, valuation at close, per-bar outputs, day-end bookkeeping, breaker check."""
+    prices = inp.close[t]
+    for k in range(st.units.shape[0]):  # funding: q · mark · rate, paid by the holder
+        q = st.units[k]
+        if q != 0.0:
+            rate = inp.funding[t, inp.slot_sym[k]]
+            if rate != 0.0:
+                pay = q * prices[inp.slot_sym[k]] * rate
+                p = inp.slot_pod[k]
+                st.pod_cash[p] -= pay
+                st.pod_funding[p] += pay
+                st.account_cash[0] -= pay
+    total = account_equity_nb(inp, st, prices)
+    gross = 0.0
+    for s in range(st.account_units.shape[0]):
+        q = st.account_units[s]
+        if q != 0.0:
+            gross += abs(q * prices[s])
+    out.equity[t] = total
+    out.unallocated[t] = st.unallocated[0]
+    out.gross_leverage[t] = gross / total if total > 0.0 else np.inf
+    for p in range(inp.pod_ptr.shape[0] - 1):
+        e = pod_equity_nb(inp, st, p, prices)
+        base = st.pod_day_start_equity[p]
+        nav = st.pod_nav_day_start[p] * (e / base) if base > 0.0 else st.pod_nav_day_start[p]
+        st.pod_nav[p] = nav
+        if nav > st.pod_nav_peak[p]:
+            st.pod_nav_peak[p] = nav
+        g = 0.0
+        for k in range(inp.pod_ptr[p], inp.pod_ptr[p + 1]):
+            if st.units[k] != 0.0:
+                g += abs(st.units[k] * prices[inp.slot_sym[k]])
+        out.pod_equity[t, p] = e
+        out.pod_nav[t, p] = nav
+        out.pod_gross[t, p] = g / e if e > 0.0 else 0.0
+        out.pod_fraction[t, p] = st.pod_fraction[p]
+        out.pod_state[t, p] = st.pod_state[p]
+        if inp.day_end[t]:
+            st.pod_day_start_equity[p] = e
+            st.pod_nav_day_start[p] = nav
+    if total > st.equity_peak[0]:
+        st.equity_peak[0] = total
+    limit = inp.params[P_DAILY_LOSS]
+    if (
+        limit > 0.0
+        and st.breaker[0] == BREAKER_OFF
+        and st.day_start_equity[0] > 0.0
+        and total < st.day_start_equity[0] * (1.0 - limit)
+    ):
+        st.breaker[0] = BREAKER_PENDING
+    st.last_equity[0] = total
+
+
+@njit(cache=True)
+def step_nb(inp, st, out, t):  # noqa: ANN001, ANN201
+    """Advance the State by bar ``t`` (see the module docstring for the order of work)."""
+    new_day_nb(inp, st, t)
+    close_mode = inp.params[P_EXEC_MODE] == CLOSE
+    if close_mode:
+        update_stops_nb(inp, st, t)
+        prices = inp.close[t]
+    else:
+        prices = inp.open[t]
+    pod_targets_nb(inp, st, t, prices)
+    execute_nb(inp, st, out, t, prices)
+    if not close_mode:
+        update_stops_nb(inp, st, t)
+    mark_nb(inp, st, out, t)
+    st.next_bar[0] = t + 1
+
+
+@njit(cache=True)
+def run_segment_nb(inp, st, out, t0, t1):  # noqa: ANN001, ANN201
+    """Step bars ``t0 .. t1-1``; stop early when the fill buffer may not hold another bar.
+
+    Returns the next bar to process (``t1`` when the segment is done).
+    """
+    k = st.units.shape[0]
+    capacity = out.fill_bar.shape[0]
+    t = t0
+    while t < t1:
+        if out.fill_count[0] + 2 * k > capacity:
+            return t
+        step_nb(inp, st, out, t)
+        t += 1
+    return t
+
+
+@njit(cache=True)
+def transfer_nb(inp, st, t, fractions):  # noqa: ANN001, ANN201
+    """Move capital between pods' books as cash so that ``E_p = f_p · E_total`` at ``close[t]``.
+
+    Only cash moves; the pods re-target their units at the next execution, and only the net
+    change trades. Day-start equities move with the transfer so standalone returns exclude it.
+    """
+    prices = inp.close[t]
+    total = account_equity_nb(inp, st, prices)
+    placed = 0.0
+    for p in range(fractions.shape[0]):
+        e = pod_equity_nb(inp, st, p, prices)
+        target = fractions[p] * total
+        delta = target - e
+        st.pod_cash[p] += delta
+        st.pod_day_start_equity[p] += delta
+        st.pod_fraction[p] = fractions[p]
+        placed += target
+    st.unallocated[0] = total - placed

@@ -1,0 +1,262 @@
+"""OrchestratedResult: the long-format polars frames of SPEC §11, metrics, save and load.
+
+Every column is described in ``docs/results.md``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from orchestra.kernels.state import STATE_NAMES
+from orchestra.results.metrics import METRIC_COLUMNS, summarize
+
+TS = pl.Datetime("ms", "UTC")
+FRAME_SCHEMAS: dict[str, dict[str, Any]] = {
+    "equity": {"timestamp": TS, "equity": pl.Float64, "unallocated": pl.Float64, "gross_leverage": pl.Float64, "drawdown": pl.Float64},
+    "pod_equity": {"timestamp": TS, "pod_id": pl.String, "equity": pl.Float64, "nav": pl.Float64, "fraction": pl.Float64, "state": pl.String, "gross_leverage": pl.Float64},
+    "positions": {"timestamp": TS, "pod_id": pl.String, "symbol": pl.String, "units": pl.Float64, "weight": pl.Float64},
+    "account_positions": {"timestamp": TS, "symbol": pl.String, "units": pl.Float64},
+    "fills": {"timestamp": TS, "pod_id": pl.String, "symbol": pl.String, "units": pl.Float64, "price": pl.Float64, "fee": pl.Float64, "venue": pl.String},
+    "allocations": {"timestamp": TS, "pod_id": pl.String, "fraction": pl.Float64, "method": pl.String, "fallback": pl.String, "trigger": pl.String},
+    "lifecycle_events": {"timestamp": TS, "pod_id": pl.String, "from_state": pl.String, "to_state": pl.String, "reason": pl.String, "value": pl.Float64, "threshold": pl.Float64},
+    "risk_contributions": {"timestamp": TS, "pod_id": pl.String, "prc": pl.Float64},
+    "alerts": {"timestamp": TS, "alert_type": pl.String, "severity": pl.String, "message": pl.String, "current_value": pl.Float64, "threshold": pl.Float64, "pod_id": pl.String},
+    "metrics": {"entity": pl.String, **dict.fromkeys(METRIC_COLUMNS, pl.Float64)},
+}
+FRAMES = list(FRAME_SCHEMAS)
+
+
+def empty_frame(name: str) -> pl.DataFrame:
+    return pl.DataFrame(schema=FRAME_SCHEMAS[name])
+
+
+@dataclass
+class OrchestratedResult:
+    """Result of one orchestrated backtest: frames (see ``docs/results.md``) and a summary."""
+
+    equity: pl.DataFrame
+    pod_equity: pl.DataFrame
+    positions: pl.DataFrame
+    account_positions: pl.DataFrame
+    fills: pl.DataFrame
+    allocations: pl.DataFrame
+    lifecycle_events: pl.DataFrame
+    risk_contributions: pl.DataFrame
+    alerts: pl.DataFrame
+    metrics: pl.DataFrame
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def frames(self) -> dict[str, pl.DataFrame]:
+        return {name: getattr(self, name) for name in FRAMES}
+
+    def save(self, directory: str | Path) -> Path:
+        """Write every frame as parquet plus ``summary.json`` (config, hash, data range, version)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        for name, frame in self.frames().items():
+            tmp = d / f".{name}.parquet.tmp"
+            frame.write_parquet(tmp)
+            tmp.replace(d / f"{name}.parquet")
+        (d / "summary.json").write_text(json.dumps(self.summary, indent=2, default=str))
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> OrchestratedResult:
+        """Read a run directory written by :meth:`save`."""
+        d = Path(directory)
+        if not (d / "summary.json").is_file():
+            raise FileNotFoundError(f"{d} is not a run directory (no summary.json)")
+        frames = {}
+        for name in FRAMES:
+            path = d / f"{name}.parquet"
+            frames[name] = pl.read_parquet(path) if path.is_file() else empty_frame(name)
+        return cls(**frames, summary=json.loads((d / "summary.json").read_text()))
+
+    def pod_metrics(self, pod_id: str) -> dict[str, float]:
+        row = self.metrics.filter(pl.col("entity") == pod_id)
+        return row.drop("entity").to_dicts()[0] if row.height else {}
+
+
+def build_result(engine, config, timings: dict[str, float] | None = None) -> OrchestratedResult:  # noqa: ANN001
+    """Assemble the frames and metrics from a finished :class:`~orchestra.engine.core.Engine`."""
+    from orchestra import __version__
+
+    prep = engine.prepared
+    inp = engine.inputs
+    out = engine.out
+    st = engine.state
+    T = engine.next_bar
+    ts = pl.Series("timestamp", inp.timestamps[:T]).cast(TS)
+    pod_ids = prep.pod_ids
+    P = len(pod_ids)
+    capital = config.backtest.capital
+    eq = out.equity[:T]
+    equity = pl.DataFrame(
+        {
+            "timestamp": ts,
+            "equity": eq,
+            "unallocated": out.unallocated[:T],
+            "gross_leverage": out.gross_leverage[:T],
+            "drawdown": _drawdown(np.concatenate([[capital], eq]))[1:],
+        }
+    )
+    state_names = np.array(STATE_NAMES)
+    pod_equity = pl.DataFrame(
+        {
+            "timestamp": pl.Series(np.repeat(inp.timestamps[:T], P)).cast(TS),
+            "pod_id": np.tile(np.array(pod_ids, dtype=object), T).tolist(),
+            "equity": out.pod_equity[:T].ravel(),
+            "nav": out.pod_nav[:T].ravel(),
+            "fraction": out.pod_fraction[:T].ravel(),
+            "state": state_names[out.pod_state[:T].ravel()].tolist(),
+            "gross_leverage": out.pod_gross[:T].ravel(),
+        },
+        schema=FRAME_SCHEMAS["pod_equity"],
+    )
+    fills_raw = engine.fills()
+    slot_pod = np.array([lbl[0] for lbl in prep.slot_labels], dtype=object)
+    slot_symbol = np.array([lbl[1] for lbl in prep.slot_labels], dtype=object)
+    bars = fills_raw["bar"].astype(np.int64)
+    slots = fills_raw["slot"].astype(np.int64)
+    fills = pl.DataFrame(
+        {
+            "timestamp": pl.Series(inp.timestamps[bars]).cast(TS),
+            "pod_id": slot_pod[slots].tolist(),
+            "symbol": slot_symbol[slots].tolist(),
+            "units": fills_raw["units"],
+            "price": fills_raw["price"],
+            "fee": fills_raw["fee"],
+            "venue": np.where(fills_raw["venue"] == 0, "external", "internal").tolist(),
+        },
+        schema=FRAME_SCHEMAS["fills"],
+    )
+    # positions: the slot's units after each bar where it traded
+    last = np.ones(bars.size, dtype=bool)
+    if bars.size:
+        key = bars * (slots.max() + 1) + slots
+        last[:-1] = key[1:] != key[:-1]
+    pb, ps = bars[last], slots[last]
+    after = fills_raw["units_after"][last]
+    sym_idx = inp.slot_sym[ps] if ps.size else np.zeros(0, dtype=np.int64)
+    close = inp.close[pb, sym_idx] if ps.size else np.zeros(0)
+    positions = pl.DataFrame(
+        {
+            "timestamp": pl.Series(inp.timestamps[pb]).cast(TS),
+            "pod_id": slot_pod[ps].tolist(),
+            "symbol": slot_symbol[ps].tolist(),
+            "units": after,
+            "weight": after * close / out.equity[pb] if ps.size else np.zeros(0),
+        },
+        schema=FRAME_SCHEMAS["positions"],
+    )
+    account_positions = (
+        fills.group_by("timestamp", "symbol", maintain_order=True)
+        .agg(pl.col("units").sum())
+        .sort("symbol", "timestamp")
+        .with_columns(pl.col("units").cum_sum().over("symbol"))
+        .sort("timestamp", "symbol")
+        .select(list(FRAME_SCHEMAS["account_positions"]))
+    )
+    allocations = _records_frame(engine.allocator.allocations, "allocations")
+    prc = _records_frame(engine.allocator.prcs, "risk_contributions")
+    lifecycle = _records_frame(getattr(engine, "lifecycle_events", []), "lifecycle_events")
+    alerts = _records_frame(getattr(engine, "alerts", []), "alerts")
+
+    # metrics
+    day_end = np.flatnonzero(inp.day_end[:T])
+    days = T * (float(inp.timestamps[1] - inp.timestamps[0]) if T > 1 else 86_400_000.0) / 86_400_000.0
+    years = days / 365.0 if days > 0 else 1.0
+    ext = fills.filter(pl.col("venue") == "external")
+    acct_notional = float((ext["units"].abs() * ext["price"]).sum()) if ext.height else 0.0
+    mean_eq = float(np.mean(eq)) if eq.size else capital
+    rows = [
+        {
+            "entity": "account",
+            **summarize(
+                np.concatenate([[capital], eq]),
+                np.concatenate([[capital], eq[day_end]]),
+                days,
+                ext.height,
+                acct_notional / mean_eq / years,
+                float(st.account_fees[0]),
+                float(st.pod_alone_fees.sum() - st.account_fees[0]),
+                float(np.mean(out.gross_leverage[:T])) if T else 0.0,
+            ),
+        }
+    ]
+    for p, pid in enumerate(pod_ids):
+        nav = out.pod_nav[:T, p]
+        rows.append(
+            {
+                "entity": pid,
+                **summarize(
+                    np.concatenate([[1.0], nav]),
+                    np.concatenate([[1.0], nav[day_end]]),
+                    days,
+                    int(st.pod_trades[p]),
+                    float(st.pod_turnover[p]) / years,
+                    float(st.pod_fees[p]),
+                    float(st.pod_alone_fees[p] - st.pod_fees[p]),
+                    float(np.mean(out.pod_gross[:T, p])) if T else 0.0,
+                ),
+            }
+        )
+    metrics = pl.DataFrame(rows, schema=FRAME_SCHEMAS["metrics"])
+    summary = {
+        "version": __version__,
+        "config": config.model_dump(mode="json"),
+        "config_hash": config.config_hash,
+        "data_source": prep.data_label,
+        "data_range": {
+            "first_bar": str(ts[0]) if T else None,
+            "last_bar": str(ts[-1]) if T else None,
+            "bars": T,
+            "timeframe": prep.market.timeframe,
+            "symbols": prep.market.symbols,
+        },
+        "execution": config.backtest.execution,
+        "execution_note": (
+            "fills at the bar's close: optimistic (the signal and the fill use the same price)"
+            if config.backtest.execution == "close"
+            else "fills at the next bar's open"
+        ),
+        "capital": capital,
+        "final_equity": float(eq[-1]) if T else capital,
+        "account_fees": float(st.account_fees[0]),
+        "netting_savings": float(st.pod_alone_fees.sum() - st.account_fees[0]),
+        "timings": timings or {},
+    }
+    return OrchestratedResult(
+        equity=equity,
+        pod_equity=pod_equity,
+        positions=positions,
+        account_positions=account_positions,
+        fills=fills,
+        allocations=allocations,
+        lifecycle_events=lifecycle,
+        risk_contributions=prc,
+        alerts=alerts,
+        metrics=metrics,
+        summary=summary,
+    )
+
+
+def _drawdown(values: np.ndarray) -> np.ndarray:
+    from orchestra.results.metrics import drawdown
+
+    return drawdown(values)
+
+
+def _records_frame(records: list, name: str) -> pl.DataFrame:
+    schema = FRAME_SCHEMAS[name]
+    if not records:
+        return empty_frame(name)
+    rows = [{k: getattr(r, k, None) for k in schema} for r in records]
+    frame = pl.DataFrame(rows, schema={k: (pl.Int64 if k == "timestamp" else v) for k, v in schema.items()})
+    return frame.with_columns(pl.col("timestamp").cast(TS))

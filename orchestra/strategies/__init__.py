@@ -1,0 +1,127 @@
+"""Strategies: whole-history polars functions from a pod's bars to internal target weights.
+
+Contract (SPEC §6): ``fn(bars, params) -> DataFrame[timestamp, symbol, weight]`` where ``bars`` is
+the pod's bar frame (all its symbols, whole history) and ``params`` its validated params model. The
+weight at bar t may use data up to bar t's close only. :func:`compute_weights` is the one entry
+point: it validates params, calls the strategy, fills weights with 0 where it has no opinion yet,
+and applies the pod's leverage cap ``Σ_s |w| ≤ max_leverage`` pro rata.
+
+Multi-timeframe (SPEC §5.3): :func:`weights_on_clock` computes a pod on its own timeframe and makes
+each weight visible on the fine clock only once the coarse bar has closed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from orchestra.strategies import donchian, ensemble, tsmom, vol_adaptive, vw_tsmom  # noqa: F401  (registers)
+from orchestra.strategies.registry import (
+    StrategyNotFound,
+    StrategyParams,
+    StrategySpec,
+    get_strategy,
+    registered_names,
+    strategy,
+)
+from orchestra.timeframes import timeframe_ms
+
+__all__ = [
+    "StrategyNotFound",
+    "StrategyParams",
+    "StrategySpec",
+    "apply_leverage_cap",
+    "compute_weights",
+    "get_strategy",
+    "registered_names",
+    "strategy",
+    "weights_on_clock",
+]
+
+WEIGHT_SCHEMA = {"timestamp": pl.Datetime("ms", "UTC"), "symbol": pl.String, "weight": pl.Float64}
+
+
+def apply_leverage_cap(weights: pl.DataFrame, max_leverage: float) -> pl.DataFrame:
+    """Scale each timestamp's weights down pro rata so that ``Σ_s |w| ≤ max_leverage``."""
+    gross = pl.col("weight").abs().sum().over("timestamp")
+    scale = pl.when(gross > max_leverage).then(max_leverage / gross).otherwise(1.0)
+    return weights.with_columns((pl.col("weight") * scale).alias("weight"))
+
+
+def compute_weights(
+    name: str,
+    bars: pl.DataFrame,
+    params: dict[str, Any] | StrategyParams | None = None,
+    max_leverage: float | None = None,
+) -> pl.DataFrame:
+    """Internal target weights of strategy ``name`` on ``bars``.
+
+    Returns ``timestamp, symbol, weight`` with one row per input bar, sorted by symbol and
+    timestamp, no nulls; with ``max_leverage`` the gross weight per timestamp is capped.
+
+    >>> import datetime as dt
+    >>> from orchestra.data.synthetic import generate
+    >>> bars = generate(["BTC/USDT"], dt.date(2024, 1, 1), dt.date(2024, 6, 30))
+    >>> w = compute_weights("tsmom", bars, {"lookback": 20})
+    >>> w.columns, w["weight"].null_count(), bool((w["weight"].head(20) == 0).all())
+    (['timestamp', 'symbol', 'weight'], 0, True)
+    """
+    spec = get_strategy(name)
+    model = params if isinstance(params, StrategyParams) else spec.parse_params(params)
+    bars = bars.sort("symbol", "timestamp")
+    out = spec.func(bars, model)
+    missing = {"timestamp", "symbol", "weight"} - set(out.columns)
+    if missing:
+        raise ValueError(f"strategy {name!r} returned no column(s) {sorted(missing)}")
+    out = (
+        bars.select("timestamp", "symbol")
+        .join(out.select("timestamp", "symbol", pl.col("weight").cast(pl.Float64)), on=["timestamp", "symbol"], how="left")
+        .with_columns(pl.col("weight").fill_nan(0.0).fill_null(0.0))
+    )
+    if not np.isfinite(out["weight"].to_numpy()).all():
+        raise ValueError(f"strategy {name!r} returned infinite weights")
+    if max_leverage is not None:
+        out = apply_leverage_cap(out, max_leverage)
+    return out.sort("symbol", "timestamp")
+
+
+def pod_params(pod: Any) -> dict[str, Any]:
+    """A pod config's params, with ``sub_strategies`` passed through for ``ensemble``."""
+    params = dict(pod.params)
+    if pod.sub_strategies:
+        params["sub_strategies"] = [s.model_dump() for s in pod.sub_strategies]
+    return params
+
+
+def weights_on_clock(
+    name: str,
+    bars: pl.DataFrame,
+    params: dict[str, Any] | StrategyParams | None,
+    pod_timeframe: str,
+    clock_timeframe: str,
+    max_leverage: float | None = None,
+) -> pl.DataFrame:
+    """Weights of a pod on the fine clock; ``bars`` are on the clock timeframe.
+
+    With a coarser ``pod_timeframe`` the strategy runs on resampled bars; the weight of the coarse
+    bar opened at ``T`` becomes visible at the fine bar whose **close** is ``T + pod_tf``, i.e. the
+    fine bar opened at ``T + pod_tf - clock_tf``, and holds until the next coarse weight.
+    """
+    from orchestra.data.align import resample
+
+    pod_ms, clock_ms = timeframe_ms(pod_timeframe), timeframe_ms(clock_timeframe)
+    if pod_ms == clock_ms:
+        return compute_weights(name, bars, params, max_leverage)
+    coarse = resample(bars, pod_timeframe)
+    w = compute_weights(name, coarse, params, max_leverage)
+    w = w.with_columns(
+        (pl.col("timestamp").dt.epoch("ms") + (pod_ms - clock_ms)).cast(pl.Datetime("ms", "UTC")).alias("visible")
+    ).drop("timestamp")
+    fine = bars.select("timestamp", "symbol").sort("symbol", "timestamp")
+    out = fine.join_asof(
+        w.sort("symbol", "visible"), left_on="timestamp", right_on="visible", by="symbol", strategy="backward",
+        check_sortedness=False,
+    )
+    return out.select("timestamp", "symbol", pl.col("weight").fill_null(0.0)).sort("symbol", "timestamp")

@@ -1,0 +1,126 @@
+"""The strategy registry: names → (function, params model).
+
+A strategy is a function ``fn(bars: pl.DataFrame, params: ParamsModel) -> pl.DataFrame`` from a
+pod's bar frame (all its symbols, whole history, the columns of SPEC §5.1) to internal target
+weights ``timestamp, symbol, weight``. Its parameters are a frozen pydantic model that forbids
+unknown keys, so a typo in a config is an error, not silently ignored.
+
+Built-ins register with :func:`register`. A config may also name ``package.module:function``;
+that function must carry its params model as ``fn.params_model`` (the :func:`strategy`
+decorator sets it).
+
+This module imports nothing from the rest of the package so that ``orchestra.config`` can use it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict
+
+
+class StrategyParams(BaseModel):
+    """Base of every strategy's params model: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def warmup_bars(self) -> int:
+        """Bars of history the strategy needs before its first non-zero weight.
+
+        Used for ``backtest.warmup_days: auto``. Override in strategies with long lookbacks.
+        """
+        return 0
+
+
+StrategyFn = Callable[[pl.DataFrame, Any], pl.DataFrame]
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """A registered strategy: its name, function and params model."""
+
+    name: str
+    func: StrategyFn
+    params_model: type[StrategyParams]
+
+    def parse_params(self, params: dict[str, Any] | None) -> StrategyParams:
+        """Validate ``params`` with the strategy's model (raises pydantic ``ValidationError``)."""
+        return self.params_model.model_validate(params or {})
+
+
+class StrategyNotFound(LookupError):
+    """Unknown strategy name or an import path that cannot be loaded."""
+
+
+_REGISTRY: dict[str, StrategySpec] = {}
+
+
+def register(
+    name: str, params_model: type[StrategyParams]
+) -> Callable[[StrategyFn], StrategyFn]:
+    """Decorator registering a built-in strategy under ``name``."""
+
+    def deco(fn: StrategyFn) -> StrategyFn:
+        fn.params_model = params_model  # type: ignore[attr-defined]
+        _REGISTRY[name] = StrategySpec(name, fn, params_model)
+        return fn
+
+    return deco
+
+
+def strategy(params_model: type[StrategyParams]) -> Callable[[StrategyFn], StrategyFn]:
+    """Decorator for a user's own strategy, referenced in a config as ``package.module:function``.
+
+    It attaches the params model to the function; the function is not added to the registry.
+    """
+
+    def deco(fn: StrategyFn) -> StrategyFn:
+        fn.params_model = params_model  # type: ignore[attr-defined]
+        return fn
+
+    return deco
+
+
+def registered_names() -> list[str]:
+    """Sorted names of the built-in strategies."""
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def _load_builtins() -> None:
+    # Importing the package registers every built-in (each module calls ``register``).
+    importlib.import_module("orchestra.strategies")
+
+
+def get_strategy(name: str) -> StrategySpec:
+    """Look a strategy up by registry name or ``package.module:function`` path."""
+    _load_builtins()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if ":" in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # any import failure is a user error here
+            raise StrategyNotFound(
+                f"cannot import module {module_name!r} for strategy {name!r}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        fn = getattr(module, attr, None)
+        if fn is None or not callable(fn):
+            raise StrategyNotFound(f"module {module_name!r} has no function {attr!r}")
+        model = getattr(fn, "params_model", None)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise StrategyNotFound(
+                f"{name!r} has no params model: decorate it with "
+                "@orchestra.strategies.strategy(MyParams) where MyParams subclasses StrategyParams"
+            )
+        return StrategySpec(name, fn, model)
+    raise StrategyNotFound(
+        f"unknown strategy {name!r}; registered: {', '.join(registered_names())} "
+        "(or 'package.module:function' for your own)"
+    )

@@ -1,0 +1,52 @@
+"""Volatility-adaptive trend following.
+
+The momentum lookback adapts to the volatility regime: with ``ratio = σ_short / σ_long`` (realised
+volatility over ``vol_short`` and ``vol_long`` bars), the lookback is ``fast_lookback`` when
+``ratio > 1`` (turbulent: react faster) and ``slow_lookback`` otherwise (calm: filter noise). Then
+``w = sign(close_t / close_{t-lookback} - 1) · vol_target / σ_short / N``. In the spirit of
+adaptive trend filters (Kaufman 1995; cf. Moskowitz et al. 2012 for the vol targeting).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+from pydantic import Field, model_validator
+
+from orchestra.strategies.common import bars_per_year, finish, realised_vol, vol_scaled
+from orchestra.strategies.registry import StrategyParams, register
+
+
+class VolAdaptiveParams(StrategyParams):
+    fast_lookback: int = Field(20, ge=1, description="Lookback in high-volatility regimes")
+    slow_lookback: int = Field(90, ge=1, description="Lookback in calm regimes")
+    vol_short: int = Field(20, ge=2, description="Bars in the short volatility estimate")
+    vol_long: int = Field(120, ge=3, description="Bars in the long volatility estimate")
+    vol_target: float = Field(0.35, gt=0, description="Annualised volatility target per pod")
+
+    @model_validator(mode="after")
+    def _order(self) -> VolAdaptiveParams:
+        if self.fast_lookback > self.slow_lookback:
+            raise ValueError("fast_lookback must be ≤ slow_lookback")
+        if self.vol_short >= self.vol_long:
+            raise ValueError("vol_short must be < vol_long")
+        return self
+
+    def warmup_bars(self) -> int:
+        return max(self.slow_lookback, self.vol_long) + 1
+
+
+@register("vol-adaptive", VolAdaptiveParams)
+def vol_adaptive(bars: pl.DataFrame, params: VolAdaptiveParams) -> pl.DataFrame:
+    """Trend sign with a lookback chosen by the volatility regime, vol-targeted."""
+    n = bars["symbol"].n_unique()
+    per_year = bars_per_year(bars)
+    short = realised_vol(params.vol_short, per_year)
+    long = realised_vol(params.vol_long, per_year)
+
+    def mom(lb: int) -> pl.Expr:
+        return (pl.col("close") / pl.col("close").shift(lb) - 1).over("symbol").sign()
+
+    signal = pl.when(short > long).then(mom(params.fast_lookback)).otherwise(mom(params.slow_lookback))
+    # the long-vol window gates the regime: no signal until both estimates exist
+    signal = pl.when(long.is_null()).then(0.0).otherwise(signal)
+    return finish(bars, vol_scaled(signal, short, params.vol_target, n))
