@@ -43,6 +43,9 @@ from orchestra.kernels.state import (
 )
 
 
+WEIGHT_EPS = 1e-9  # weight changes below this are float noise, never a trade (even at threshold 0)
+
+
 @njit(cache=True)
 def _sign(x: float) -> float:
     if x > 0.0:
@@ -160,7 +163,7 @@ def pod_targets_nb(inp, st, t, prices):  # noqa: ANN001, ANN201
                 q_new = 0.0
             if w == 0.0:
                 st.scratch_target[k] = 0.0
-            elif abs(w - w_cur) > thr:
+            elif abs(w - w_cur) > thr + WEIGHT_EPS:
                 st.scratch_target[k] = q_new
             else:
                 st.scratch_target[k] = q

@@ -1,0 +1,198 @@
+"""``orch-bt``: the research command line (SPEC §12). Thin: parse, load, call the library, print.
+
+User errors (bad config, bad data, unknown run directory) print readable messages and exit with
+code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+err = Console(stderr=True)
+out = Console()
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the library's user-facing errors into messages and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from orchestra.config import ConfigError
+        from orchestra.data.schema import DataError
+        from orchestra.strategies.registry import StrategyNotFound
+
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            err.print(f"[bold red]config error[/] in {exc.source}:", highlight=False)
+            for p in exc.problems:
+                err.print(f"  • {p}", highlight=False, markup=False)
+            sys.exit(2)
+        except DataError as exc:
+            err.print("[bold red]data error[/]:", highlight=False)
+            err.print(str(exc), highlight=False, markup=False)
+            sys.exit(2)
+        except (StrategyNotFound, FileNotFoundError) as exc:
+            err.print(f"[bold red]error[/]: {exc}", highlight=False)
+            sys.exit(2)
+
+    return wrapper
+
+
+def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date; use YYYY-MM-DD") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="orchestra")
+def main() -> None:
+    """orchestra research backtester: run, validate, report, fetch data."""
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--html", "html_report", is_flag=True, help="Also write report.html (self-contained).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Run directory (default runs/<config-stem>-<hash8>/).")
+@click.option("--start", callback=_date, help="Override backtest.start (YYYY-MM-DD).")
+@click.option("--end", callback=_date, help="Override backtest.end (YYYY-MM-DD).")
+@click.option("--quiet", is_flag=True, help="No progress bar and no summary table.")
+@user_errors
+def run(config: Path, html_report: bool, out_dir: Path | None, start: dt.date | None, end: dt.date | None, quiet: bool) -> None:
+    """Run the backtest of CONFIG, save the run directory and print the summary."""
+    from orchestra import load_config, run_backtest
+    from orchestra.results.summary import print_summary
+
+    cfg = load_config(config)
+    show = not quiet and sys.stderr.isatty()
+    if show:
+        with Progress(TextColumn("[bold]backtest"), BarColumn(), MofNCompleteColumn(), TextColumn("bars"), TimeRemainingColumn(), console=err, transient=True) as bar:
+            task = bar.add_task("run", total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            result = run_backtest(cfg, start=start, end=end, progress=progress)
+    else:
+        result = run_backtest(cfg, start=start, end=end)
+    target = out_dir or Path("runs") / f"{config.stem}-{cfg.config_hash[:8]}"
+    result.save(target)
+    if not quiet:
+        print_summary(result, out)
+    click.echo(f"run directory: {target}")
+    if html_report:
+        from orchestra.results.report import write_html
+
+        path = write_html(result, target / "report.html", title=f"orchestra — {config.stem}")
+        click.echo(f"HTML report: {path}")
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@user_errors
+def validate(config: Path) -> None:
+    """Check CONFIG and load and validate the data it uses; print a short summary."""
+    from orchestra import load_config
+    from orchestra.data import load_bars
+    from orchestra.engine.warmup import warmup_days
+
+    cfg = load_config(config)
+    loaded = load_bars(cfg)
+    bars = loaded.bars
+    out.print(f"[green]✓[/] {config}: valid (hash {cfg.config_hash[:8]})")
+    out.print(f"  data: {loaded.source_label}, timeframe {cfg.data.timeframe}, clock {cfg.clock_timeframe}")
+    out.print(f"  backtest: {cfg.backtest.start} → {cfg.backtest.end}, warm-up {warmup_days(cfg)} days, execution {cfg.backtest.execution}")
+    for pod in cfg.pods:
+        out.print(f"  pod {pod.pod_id}: {pod.strategy} on {', '.join(pod.symbols)} ({pod.timeframe}), fraction {pod.initial_fraction:.0%} [{pod.min_fraction:.0%}, {pod.max_fraction:.0%}], {pod.initial_state}")
+    import polars as pl
+
+    rng = bars.group_by("symbol", maintain_order=True).agg(pl.col("timestamp").min().alias("first"), pl.col("timestamp").max().alias("last"), pl.len().alias("bars"))
+    for r in rng.iter_rows(named=True):
+        out.print(f"  {r['symbol']}: {r['first']} → {r['last']} ({r['bars']} bars)")
+    if loaded.gaps.total:
+        out.print(f"  [yellow]gaps filled[/]: {loaded.gaps.total}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--html", "html_report", is_flag=True, help="Write report.html into RUN_DIR.")
+@click.option("--pod", "pod", default=None, help="Show one pod only.")
+@user_errors
+def report(run_dir: Path, html_report: bool, pod: str | None) -> None:
+    """Print the summary of a saved run (and optionally write its HTML report)."""
+    from orchestra import OrchestratedResult
+    from orchestra.results.summary import print_summary
+
+    result = OrchestratedResult.load(run_dir)
+    pods = result.metrics["entity"].to_list()[1:]
+    if pod is not None and pod not in pods:
+        err.print(f"[bold red]error[/]: no pod {pod!r} in {run_dir}; pods: {', '.join(pods)}")
+        sys.exit(2)
+    print_summary(result, out, pod=pod)
+    if html_report:
+        from orchestra.results.report import write_html
+
+        click.echo(f"HTML report: {write_html(result, run_dir / 'report.html')}")
+
+
+@main.group()
+def data() -> None:
+    """Market data commands."""
+
+
+@data.command("fetch")
+@click.option("--exchange", required=True, help="ccxt exchange id, e.g. binance.")
+@click.option("--symbols", required=True, help="Comma-separated, e.g. BTC/USDT,ETH/USDT.")
+@click.option("--timeframe", required=True, help="e.g. 1d, 4h, 1h.")
+@click.option("--since", required=True, callback=_date, help="First day (YYYY-MM-DD).")
+@click.option("--until", callback=_date, default=None, help="Last day, inclusive (default: now).")
+@click.option("--market", type=click.Choice(["spot", "swap"]), default="spot", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data"), show_default=True, help="Folder for BTC-USDT_1d.parquet files (the files source).")
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=Path("~/.cache/orchestra"), show_default=True)
+@user_errors
+def fetch(exchange: str, symbols: str, timeframe: str, since: dt.date, until: dt.date | None, market: str, out_dir: Path, cache: Path) -> None:
+    """Download bars with ccxt into the cache and write one file per symbol to --out."""
+    from orchestra.data.ccxt_source import fetch_cached, make_exchange
+    from orchestra.data.files import symbol_to_stem
+    from orchestra.data.schema import validate_bars
+    from orchestra.timeframes import DAY_MS, TimeframeError, epoch_ms, file_suffix, timeframe_ms
+
+    try:
+        step = timeframe_ms(timeframe)
+    except TimeframeError as exc:
+        raise click.BadParameter(str(exc), param_hint="--timeframe") from None
+    syms = [s.strip() for s in symbols.split(",") if s.strip()]
+    ex = make_exchange(exchange, market)
+    start = epoch_ms(since)
+    stop = epoch_ms(until) + DAY_MS if until else None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("bars"), console=err, disable=not sys.stderr.isatty()) as bar:
+        for sym in syms:
+            import time
+
+            end_ms = stop or int(time.time() * 1000)
+            task = bar.add_task(sym, total=max((end_ms - start) // step, 1))
+            frame = fetch_cached(ex, sym, timeframe, start, cache, stop, market=market,
+                                 progress=lambda _s, n, task=task: bar.advance(task, n))
+            bar.update(task, completed=frame.height)
+            frame, _ = validate_bars(frame, timeframe, "ffill", where=f"{exchange} {sym}")
+            path = out_dir / f"{symbol_to_stem(sym)}_{file_suffix(timeframe)}.parquet"
+            frame.drop("symbol").write_parquet(path)
+            click.echo(f"{sym}: {frame.height} bars → {path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
