@@ -179,6 +179,12 @@ class Allocator:
         self.lo = np.array([p.min_fraction for p in self.pods])
         self.hi = np.array([p.max_fraction for p in self.pods])
         self.initial = np.array([p.initial_fraction for p in self.pods])
+        # the allocator always sees pods sorted by pod_id, so the config's pod order cannot change
+        # its inputs (solver round-off would otherwise differ with the permutation)
+        self._rank = np.argsort(np.argsort(np.array(self.pod_ids, dtype=object)))
+
+    def _canon(self, idx: np.ndarray) -> np.ndarray:
+        return idx[np.argsort(self._rank[idx], kind="stable")] if idx.size else idx
 
     # ------------------------------------------------------------------ schedule
     def is_check_day(self, day_index: int) -> bool:
@@ -202,7 +208,7 @@ class Allocator:
     ) -> np.ndarray | None:
         """New fractions if a rebalance is due at this day end, else None."""
         rets_all = daily_returns(navs)
-        prod = np.flatnonzero(states == PRODUCTION)
+        prod = self._canon(np.flatnonzero(states == PRODUCTION))
         calendar_due = day_index == 0 or (day_index + 1) % self.o.rebalance.calendar_days == 0
         trig = self.o.rebalance.trigger
         reason = None
@@ -285,7 +291,7 @@ class Allocator:
 
         method = self.o.allocation_method
         fixed = self.fixed_fractions(states, fractions)
-        prod = np.flatnonzero(states == PRODUCTION)
+        prod = self._canon(np.flatnonzero(states == PRODUCTION))
         f = fixed.copy()
         fallback: str | None = None
         budget = max(0.0, 1.0 - fixed.sum())
@@ -350,7 +356,7 @@ class Allocator:
         return out
 
     def _vol_cap(self, f: np.ndarray, rets_all: np.ndarray, t: int) -> np.ndarray:
-        live = np.flatnonzero(f > 0)
+        live = self._canon(np.flatnonzero(f > 0))
         if live.size == 0 or rets_all.shape[0] < self.o.min_history:
             return f
         r = self._window(rets_all, live, t)
@@ -362,7 +368,7 @@ class Allocator:
         return f
 
     def _record_prc(self, timestamp: int, rets_all: np.ndarray, f: np.ndarray) -> None:
-        live = np.flatnonzero(f > 0)
+        live = self._canon(np.flatnonzero(f > 0))
         prc = np.zeros(len(self.pods))
         if live.size and rets_all.shape[0] >= 2:
             cov = shrunk_covariance(rets_all[-self.o.allocation_lookback :, live])

@@ -14,7 +14,8 @@ Model, per bar of the requested timeframe:
   close) by a half-normal fraction of the bar's volatility; volume is log-normal and rises with
   the absolute return.
 
-Deterministic: the same (symbols, start, end, timeframe, seed) give the same frame. Every place
+Deterministic: a symbol's bars depend only on (seed, symbol, start, end, timeframe), not on
+the other symbols generated with it or their order. Every place
 that shows this data labels it "synthetic".
 """
 
@@ -75,7 +76,11 @@ def generate(
     dof = 4.0
     t_scale = np.sqrt((dof - 2) / dof)
     factor = rng.standard_t(dof, size=n) * t_scale
-    idio = rng.standard_t(dof, size=(n, k)) * t_scale
+    # each symbol's own shocks come from (seed, symbol): a path does not depend on which other
+    # symbols are generated with it, nor on their order
+    idio = np.column_stack(
+        [np.random.default_rng([seed, zlib.crc32(s.encode()), 1]).standard_t(dof, size=n) for s in symbols]
+    ).reshape(n, k) * t_scale
     shocks = load * factor[:, None] + np.sqrt(1 - load**2) * idio
 
     # regimes: 1 = trending (with a drift sign), 0 = mean-reverting; mean length 60 days
@@ -98,10 +103,12 @@ def generate(
     log_r = (rets + drift[:, None] * np.sqrt(per_year)) * vols - 0.5 * vols**2
     close = prices0 * np.exp(np.cumsum(log_r, axis=0))
     open_ = np.vstack([prices0[None, :], close[:-1]])
-    wick = np.abs(rng.standard_normal((n, k, 2))) * 0.5 * vols[None, :, None]
+    sym_rngs = [np.random.default_rng([seed, zlib.crc32(s.encode()), 2]) for s in symbols]
+    wick = np.stack([np.abs(r.standard_normal((n, 2))) for r in sym_rngs], axis=1) * 0.5 * vols[None, :, None]
     high = np.maximum(open_, close) * np.exp(wick[..., 0])
     low = np.minimum(open_, close) * np.exp(-wick[..., 1])
-    volume = np.exp(rng.normal(10, 0.5, (n, k))) * (1 + 20 * np.abs(log_r))
+    noise = np.column_stack([r.normal(10, 0.5, n) for r in sym_rngs]).reshape(n, k)
+    volume = np.exp(noise) * (1 + 20 * np.abs(log_r))
 
     frames = []
     for j, sym in enumerate(symbols):
