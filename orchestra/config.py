@@ -464,7 +464,7 @@ def format_validation_error(exc: ValidationError) -> list[str]:
             continue
         value = err.get("input")
         shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
-        problems.append(f"{path}: {msg}{shown}")
+        problems.append(f"{msg}{shown}" if not loc else f"{path}: {msg}{shown}")
     return problems
 
 
