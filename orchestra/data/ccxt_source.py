@@ -4,8 +4,10 @@
   starting one bar after the last one received, until a page brings nothing new or ``until`` is
   reached.
 * Rate limits: the exchange is created with ``enableRateLimit=True`` (ccxt's own throttle).
-* Retries: ccxt ``NetworkError`` (timeouts, ``RateLimitExceeded``, ``DDoSProtection``,
-  ``ExchangeNotAvailable``) are retried with exponential backoff; other errors propagate.
+* Retries: ccxt ``OperationFailed`` — its ``NetworkError`` family (timeouts,
+  ``RateLimitExceeded``, ``DDoSProtection``, ``ExchangeNotAvailable``) and unknown server-side
+  failures (Binance ``-1000``) — are retried with exponential backoff; ``ExchangeError`` (a bad
+  symbol, a rejected request) propagates at once.
 * Cache: ``<cache>/<exchange>/<market>/<BASE-QUOTE>_<tf>.parquet``. A second run reads the cache
   and only fetches the missing tail (from one bar after the last cached bar).
 * A bar still open at download time (``open_time + tf > now``) is dropped: it is not final.
@@ -42,13 +44,13 @@ def make_exchange(exchange_id: str, market: str = "spot", **options: Any) -> Any
 def fetch_with_retry(
     call: Callable[[], Any], retries: int = 5, backoff: float = 1.0, sleep: Callable[[float], None] = time.sleep
 ) -> Any:
-    """Run ``call``; on a ccxt ``NetworkError`` wait ``backoff·2^k`` seconds and try again."""
+    """Run ``call``; on a ccxt ``OperationFailed`` wait ``backoff·2^k`` seconds and try again."""
     import ccxt
 
     for attempt in range(retries + 1):
         try:
             return call()
-        except ccxt.NetworkError:
+        except ccxt.OperationFailed:
             if attempt == retries:
                 raise
             sleep(backoff * 2**attempt)

@@ -1,0 +1,127 @@
+"""A local HTTP server that speaks the parts of Binance's spot REST API that ccxt uses for bars.
+
+Endpoints: ``GET /api/v3/exchangeInfo`` and ``GET /api/v3/klines`` (``symbol``, ``interval``,
+``startTime``, ``endTime``, ``limit``; pages are capped at ``page_limit`` rows like the real
+API's ``limit``). Failures can be scripted: ``fail_next = ["429", "timeout", "500"]`` makes the
+next klines requests answer 429, stall past the client's timeout, or answer 500. Every klines
+request is recorded in ``requests`` so tests can assert what was fetched. Binds 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+
+DAY_MS = 86_400_000
+INTERVAL_MS = {"1m": 60_000, "1h": 3_600_000, "4h": 14_400_000, "1d": DAY_MS}
+
+
+def make_klines(start_ms: int, n: int, step_ms: int, seed: int = 0) -> list[list]:
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
+    open_ = np.concatenate([[100.0], close[:-1]])
+    rows = []
+    for i in range(n):
+        hi, lo = max(open_[i], close[i]) * 1.01, min(open_[i], close[i]) * 0.99
+        t = start_ms + i * step_ms
+        rows.append([t, f"{open_[i]:.8f}", f"{hi:.8f}", f"{lo:.8f}", f"{close[i]:.8f}", f"{1000 + i:.8f}",
+                     t + step_ms - 1, "0", 10, "0", "0", "0"])
+    return rows
+
+
+class FakeBinance:
+    def __init__(self, klines: dict[tuple[str, str], list[list]], page_limit: int = 100, stall_s: float = 2.0):
+        self.klines = klines
+        self.page_limit = page_limit
+        self.stall_s = stall_s
+        self.fail_next: list[str] = []
+        self.requests: list[dict] = []
+        self._lock = threading.Lock()
+        handler = self._handler()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> FakeBinance:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def exchange(self, timeout_ms: int = 1000):  # noqa: ANN201
+        """A real ccxt binance client pointed at this server."""
+        import ccxt
+
+        ex = ccxt.binance({"enableRateLimit": True, "timeout": timeout_ms,
+                           "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False}})
+        ex.urls["api"]["public"] = self.url + "/api/v3"
+        return ex
+
+    def _handler(self):  # noqa: ANN202
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:  # quiet
+                pass
+
+            def _json(self, code: int, body: object) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # noqa: N802
+                url = urlparse(self.path)
+                q = {k: v[0] for k, v in parse_qs(url.query).items()}
+                if url.path == "/api/v3/exchangeInfo":
+                    return self._json(200, fake.exchange_info())
+                if url.path == "/api/v3/klines":
+                    with fake._lock:
+                        fake.requests.append(q)
+                        failure = fake.fail_next.pop(0) if fake.fail_next else None
+                    if failure == "429":
+                        return self._json(429, {"code": -1003, "msg": "Too many requests"})
+                    if failure == "500":
+                        return self._json(500, {"code": -1000, "msg": "internal"})
+                    if failure == "timeout":
+                        time.sleep(fake.stall_s)
+                    rows = fake.klines.get((q["symbol"], q["interval"]), [])
+                    start = int(q.get("startTime", 0))
+                    end = int(q.get("endTime", 2**62))
+                    limit = min(int(q.get("limit", 500)), fake.page_limit)
+                    page = [r for r in rows if start <= r[0] <= end][:limit]
+                    return self._json(200, page)
+                return self._json(404, {"code": -1, "msg": "not found"})
+
+        return Handler
+
+    def exchange_info(self) -> dict:
+        symbols = sorted({s for s, _ in self.klines})
+        out = []
+        for s in symbols:
+            base, quote = s[:-4], s[-4:]
+            out.append({
+                "symbol": s, "status": "TRADING", "baseAsset": base, "baseAssetPrecision": 8,
+                "quoteAsset": quote, "quotePrecision": 8, "quoteAssetPrecision": 8,
+                "orderTypes": ["LIMIT", "MARKET"], "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
+                "permissions": ["SPOT"], "permissionSets": [["SPOT"]],
+                "filters": [
+                    {"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "1000000", "tickSize": "0.01"},
+                    {"filterType": "LOT_SIZE", "minQty": "0.00001", "maxQty": "9000", "stepSize": "0.00001"},
+                    {"filterType": "NOTIONAL", "minNotional": "5", "maxNotional": "9000000"},
+                ],
+            })
+        return {"timezone": "UTC", "serverTime": int(time.time() * 1000), "rateLimits": [], "symbols": out}
