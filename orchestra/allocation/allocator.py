@@ -88,6 +88,25 @@ def kelly_weights(
     return out
 
 
+def adaptive_kelly_blend(
+    w_rp: np.ndarray, w_kelly: np.ndarray, budget: float, live_days: int, kelly_fraction: float, ramp: int
+) -> np.ndarray:
+    """``(1 − α)·w_rp + α·w_kelly/budget`` with ``α = kelly_fraction · min(live_days / ramp, 1)``.
+
+    ``w_rp`` sums to 1 (shares of the budget); ``w_kelly`` is in fractions of equity (sums to at
+    most ``budget``), so the result, in shares of the budget, may sum below 1: the Kelly part's
+    unused share stays in cash. ``live_days`` is the shortest track record among the blended pods.
+
+    >>> adaptive_kelly_blend(np.array([0.5, 0.5]), np.array([0.4, 0.0]), 0.8, 0, 0.25, 180).tolist()
+    [0.5, 0.5]
+    >>> adaptive_kelly_blend(np.array([0.5, 0.5]), np.array([0.4, 0.0]), 0.8, 400, 0.25, 180).tolist()
+    [0.5, 0.375]
+    """
+    alpha = kelly_fraction * min(max(live_days, 0) / ramp, 1.0)
+    kelly_share = w_kelly / budget if budget > 0 else np.zeros_like(w_kelly)
+    return (1.0 - alpha) * np.asarray(w_rp, dtype=float) + alpha * kelly_share
+
+
 def inverse_volatility_weights(vols: np.ndarray) -> np.ndarray:
     """Shares ∝ 1/σ (sum to 1); equal shares if any σ is zero or unknown."""
     v = np.asarray(vols, dtype=float)
@@ -102,38 +121,42 @@ def inverse_volatility_weights(vols: np.ndarray) -> np.ndarray:
 def water_fill(weights: np.ndarray, budget: float, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Scale ``weights`` to ``budget`` and clamp to ``[lo, hi]``, re-distributing the excess.
 
-    The excess of a clamped pod goes to the unclamped ones in proportion to their weights, until
-    no bound is violated. What cannot be placed (every pod at its max) stays unallocated. If the
-    minimums alone exceed the budget, everything is scaled down to fit (Σ f ≤ budget always).
+    Water-filling: ``f_i = clip(λ·w_i, lo_i, hi_i)`` with the level ``λ`` chosen so that
+    ``Σ f = budget`` — a clamped pod's excess (or shortfall) goes to the unclamped pods in
+    proportion to their weights, until no bound is violated. ``Σ f`` is monotone in ``λ``, so
+    ``λ`` is found by bisection. If every pod is at its max and budget remains, the rest stays
+    unallocated; if the minimums alone exceed the budget, they are scaled down to fit
+    (Σ f ≤ budget always).
 
     >>> water_fill(np.array([0.8, 0.1, 0.1]), 1.0, np.zeros(3), np.full(3, 0.5)).round(6).tolist()
     [0.5, 0.25, 0.25]
     """
     w = np.clip(np.asarray(weights, dtype=float), 0.0, None)
+    lo = np.minimum(np.asarray(lo, dtype=float), hi)
     n = w.size
     if n == 0 or budget <= 0:
         return np.zeros(n)
-    if w.sum() <= 0:
-        w = np.ones(n)
-    f = w / w.sum() * budget
-    fixed = np.zeros(n, dtype=bool)
-    for _ in range(2 * n + 2):
-        over = (f > hi + 1e-15) & ~fixed
-        under = (f < lo - 1e-15) & ~fixed
-        if not over.any() and not under.any():
+    if lo.sum() >= budget:
+        return lo * (budget / lo.sum())
+    if hi.sum() <= budget:
+        return np.asarray(hi, dtype=float).copy()
+    w = w / w.max() if w.max() > 0 else np.ones(n)  # scale-free (and safe for subnormal weights)
+
+    def placed(level: float) -> float:
+        return float(np.clip(level * w, lo, hi).sum())
+
+    low, high = 0.0, 1.0
+    while placed(high) < budget:
+        high *= 2.0
+        if high > 1e300:  # remaining pods have zero weight: they stay at their minimum
             break
-        f[over] = hi[over]
-        f[under] = lo[under]
-        fixed |= over | under
-        free = ~fixed
-        remaining = budget - f[fixed].sum()
-        if not free.any():
-            break
-        if remaining <= 0 or w[free].sum() <= 0:
-            f[free] = np.maximum(lo[free], 0.0) if remaining > 0 else 0.0
-            break
-        f[free] = w[free] / w[free].sum() * remaining
-    f = np.minimum(np.clip(f, 0.0, None), hi)
+    for _ in range(200):
+        mid = 0.5 * (low + high)
+        if placed(mid) < budget:
+            low = mid
+        else:
+            high = mid
+    f = np.clip(high * w, lo, hi)
     total = f.sum()
     if total > budget:
         f *= budget / total
@@ -205,6 +228,7 @@ class Allocator:
         fractions: np.ndarray,
         join_bars: np.ndarray,
         equities: np.ndarray | None = None,
+        live_days: np.ndarray | None = None,
     ) -> np.ndarray | None:
         """New fractions if a rebalance is due at this day end, else None."""
         rets_all = daily_returns(navs)
@@ -223,7 +247,7 @@ class Allocator:
             reason = "initial"
         if reason is None:
             return None
-        new, method, fallback = self.allocate(rets_all, states, fractions, t)
+        new, method, fallback = self.allocate(rets_all, states, fractions, t, live_days)
         for p, pid in enumerate(self.pod_ids):
             self.allocations.append(
                 AllocationRecord(timestamp, pid, float(new[p]), method, fallback, reason)
@@ -284,7 +308,8 @@ class Allocator:
         return out
 
     def allocate(
-        self, rets_all: np.ndarray, states: np.ndarray, fractions: np.ndarray, t: int
+        self, rets_all: np.ndarray, states: np.ndarray, fractions: np.ndarray, t: int,
+        live_days: np.ndarray | None = None,
     ) -> tuple[np.ndarray, str, str | None]:
         """Fractions for all pods (see module docstring); returns (f, method, fallback reason)."""
         import time
@@ -298,7 +323,7 @@ class Allocator:
         if prod.size:
             r = self._window(rets_all, prod, t)
             t0 = time.perf_counter()
-            w, fallback = self._method_weights(method, r, prod, budget)
+            w, fallback = self._method_weights(method, r, prod, budget, live_days)
             self.solve_seconds.append(time.perf_counter() - t0)
             # weights may sum below 1 (adaptive Kelly leaves its unused share in cash)
             placed = budget * min(1.0, float(np.sum(w)))
@@ -307,7 +332,7 @@ class Allocator:
         return f, method, fallback
 
     def _method_weights(
-        self, method: str, r: np.ndarray, prod: np.ndarray, budget: float
+        self, method: str, r: np.ndarray, prod: np.ndarray, budget: float, live_days: np.ndarray | None = None
     ) -> tuple[np.ndarray, str | None]:
         n = prod.size
         equal = np.full(n, 1.0 / n)
@@ -321,6 +346,11 @@ class Allocator:
         if r.shape[0] < self.o.min_history:
             return ivol, f"{r.shape[0]} < min_history {self.o.min_history} days: inverse volatility"
         try:
+            # Ledoit–Wolf shrinkage makes collinear pods positive definite; a pod whose sample
+            # variance is zero (it never held a position) is what leaves Σ singular here
+            flat = [self.pod_ids[prod[i]] for i in np.flatnonzero(~(vols > 0))]
+            if flat:
+                raise SingularCovariance(f"zero variance for {', '.join(flat)}")
             cov = shrunk_covariance(r)
             chol = cholesky_factor(cov)
         except SingularCovariance as exc:
@@ -332,17 +362,13 @@ class Allocator:
             return ivol, f"{exc}: inverse volatility"
         if method == "risk_parity":
             return w_rp, None
-        # adaptive Kelly: α = kelly_fraction · min(live_days / ramp, 1); live_days = shortest
-        live_days = r.shape[0]
-        alpha = self.o.kelly_fraction * min(live_days / self.o.kelly_confidence_ramp, 1.0)
         mu = r.mean(axis=0) * DAYS_PER_YEAR
         try:
             w_k = self._kelly(key, mu, cov, chol, budget)
         except SolveError as exc:
             return w_rp, f"{exc}: risk parity only"
-        # blend in fractions of the budget: the Kelly part may leave its unused share as cash
-        blended = (1 - alpha) * w_rp + alpha * (w_k / budget if budget > 0 else 0.0)
-        return blended, None
+        live = int(np.min(live_days[prod])) if live_days is not None else r.shape[0]
+        return adaptive_kelly_blend(w_rp, w_k, budget, live, self.o.kelly_fraction, self.o.kelly_confidence_ramp), None
 
     def _kelly(self, key: tuple, mu: np.ndarray, cov: np.ndarray, chol: np.ndarray, budget: float) -> np.ndarray:
         out = np.zeros(mu.size)
@@ -379,6 +405,7 @@ class Allocator:
 
 __all__ = [
     "Allocator",
+    "adaptive_kelly_blend",
     "effective_n",
     "inverse_volatility_weights",
     "kelly_weights",

@@ -36,12 +36,12 @@ class SolveError(RuntimeError):
     """The solver did not reach an optimal solution."""
 
 
-def _solve(problem: cp.Problem, name: str) -> None:
+def _solve(problem: cp.Problem, name: str, max_iter: int) -> None:
     """Solve with Clarabel; an inaccurate status is accepted here and checked by the caller."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Solution may be inaccurate")
         try:
-            problem.solve(solver=cp.CLARABEL, **SOLVER_OPTS)
+            problem.solve(solver=cp.CLARABEL, **{**SOLVER_OPTS, "max_iter": max_iter})
         except cp.error.SolverError as exc:
             raise SolveError(f"{name} solver error: {exc}") from None
 
@@ -73,8 +73,9 @@ def _newton_polish(x: np.ndarray, sigma: np.ndarray, b: np.ndarray, iters: int =
 class ErcProblem:
     """ERC for ``n`` assets; call :meth:`solve` with a Cholesky factor and budgets."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, max_iter: int = 500):
         self.n = n
+        self.max_iter = max_iter
         self.L = cp.Parameter((n, n), name="L")
         self.b = cp.Parameter(n, nonneg=True, name="budgets")
         self.x = cp.Variable(n, pos=True, name="x")
@@ -84,7 +85,7 @@ class ErcProblem:
     def solve(self, chol: np.ndarray, budgets: np.ndarray) -> np.ndarray:
         self.L.value = chol
         self.b.value = budgets
-        _solve(self.problem, "ERC")
+        _solve(self.problem, "ERC", self.max_iter)
         if self.problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or self.x.value is None:
             raise SolveError(f"ERC status {self.problem.status}")
         x = np.maximum(np.asarray(self.x.value, dtype=float), 0.0)
@@ -103,8 +104,9 @@ class ErcProblem:
 class KellyProblem:
     """Constrained Kelly for ``n`` assets; :meth:`solve` takes μ, L, budget and max volatility."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, max_iter: int = 500):
         self.n = n
+        self.max_iter = max_iter
         self.mu = cp.Parameter(n, name="mu")
         self.L = cp.Parameter((n, n), name="L")
         self.budget = cp.Parameter(nonneg=True, name="budget")
@@ -120,7 +122,7 @@ class KellyProblem:
         self.L.value = chol
         self.budget.value = budget
         self.max_vol.value = max_vol
-        _solve(self.problem, "Kelly")
+        _solve(self.problem, "Kelly", self.max_iter)
         if self.problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or self.w.value is None:
             raise SolveError(f"Kelly status {self.problem.status}")
         return np.clip(np.asarray(self.w.value, dtype=float), 0.0, None)
@@ -129,19 +131,20 @@ class KellyProblem:
 class ProblemCache:
     """Compiled problems keyed by the set of pods they serve; rebuilt only when the set changes."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_iter: int = 500) -> None:
+        self.max_iter = max_iter
         self._erc: dict[tuple, ErcProblem] = {}
         self._kelly: dict[tuple, KellyProblem] = {}
         self.builds = 0
 
     def erc(self, key: tuple) -> ErcProblem:
         if key not in self._erc:
-            self._erc[key] = ErcProblem(len(key))
+            self._erc[key] = ErcProblem(len(key), self.max_iter)
             self.builds += 1
         return self._erc[key]
 
     def kelly(self, key: tuple) -> KellyProblem:
         if key not in self._kelly:
-            self._kelly[key] = KellyProblem(len(key))
+            self._kelly[key] = KellyProblem(len(key), self.max_iter)
             self.builds += 1
         return self._kelly[key]

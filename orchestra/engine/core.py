@@ -68,6 +68,10 @@ class Engine:
         for p, jb in enumerate(prepared.pod_join_bar):
             if jb > 0:
                 self._joins.setdefault(int(jb) - 1, []).append(p)
+        # the day index at which each pod joined (0 for pods there from the start)
+        self._join_day = np.array(
+            [int(np.searchsorted(self.day_end_bars, jb)) for jb in prepared.pod_join_bar], dtype=np.int64
+        )
         self.events = self._event_bars()
         self._event_set = set(self.events.tolist())
 
@@ -170,6 +174,7 @@ class Engine:
                 fractions=fractions,
                 join_bars=self.prepared.pod_join_bar,
                 equities=self.out.pod_equity[t].copy(),
+                live_days=day_index + 1 - self._join_day,
             )
             if new is not None:
                 fractions = new

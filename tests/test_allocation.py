@@ -1,0 +1,225 @@
+"""Allocation: ERC against an independent solver, Kelly, clamps and water-filling, fallbacks, DPP."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orchestra.allocation import (
+    Allocator,
+    kelly_weights,
+    risk_contributions,
+    risk_parity_weights,
+    water_fill,
+)
+from orchestra.allocation.allocator import adaptive_kelly_blend
+from orchestra.allocation.moments import SingularCovariance
+from orchestra.allocation.problems import ErcProblem, KellyProblem, ProblemCache
+from orchestra.config import parse_config
+from orchestra.kernels.state import INCUBATION, PROBATION, PRODUCTION, RETIRED, WARNING
+
+
+def ccd_risk_parity(cov: np.ndarray, b: np.ndarray, iters: int = 20_000) -> np.ndarray:
+    """Independent ERC solver: cyclical coordinate descent on Spinu's objective.
+
+    Griveau-Billion, Richard & Roncalli (2013): each coordinate solves
+    ``Σ_ii x_i² + (Σx)_{-i} x_i − b_i = 0`` exactly (the positive root).
+    """
+    n = cov.shape[0]
+    x = 1.0 / np.sqrt(np.diag(cov))
+    for _ in range(iters):
+        x_old = x.copy()
+        for i in range(n):
+            c = cov[i] @ x - cov[i, i] * x[i]
+            x[i] = (-c + np.sqrt(c * c + 4 * cov[i, i] * b[i])) / (2 * cov[i, i])
+        if np.max(np.abs(x - x_old)) < 1e-15 * np.max(x):
+            break
+    return x / x.sum()
+
+
+@st.composite
+def pd_matrices(draw):  # noqa: ANN001, ANN201
+    n = draw(st.integers(2, 10))
+    seed = draw(st.integers(0, 2**31))
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(n, n + draw(st.integers(0, 5))))
+    vols = rng.uniform(0.1, 1.5, n)
+    c = a @ a.T / a.shape[1] + draw(st.floats(1e-3, 0.5)) * np.eye(n)
+    d = np.sqrt(np.diag(c))
+    cov = c / np.outer(d, d) * np.outer(vols, vols)
+    budgets = rng.uniform(0.05, 1.0, n) if draw(st.booleans()) else np.ones(n)
+    return cov, budgets / budgets.sum()
+
+
+@settings(max_examples=300)
+@given(case=pd_matrices())
+def test_erc_risk_contributions_equal_budgets(case) -> None:  # noqa: ANN001
+    cov, b = case
+    w = risk_parity_weights(cov, b)
+    assert w.sum() == pytest.approx(1.0, abs=1e-12) and (w > 0).all()
+    assert np.max(np.abs(risk_contributions(w, cov) - b)) < 1e-5
+    assert np.max(np.abs(w - ccd_risk_parity(cov, b))) < 1e-5
+
+
+def test_erc_seed_cases() -> None:
+    # two pods of equal vol -> 50/50
+    assert np.allclose(risk_parity_weights(np.diag([0.09, 0.09])), [0.5, 0.5], atol=1e-9)
+    # vol 2:1 -> more to the low-vol pod (inverse vol for two assets)
+    w = risk_parity_weights(np.diag([0.16, 0.04]))
+    assert np.allclose(w, [1 / 3, 2 / 3], atol=1e-9)
+    # with two assets ERC is inverse vol whatever the correlation
+    for rho in (-0.5, 0.9):
+        cov = np.array([[0.16, rho * 0.4 * 0.2], [rho * 0.4 * 0.2, 0.04]])
+        assert np.allclose(risk_parity_weights(cov), [1 / 3, 2 / 3], atol=1e-9)
+    # three equal-vol pods, two of them correlated 0.9: the independent one gets the most
+    def cov3(rho: float) -> np.ndarray:
+        c = np.eye(3)
+        c[0, 1] = c[1, 0] = rho
+        return c * 0.09
+
+    hi = risk_parity_weights(cov3(0.9))
+    assert hi[2] > hi[0] and hi[0] == pytest.approx(hi[1])
+    # negatively correlated pair (-0.5): hedging each other, they get more than the third
+    lo = risk_parity_weights(cov3(-0.5))
+    assert lo[0] > lo[2]
+
+
+def test_kelly_rules() -> None:
+    cov = np.diag([0.04, 0.04, 0.04])
+    w = kelly_weights(np.array([0.08, 0.02, -0.05]), cov, budget=1.0, max_volatility=10.0)
+    assert w[0] > w[1] > 0 and w[2] == 0.0
+    assert np.allclose(w[:2], [2.0, 0.5], atol=1e-5) is False or w.sum() <= 1.0 + 1e-9  # budget binds
+    assert w.sum() <= 1.0 + 1e-7
+    higher = kelly_weights(np.array([0.12, 0.02, -0.05]), cov, budget=1.0, max_volatility=10.0)
+    assert higher[0] > w[0]  # a higher expected return raises the pod's weight
+    assert np.all(kelly_weights(np.array([-0.1, -0.2]), np.eye(2) * 0.1, 1.0, 0.2) == 0)
+    capped = kelly_weights(np.array([0.5, 0.5]), np.eye(2) * 0.04, budget=1.0, max_volatility=0.1)
+    assert np.sqrt(capped @ (np.eye(2) * 0.04) @ capped) <= 0.1 + 1e-6
+    # unconstrained optimum Σ⁻¹μ when nothing binds
+    free = kelly_weights(np.array([0.004, 0.002]), np.diag([0.04, 0.04]), budget=1.0, max_volatility=10.0)
+    assert np.allclose(free, [0.1, 0.05], atol=1e-6)
+
+
+def test_adaptive_kelly_ramp() -> None:
+    w_rp, w_k = np.array([0.6, 0.4]), np.array([0.5, 0.0])
+    assert np.array_equal(adaptive_kelly_blend(w_rp, w_k, 0.8, 0, 0.25, 180), w_rp)
+    full = 0.75 * w_rp + 0.25 * w_k / 0.8
+    assert np.allclose(adaptive_kelly_blend(w_rp, w_k, 0.8, 180, 0.25, 180), full)
+    assert np.allclose(adaptive_kelly_blend(w_rp, w_k, 0.8, 1000, 0.25, 180), full)
+    half = 0.875 * w_rp + 0.125 * w_k / 0.8
+    assert np.allclose(adaptive_kelly_blend(w_rp, w_k, 0.8, 90, 0.25, 180), half)
+
+
+@settings(max_examples=500)
+@given(
+    w=st.lists(st.floats(0, 10), min_size=1, max_size=8),
+    budget=st.floats(0, 1),
+    data=st.data(),
+)
+def test_water_fill_bounds(w: list[float], budget: float, data) -> None:  # noqa: ANN001
+    n = len(w)
+    hi = np.array(data.draw(st.lists(st.floats(0.01, 1), min_size=n, max_size=n)))
+    lo = np.minimum(np.array(data.draw(st.lists(st.floats(0, 0.3), min_size=n, max_size=n))), hi)
+    f = water_fill(np.array(w), budget, lo, hi)
+    assert (f >= -1e-15).all() and (f <= hi + 1e-12).all()
+    assert f.sum() <= budget + 1e-12
+    if lo.sum() <= budget <= hi.sum() and min(w) > 0:  # excess goes only to pods with weight
+        assert f.sum() == pytest.approx(budget, abs=1e-9)
+        assert (f >= lo - 1e-12).all()
+
+
+def _allocator(method: str = "risk_parity", n: int = 4, max_vol: float = 100.0, **orch) -> Allocator:  # noqa: ANN003
+    pods = [{"pod_id": f"p{i}", "strategy": "tsmom", "symbols": ["BTC/USDT"], "initial_fraction": 0.1,
+             "min_fraction": 0.05, "max_fraction": 0.5} for i in range(n)]
+    cfg = parse_config({"orchestrator": {"allocation_method": method, "risk": {"max_portfolio_volatility": max_vol}, **orch}, "pods": pods})
+    return Allocator(cfg, [p.pod_id for p in cfg.pods])
+
+
+def _navs(rng: np.random.Generator, days: int, n: int) -> np.ndarray:
+    r = rng.normal(0.0005, 0.02, (days, n)) * rng.uniform(0.5, 2, n)
+    return np.vstack([np.ones(n), np.cumprod(1 + r, axis=0)])
+
+
+@settings(max_examples=150)
+@given(seed=st.integers(0, 2**31), method=st.sampled_from(["equal_weight", "inverse_volatility", "risk_parity", "adaptive_kelly"]),
+       states=st.lists(st.sampled_from([INCUBATION, PRODUCTION, WARNING, PROBATION, RETIRED]), min_size=4, max_size=4),
+       days=st.integers(0, 200), max_vol=st.sampled_from([0.05, 0.2, 100.0]))
+def test_allocations_respect_bounds_and_clamps(seed: int, method: str, states: list[int], days: int, max_vol: float) -> None:
+    rng = np.random.default_rng(seed)
+    a = _allocator(method, max_vol=max_vol)
+    fractions = rng.uniform(0.05, 0.3, 4)
+    st_arr = np.array(states, dtype=np.int8)
+    f, _, _ = a.allocate(np.diff(_navs(rng, days, 4), axis=0) / _navs(rng, days, 4)[:-1], st_arr, fractions, 0, np.full(4, days))
+    assert (f >= 0).all() and (f <= a.hi + 1e-12).all() and f.sum() <= 1 + 1e-12
+    if max_vol == 100.0:  # no volatility scaling: fixed pods sit exactly at their clamp
+        for p, s in enumerate(st_arr):
+            expect = {RETIRED: 0.0, PROBATION: a.lo[p], WARNING: fractions[p], INCUBATION: a.initial[p]}.get(int(s))
+            if expect is not None:
+                assert f[p] == pytest.approx(expect)
+
+
+def test_singular_covariance_falls_back_to_inverse_vol() -> None:
+    a = _allocator("risk_parity", n=3)
+    rng = np.random.default_rng(1)
+    rets = np.hstack([rng.normal(0, 0.02, (60, 2)), np.zeros((60, 1))])  # p2 never traded
+    f, _, fallback = a.allocate(rets, np.full(3, PRODUCTION, dtype=np.int8), np.full(3, 0.3), 0)
+    assert fallback == "singular covariance (zero variance for p2): inverse volatility"
+    assert np.isfinite(f).all() and f.sum() <= 1
+    # collinear pods are fine: Ledoit-Wolf shrinkage keeps Σ positive definite
+    r = rng.normal(0, 0.02, (60, 1))
+    _, _, fallback = a.allocate(np.hstack([r, 2 * r, rng.normal(0, 0.01, (60, 1))]), np.full(3, PRODUCTION, dtype=np.int8), np.full(3, 0.3), 0)
+    assert fallback is None
+
+
+def test_short_history_falls_back_and_records_it() -> None:
+    a = _allocator("risk_parity", n=2)
+    rets = np.random.default_rng(2).normal(0, 0.02, (10, 2))
+    _, _, fallback = a.allocate(rets, np.full(2, PRODUCTION, dtype=np.int8), np.full(2, 0.3), 0)
+    assert fallback == "10 < min_history 30 days: inverse volatility"
+
+
+def test_failed_solve_falls_back_and_is_recorded() -> None:
+    a = _allocator("risk_parity", n=3)
+    a.cache = ProblemCache(max_iter=1)  # Clarabel really stops at its iteration limit
+    rets = np.random.default_rng(3).normal(0, 0.02, (90, 3))
+    f, _, fallback = a.allocate(rets, np.full(3, PRODUCTION, dtype=np.int8), np.full(3, 0.3), 0)
+    assert fallback is not None and fallback.startswith("ERC status user_limit") and "inverse volatility" in fallback
+    assert np.isfinite(f).all() and f.sum() <= 1
+
+
+def test_cholesky_rejects_singular() -> None:
+    from orchestra.allocation.moments import cholesky_factor
+
+    with pytest.raises(SingularCovariance):
+        cholesky_factor(np.ones((2, 2)))
+    with pytest.raises(SingularCovariance):
+        cholesky_factor(np.diag([1.0, 0.0]))
+
+
+def test_problems_are_dpp_and_resolve_without_recompiling() -> None:
+    rng = np.random.default_rng(4)
+    for problem_cls in (ErcProblem, KellyProblem):
+        prob = problem_cls(4)
+        assert prob.problem.is_dcp(dpp=True)
+    erc = ErcProblem(4)
+    a = rng.normal(size=(4, 6))
+    cov = a @ a.T / 6 + 0.05 * np.eye(4)
+    erc.solve(np.linalg.cholesky(cov), np.full(4, 0.25))
+    compiled = erc.problem._cache.param_prog
+    assert compiled is not None
+    for _ in range(3):
+        a = rng.normal(size=(4, 6))
+        cov = a @ a.T / 6 + 0.05 * np.eye(4)
+        w = erc.solve(np.linalg.cholesky(cov), np.full(4, 0.25))
+        assert erc.problem._cache.param_prog is compiled  # same compiled program, new parameters
+        assert np.max(np.abs(risk_contributions(w, cov) - 0.25)) < 1e-9
+
+
+def test_problem_cache_rebuilds_only_when_the_pod_set_changes() -> None:
+    cache = ProblemCache()
+    p1 = cache.erc(("a", "b"))
+    assert cache.erc(("a", "b")) is p1 and cache.builds == 1
+    cache.erc(("a", "c"))
+    assert cache.builds == 2

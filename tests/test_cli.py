@@ -1,0 +1,98 @@
+"""End-to-end: ``orch-bt run`` / ``report`` on the example configs, run dirs, the HTML report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from orchestra import OrchestratedResult, load_config, run_backtest
+from orchestra.cli.bt import main
+from tests.conftest import CONFIGS, needs_shared
+
+CHART_IDS = ["equity", "drawdowns", "allocation", "prc", "lifecycle", "net_exposure", "correlation", "netting"]
+
+
+def _run(config: Path, out: Path, *extra: str):  # noqa: ANN202
+    res = CliRunner().invoke(main, ["run", str(config), "--out", str(out), "--html", *extra])
+    assert res.exit_code == 0, res.output
+    return res
+
+
+def _check_run_dir(out: Path, config: Path) -> None:
+    assert (out / "summary.json").is_file() and (out / "report.html").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    cfg = load_config(config)
+    assert summary["config_hash"] == cfg.config_hash and summary["version"]
+    loaded = OrchestratedResult.load(out)
+    fresh = run_backtest(cfg)
+    for name, frame in fresh.frames().items():
+        assert frame.equals(getattr(loaded, name)), name
+    html = (out / "report.html").read_text()
+    for cid in CHART_IDS:
+        assert f'id="chart-{cid}"' in html, cid
+    assert "plotly" in html.lower() and "<script" in html and len(html) > 1_000_000  # plotly.js inlined
+
+
+def test_run_example_config(tmp_path: Path) -> None:
+    res = _run(CONFIGS / "example.yaml", tmp_path / "run")
+    assert "synthetic" in res.output and "(unallocated)" in res.output and "pod-tsmom-major" in res.output
+    _check_run_dir(tmp_path / "run", CONFIGS / "example.yaml")
+
+
+@needs_shared
+def test_run_binance_majors(tmp_path: Path) -> None:
+    res = _run(CONFIGS / "binance-majors.yaml", tmp_path / "run", "--start", "2023-01-01", "--end", "2024-06-30")
+    assert "files:" in res.output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["data_range"]["first_bar"].startswith("2023-01-01")
+    loaded = OrchestratedResult.load(tmp_path / "run")
+    assert loaded.fills.height > 0 and loaded.metrics.height == 5
+
+
+def test_report_command_and_pod_filter(tmp_path: Path) -> None:
+    _run(CONFIGS / "example.yaml", tmp_path / "run", "--quiet")
+    res = CliRunner().invoke(main, ["report", str(tmp_path / "run"), "--pod", "pod-donchian-alt"])
+    assert res.exit_code == 0 and "pod-donchian-alt" in res.output and "pod-tsmom-major" not in res.output
+    bad = CliRunner().invoke(main, ["report", str(tmp_path / "run"), "--pod", "nope"])
+    assert bad.exit_code == 2 and "pods: pod-tsmom-major" in bad.output
+    missing = CliRunner().invoke(main, ["report", str(tmp_path / "nothing")])
+    assert missing.exit_code == 2 and "not a run directory" in missing.output
+
+
+def test_validate_prints_summary() -> None:
+    res = CliRunner().invoke(main, ["validate", str(CONFIGS / "example.yaml")])
+    assert res.exit_code == 0, res.output
+    assert "valid" in res.output and "BTC/USDT" in res.output and "synthetic" in res.output
+
+
+def test_console_script_is_installed(tmp_path: Path) -> None:
+    exe = Path(sys.executable).parent / "orch-bt"
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True)
+    assert "run" in out.stdout and "validate" in out.stdout
+
+
+def test_bad_date_option_is_a_usage_error() -> None:
+    res = CliRunner().invoke(main, ["run", str(CONFIGS / "example.yaml"), "--start", "01/02/2024"])
+    assert res.exit_code == 2 and "use YYYY-MM-DD" in res.output
+
+
+def test_start_end_overrides(tmp_path: Path) -> None:
+    res = run_backtest(CONFIGS / "example.yaml", start=__import__("datetime").date(2024, 3, 1), end=__import__("datetime").date(2024, 4, 30))
+    ts = res.equity["timestamp"]
+    assert str(ts[0])[:10] == "2024-03-01" and str(ts[-1])[:10] == "2024-04-30"
+    assert res.equity.filter(pl.col("equity").is_nan()).height == 0
+
+
+@pytest.mark.parametrize("execution", ["next_open", "close"])
+def test_execution_note_in_summary(execution: str) -> None:
+    from orchestra.config import parse_config
+
+    cfg = parse_config({"pods": [{"pod_id": "a", "strategy": "tsmom", "symbols": ["BTC/USDT"]}], "backtest": {"execution": execution, "start": "2024-01-01", "end": "2024-03-01"}})
+    note = run_backtest(cfg).summary["execution_note"]
+    assert ("optimistic" in note) == (execution == "close")
