@@ -12,11 +12,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from orchestra import allocation, data, strategies
 from orchestra.config import Config, ConfigError, load_config
 from orchestra.engine import run_backtest
 from orchestra.results.result import OrchestratedResult
-
-from orchestra import allocation, data, strategies  # noqa: E402,F401  (public submodules)
 
 __all__ = [
     "Config",

@@ -71,7 +71,8 @@ class DataConfig(_Frozen):
     exchange: str = Field("binance", description="ccxt: exchange id")
     market: Literal["spot", "swap"] = Field("spot", description="ccxt: spot or perpetual swap")
     cache: Path = Field(
-        Path("~/.cache/orchestra"), description="ccxt: parquet cache folder (only the tail is fetched)"
+        Path("~/.cache/orchestra"),
+        description="ccxt: parquet cache folder (only the tail is fetched)",
     )
     seed: int = Field(7, description="synthetic: random seed (the data is deterministic per seed)")
     gaps: Literal["error", "ffill"] | None = Field(
@@ -265,7 +266,9 @@ def _validate_strategy_params(name: str, params: dict[str, Any]) -> StrategyPara
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "params"
             if err["type"] == "extra_forbidden":
-                problems.append(f"params.{where}: unknown parameter of {name!r} (allowed: {allowed})")
+                problems.append(
+                    f"params.{where}: unknown parameter of {name!r} (allowed: {allowed})"
+                )
             else:
                 problems.append(f"params.{where}: {err['msg']} (got {err.get('input')!r})")
         raise ValueError("; ".join(problems)) from None
@@ -340,7 +343,8 @@ class BacktestConfig(_Frozen):
     end: dt.date = Field(dt.date(2025, 12, 31), description="Last day traded, inclusive")
     capital: float = Field(100_000.0, gt=0, description="Starting equity in quote currency")
     execution: Literal["next_open", "close"] = Field(
-        "next_open", description="next_open: fill at bar t+1's open; close: at t's close (optimistic)"
+        "next_open",
+        description="next_open: fill at bar t+1's open; close: at t's close (optimistic)",
     )
     warmup_days: int | Literal["auto"] = Field(
         "auto", description="Days before start used only to warm signals up; auto from strategies"

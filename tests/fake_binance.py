@@ -29,13 +29,29 @@ def make_klines(start_ms: int, n: int, step_ms: int, seed: int = 0) -> list[list
     for i in range(n):
         hi, lo = max(open_[i], close[i]) * 1.01, min(open_[i], close[i]) * 0.99
         t = start_ms + i * step_ms
-        rows.append([t, f"{open_[i]:.8f}", f"{hi:.8f}", f"{lo:.8f}", f"{close[i]:.8f}", f"{1000 + i:.8f}",
-                     t + step_ms - 1, "0", 10, "0", "0", "0"])
+        rows.append(
+            [
+                t,
+                f"{open_[i]:.8f}",
+                f"{hi:.8f}",
+                f"{lo:.8f}",
+                f"{close[i]:.8f}",
+                f"{1000 + i:.8f}",
+                t + step_ms - 1,
+                "0",
+                10,
+                "0",
+                "0",
+                "0",
+            ]
+        )
     return rows
 
 
 class FakeBinance:
-    def __init__(self, klines: dict[tuple[str, str], list[list]], page_limit: int = 100, stall_s: float = 2.0):
+    def __init__(
+        self, klines: dict[tuple[str, str], list[list]], page_limit: int = 100, stall_s: float = 2.0
+    ):
         self.klines = klines
         self.page_limit = page_limit
         self.stall_s = stall_s
@@ -59,16 +75,21 @@ class FakeBinance:
         self.server.shutdown()
         self.server.server_close()
 
-    def exchange(self, timeout_ms: int = 1000):  # noqa: ANN201
+    def exchange(self, timeout_ms: int = 1000):
         """A real ccxt binance client pointed at this server."""
         import ccxt
 
-        ex = ccxt.binance({"enableRateLimit": True, "timeout": timeout_ms,
-                           "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False}})
+        ex = ccxt.binance(
+            {
+                "enableRateLimit": True,
+                "timeout": timeout_ms,
+                "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False},
+            }
+        )
         ex.urls["api"]["public"] = self.url + "/api/v3"
         return ex
 
-    def _handler(self):  # noqa: ANN202
+    def _handler(self):
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -83,7 +104,7 @@ class FakeBinance:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 url = urlparse(self.path)
                 q = {k: v[0] for k, v in parse_qs(url.query).items()}
                 if url.path == "/api/v3/exchangeInfo":
@@ -113,15 +134,40 @@ class FakeBinance:
         out = []
         for s in symbols:
             base, quote = s[:-4], s[-4:]
-            out.append({
-                "symbol": s, "status": "TRADING", "baseAsset": base, "baseAssetPrecision": 8,
-                "quoteAsset": quote, "quotePrecision": 8, "quoteAssetPrecision": 8,
-                "orderTypes": ["LIMIT", "MARKET"], "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
-                "permissions": ["SPOT"], "permissionSets": [["SPOT"]],
-                "filters": [
-                    {"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "1000000", "tickSize": "0.01"},
-                    {"filterType": "LOT_SIZE", "minQty": "0.00001", "maxQty": "9000", "stepSize": "0.00001"},
-                    {"filterType": "NOTIONAL", "minNotional": "5", "maxNotional": "9000000"},
-                ],
-            })
-        return {"timezone": "UTC", "serverTime": int(time.time() * 1000), "rateLimits": [], "symbols": out}
+            out.append(
+                {
+                    "symbol": s,
+                    "status": "TRADING",
+                    "baseAsset": base,
+                    "baseAssetPrecision": 8,
+                    "quoteAsset": quote,
+                    "quotePrecision": 8,
+                    "quoteAssetPrecision": 8,
+                    "orderTypes": ["LIMIT", "MARKET"],
+                    "isSpotTradingAllowed": True,
+                    "isMarginTradingAllowed": False,
+                    "permissions": ["SPOT"],
+                    "permissionSets": [["SPOT"]],
+                    "filters": [
+                        {
+                            "filterType": "PRICE_FILTER",
+                            "minPrice": "0.01",
+                            "maxPrice": "1000000",
+                            "tickSize": "0.01",
+                        },
+                        {
+                            "filterType": "LOT_SIZE",
+                            "minQty": "0.00001",
+                            "maxQty": "9000",
+                            "stepSize": "0.00001",
+                        },
+                        {"filterType": "NOTIONAL", "minNotional": "5", "maxNotional": "9000000"},
+                    ],
+                }
+            )
+        return {
+            "timezone": "UTC",
+            "serverTime": int(time.time() * 1000),
+            "rateLimits": [],
+            "symbols": out,
+        }

@@ -11,15 +11,29 @@ from orchestra.kernels.step import run_segment_nb, transfer_nb
 DAY = 86_400_000
 
 
-def make_inputs(rng: np.random.Generator, n_pods: int, n_syms: int, n_bars: int, *,
-                exec_close: bool, cost: float, slip: float, max_gross: float, daily_loss: float,
-                bars_per_day: int = 1, stop: bool = True, trailing: bool = True,
-                late_listing: bool = True) -> Inputs:
+def make_inputs(
+    rng: np.random.Generator,
+    n_pods: int,
+    n_syms: int,
+    n_bars: int,
+    *,
+    exec_close: bool,
+    cost: float,
+    slip: float,
+    max_gross: float,
+    daily_loss: float,
+    bars_per_day: int = 1,
+    stop: bool = True,
+    trailing: bool = True,
+    late_listing: bool = True,
+) -> Inputs:
     """Random but valid inputs: positive price paths, sparse signed weights, random rules."""
     step = DAY // bars_per_day
     ts = np.arange(n_bars, dtype=np.int64) * step + 19_000 * DAY
     vol = rng.uniform(0.01, 0.08, n_syms)
-    logp = np.cumsum(rng.normal(0, 1, (n_bars, n_syms)) * vol, axis=0) + np.log(rng.uniform(1, 1000, n_syms))
+    logp = np.cumsum(rng.normal(0, 1, (n_bars, n_syms)) * vol, axis=0) + np.log(
+        rng.uniform(1, 1000, n_syms)
+    )
     close = np.exp(logp)
     open_ = close * np.exp(rng.normal(0, 0.01, close.shape))
     tradable = np.ones_like(close, dtype=bool)
@@ -45,7 +59,9 @@ def make_inputs(rng: np.random.Generator, n_pods: int, n_syms: int, n_bars: int,
         keep = rng.random(K) < 0.5
         w[t, keep] = w[t - 1, keep]
     slot_sym_arr = np.asarray(slot_sym, dtype=np.int64)
-    sym_ptr = np.concatenate([[0], np.cumsum(np.bincount(slot_sym_arr, minlength=n_syms))]).astype(np.int64)
+    sym_ptr = np.concatenate([[0], np.cumsum(np.bincount(slot_sym_arr, minlength=n_syms))]).astype(
+        np.int64
+    )
     params = np.zeros(N_PARAMS)
     params[:5] = [1.0 if exec_close else 0.0, cost, slip, max_gross, daily_loss]
     atr = np.abs(rng.normal(0, 1, close.shape)) * close * vol
@@ -67,7 +83,9 @@ def make_inputs(rng: np.random.Generator, n_pods: int, n_syms: int, n_bars: int,
         sym_slots=np.argsort(slot_sym_arr, kind="stable").astype(np.int64),
         pod_max_leverage=rng.uniform(0.5, 3.0, n_pods),
         pod_threshold=rng.choice([0.0, 0.02, 0.1], n_pods),
-        pod_stop_loss=np.where(rng.random(n_pods) < 0.5, rng.uniform(0.02, 0.2, n_pods), np.nan) if stop else np.full(n_pods, np.nan),
+        pod_stop_loss=np.where(rng.random(n_pods) < 0.5, rng.uniform(0.02, 0.2, n_pods), np.nan)
+        if stop
+        else np.full(n_pods, np.nan),
         pod_trailing=(rng.random(n_pods) < 0.5) if trailing else np.zeros(n_pods, dtype=bool),
         pod_trail_mult=rng.uniform(0.5, 4.0, n_pods),
         params=params,
@@ -75,7 +93,7 @@ def make_inputs(rng: np.random.Generator, n_pods: int, n_syms: int, n_bars: int,
 
 
 @st.composite
-def kernel_cases(draw, max_pods: int = 4, max_syms: int = 4, max_bars: int = 40):  # noqa: ANN001, ANN201
+def kernel_cases(draw, max_pods: int = 4, max_syms: int = 4, max_bars: int = 40):
     seed = draw(st.integers(0, 2**32 - 1))
     n_pods = draw(st.integers(1, max_pods))
     n_syms = draw(st.integers(1, max_syms))
@@ -86,16 +104,28 @@ def kernel_cases(draw, max_pods: int = 4, max_syms: int = 4, max_bars: int = 40)
     max_gross = draw(st.sampled_from([0.0, 0.5, 1.5, 3.0]))
     daily_loss = draw(st.sampled_from([0.0, 0.02, 0.05]))
     bars_per_day = draw(st.sampled_from([1, 4]))
-    fr = draw(st.lists(st.one_of(st.just(0.0), st.floats(1e-6, 1.0)), min_size=n_pods, max_size=n_pods))
+    fr = draw(
+        st.lists(st.one_of(st.just(0.0), st.floats(1e-6, 1.0)), min_size=n_pods, max_size=n_pods)
+    )
     total = sum(fr)
     fractions = np.array([f / total if total > 1 else f for f in fr])
     rng = np.random.default_rng(seed)
-    inp = make_inputs(rng, n_pods, n_syms, n_bars, exec_close=exec_close, cost=cost, slip=slip,
-                      max_gross=max_gross, daily_loss=daily_loss, bars_per_day=bars_per_day)
+    inp = make_inputs(
+        rng,
+        n_pods,
+        n_syms,
+        n_bars,
+        exec_close=exec_close,
+        cost=cost,
+        slip=slip,
+        max_gross=max_gross,
+        daily_loss=daily_loss,
+        bars_per_day=bars_per_day,
+    )
     return inp, fractions
 
 
-def fresh_state(inp: Inputs, fractions: np.ndarray, capital: float = 100_000.0):  # noqa: ANN201
+def fresh_state(inp: Inputs, fractions: np.ndarray, capital: float = 100_000.0):
     n_pods = inp.pod_ptr.shape[0] - 1
     st_ = new_state(n_pods, inp.close.shape[1], inp.slot_pod.shape[0])
     st_.pod_fraction[:] = fractions
@@ -110,7 +140,9 @@ def fresh_state(inp: Inputs, fractions: np.ndarray, capital: float = 100_000.0):
     return st_
 
 
-def run_kernel(inp: Inputs, fractions: np.ndarray, capital: float = 100_000.0, per_bar=None, transfers=None):  # noqa: ANN001, ANN201
+def run_kernel(
+    inp: Inputs, fractions: np.ndarray, capital: float = 100_000.0, per_bar=None, transfers=None
+):
     """Run the kernel bar by bar; ``per_bar(t, state)`` is called after each bar."""
     T = inp.timestamps.shape[0]
     st_ = fresh_state(inp, fractions, capital)

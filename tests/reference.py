@@ -43,7 +43,7 @@ class RefResult:
     account_fees: float = 0.0
 
 
-def simulate(inp, capital: float, fractions, transfers: dict | None = None) -> RefResult:  # noqa: ANN001, C901
+def simulate(inp, capital: float, fractions, transfers: dict | None = None) -> RefResult:
     """Run every bar of ``inp`` (an ``Inputs``) from a fresh book.
 
     ``fractions`` are the initial pod fractions; ``transfers`` maps a bar to new fractions applied
@@ -70,10 +70,12 @@ def simulate(inp, capital: float, fractions, transfers: dict | None = None) -> R
     last_equity = capital
     breaker = 0  # 0 off, 1 flatten at next execution, 2 blocked until next day
 
-    def pod_value(p: int, prices) -> float:  # noqa: ANN001
-        return cash[p] + sum(slots[k].units * prices[slots[k].sym] for k in by_pod[p] if slots[k].units != 0)
+    def pod_value(p: int, prices) -> float:
+        return cash[p] + sum(
+            slots[k].units * prices[slots[k].sym] for k in by_pod[p] if slots[k].units != 0
+        )
 
-    def acct_value(prices) -> float:  # noqa: ANN001
+    def acct_value(prices) -> float:
         return acct_cash + sum(Q[s] * prices[s] for s in range(S) if Q[s] != 0)
 
     def stops(t: int) -> None:
@@ -84,12 +86,16 @@ def simulate(inp, capital: float, fractions, transfers: dict | None = None) -> R
             sl.extreme = max(sl.extreme, c) if sl.units > 0 else min(sl.extreme, c)
             stop_loss = inp.pod_stop_loss[sl.pod]
             if not math.isnan(stop_loss) and sl.avg > 0:
-                if (sl.units > 0 and c <= sl.avg * (1 - stop_loss)) or (sl.units < 0 and c >= sl.avg * (1 + stop_loss)):
+                if (sl.units > 0 and c <= sl.avg * (1 - stop_loss)) or (
+                    sl.units < 0 and c >= sl.avg * (1 + stop_loss)
+                ):
                     sl.stop = True
             atr = inp.atr[t, sl.sym]
             if inp.pod_trailing[sl.pod] and not math.isnan(atr):
                 m = inp.pod_trail_mult[sl.pod]
-                if (sl.units > 0 and c < sl.extreme - m * atr) or (sl.units < 0 and c > sl.extreme + m * atr):
+                if (sl.units > 0 and c < sl.extreme - m * atr) or (
+                    sl.units < 0 and c > sl.extreme + m * atr
+                ):
                     sl.stop = True
 
     for t in range(T):
@@ -206,7 +212,12 @@ def simulate(inp, capital: float, fractions, transfers: dict | None = None) -> R
         res.account_units.append(list(Q))
         res.pod_fees.append(list(fees))
         res.pod_alone_fees.append(list(alone))
-        if daily_loss > 0 and breaker == 0 and day_open_equity > 0 and total < day_open_equity * (1 - daily_loss):
+        if (
+            daily_loss > 0
+            and breaker == 0
+            and day_open_equity > 0
+            and total < day_open_equity * (1 - daily_loss)
+        ):
             breaker = 1
         last_equity = total
         if t in transfers:

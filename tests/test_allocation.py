@@ -40,7 +40,7 @@ def ccd_risk_parity(cov: np.ndarray, b: np.ndarray, iters: int = 20_000) -> np.n
 
 
 @st.composite
-def pd_matrices(draw):  # noqa: ANN001, ANN201
+def pd_matrices(draw):
     n = draw(st.integers(2, 10))
     seed = draw(st.integers(0, 2**31))
     rng = np.random.default_rng(seed)
@@ -55,7 +55,7 @@ def pd_matrices(draw):  # noqa: ANN001, ANN201
 
 @settings(max_examples=300)
 @given(case=pd_matrices())
-def test_erc_risk_contributions_equal_budgets(case) -> None:  # noqa: ANN001
+def test_erc_risk_contributions_equal_budgets(case) -> None:
     cov, b = case
     w = risk_parity_weights(cov, b)
     assert w.sum() == pytest.approx(1.0, abs=1e-12) and (w > 0).all()
@@ -73,6 +73,7 @@ def test_erc_seed_cases() -> None:
     for rho in (-0.5, 0.9):
         cov = np.array([[0.16, rho * 0.4 * 0.2], [rho * 0.4 * 0.2, 0.04]])
         assert np.allclose(risk_parity_weights(cov), [1 / 3, 2 / 3], atol=1e-9)
+
     # three equal-vol pods, two of them correlated 0.9: the independent one gets the most
     def cov3(rho: float) -> np.ndarray:
         c = np.eye(3)
@@ -90,7 +91,9 @@ def test_kelly_rules() -> None:
     cov = np.diag([0.04, 0.04, 0.04])
     w = kelly_weights(np.array([0.08, 0.02, -0.05]), cov, budget=1.0, max_volatility=10.0)
     assert w[0] > w[1] > 0 and w[2] == 0.0
-    assert np.allclose(w[:2], [2.0, 0.5], atol=1e-5) is False or w.sum() <= 1.0 + 1e-9  # budget binds
+    assert (
+        np.allclose(w[:2], [2.0, 0.5], atol=1e-5) is False or w.sum() <= 1.0 + 1e-9
+    )  # budget binds
     assert w.sum() <= 1.0 + 1e-7
     higher = kelly_weights(np.array([0.12, 0.02, -0.05]), cov, budget=1.0, max_volatility=10.0)
     assert higher[0] > w[0]  # a higher expected return raises the pod's weight
@@ -98,7 +101,9 @@ def test_kelly_rules() -> None:
     capped = kelly_weights(np.array([0.5, 0.5]), np.eye(2) * 0.04, budget=1.0, max_volatility=0.1)
     assert np.sqrt(capped @ (np.eye(2) * 0.04) @ capped) <= 0.1 + 1e-6
     # unconstrained optimum Σ⁻¹μ when nothing binds
-    free = kelly_weights(np.array([0.004, 0.002]), np.diag([0.04, 0.04]), budget=1.0, max_volatility=10.0)
+    free = kelly_weights(
+        np.array([0.004, 0.002]), np.diag([0.04, 0.04]), budget=1.0, max_volatility=10.0
+    )
     assert np.allclose(free, [0.1, 0.05], atol=1e-6)
 
 
@@ -118,7 +123,7 @@ def test_adaptive_kelly_ramp() -> None:
     budget=st.floats(0, 1),
     data=st.data(),
 )
-def test_water_fill_bounds(w: list[float], budget: float, data) -> None:  # noqa: ANN001
+def test_water_fill_bounds(w: list[float], budget: float, data) -> None:
     n = len(w)
     hi = np.array(data.draw(st.lists(st.floats(0.01, 1), min_size=n, max_size=n)))
     lo = np.minimum(np.array(data.draw(st.lists(st.floats(0, 0.3), min_size=n, max_size=n))), hi)
@@ -130,10 +135,30 @@ def test_water_fill_bounds(w: list[float], budget: float, data) -> None:  # noqa
         assert (f >= lo - 1e-12).all()
 
 
-def _allocator(method: str = "risk_parity", n: int = 4, max_vol: float = 100.0, **orch) -> Allocator:  # noqa: ANN003
-    pods = [{"pod_id": f"p{i}", "strategy": "tsmom", "symbols": ["BTC/USDT"], "initial_fraction": 0.1,
-             "min_fraction": 0.05, "max_fraction": 0.5} for i in range(n)]
-    cfg = parse_config({"orchestrator": {"allocation_method": method, "risk": {"max_portfolio_volatility": max_vol}, **orch}, "pods": pods})
+def _allocator(
+    method: str = "risk_parity", n: int = 4, max_vol: float = 100.0, **orch
+) -> Allocator:
+    pods = [
+        {
+            "pod_id": f"p{i}",
+            "strategy": "tsmom",
+            "symbols": ["BTC/USDT"],
+            "initial_fraction": 0.1,
+            "min_fraction": 0.05,
+            "max_fraction": 0.5,
+        }
+        for i in range(n)
+    ]
+    cfg = parse_config(
+        {
+            "orchestrator": {
+                "allocation_method": method,
+                "risk": {"max_portfolio_volatility": max_vol},
+                **orch,
+            },
+            "pods": pods,
+        }
+    )
     return Allocator(cfg, [p.pod_id for p in cfg.pods])
 
 
@@ -143,19 +168,40 @@ def _navs(rng: np.random.Generator, days: int, n: int) -> np.ndarray:
 
 
 @settings(max_examples=150)
-@given(seed=st.integers(0, 2**31), method=st.sampled_from(["equal_weight", "inverse_volatility", "risk_parity", "adaptive_kelly"]),
-       states=st.lists(st.sampled_from([INCUBATION, PRODUCTION, WARNING, PROBATION, RETIRED]), min_size=4, max_size=4),
-       days=st.integers(0, 200), max_vol=st.sampled_from([0.05, 0.2, 100.0]))
-def test_allocations_respect_bounds_and_clamps(seed: int, method: str, states: list[int], days: int, max_vol: float) -> None:
+@given(
+    seed=st.integers(0, 2**31),
+    method=st.sampled_from(["equal_weight", "inverse_volatility", "risk_parity", "adaptive_kelly"]),
+    states=st.lists(
+        st.sampled_from([INCUBATION, PRODUCTION, WARNING, PROBATION, RETIRED]),
+        min_size=4,
+        max_size=4,
+    ),
+    days=st.integers(0, 200),
+    max_vol=st.sampled_from([0.05, 0.2, 100.0]),
+)
+def test_allocations_respect_bounds_and_clamps(
+    seed: int, method: str, states: list[int], days: int, max_vol: float
+) -> None:
     rng = np.random.default_rng(seed)
     a = _allocator(method, max_vol=max_vol)
     fractions = rng.uniform(0.05, 0.3, 4)
     st_arr = np.array(states, dtype=np.int8)
-    f, _, _ = a.allocate(np.diff(_navs(rng, days, 4), axis=0) / _navs(rng, days, 4)[:-1], st_arr, fractions, 0, np.full(4, days))
+    f, _, _ = a.allocate(
+        np.diff(_navs(rng, days, 4), axis=0) / _navs(rng, days, 4)[:-1],
+        st_arr,
+        fractions,
+        0,
+        np.full(4, days),
+    )
     assert (f >= 0).all() and (f <= a.hi + 1e-12).all() and f.sum() <= 1 + 1e-12
     if max_vol == 100.0:  # no volatility scaling: fixed pods sit exactly at their clamp
         for p, s in enumerate(st_arr):
-            expect = {RETIRED: 0.0, PROBATION: a.lo[p], WARNING: fractions[p], INCUBATION: a.initial[p]}.get(int(s))
+            expect = {
+                RETIRED: 0.0,
+                PROBATION: a.lo[p],
+                WARNING: fractions[p],
+                INCUBATION: a.initial[p],
+            }.get(int(s))
             if expect is not None:
                 assert f[p] == pytest.approx(expect)
 
@@ -169,7 +215,12 @@ def test_singular_covariance_falls_back_to_inverse_vol() -> None:
     assert np.isfinite(f).all() and f.sum() <= 1
     # collinear pods are fine: Ledoit-Wolf shrinkage keeps Σ positive definite
     r = rng.normal(0, 0.02, (60, 1))
-    _, _, fallback = a.allocate(np.hstack([r, 2 * r, rng.normal(0, 0.01, (60, 1))]), np.full(3, PRODUCTION, dtype=np.int8), np.full(3, 0.3), 0)
+    _, _, fallback = a.allocate(
+        np.hstack([r, 2 * r, rng.normal(0, 0.01, (60, 1))]),
+        np.full(3, PRODUCTION, dtype=np.int8),
+        np.full(3, 0.3),
+        0,
+    )
     assert fallback is None
 
 
@@ -185,7 +236,11 @@ def test_failed_solve_falls_back_and_is_recorded() -> None:
     a.cache = ProblemCache(max_iter=1)  # Clarabel really stops at its iteration limit
     rets = np.random.default_rng(3).normal(0, 0.02, (90, 3))
     f, _, fallback = a.allocate(rets, np.full(3, PRODUCTION, dtype=np.int8), np.full(3, 0.3), 0)
-    assert fallback is not None and fallback.startswith("ERC status user_limit") and "inverse volatility" in fallback
+    assert (
+        fallback is not None
+        and fallback.startswith("ERC status user_limit")
+        and "inverse volatility" in fallback
+    )
     assert np.isfinite(f).all() and f.sum() <= 1
 
 

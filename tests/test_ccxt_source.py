@@ -16,8 +16,14 @@ N = 350
 
 
 @pytest.fixture
-def server():  # noqa: ANN201
-    with FakeBinance({("BTCUSDT", "1d"): make_klines(START, N, DAY_MS, 1), ("ETHUSDT", "1d"): make_klines(START, N, DAY_MS, 2)}, page_limit=100) as fake:
+def server():
+    with FakeBinance(
+        {
+            ("BTCUSDT", "1d"): make_klines(START, N, DAY_MS, 1),
+            ("ETHUSDT", "1d"): make_klines(START, N, DAY_MS, 2),
+        },
+        page_limit=100,
+    ) as fake:
         yield fake
 
 
@@ -40,7 +46,9 @@ def test_retries_a_429_then_succeeds(server: FakeBinance, tmp_path: Path) -> Non
 def test_retries_a_timeout_then_succeeds(server: FakeBinance, tmp_path: Path) -> None:
     server.stall_s = 1.5
     server.fail_next = ["timeout"]
-    bars = fetch_cached(server.exchange(timeout_ms=300), "BTC/USDT", "1d", START, tmp_path, backoff=0.01)
+    bars = fetch_cached(
+        server.exchange(timeout_ms=300), "BTC/USDT", "1d", START, tmp_path, backoff=0.01
+    )
     assert bars.height == N
 
 
@@ -54,7 +62,9 @@ def test_gives_up_after_the_retries(server: FakeBinance, tmp_path: Path) -> None
 
 def test_second_run_fetches_only_the_tail(server: FakeBinance, tmp_path: Path) -> None:
     ex = server.exchange()
-    first = fetch_cached(ex, "BTC/USDT", "1d", START, tmp_path, until_ms=START + 200 * DAY_MS, backoff=0.01)
+    first = fetch_cached(
+        ex, "BTC/USDT", "1d", START, tmp_path, until_ms=START + 200 * DAY_MS, backoff=0.01
+    )
     assert first.height == 200
     server.requests.clear()
     second = fetch_cached(ex, "BTC/USDT", "1d", START, tmp_path, backoff=0.01)
@@ -70,14 +80,35 @@ def test_second_run_fetches_only_the_tail(server: FakeBinance, tmp_path: Path) -
     assert all(int(r["startTime"]) > START + (N - 1) * DAY_MS for r in server.requests)
 
 
-def test_cli_data_fetch_writes_files_source(server: FakeBinance, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_cli_data_fetch_writes_files_source(
+    server: FakeBinance, tmp_path: Path, monkeypatch
+) -> None:
     from orchestra.cli import bt
     from orchestra.data import read_files
 
-    monkeypatch.setattr("orchestra.data.ccxt_source.make_exchange", lambda *a, **k: server.exchange())
+    monkeypatch.setattr(
+        "orchestra.data.ccxt_source.make_exchange", lambda *a, **k: server.exchange()
+    )
     out = tmp_path / "bars"
-    res = CliRunner().invoke(bt.main, ["data", "fetch", "--exchange", "binance", "--symbols", "BTC/USDT,ETH/USDT",
-                                      "--timeframe", "1d", "--since", "2024-01-01", "--out", str(out), "--cache", str(tmp_path / "c")])
+    res = CliRunner().invoke(
+        bt.main,
+        [
+            "data",
+            "fetch",
+            "--exchange",
+            "binance",
+            "--symbols",
+            "BTC/USDT,ETH/USDT",
+            "--timeframe",
+            "1d",
+            "--since",
+            "2024-01-01",
+            "--out",
+            str(out),
+            "--cache",
+            str(tmp_path / "c"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     bars = read_files(out, ["BTC/USDT", "ETH/USDT"], "1d")
     assert bars.height == 2 * N

@@ -15,10 +15,19 @@ from orchestra import OrchestratedResult, load_config, run_backtest
 from orchestra.cli.bt import main
 from tests.conftest import CONFIGS, needs_shared
 
-CHART_IDS = ["equity", "drawdowns", "allocation", "prc", "lifecycle", "net_exposure", "correlation", "netting"]
+CHART_IDS = [
+    "equity",
+    "drawdowns",
+    "allocation",
+    "prc",
+    "lifecycle",
+    "net_exposure",
+    "correlation",
+    "netting",
+]
 
 
-def _run(config: Path, out: Path, *extra: str):  # noqa: ANN202
+def _run(config: Path, out: Path, *extra: str):
     res = CliRunner().invoke(main, ["run", str(config), "--out", str(out), "--html", *extra])
     assert res.exit_code == 0, res.output
     return res
@@ -36,18 +45,31 @@ def _check_run_dir(out: Path, config: Path) -> None:
     html = (out / "report.html").read_text()
     for cid in CHART_IDS:
         assert f'id="chart-{cid}"' in html, cid
-    assert "plotly" in html.lower() and "<script" in html and len(html) > 1_000_000  # plotly.js inlined
+    assert (
+        "plotly" in html.lower() and "<script" in html and len(html) > 1_000_000
+    )  # plotly.js inlined
 
 
 def test_run_example_config(tmp_path: Path) -> None:
     res = _run(CONFIGS / "example.yaml", tmp_path / "run")
-    assert "synthetic" in res.output and "(unallocated)" in res.output and "pod-tsmom-major" in res.output
+    assert (
+        "synthetic" in res.output
+        and "(unallocated)" in res.output
+        and "pod-tsmom-major" in res.output
+    )
     _check_run_dir(tmp_path / "run", CONFIGS / "example.yaml")
 
 
 @needs_shared
 def test_run_binance_majors(tmp_path: Path) -> None:
-    res = _run(CONFIGS / "binance-majors.yaml", tmp_path / "run", "--start", "2023-01-01", "--end", "2024-06-30")
+    res = _run(
+        CONFIGS / "binance-majors.yaml",
+        tmp_path / "run",
+        "--start",
+        "2023-01-01",
+        "--end",
+        "2024-06-30",
+    )
     assert "files:" in res.output
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["data_range"]["first_bar"].startswith("2023-01-01")
@@ -58,7 +80,11 @@ def test_run_binance_majors(tmp_path: Path) -> None:
 def test_report_command_and_pod_filter(tmp_path: Path) -> None:
     _run(CONFIGS / "example.yaml", tmp_path / "run", "--quiet")
     res = CliRunner().invoke(main, ["report", str(tmp_path / "run"), "--pod", "pod-donchian-alt"])
-    assert res.exit_code == 0 and "pod-donchian-alt" in res.output and "pod-tsmom-major" not in res.output
+    assert (
+        res.exit_code == 0
+        and "pod-donchian-alt" in res.output
+        and "pod-tsmom-major" not in res.output
+    )
     bad = CliRunner().invoke(main, ["report", str(tmp_path / "run"), "--pod", "nope"])
     assert bad.exit_code == 2 and "pods: pod-tsmom-major" in bad.output
     missing = CliRunner().invoke(main, ["report", str(tmp_path / "nothing")])
@@ -83,7 +109,11 @@ def test_bad_date_option_is_a_usage_error() -> None:
 
 
 def test_start_end_overrides(tmp_path: Path) -> None:
-    res = run_backtest(CONFIGS / "example.yaml", start=__import__("datetime").date(2024, 3, 1), end=__import__("datetime").date(2024, 4, 30))
+    res = run_backtest(
+        CONFIGS / "example.yaml",
+        start=__import__("datetime").date(2024, 3, 1),
+        end=__import__("datetime").date(2024, 4, 30),
+    )
     ts = res.equity["timestamp"]
     assert str(ts[0])[:10] == "2024-03-01" and str(ts[-1])[:10] == "2024-04-30"
     assert res.equity.filter(pl.col("equity").is_nan()).height == 0
@@ -93,6 +123,11 @@ def test_start_end_overrides(tmp_path: Path) -> None:
 def test_execution_note_in_summary(execution: str) -> None:
     from orchestra.config import parse_config
 
-    cfg = parse_config({"pods": [{"pod_id": "a", "strategy": "tsmom", "symbols": ["BTC/USDT"]}], "backtest": {"execution": execution, "start": "2024-01-01", "end": "2024-03-01"}})
+    cfg = parse_config(
+        {
+            "pods": [{"pod_id": "a", "strategy": "tsmom", "symbols": ["BTC/USDT"]}],
+            "backtest": {"execution": execution, "start": "2024-01-01", "end": "2024-03-01"},
+        }
+    )
     note = run_backtest(cfg).summary["execution_note"]
     assert ("optimistic" in note) == (execution == "close")

@@ -71,9 +71,22 @@ def test_cli_run_on_missing_file_exits_2() -> None:
 def test_config_hash_is_stable_and_sensitive() -> None:
     raw = {"pods": [{"pod_id": "a", "strategy": "tsmom", "symbols": ["BTC/USDT"]}]}
     a = parse_config(raw)
-    b = parse_config({"pods": [{"symbols": ["BTC/USDT"], "strategy": "tsmom", "pod_id": "a", "params": {}}]})
+    b = parse_config(
+        {"pods": [{"symbols": ["BTC/USDT"], "strategy": "tsmom", "pod_id": "a", "params": {}}]}
+    )
     assert a.config_hash == b.config_hash  # same meaning, same hash (defaults filled, keys sorted)
-    c = parse_config({"pods": [{"pod_id": "a", "strategy": "tsmom", "symbols": ["BTC/USDT"], "params": {"lookback": 31}}]})
+    c = parse_config(
+        {
+            "pods": [
+                {
+                    "pod_id": "a",
+                    "strategy": "tsmom",
+                    "symbols": ["BTC/USDT"],
+                    "params": {"lookback": 31},
+                }
+            ]
+        }
+    )
     assert c.config_hash != a.config_hash
 
 
@@ -86,7 +99,9 @@ def test_configs_are_frozen() -> None:
 def test_relative_data_path_resolves_against_the_config_folder(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     p = tmp_path / "sub" / "c.yaml"
-    p.write_text("data: {source: files, path: ../bars}\npods:\n  - {pod_id: a, strategy: tsmom, symbols: [BTC/USDT]}\n")
+    p.write_text(
+        "data: {source: files, path: ../bars}\npods:\n  - {pod_id: a, strategy: tsmom, symbols: [BTC/USDT]}\n"
+    )
     assert load_config(p).data.path == (tmp_path / "bars").resolve()
 
 
@@ -97,5 +112,16 @@ def test_binance_majors_points_at_the_shared_data() -> None:
 
 def test_several_problems_are_all_reported() -> None:
     with pytest.raises(ConfigError) as info:
-        parse_config({"pods": [{"pod_id": "a", "strategy": "tsmom", "symbols": ["BTC/USDT"], "risk": {"max_leverage": 0, "rebalance_threshold": -1}}]})
+        parse_config(
+            {
+                "pods": [
+                    {
+                        "pod_id": "a",
+                        "strategy": "tsmom",
+                        "symbols": ["BTC/USDT"],
+                        "risk": {"max_leverage": 0, "rebalance_threshold": -1},
+                    }
+                ]
+            }
+        )
     assert len(info.value.problems) == 2

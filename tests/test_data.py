@@ -20,18 +20,85 @@ T0 = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 def good_bars(n: int = 6, symbol: str = "BTC/USDT") -> pl.DataFrame:
     ts = [T0 + dt.timedelta(days=i) for i in range(n)]
     c = np.linspace(100, 110, n)
-    return pl.DataFrame({"timestamp": ts, "symbol": symbol, "open": c, "high": c + 2, "low": c - 2, "close": c + 1, "volume": np.ones(n)})
+    return pl.DataFrame(
+        {
+            "timestamp": ts,
+            "symbol": symbol,
+            "open": c,
+            "high": c + 2,
+            "low": c - 2,
+            "close": c + 1,
+            "volume": np.ones(n),
+        }
+    )
 
 
-@pytest.mark.parametrize(("mutate", "rule", "row"), [
-    (lambda d: d.with_columns(pl.when(pl.int_range(pl.len()) == 2).then(50.0).otherwise(pl.col("high")).alias("high")), "high < low", 2),
-    (lambda d: d.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(-1.0).otherwise(pl.col("low")).alias("low")), "prices must be > 0", 3),
-    (lambda d: d.with_columns(pl.when(pl.int_range(pl.len()) == 1).then(None).otherwise(pl.col("close")).alias("close")), "null value", 1),
-    (lambda d: d.with_columns(pl.when(pl.int_range(pl.len()) == 4).then(-5.0).otherwise(pl.col("volume")).alias("volume")), "volume < 0", 4),
-    (lambda d: d.with_columns(pl.when(pl.int_range(pl.len()) == 2).then(200.0).otherwise(pl.col("close")).alias("close")), "high < max(open, close)", 2),
-    (lambda d: d.with_columns(pl.when(pl.int_range(pl.len()) == 5).then(float("nan")).otherwise(pl.col("open")).alias("open")), "NaN value", 5),
-])
-def test_validation_names_symbol_timestamp_and_rule(mutate, rule: str, row: int) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(
+    ("mutate", "rule", "row"),
+    [
+        (
+            lambda d: d.with_columns(
+                pl.when(pl.int_range(pl.len()) == 2)
+                .then(50.0)
+                .otherwise(pl.col("high"))
+                .alias("high")
+            ),
+            "high < low",
+            2,
+        ),
+        (
+            lambda d: d.with_columns(
+                pl.when(pl.int_range(pl.len()) == 3)
+                .then(-1.0)
+                .otherwise(pl.col("low"))
+                .alias("low")
+            ),
+            "prices must be > 0",
+            3,
+        ),
+        (
+            lambda d: d.with_columns(
+                pl.when(pl.int_range(pl.len()) == 1)
+                .then(None)
+                .otherwise(pl.col("close"))
+                .alias("close")
+            ),
+            "null value",
+            1,
+        ),
+        (
+            lambda d: d.with_columns(
+                pl.when(pl.int_range(pl.len()) == 4)
+                .then(-5.0)
+                .otherwise(pl.col("volume"))
+                .alias("volume")
+            ),
+            "volume < 0",
+            4,
+        ),
+        (
+            lambda d: d.with_columns(
+                pl.when(pl.int_range(pl.len()) == 2)
+                .then(200.0)
+                .otherwise(pl.col("close"))
+                .alias("close")
+            ),
+            "high < max(open, close)",
+            2,
+        ),
+        (
+            lambda d: d.with_columns(
+                pl.when(pl.int_range(pl.len()) == 5)
+                .then(float("nan"))
+                .otherwise(pl.col("open"))
+                .alias("open")
+            ),
+            "NaN value",
+            5,
+        ),
+    ],
+)
+def test_validation_names_symbol_timestamp_and_rule(mutate, rule: str, row: int) -> None:
     bars = mutate(good_bars())
     with pytest.raises(DataError) as info:
         validate_bars(bars, "1d")
@@ -55,7 +122,9 @@ def test_duplicate_and_unsorted_timestamps() -> None:
 
 
 def test_gaps_are_reported_or_filled() -> None:
-    d = good_bars(8).filter(~pl.col("timestamp").is_in([T0 + dt.timedelta(days=3), T0 + dt.timedelta(days=4)]))
+    d = good_bars(8).filter(
+        ~pl.col("timestamp").is_in([T0 + dt.timedelta(days=3), T0 + dt.timedelta(days=4)])
+    )
     with pytest.raises(DataError, match=r"BTC/USDT: 2 missing bar\(s\): 2024-01-04"):
         validate_bars(d, "1d", gaps="error")
     with pytest.warns(GapWarning, match="forward-filled 2 missing bar"):
@@ -63,7 +132,10 @@ def test_gaps_are_reported_or_filled() -> None:
     assert report.total == 2 and filled.height == 8
     row = filled.filter(pl.col("timestamp") == T0 + dt.timedelta(days=3)).row(0, named=True)
     prev_close = d.filter(pl.col("timestamp") == T0 + dt.timedelta(days=2))["close"][0]
-    assert row["open"] == row["high"] == row["low"] == row["close"] == prev_close and row["volume"] == 0
+    assert (
+        row["open"] == row["high"] == row["low"] == row["close"] == prev_close
+        and row["volume"] == 0
+    )
 
 
 def test_off_grid_timestamps_are_rejected() -> None:
@@ -93,12 +165,17 @@ def test_files_source_parquet_and_csv(tmp_path: Path) -> None:
     bars = read_files(tmp_path, ["BTC/USDT", "ETH/USDT"], "1d")
     assert bars.columns == ["timestamp", "symbol", "open", "high", "low", "close", "volume"]
     assert bars.height == 10 and bars["timestamp"].dtype == pl.Datetime("ms", "UTC")
-    with pytest.raises(DataError, match=r"no file for SOL/USDT .* expected SOL-USDT_1d.parquet .* BTC-USDT_1d.parquet"):
+    with pytest.raises(
+        DataError,
+        match=r"no file for SOL/USDT .* expected SOL-USDT_1d.parquet .* BTC-USDT_1d.parquet",
+    ):
         read_files(tmp_path, ["SOL/USDT"], "1d")
 
 
 def test_broken_file_names_the_file(tmp_path: Path) -> None:
-    good_bars(5).drop("symbol").with_columns(pl.lit(-1.0).alias("low")).write_parquet(tmp_path / "BTC-USDT_1d.parquet")
+    good_bars(5).drop("symbol").with_columns(pl.lit(-1.0).alias("low")).write_parquet(
+        tmp_path / "BTC-USDT_1d.parquet"
+    )
     with pytest.raises(DataError, match=r"(?s)BTC-USDT_1d.parquet.*prices must be > 0"):
         read_files(tmp_path, ["BTC/USDT"], "1d")
 
@@ -134,7 +211,11 @@ def test_resample_and_matrices() -> None:
     late = generate(["ETH/USDT"], dt.date(2024, 1, 2), dt.date(2024, 1, 3), "1h")
     m = to_matrices(pl.concat([hourly, late]), ["BTC/USDT", "ETH/USDT"], "1h")
     assert m.n_bars == 72
-    assert np.isnan(m.close[:24, 1]).all() and not m.tradable[:24, 1].any() and m.tradable[24:, 1].all()
+    assert (
+        np.isnan(m.close[:24, 1]).all()
+        and not m.tradable[:24, 1].any()
+        and m.tradable[24:, 1].all()
+    )
 
 
 @needs_shared

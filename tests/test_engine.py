@@ -13,17 +13,41 @@ from tests import reference
 from tests.conftest import CONFIGS
 
 
-def small_config(**over):  # noqa: ANN003, ANN201
+def small_config(**over):
     raw = {
         "data": {"source": "synthetic", "seed": 11},
-        "orchestrator": {"allocation_method": "risk_parity", "rebalance": {"trigger": "hybrid", "calendar_days": 5}},
+        "orchestrator": {
+            "allocation_method": "risk_parity",
+            "rebalance": {"trigger": "hybrid", "calendar_days": 5},
+        },
         "pods": [
-            {"pod_id": "a", "strategy": "tsmom", "params": {"lookback": 10}, "symbols": ["BTC/USDT", "ETH/USDT"],
-             "initial_fraction": 0.4, "max_fraction": 0.6, "initial_state": "production", "risk": {"rebalance_threshold": 0.02}},
-            {"pod_id": "b", "strategy": "donchian-ensemble", "params": {"lookbacks": [10, 30]}, "symbols": ["ETH/USDT", "SOL/USDT"],
-             "initial_fraction": 0.3, "max_fraction": 0.6, "initial_state": "production"},
-            {"pod_id": "c", "strategy": "vol-adaptive", "params": {"fast_lookback": 5, "slow_lookback": 20, "vol_long": 40},
-             "symbols": ["BTC/USDT", "SOL/USDT"], "initial_fraction": 0.2, "max_fraction": 0.5},
+            {
+                "pod_id": "a",
+                "strategy": "tsmom",
+                "params": {"lookback": 10},
+                "symbols": ["BTC/USDT", "ETH/USDT"],
+                "initial_fraction": 0.4,
+                "max_fraction": 0.6,
+                "initial_state": "production",
+                "risk": {"rebalance_threshold": 0.02},
+            },
+            {
+                "pod_id": "b",
+                "strategy": "donchian-ensemble",
+                "params": {"lookbacks": [10, 30]},
+                "symbols": ["ETH/USDT", "SOL/USDT"],
+                "initial_fraction": 0.3,
+                "max_fraction": 0.6,
+                "initial_state": "production",
+            },
+            {
+                "pod_id": "c",
+                "strategy": "vol-adaptive",
+                "params": {"fast_lookback": 5, "slow_lookback": 20, "vol_long": 40},
+                "symbols": ["BTC/USDT", "SOL/USDT"],
+                "initial_fraction": 0.2,
+                "max_fraction": 0.5,
+            },
         ],
         "backtest": {"start": "2024-01-01", "end": "2024-09-30", "capital": 50_000},
         "portfolio": {"cost_bps": 5.0, "slippage_bps": 2.0},
@@ -43,21 +67,42 @@ def test_bar_driver_equals_backtest_driver_bit_for_bit() -> None:
         b.step()
     for x, y in zip(a.state, b.state, strict=True):
         assert np.array_equal(x, y, equal_nan=True)
-    for name in ("equity", "unallocated", "gross_leverage", "pod_equity", "pod_nav", "pod_fraction"):
+    for name in (
+        "equity",
+        "unallocated",
+        "gross_leverage",
+        "pod_equity",
+        "pod_nav",
+        "pod_fraction",
+    ):
         assert np.array_equal(getattr(a.out, name), getattr(b.out, name), equal_nan=True), name
     fa, fb = a.fills(), b.fills()
     for k in fa:
         assert np.array_equal(fa[k], fb[k]), k
-    assert [r.__dict__ for r in a.allocator.allocations] == [r.__dict__ for r in b.allocator.allocations]
+    assert [r.__dict__ for r in a.allocator.allocations] == [
+        r.__dict__ for r in b.allocator.allocations
+    ]
     assert len(a.allocator.allocations) > 0
 
 
 def test_one_pod_at_fraction_one_equals_the_pod_alone() -> None:
     """SPEC §9.3 (4): the orchestrated account is exactly the pod's standalone book."""
     cfg = small_config(
-        orchestrator={"risk": {"max_portfolio_volatility": 100.0}},  # the vol cap would move cash out
-        pods=[{"pod_id": "solo", "strategy": "tsmom", "params": {"lookback": 10}, "symbols": ["BTC/USDT", "ETH/USDT"],
-               "initial_fraction": 1.0, "max_fraction": 1.0, "min_fraction": 0.0, "initial_state": "production"}]
+        orchestrator={
+            "risk": {"max_portfolio_volatility": 100.0}
+        },  # the vol cap would move cash out
+        pods=[
+            {
+                "pod_id": "solo",
+                "strategy": "tsmom",
+                "params": {"lookback": 10},
+                "symbols": ["BTC/USDT", "ETH/USDT"],
+                "initial_fraction": 1.0,
+                "max_fraction": 1.0,
+                "min_fraction": 0.0,
+                "initial_state": "production",
+            }
+        ],
     )
     prep = prepare(cfg)
     eng = Engine(prep)
@@ -71,7 +116,15 @@ def test_one_pod_at_fraction_one_equals_the_pod_alone() -> None:
     assert eng.state.pod_alone_fees[0] == pytest.approx(eng.state.account_fees[0], rel=1e-9)
 
 
-@pytest.mark.parametrize(("method", "rel"), [("equal_weight", 1e-9), ("inverse_volatility", 1e-9), ("risk_parity", 1e-9), ("adaptive_kelly", 1e-6)])
+@pytest.mark.parametrize(
+    ("method", "rel"),
+    [
+        ("equal_weight", 1e-9),
+        ("inverse_volatility", 1e-9),
+        ("risk_parity", 1e-9),
+        ("adaptive_kelly", 1e-6),
+    ],
+)
 def test_reordering_pods_changes_nothing(method: str, rel: float) -> None:
     """SPEC §9.3 (5): pod order (and hence slot order) does not change any pod's book.
 
@@ -79,7 +132,12 @@ def test_reordering_pods_changes_nothing(method: str, rel: float) -> None:
     precision); the Kelly problem is held to its interior-point tolerance: a permutation changes
     float round-off at 1e-16 in the inputs, which the solver turns into ~1e-8 in the fractions.
     """
-    cfg = small_config(orchestrator={"allocation_method": method, "rebalance": {"trigger": "hybrid", "calendar_days": 5}})
+    cfg = small_config(
+        orchestrator={
+            "allocation_method": method,
+            "rebalance": {"trigger": "hybrid", "calendar_days": 5},
+        }
+    )
     raw = cfg.model_dump(mode="json")
     raw["pods"] = list(reversed(raw["pods"]))
     rev = parse_config(raw)
@@ -102,7 +160,9 @@ def test_netting_savings_are_the_fees_saved() -> None:
     pods = m.filter(pl.col("entity") != "account")
     assert acct["netting_savings"][0] >= 0
     assert (pods["netting_savings"] >= -1e-9).all()
-    assert acct["netting_savings"][0] == pytest.approx(pods["netting_savings"].sum(), rel=1e-9, abs=1e-9)
+    assert acct["netting_savings"][0] == pytest.approx(
+        pods["netting_savings"].sum(), rel=1e-9, abs=1e-9
+    )
     assert acct["fees"][0] == pytest.approx(pods["fees"].sum(), rel=1e-9)
     assert acct["fees"][0] == pytest.approx(res.fills["fee"].sum(), rel=1e-9)
     # overlapping pods (a and c both trade BTC, a and b both ETH) do cross internally here
@@ -125,8 +185,14 @@ def test_changing_the_next_bars_close_never_changes_its_fills() -> None:
     shocked = bars.with_columns(
         pl.when(after).then(pl.col("close") * factor).otherwise(pl.col("close")).alias("close"),
     ).with_columns(
-        pl.when(after).then(pl.max_horizontal("high", "close", "open")).otherwise(pl.col("high")).alias("high"),
-        pl.when(after).then(pl.min_horizontal("low", "close", "open")).otherwise(pl.col("low")).alias("low"),
+        pl.when(after)
+        .then(pl.max_horizontal("high", "close", "open"))
+        .otherwise(pl.col("high"))
+        .alias("high"),
+        pl.when(after)
+        .then(pl.min_horizontal("low", "close", "open"))
+        .otherwise(pl.col("low"))
+        .alias("low"),
     )
     other = prepare(cfg, loaded=LoadedData(shocked, loaded.source_label, loaded.gaps))
     e1, e2 = Engine(base), Engine(other)

@@ -19,11 +19,13 @@ from tests.kernel_cases import fresh_state, kernel_cases, make_inputs, run_kerne
 REL = 1e-9
 
 
-def close(a, b, rel=REL, abs_=1e-7):  # noqa: ANN001, ANN201
-    return np.allclose(np.asarray(a, float), np.asarray(b, float), rtol=rel, atol=abs_, equal_nan=True)
+def close(a, b, rel=REL, abs_=1e-7):
+    return np.allclose(
+        np.asarray(a, float), np.asarray(b, float), rtol=rel, atol=abs_, equal_nan=True
+    )
 
 
-def fills_by_slot(bars, slots, units, prices, fees, dust=1e-9):  # noqa: ANN001, ANN201
+def fills_by_slot(bars, slots, units, prices, fees, dust=1e-9):
     """Σ units, Σ cash, Σ fee per (bar, slot); fills below ``dust`` notional are float noise."""
     agg = defaultdict(lambda: np.zeros(3))
     for b, k, u, p, f in zip(bars, slots, units, prices, fees, strict=True):
@@ -34,7 +36,7 @@ def fills_by_slot(bars, slots, units, prices, fees, dust=1e-9):  # noqa: ANN001,
 
 @settings(max_examples=1500)
 @given(case=kernel_cases())
-def test_kernel_equals_reference(case) -> None:  # noqa: ANN001
+def test_kernel_equals_reference(case) -> None:
     """Equity, pod equity, account units, fills and fees equal the reference to 1e-9 relative."""
     inp, fractions = case
     transfers = {}
@@ -51,8 +53,18 @@ def test_kernel_equals_reference(case) -> None:  # noqa: ANN001
     assert close(out.pod_equity, r["pod_equity"], abs_=1e-9 * scale)
     assert close(st_.account_units, r["account_units"][-1], abs_=1e-9)
     n = int(out.fill_count[0])
-    mine = fills_by_slot(out.fill_bar[:n], out.fill_slot[:n], out.fill_units[:n], out.fill_price[:n], out.fill_fee[:n])
-    theirs = fills_by_slot(*zip(*[(f[0], f[1], f[2], f[3], f[4]) for f in ref.fills], strict=True)) if ref.fills else {}
+    mine = fills_by_slot(
+        out.fill_bar[:n],
+        out.fill_slot[:n],
+        out.fill_units[:n],
+        out.fill_price[:n],
+        out.fill_fee[:n],
+    )
+    theirs = (
+        fills_by_slot(*zip(*[(f[0], f[1], f[2], f[3], f[4]) for f in ref.fills], strict=True))
+        if ref.fills
+        else {}
+    )
     assert set(mine) == set(theirs)
     for key, v in mine.items():
         assert close(v, theirs[key], abs_=1e-9 * max(1.0, abs(v[1])))
@@ -63,23 +75,27 @@ def test_kernel_equals_reference(case) -> None:  # noqa: ANN001
 
 @settings(max_examples=1500)
 @given(case=kernel_cases())
-def test_invariants_at_every_bar(case) -> None:  # noqa: ANN001
+def test_invariants_at_every_bar(case) -> None:
     """SPEC §9.3: units sum, equity and P&L sum (fees included), fees ≤ fees alone, at every bar."""
     inp, fractions = case
     capital = 100_000.0
     pnl_prev = {"acct": 0.0}
 
-    def check(t: int, s) -> None:  # noqa: ANN001
+    def check(t: int, s) -> None:
         prices = inp.close[t]
         # 1. Σ_p q[p,s] = Q[s]
         pod_units = np.zeros_like(s.account_units)
         np.add.at(pod_units, inp.slot_sym, s.units)
-        assert close(pod_units, s.account_units, abs_=1e-9 * max(1.0, np.abs(s.account_units).max(initial=0)))
+        assert close(
+            pod_units, s.account_units, abs_=1e-9 * max(1.0, np.abs(s.account_units).max(initial=0))
+        )
         # 2. Σ_p E_p + unallocated = E_total, hence Σ_p P&L_p = account P&L
         held = np.where(s.units != 0, s.units * np.nan_to_num(prices[inp.slot_sym]), 0.0)
         pod_eq = s.pod_cash.copy()
         np.add.at(pod_eq, inp.slot_pod, held)
-        acct = s.account_cash[0] + np.sum(np.where(s.account_units != 0, s.account_units * np.nan_to_num(prices), 0.0))
+        acct = s.account_cash[0] + np.sum(
+            np.where(s.account_units != 0, s.account_units * np.nan_to_num(prices), 0.0)
+        )
         assert close(pod_eq.sum() + s.unallocated[0], acct, abs_=1e-9 * capital)
         assert close(s.pod_cash.sum() + s.unallocated[0], s.account_cash[0], abs_=1e-9 * capital)
         # 3. account fees ≤ what the pods would pay alone; Σ pod fees = account fees
@@ -92,7 +108,7 @@ def test_invariants_at_every_bar(case) -> None:  # noqa: ANN001
 
 @settings(max_examples=200)
 @given(case=kernel_cases(max_bars=60))
-def test_segment_equals_bar_by_bar(case) -> None:  # noqa: ANN001
+def test_segment_equals_bar_by_bar(case) -> None:
     """One long segment and bar-by-bar steps give bit-identical State and outputs."""
     inp, fractions = case
     T = inp.timestamps.shape[0]
@@ -110,7 +126,7 @@ def test_segment_equals_bar_by_bar(case) -> None:  # noqa: ANN001
 
 @settings(max_examples=300)
 @given(case=kernel_cases(), data=st.data())
-def test_next_open_fills_ignore_that_bars_close(case, data) -> None:  # noqa: ANN001
+def test_next_open_fills_ignore_that_bars_close(case, data) -> None:
     """Look-ahead guard: with next_open, changing bar t+1's close never changes fills at t+1."""
     inp, fractions = case
     inp = inp._replace(params=inp.params.copy())
@@ -131,17 +147,34 @@ def test_next_open_fills_ignore_that_bars_close(case, data) -> None:  # noqa: AN
         assert np.array_equal(a, b)
 
 
-def _two_pod_inputs(w_a: float, w_b: float, cost: float = 0.001, slip: float = 0.0):  # noqa: ANN202
+def _two_pod_inputs(w_a: float, w_b: float, cost: float = 0.001, slip: float = 0.0):
     rng = np.random.default_rng(0)
-    inp = make_inputs(rng, 2, 1, 3, exec_close=False, cost=cost, slip=slip, max_gross=0.0,
-                      daily_loss=0.0, stop=False, trailing=False, late_listing=False)
+    inp = make_inputs(
+        rng,
+        2,
+        1,
+        3,
+        exec_close=False,
+        cost=cost,
+        slip=slip,
+        max_gross=0.0,
+        daily_loss=0.0,
+        stop=False,
+        trailing=False,
+        late_listing=False,
+    )
     target = np.zeros((3, 2))
     target[1:, 0] = w_a
     target[1:, 1] = w_b
     return inp._replace(
-        slot_pod=np.array([0, 1]), slot_sym=np.array([0, 0]), pod_ptr=np.array([0, 1, 2]),
-        sym_ptr=np.array([0, 2]), sym_slots=np.array([0, 1]), target=target,
-        pod_threshold=np.zeros(2), pod_max_leverage=np.full(2, 5.0),
+        slot_pod=np.array([0, 1]),
+        slot_sym=np.array([0, 0]),
+        pod_ptr=np.array([0, 1, 2]),
+        sym_ptr=np.array([0, 2]),
+        sym_slots=np.array([0, 1]),
+        target=target,
+        pod_threshold=np.zeros(2),
+        pod_max_leverage=np.full(2, 5.0),
         funding=np.zeros_like(inp.close),
     )
 
@@ -202,13 +235,29 @@ def test_kernels_import_only_numpy_numba_and_themselves() -> None:
 def test_gross_leverage_capped_at_execution(exec_close: bool) -> None:
     """The portfolio cap scales every pod's targets by one factor at execution."""
     rng = np.random.default_rng(3)
-    inp = make_inputs(rng, 3, 3, 30, exec_close=exec_close, cost=0.0, slip=0.0, max_gross=1.0,
-                      daily_loss=0.0, stop=False, trailing=False, late_listing=False)
-    inp = inp._replace(target=np.full_like(inp.target, 1.5), pod_threshold=np.zeros(3),
-                       pod_max_leverage=np.full(3, 5.0), funding=np.zeros_like(inp.close))
+    inp = make_inputs(
+        rng,
+        3,
+        3,
+        30,
+        exec_close=exec_close,
+        cost=0.0,
+        slip=0.0,
+        max_gross=1.0,
+        daily_loss=0.0,
+        stop=False,
+        trailing=False,
+        late_listing=False,
+    )
+    inp = inp._replace(
+        target=np.full_like(inp.target, 1.5),
+        pod_threshold=np.zeros(3),
+        pod_max_leverage=np.full(3, 5.0),
+        funding=np.zeros_like(inp.close),
+    )
     fractions = np.array([0.3, 0.3, 0.3])
 
-    def check(t: int, s) -> None:  # noqa: ANN001
+    def check(t: int, s) -> None:
         px = inp.close[t] if exec_close else inp.open[t]
         eq = s.account_cash[0] + np.sum(s.account_units * px)
         gross = np.sum(np.abs(s.account_units * px)) / eq

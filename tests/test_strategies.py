@@ -38,7 +38,13 @@ CONTRACT_PARAMS = {
     },
     "ensemble/equal": {
         "aggregation": "equal",
-        "sub_strategies": [{"name": "vw-tsmom", "params": {"lookback": 4}}, {"name": "vol-adaptive", "params": {"fast_lookback": 3, "slow_lookback": 8, "vol_short": 3, "vol_long": 9}}],
+        "sub_strategies": [
+            {"name": "vw-tsmom", "params": {"lookback": 4}},
+            {
+                "name": "vol-adaptive",
+                "params": {"fast_lookback": 3, "slow_lookback": 8, "vol_short": 3, "vol_long": 9},
+            },
+        ],
     },
 }
 CASES = list(CONTRACT_PARAMS)
@@ -48,7 +54,9 @@ def test_every_registered_strategy_is_in_the_contract_suite() -> None:
     assert set(registered_names()) <= {c.split("/")[0] for c in CASES}
 
 
-def random_bars(seed: int, n_syms: int, n_bars: int, step_h: int = 24, zero_volume: bool = False) -> pl.DataFrame:
+def random_bars(
+    seed: int, n_syms: int, n_bars: int, step_h: int = 24, zero_volume: bool = False
+) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
     frames = []
     t0 = dt.datetime(2023, 1, 1, tzinfo=dt.UTC)
@@ -62,7 +70,19 @@ def random_bars(seed: int, n_syms: int, n_bars: int, step_h: int = 24, zero_volu
         vol = rng.lognormal(5, 1, n_bars)
         if zero_volume:
             vol[rng.random(n_bars) < 0.2] = 0.0
-        frames.append(pl.DataFrame({"timestamp": ts, "symbol": f"S{j}/USDT", "open": open_, "high": high, "low": low, "close": close, "volume": vol}))
+        frames.append(
+            pl.DataFrame(
+                {
+                    "timestamp": ts,
+                    "symbol": f"S{j}/USDT",
+                    "open": open_,
+                    "high": high,
+                    "low": low,
+                    "close": close,
+                    "volume": vol,
+                }
+            )
+        )
     return pl.concat(frames).with_columns(pl.col("timestamp").dt.cast_time_unit("ms"))
 
 
@@ -70,10 +90,14 @@ def _run(case: str, bars: pl.DataFrame, max_leverage: float | None = None) -> pl
     return compute_weights(case.split("/")[0], bars, CONTRACT_PARAMS[case], max_leverage)
 
 
-def _check_contract(case: str, bars: pl.DataFrame, t_index: int, max_leverage: float, seed: int) -> None:
+def _check_contract(
+    case: str, bars: pl.DataFrame, t_index: int, max_leverage: float, seed: int
+) -> None:
     full = _run(case, bars, max_leverage)
     # schema, one row per bar, no nulls
-    assert full.schema == pl.Schema({"timestamp": pl.Datetime("ms", "UTC"), "symbol": pl.String, "weight": pl.Float64})
+    assert full.schema == pl.Schema(
+        {"timestamp": pl.Datetime("ms", "UTC"), "symbol": pl.String, "weight": pl.Float64}
+    )
     assert full.height == bars.height
     assert full["weight"].null_count() == 0 and np.isfinite(full["weight"].to_numpy()).all()
     # leverage cap
@@ -89,7 +113,10 @@ def _check_contract(case: str, bars: pl.DataFrame, t_index: int, max_leverage: f
     after = pl.col("timestamp") > cut
     noise = pl.Series(rng.uniform(0.2, 5.0, bars.height))
     scrambled = bars.with_columns(
-        *[pl.when(after).then(pl.col(c) * noise).otherwise(pl.col(c)).alias(c) for c in ("open", "high", "low", "close")],
+        *[
+            pl.when(after).then(pl.col(c) * noise).otherwise(pl.col(c)).alias(c)
+            for c in ("open", "high", "low", "close")
+        ],
         pl.when(after).then(pl.col("volume") * noise).otherwise(pl.col("volume")).alias("volume"),
     )
     noisy = _run(case, scrambled, max_leverage)
@@ -100,24 +127,34 @@ def _check_contract(case: str, bars: pl.DataFrame, t_index: int, max_leverage: f
 
 @pytest.mark.parametrize("case", CASES)
 @settings(max_examples=25)
-@given(seed=st.integers(0, 2**31), n_syms=st.integers(1, 3), n_bars=st.integers(2, 80), frac=st.floats(0, 1),
-       lev=st.sampled_from([0.1, 1.0, 2.5]), zero_vol=st.booleans())
-def test_contract_on_generated_bars(case: str, seed: int, n_syms: int, n_bars: int, frac: float, lev: float, zero_vol: bool) -> None:
+@given(
+    seed=st.integers(0, 2**31),
+    n_syms=st.integers(1, 3),
+    n_bars=st.integers(2, 80),
+    frac=st.floats(0, 1),
+    lev=st.sampled_from([0.1, 1.0, 2.5]),
+    zero_vol=st.booleans(),
+)
+def test_contract_on_generated_bars(
+    case: str, seed: int, n_syms: int, n_bars: int, frac: float, lev: float, zero_vol: bool
+) -> None:
     bars = random_bars(seed, n_syms, n_bars, zero_volume=zero_vol)
     _check_contract(case, bars, int(frac * (n_bars - 1)), lev, seed)
 
 
 @needs_shared
 @pytest.mark.parametrize("case", CASES)
-def test_contract_on_real_binance_bars(case: str, shared_data) -> None:  # noqa: ANN001
+def test_contract_on_real_binance_bars(case: str, shared_data) -> None:
     bars = read_files(shared_data / "binance-1d", ["BTC/USDT", "SOL/USDT", "DOGE/USDT"], "1d")
     for i, t in enumerate([250, 900, 1800]):
         _check_contract(case, bars, t, 2.0, i)
 
 
 @needs_shared
-def test_coarse_pod_on_real_hourly_bars(shared_data) -> None:  # noqa: ANN001
-    bars = read_files(shared_data / "binance-1h", ["ETH/USDT"], "1h", gaps="ffill").filter(pl.col("timestamp") < dt.datetime(2021, 3, 1, tzinfo=dt.UTC))
+def test_coarse_pod_on_real_hourly_bars(shared_data) -> None:
+    bars = read_files(shared_data / "binance-1h", ["ETH/USDT"], "1h", gaps="ffill").filter(
+        pl.col("timestamp") < dt.datetime(2021, 3, 1, tzinfo=dt.UTC)
+    )
     _check_visibility(bars, "tsmom", {"lookback": 5, "vol_window": 5})
 
 
@@ -126,12 +163,21 @@ def _check_visibility(bars: pl.DataFrame, name: str, params: dict) -> None:
     fine = weights_on_clock(name, bars, params, "1D", "1h")
     coarse = compute_weights(name, resample(bars, "1D"), params)
     day = coarse.with_columns((pl.col("timestamp") + pl.duration(hours=23)).alias("visible"))
-    joined = fine.join(day.select("symbol", "visible", pl.col("weight").alias("daily")), left_on=["symbol", "timestamp"], right_on=["symbol", "visible"], how="inner")
+    joined = fine.join(
+        day.select("symbol", "visible", pl.col("weight").alias("daily")),
+        left_on=["symbol", "timestamp"],
+        right_on=["symbol", "visible"],
+        how="inner",
+    )
     assert joined.height > 0
     assert np.array_equal(joined["weight"].to_numpy(), joined["daily"].to_numpy())
     # within the day (before its last hour) the weight is the previous day's
-    hour = fine.with_columns(pl.col("timestamp").dt.hour().alias("h"), pl.col("timestamp").dt.truncate("1d").alias("d"))
-    prev = coarse.with_columns((pl.col("timestamp") + pl.duration(days=1)).alias("d")).select("symbol", "d", pl.col("weight").alias("prev"))
+    hour = fine.with_columns(
+        pl.col("timestamp").dt.hour().alias("h"), pl.col("timestamp").dt.truncate("1d").alias("d")
+    )
+    prev = coarse.with_columns((pl.col("timestamp") + pl.duration(days=1)).alias("d")).select(
+        "symbol", "d", pl.col("weight").alias("prev")
+    )
     inside = hour.filter(pl.col("h") < 23).join(prev, on=["symbol", "d"], how="inner")
     assert np.array_equal(inside["weight"].to_numpy(), inside["prev"].to_numpy())
     # and truncating the fine bars inside a day does not change what was visible
@@ -149,22 +195,34 @@ def test_coarse_timeframe_visibility_rule(seed: int) -> None:
 
 # ---------------------------------------------------------------------------------- golden tests
 
-def _series(close: list[float], high=None, low=None, volume=None) -> pl.DataFrame:  # noqa: ANN001
+
+def _series(close: list[float], high=None, low=None, volume=None) -> pl.DataFrame:
     n = len(close)
     ts = [dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(days=i) for i in range(n)]
     c = np.asarray(close, float)
-    return pl.DataFrame({
-        "timestamp": ts, "symbol": "X/USDT", "open": c, "high": c if high is None else np.asarray(high, float),
-        "low": c if low is None else np.asarray(low, float), "close": c, "volume": np.ones(n) if volume is None else np.asarray(volume, float),
-    }).with_columns(pl.col("timestamp").dt.cast_time_unit("ms"))
+    return pl.DataFrame(
+        {
+            "timestamp": ts,
+            "symbol": "X/USDT",
+            "open": c,
+            "high": c if high is None else np.asarray(high, float),
+            "low": c if low is None else np.asarray(low, float),
+            "close": c,
+            "volume": np.ones(n) if volume is None else np.asarray(volume, float),
+        }
+    ).with_columns(pl.col("timestamp").dt.cast_time_unit("ms"))
 
 
 def test_tsmom_long_on_rising_and_short_on_falling() -> None:
     rng = np.random.default_rng(0)
     up = 100 * np.exp(np.cumsum(0.01 + rng.normal(0, 0.002, 60)))
-    w = compute_weights("tsmom", _series(list(up)), {"lookback": 10, "vol_window": 10})["weight"].to_numpy()
+    w = compute_weights("tsmom", _series(list(up)), {"lookback": 10, "vol_window": 10})[
+        "weight"
+    ].to_numpy()
     assert (w[:10] == 0).all() and (w[11:] > 0).all()
-    w = compute_weights("tsmom", _series(list(up[::-1])), {"lookback": 10, "vol_window": 10})["weight"].to_numpy()
+    w = compute_weights("tsmom", _series(list(up[::-1])), {"lookback": 10, "vol_window": 10})[
+        "weight"
+    ].to_numpy()
     assert (w[11:] < 0).all()
     # vol targeting: weight = vol_target / σ_annual
     r = np.diff(np.log(up[::-1]))[-10:]
@@ -174,12 +232,16 @@ def test_tsmom_long_on_rising_and_short_on_falling() -> None:
 def test_donchian_triggers_on_the_breakout_bar_not_before() -> None:
     close = [10.0] * 10 + [10.5, 11.0, 10.8, 10.9, 9.0, 10.0]
     bars = _series(close, high=[c + 0.2 for c in close], low=[c - 0.2 for c in close])
-    w = compute_weights("donchian-ensemble", bars, {"lookbacks": [5], "vol_window": 3})["weight"].to_numpy()
+    w = compute_weights("donchian-ensemble", bars, {"lookbacks": [5], "vol_window": 3})[
+        "weight"
+    ].to_numpy()
     # bar 10 closes at 10.5 above the prior 5-bar high 10.2: long from bar 10, not bar 9
     assert w[9] == 0 and w[10] > 0
     assert (w[10:14] > 0).all()  # held until the opposite breakout
     assert w[14] < 0  # 9.0 < prior 5-bar low
-    w_lo = compute_weights("donchian-ensemble", bars, {"lookbacks": [5], "vol_window": 3, "long_only": True})["weight"].to_numpy()
+    w_lo = compute_weights(
+        "donchian-ensemble", bars, {"lookbacks": [5], "vol_window": 3, "long_only": True}
+    )["weight"].to_numpy()
     assert w_lo[10] > 0 and w_lo[14] == 0
 
 
@@ -187,28 +249,43 @@ def test_vw_tsmom_weights_returns_by_volume() -> None:
     # price up on tiny volume, down on heavy volume: volume-weighted momentum is negative
     close = [100, 101, 102, 103, 104, 103, 104, 105, 106, 105]
     volume = [1, 1, 1, 1, 1, 100, 1, 1, 1, 100]
-    w = compute_weights("vw-tsmom", _series(close, volume=volume), {"lookback": 9, "vol_window": 3})["weight"].to_numpy()
+    w = compute_weights(
+        "vw-tsmom", _series(close, volume=volume), {"lookback": 9, "vol_window": 3}
+    )["weight"].to_numpy()
     assert w[-1] < 0
-    w2 = compute_weights("tsmom", _series(close), {"lookback": 9, "vol_window": 3})["weight"].to_numpy()
+    w2 = compute_weights("tsmom", _series(close), {"lookback": 9, "vol_window": 3})[
+        "weight"
+    ].to_numpy()
     assert w2[-1] > 0
 
 
 def test_vol_adaptive_uses_the_fast_lookback_in_turbulence() -> None:
     rng = np.random.default_rng(1)
     calm = list(100 * np.exp(np.cumsum(0.002 + rng.normal(0, 0.002, 40))))  # slow uptrend
-    crash = [calm[-1] * np.exp(-0.08 * (i + 1) + 0.03 * (-1) ** i) for i in range(6)]  # violent drop
-    w = compute_weights("vol-adaptive", _series(calm + crash), {"fast_lookback": 3, "slow_lookback": 30, "vol_short": 5, "vol_long": 20})["weight"].to_numpy()
+    crash = [
+        calm[-1] * np.exp(-0.08 * (i + 1) + 0.03 * (-1) ** i) for i in range(6)
+    ]  # violent drop
+    w = compute_weights(
+        "vol-adaptive",
+        _series(calm + crash),
+        {"fast_lookback": 3, "slow_lookback": 30, "vol_short": 5, "vol_long": 20},
+    )["weight"].to_numpy()
     assert w[39] > 0  # calm: slow lookback, long
     assert w[-1] < 0  # turbulent: fast lookback sees the crash
 
 
 def test_ensemble_equal_is_the_mean_of_its_parts() -> None:
     bars = random_bars(3, 2, 120)
-    subs = [{"name": "tsmom", "params": {"lookback": 5}}, {"name": "donchian-ensemble", "params": {"lookbacks": [10]}}]
+    subs = [
+        {"name": "tsmom", "params": {"lookback": 5}},
+        {"name": "donchian-ensemble", "params": {"lookbacks": [10]}},
+    ]
     e = compute_weights("ensemble", bars, {"aggregation": "equal", "sub_strategies": subs})
     a = compute_weights("tsmom", bars, {"lookback": 5})
     b = compute_weights("donchian-ensemble", bars, {"lookbacks": [10]})
-    assert np.allclose(e["weight"].to_numpy(), (a["weight"].to_numpy() + b["weight"].to_numpy()) / 2)
+    assert np.allclose(
+        e["weight"].to_numpy(), (a["weight"].to_numpy() + b["weight"].to_numpy()) / 2
+    )
 
 
 def test_leverage_cap_scales_pro_rata() -> None:
@@ -216,7 +293,9 @@ def test_leverage_cap_scales_pro_rata() -> None:
     raw = compute_weights("tsmom", bars, {"lookback": 5, "vol_target": 5.0})
     capped = compute_weights("tsmom", bars, {"lookback": 5, "vol_target": 5.0}, max_leverage=1.0)
     j = raw.join(capped, on=["timestamp", "symbol"], suffix="_c")
-    g = j.group_by("timestamp").agg(pl.col("weight").abs().sum().alias("g"), pl.col("weight_c").abs().sum().alias("gc"))
+    g = j.group_by("timestamp").agg(
+        pl.col("weight").abs().sum().alias("g"), pl.col("weight_c").abs().sum().alias("gc")
+    )
     assert (g["gc"] <= 1 + 1e-12).all()
     over = j.join(g, on="timestamp").filter(pl.col("g") > 1)
     assert np.allclose(over["weight_c"], over["weight"] / over["g"])
@@ -225,21 +304,37 @@ def test_leverage_cap_scales_pro_rata() -> None:
 def test_user_strategy_by_import_path() -> None:
     spec = get_strategy("tests.user_strategy:always_long")
     assert spec.params_model.__name__ == "AlwaysLongParams"
-    w = compute_weights("tests.user_strategy:always_long", random_bars(1, 2, 5), {"weight": 0.7}, max_leverage=1.0)
+    w = compute_weights(
+        "tests.user_strategy:always_long", random_bars(1, 2, 5), {"weight": 0.7}, max_leverage=1.0
+    )
     assert np.allclose(w["weight"], 0.5)  # 0.7 + 0.7 capped to 1.0 gross
 
 
-@pytest.mark.parametrize(("name", "fragment"), [
-    ("nope.module:fn", "cannot import module 'nope.module'"),
-    ("tests.user_strategy:missing", "has no function 'missing'"),
-    ("tests.user_strategy:no_params_model", "has no params model"),
-    ("tsmomm", "unknown strategy 'tsmomm'; registered: donchian-ensemble, ensemble, tsmom"),
-])
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("nope.module:fn", "cannot import module 'nope.module'"),
+        ("tests.user_strategy:missing", "has no function 'missing'"),
+        ("tests.user_strategy:no_params_model", "has no params model"),
+        ("tsmomm", "unknown strategy 'tsmomm'; registered: donchian-ensemble, ensemble, tsmom"),
+    ],
+)
 def test_strategy_lookup_errors(name: str, fragment: str) -> None:
     with pytest.raises(StrategyNotFound, match=fragment.replace("(", r"\(")):
         get_strategy(name)
 
 
 def test_user_strategy_in_a_config() -> None:
-    cfg = parse_config({"pods": [{"pod_id": "u", "strategy": "tests.user_strategy:always_long", "params": {"weight": 0.2}, "symbols": ["BTC/USDT"]}]})
+    cfg = parse_config(
+        {
+            "pods": [
+                {
+                    "pod_id": "u",
+                    "strategy": "tests.user_strategy:always_long",
+                    "params": {"weight": 0.2},
+                    "symbols": ["BTC/USDT"],
+                }
+            ]
+        }
+    )
     assert cfg.pods[0].strategy_params().weight == 0.2

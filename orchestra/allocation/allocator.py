@@ -89,7 +89,12 @@ def kelly_weights(
 
 
 def adaptive_kelly_blend(
-    w_rp: np.ndarray, w_kelly: np.ndarray, budget: float, live_days: int, kelly_fraction: float, ramp: int
+    w_rp: np.ndarray,
+    w_kelly: np.ndarray,
+    budget: float,
+    live_days: int,
+    kelly_fraction: float,
+    ramp: int,
 ) -> np.ndarray:
     """``(1 − α)·w_rp + α·w_kelly/budget`` with ``α = kelly_fraction · min(live_days / ramp, 1)``.
 
@@ -239,7 +244,9 @@ class Allocator:
         if trig in ("calendar", "hybrid") and calendar_due:
             reason = "calendar"
         elif trig in ("threshold", "hybrid"):
-            shares = fractions if equities is None else equities / max(float(np.sum(equities)), 1e-300)
+            shares = (
+                fractions if equities is None else equities / max(float(np.sum(equities)), 1e-300)
+            )
             drift = self._prc_drift(rets_all, prod, shares, t)
             if drift is not None and drift > self.o.rebalance.drift_threshold:
                 reason = f"threshold (PRC drift {drift:.3f})"
@@ -257,7 +264,9 @@ class Allocator:
         self._set_target_prc(rets_all, prod, new, t)
         return new
 
-    def _set_target_prc(self, rets_all: np.ndarray, prod: np.ndarray, f: np.ndarray, t: int) -> None:
+    def _set_target_prc(
+        self, rets_all: np.ndarray, prod: np.ndarray, f: np.ndarray, t: int
+    ) -> None:
         self.target_prc, self.target_set = None, tuple(prod.tolist())
         if prod.size < 2 or rets_all.shape[0] < self.o.min_history or f[prod].sum() <= 0:
             return
@@ -272,7 +281,9 @@ class Allocator:
         lookback = self.o.allocation_lookback
         return rets_all[-lookback:, idx] if rets_all.shape[0] else np.zeros((0, idx.size))
 
-    def _prc_drift(self, rets_all: np.ndarray, prod: np.ndarray, f: np.ndarray, t: int) -> float | None:
+    def _prc_drift(
+        self, rets_all: np.ndarray, prod: np.ndarray, f: np.ndarray, t: int
+    ) -> float | None:
         if prod.size < 2 or rets_all.shape[0] < self.o.min_history:
             return None
         r = self._window(rets_all, prod, t)
@@ -308,7 +319,11 @@ class Allocator:
         return out
 
     def allocate(
-        self, rets_all: np.ndarray, states: np.ndarray, fractions: np.ndarray, t: int,
+        self,
+        rets_all: np.ndarray,
+        states: np.ndarray,
+        fractions: np.ndarray,
+        t: int,
         live_days: np.ndarray | None = None,
     ) -> tuple[np.ndarray, str, str | None]:
         """Fractions for all pods (see module docstring); returns (f, method, fallback reason)."""
@@ -332,15 +347,28 @@ class Allocator:
         return f, method, fallback
 
     def _method_weights(
-        self, method: str, r: np.ndarray, prod: np.ndarray, budget: float, live_days: np.ndarray | None = None
+        self,
+        method: str,
+        r: np.ndarray,
+        prod: np.ndarray,
+        budget: float,
+        live_days: np.ndarray | None = None,
     ) -> tuple[np.ndarray, str | None]:
         n = prod.size
         equal = np.full(n, 1.0 / n)
         if method == "equal_weight" or n == 1:
             return equal, None
-        vols = r.std(axis=0, ddof=1) * np.sqrt(DAYS_PER_YEAR) if r.shape[0] >= 2 else np.full(n, np.nan)
+        vols = (
+            r.std(axis=0, ddof=1) * np.sqrt(DAYS_PER_YEAR)
+            if r.shape[0] >= 2
+            else np.full(n, np.nan)
+        )
         ivol = inverse_volatility_weights(vols)
-        ivol_reason = None if np.all(np.isfinite(vols)) and np.all(vols > 0) else "no volatility yet: equal weight"
+        ivol_reason = (
+            None
+            if np.all(np.isfinite(vols)) and np.all(vols > 0)
+            else "no volatility yet: equal weight"
+        )
         if method == "inverse_volatility":
             return ivol, ivol_reason
         if r.shape[0] < self.o.min_history:
@@ -368,9 +396,13 @@ class Allocator:
         except SolveError as exc:
             return w_rp, f"{exc}: risk parity only"
         live = int(np.min(live_days[prod])) if live_days is not None else r.shape[0]
-        return adaptive_kelly_blend(w_rp, w_k, budget, live, self.o.kelly_fraction, self.o.kelly_confidence_ramp), None
+        return adaptive_kelly_blend(
+            w_rp, w_k, budget, live, self.o.kelly_fraction, self.o.kelly_confidence_ramp
+        ), None
 
-    def _kelly(self, key: tuple, mu: np.ndarray, cov: np.ndarray, chol: np.ndarray, budget: float) -> np.ndarray:
+    def _kelly(
+        self, key: tuple, mu: np.ndarray, cov: np.ndarray, chol: np.ndarray, budget: float
+    ) -> np.ndarray:
         out = np.zeros(mu.size)
         pos = np.flatnonzero(mu > 0)
         if pos.size == 0:

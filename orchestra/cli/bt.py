@@ -65,13 +65,27 @@ def main() -> None:
 
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--html", "html_report", is_flag=True, help="Also write report.html (self-contained).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Run directory (default runs/<config-stem>-<hash8>/).")
+@click.option(
+    "--html", "html_report", is_flag=True, help="Also write report.html (self-contained)."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run directory (default runs/<config-stem>-<hash8>/).",
+)
 @click.option("--start", callback=_date, help="Override backtest.start (YYYY-MM-DD).")
 @click.option("--end", callback=_date, help="Override backtest.end (YYYY-MM-DD).")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary table.")
 @user_errors
-def run(config: Path, html_report: bool, out_dir: Path | None, start: dt.date | None, end: dt.date | None, quiet: bool) -> None:
+def run(
+    config: Path,
+    html_report: bool,
+    out_dir: Path | None,
+    start: dt.date | None,
+    end: dt.date | None,
+    quiet: bool,
+) -> None:
     """Run the backtest of CONFIG, save the run directory and print the summary."""
     from orchestra import load_config, run_backtest
     from orchestra.results.summary import print_summary
@@ -79,7 +93,15 @@ def run(config: Path, html_report: bool, out_dir: Path | None, start: dt.date | 
     cfg = load_config(config)
     show = not quiet and sys.stderr.isatty()
     if show:
-        with Progress(TextColumn("[bold]backtest"), BarColumn(), MofNCompleteColumn(), TextColumn("bars"), TimeRemainingColumn(), console=err, transient=True) as bar:
+        with Progress(
+            TextColumn("[bold]backtest"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("bars"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        ) as bar:
             task = bar.add_task("run", total=None)
 
             def progress(done: int, total: int) -> None:
@@ -113,13 +135,23 @@ def validate(config: Path) -> None:
     loaded = load_bars(cfg)
     bars = loaded.bars
     out.print(f"[green]✓[/] {config}: valid (hash {cfg.config_hash[:8]})")
-    out.print(f"  data: {loaded.source_label}, timeframe {cfg.data.timeframe}, clock {cfg.clock_timeframe}")
-    out.print(f"  backtest: {cfg.backtest.start} → {cfg.backtest.end}, warm-up {warmup_days(cfg)} days, execution {cfg.backtest.execution}")
+    out.print(
+        f"  data: {loaded.source_label}, timeframe {cfg.data.timeframe}, clock {cfg.clock_timeframe}"
+    )
+    out.print(
+        f"  backtest: {cfg.backtest.start} → {cfg.backtest.end}, warm-up {warmup_days(cfg)} days, execution {cfg.backtest.execution}"
+    )
     for pod in cfg.pods:
-        out.print(f"  pod {pod.pod_id}: {pod.strategy} on {', '.join(pod.symbols)} ({pod.timeframe}), fraction {pod.initial_fraction:.0%} [{pod.min_fraction:.0%}, {pod.max_fraction:.0%}], {pod.initial_state}")
+        out.print(
+            f"  pod {pod.pod_id}: {pod.strategy} on {', '.join(pod.symbols)} ({pod.timeframe}), fraction {pod.initial_fraction:.0%} [{pod.min_fraction:.0%}, {pod.max_fraction:.0%}], {pod.initial_state}"
+        )
     import polars as pl
 
-    rng = bars.group_by("symbol", maintain_order=True).agg(pl.col("timestamp").min().alias("first"), pl.col("timestamp").max().alias("last"), pl.len().alias("bars"))
+    rng = bars.group_by("symbol", maintain_order=True).agg(
+        pl.col("timestamp").min().alias("first"),
+        pl.col("timestamp").max().alias("last"),
+        pl.len().alias("bars"),
+    )
     for r in rng.iter_rows(named=True):
         out.print(f"  {r['symbol']}: {r['first']} → {r['last']} ({r['bars']} bars)")
     if loaded.gaps.total:
@@ -148,6 +180,10 @@ def report(run_dir: Path, html_report: bool, pod: str | None) -> None:
         click.echo(f"HTML report: {write_html(result, run_dir / 'report.html')}")
 
 
+def _advance(bar: Progress, task: Any, _symbol: str, n: int) -> None:
+    bar.advance(task, n)
+
+
 @main.group()
 def data() -> None:
     """Market data commands."""
@@ -160,10 +196,31 @@ def data() -> None:
 @click.option("--since", required=True, callback=_date, help="First day (YYYY-MM-DD).")
 @click.option("--until", callback=_date, default=None, help="Last day, inclusive (default: now).")
 @click.option("--market", type=click.Choice(["spot", "swap"]), default="spot", show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data"), show_default=True, help="Folder for BTC-USDT_1d.parquet files (the files source).")
-@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=Path("~/.cache/orchestra"), show_default=True)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("data"),
+    show_default=True,
+    help="Folder for BTC-USDT_1d.parquet files (the files source).",
+)
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("~/.cache/orchestra"),
+    show_default=True,
+)
 @user_errors
-def fetch(exchange: str, symbols: str, timeframe: str, since: dt.date, until: dt.date | None, market: str, out_dir: Path, cache: Path) -> None:
+def fetch(
+    exchange: str,
+    symbols: str,
+    timeframe: str,
+    since: dt.date,
+    until: dt.date | None,
+    market: str,
+    out_dir: Path,
+    cache: Path,
+) -> None:
     """Download bars with ccxt into the cache and write one file per symbol to --out."""
     from orchestra.data.ccxt_source import fetch_cached, make_exchange
     from orchestra.data.files import symbol_to_stem
@@ -179,14 +236,29 @@ def fetch(exchange: str, symbols: str, timeframe: str, since: dt.date, until: dt
     start = epoch_ms(since)
     stop = epoch_ms(until) + DAY_MS if until else None
     out_dir.mkdir(parents=True, exist_ok=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("bars"), console=err, disable=not sys.stderr.isatty()) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("bars"),
+        console=err,
+        disable=not sys.stderr.isatty(),
+    ) as bar:
         for sym in syms:
             import time
 
             end_ms = stop or int(time.time() * 1000)
             task = bar.add_task(sym, total=max((end_ms - start) // step, 1))
-            frame = fetch_cached(ex, sym, timeframe, start, cache, stop, market=market,
-                                 progress=lambda _s, n, task=task: bar.advance(task, n))
+            frame = fetch_cached(
+                ex,
+                sym,
+                timeframe,
+                start,
+                cache,
+                stop,
+                market=market,
+                progress=functools.partial(_advance, bar, task),
+            )
             bar.update(task, completed=frame.height)
             frame, _ = validate_bars(frame, timeframe, "ffill", where=f"{exchange} {sym}")
             path = out_dir / f"{symbol_to_stem(sym)}_{file_suffix(timeframe)}.parquet"

@@ -38,7 +38,7 @@ class LoadedData:
     gaps: GapReport
 
 
-def load_bars(config, start: dt.date | None = None, end: dt.date | None = None) -> LoadedData:  # noqa: ANN001
+def load_bars(config, start: dt.date | None = None, end: dt.date | None = None) -> LoadedData:
     """Load and validate every symbol of ``config`` at ``data.timeframe``.
 
     The range is ``[start - warmup, end]`` (inclusive day); ``start``/``end`` default to the
@@ -67,14 +67,25 @@ def load_bars(config, start: dt.date | None = None, end: dt.date | None = None) 
 
         exchange = make_exchange(d.exchange, d.market)
         parts = [
-            fetch_cached(exchange, s, d.timeframe, epoch_ms(first_day), d.cache,
-                         epoch_ms(end + dt.timedelta(days=1)), market=d.market)
+            fetch_cached(
+                exchange,
+                s,
+                d.timeframe,
+                epoch_ms(first_day),
+                d.cache,
+                epoch_ms(end + dt.timedelta(days=1)),
+                market=d.market,
+            )
             for s in symbols
         ]
-        bars, gaps = validate_bars(pl.concat(parts), d.timeframe, d.gap_policy, where=f"ccxt {d.exchange}")
+        bars, gaps = validate_bars(
+            pl.concat(parts), d.timeframe, d.gap_policy, where=f"ccxt {d.exchange}"
+        )
         label = f"ccxt: {d.exchange} {d.market}"
     lo = pl.lit(dt.datetime.combine(first_day, dt.time(), dt.UTC)).cast(pl.Datetime("ms", "UTC"))
-    hi = pl.lit(dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)).cast(pl.Datetime("ms", "UTC"))
+    hi = pl.lit(dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)).cast(
+        pl.Datetime("ms", "UTC")
+    )
     bars = bars.filter((pl.col("timestamp") >= lo) & (pl.col("timestamp") < hi))
     missing = [s for s in symbols if bars.filter(pl.col("symbol") == s).height == 0]
     if missing:

@@ -27,7 +27,11 @@ def resample(bars: pl.DataFrame, timeframe: str) -> pl.DataFrame:
     return (
         bars.sort("symbol", "timestamp")
         .group_by_dynamic(
-            "timestamp", every=polars_every(timeframe), closed="left", label="left", group_by="symbol"
+            "timestamp",
+            every=polars_every(timeframe),
+            closed="left",
+            label="left",
+            group_by="symbol",
         )
         .agg(
             pl.col("open").first(),
@@ -92,4 +96,14 @@ def to_matrices(bars: pl.DataFrame, symbols: list[str], timeframe: str) -> Marke
             for c in ("open", "high", "low", "close"):
                 out[c][last + 1 :, j] = last_close
             out["volume"][last + 1 :, j] = 0.0
-    return Market(times, list(symbols), out["open"], out["high"], out["low"], out["close"], out["volume"], tradable, timeframe)
+    return Market(
+        times,
+        list(symbols),
+        out["open"],
+        out["high"],
+        out["low"],
+        out["close"],
+        out["volume"],
+        tradable,
+        timeframe,
+    )

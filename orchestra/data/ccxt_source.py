@@ -37,12 +37,19 @@ def make_exchange(exchange_id: str, market: str = "spot", **options: Any) -> Any
     if cls is None:
         raise ValueError(f"unknown ccxt exchange {exchange_id!r}")
     return cls(
-        {"enableRateLimit": True, "options": {"defaultType": market, **options.pop("options", {})}, **options}
+        {
+            "enableRateLimit": True,
+            "options": {"defaultType": market, **options.pop("options", {})},
+            **options,
+        }
     )
 
 
 def fetch_with_retry(
-    call: Callable[[], Any], retries: int = 5, backoff: float = 1.0, sleep: Callable[[float], None] = time.sleep
+    call: Callable[[], Any],
+    retries: int = 5,
+    backoff: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Any:
     """Run ``call``; on a ccxt ``OperationFailed`` wait ``backoff·2^k`` seconds and try again."""
     import ccxt
@@ -76,8 +83,9 @@ def download(
     cursor = since_ms
     tf = file_suffix(timeframe)
     while cursor < stop:
+        since = cursor
         page = fetch_with_retry(
-            lambda c=cursor: exchange.fetch_ohlcv(symbol, tf, since=c, limit=limit),
+            lambda: exchange.fetch_ohlcv(symbol, tf, since=since, limit=limit),  # noqa: B023
             retries,
             backoff,
         )
@@ -133,17 +141,23 @@ def fetch_cached(
     """
     path = cache_file(cache, exchange.id, market, symbol, timeframe)
     step = timeframe_ms(timeframe)
-    empty = pl.DataFrame(schema=BAR_SCHEMA)
+    empty = pl.DataFrame(schema=BAR_SCHEMA)  # type: ignore[arg-type]
     cached = pl.read_parquet(path) if path.is_file() else empty
     parts = [cached]
     if cached.height:
-        first = cached["timestamp"].dt.epoch("ms").min()
-        last = cached["timestamp"].dt.epoch("ms").max()
-        if since_ms < first:  # type: ignore[operator]
-            parts.append(download(exchange, symbol, timeframe, since_ms, first, progress=progress, **kw))  # type: ignore[arg-type]
-        parts.append(download(exchange, symbol, timeframe, last + step, until_ms, progress=progress, **kw))  # type: ignore[operator]
+        epochs = cached["timestamp"].dt.epoch("ms")
+        first, last = int(epochs.min()), int(epochs.max())  # type: ignore[arg-type]
+        if since_ms < first:
+            parts.append(
+                download(exchange, symbol, timeframe, since_ms, first, progress=progress, **kw)
+            )
+        parts.append(
+            download(exchange, symbol, timeframe, last + step, until_ms, progress=progress, **kw)
+        )
     else:
-        parts.append(download(exchange, symbol, timeframe, since_ms, until_ms, progress=progress, **kw))
+        parts.append(
+            download(exchange, symbol, timeframe, since_ms, until_ms, progress=progress, **kw)
+        )
     merged = pl.concat(parts).unique("timestamp", keep="last").sort("timestamp")
     if merged.height > cached.height:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -112,7 +112,10 @@ def coerce_bars(df: pl.DataFrame, where: str = "") -> pl.DataFrame:
 
 
 def _fmt_rows(rows: pl.DataFrame, rule: str) -> list[str]:
-    out = [f"{r['symbol']} {r['timestamp']}: {rule}" for r in rows.head(MAX_LISTED).iter_rows(named=True)]
+    out = [
+        f"{r['symbol']} {r['timestamp']}: {rule}"
+        for r in rows.head(MAX_LISTED).iter_rows(named=True)
+    ]
     if rows.height > MAX_LISTED:
         out.append(f"... and {rows.height - MAX_LISTED} more rows breaking '{rule}'")
     return out

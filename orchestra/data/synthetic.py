@@ -78,9 +78,15 @@ def generate(
     factor = rng.standard_t(dof, size=n) * t_scale
     # each symbol's own shocks come from (seed, symbol): a path does not depend on which other
     # symbols are generated with it, nor on their order
-    idio = np.column_stack(
-        [np.random.default_rng([seed, zlib.crc32(s.encode()), 1]).standard_t(dof, size=n) for s in symbols]
-    ).reshape(n, k) * t_scale
+    idio = (
+        np.column_stack(
+            [
+                np.random.default_rng([seed, zlib.crc32(s.encode()), 1]).standard_t(dof, size=n)
+                for s in symbols
+            ]
+        ).reshape(n, k)
+        * t_scale
+    )
     shocks = load * factor[:, None] + np.sqrt(1 - load**2) * idio
 
     # regimes: 1 = trending (with a drift sign), 0 = mean-reverting; mean length 60 days
@@ -104,7 +110,11 @@ def generate(
     close = prices0 * np.exp(np.cumsum(log_r, axis=0))
     open_ = np.vstack([prices0[None, :], close[:-1]])
     sym_rngs = [np.random.default_rng([seed, zlib.crc32(s.encode()), 2]) for s in symbols]
-    wick = np.stack([np.abs(r.standard_normal((n, 2))) for r in sym_rngs], axis=1) * 0.5 * vols[None, :, None]
+    wick = (
+        np.stack([np.abs(r.standard_normal((n, 2))) for r in sym_rngs], axis=1)
+        * 0.5
+        * vols[None, :, None]
+    )
     high = np.maximum(open_, close) * np.exp(wick[..., 0])
     low = np.minimum(open_, close) * np.exp(-wick[..., 1])
     noise = np.column_stack([r.normal(10, 0.5, n) for r in sym_rngs]).reshape(n, k)

@@ -22,7 +22,7 @@ def run_backtest(
     start: dt.date | None = None,
     end: dt.date | None = None,
     progress: Callable[[int, int], None] | None = None,
-):  # noqa: ANN201  (-> OrchestratedResult; imported lazily)
+):
     """Run an orchestrated backtest of ``config`` (a :class:`Config` or a YAML path).
 
     ``start``/``end`` override ``backtest.start``/``end``. ``progress(done, total)`` is called
@@ -32,7 +32,9 @@ def run_backtest(
 
     cfg = config if isinstance(config, Config) else load_config(config)
     if start is not None or end is not None:
-        bt = cfg.backtest.model_copy(update={k: v for k, v in (("start", start), ("end", end)) if v})
+        bt = cfg.backtest.model_copy(
+            update={k: v for k, v in (("start", start), ("end", end)) if v}
+        )
         cfg = cfg.model_copy(update={"backtest": type(bt).model_validate(bt.model_dump())})
     prepared = prepare(cfg)
     timings = dict(prepared.timings)

@@ -51,7 +51,10 @@ def atr_matrix(market: Market, window: int = ATR_BARS) -> np.ndarray:
     ``TR_t = max(h_t − l_t, |h_t − c_{t−1}|, |l_t − c_{t−1}|)``, ``ATR = EMA(TR, α = 1/window)``.
     """
     prev_close = np.vstack([np.full((1, market.close.shape[1]), np.nan), market.close[:-1]])
-    tr = np.fmax(market.high - market.low, np.fmax(np.abs(market.high - prev_close), np.abs(market.low - prev_close)))
+    tr = np.fmax(
+        market.high - market.low,
+        np.fmax(np.abs(market.high - prev_close), np.abs(market.low - prev_close)),
+    )
     tr = np.where(market.tradable, tr, np.nan)
     frame = pl.DataFrame(tr, schema=[str(i) for i in range(tr.shape[1])], orient="row")
     atr = frame.select(
@@ -60,7 +63,9 @@ def atr_matrix(market: Market, window: int = ATR_BARS) -> np.ndarray:
     return np.where(np.isnan(market.close), np.nan, atr)
 
 
-def pod_weight_matrix(config: Config, bars: pl.DataFrame, market: Market, clock_tf: str) -> list[np.ndarray]:
+def pod_weight_matrix(
+    config: Config, bars: pl.DataFrame, market: Market, clock_tf: str
+) -> list[np.ndarray]:
     """Each pod's weights on the clock, ``(T_all, n_pod_symbols)``; 0 where unknown."""
     out = []
     t0 = int(market.timestamps[0])
@@ -84,7 +89,7 @@ def prepare(
     start: dt.date | None = None,
     end: dt.date | None = None,
     loaded: LoadedData | None = None,
-    timer=None,  # noqa: ANN001
+    timer=None,
 ) -> Prepared:
     """Load data, compute signals and build the kernel inputs for the simulated window."""
     import time
@@ -149,7 +154,12 @@ def prepare(
     params[P_MAX_GROSS] = config.orchestrator.risk.max_gross_leverage
     params[P_DAILY_LOSS] = config.orchestrator.risk.daily_loss_limit
     step = timeframe_ms(clock_tf)
-    sl = np.array([np.nan if p.risk.system_stop_loss is None else p.risk.system_stop_loss for p in config.pods])
+    sl = np.array(
+        [
+            np.nan if p.risk.system_stop_loss is None else p.risk.system_stop_loss
+            for p in config.pods
+        ]
+    )
     window = Market(
         ts,
         symbols,

@@ -70,16 +70,15 @@ class Engine:
                 self._joins.setdefault(int(jb) - 1, []).append(p)
         # the day index at which each pod joined (0 for pods there from the start)
         self._join_day = np.array(
-            [int(np.searchsorted(self.day_end_bars, jb)) for jb in prepared.pod_join_bar], dtype=np.int64
+            [int(np.searchsorted(self.day_end_bars, jb)) for jb in prepared.pod_join_bar],
+            dtype=np.int64,
         )
         self.events = self._event_bars()
         self._event_set = set(self.events.tolist())
 
     # ---------------------------------------------------------------- schedule
     def _event_bars(self) -> np.ndarray:
-        checks = [
-            int(t) for d, t in enumerate(self.day_end_bars) if self.allocator.is_check_day(d)
-        ]
+        checks = [int(t) for d, t in enumerate(self.day_end_bars) if self.allocator.is_check_day(d)]
         return np.array(sorted(set(checks) | set(self._joins)), dtype=np.int64)
 
     # ---------------------------------------------------------------- drivers

@@ -9,7 +9,7 @@ from orchestra.timeframes import DAY_MS, timeframe_ms
 ATR_BARS = 14  # the trailing stop's ATR window (clock bars)
 
 
-def pod_warmup_days(pod) -> int:  # noqa: ANN001
+def pod_warmup_days(pod) -> int:
     """Days a pod's strategy needs: its warm-up bars at its timeframe, plus 10 % and one bar."""
     from orchestra.strategies import pod_params
     from orchestra.strategies.registry import get_strategy
@@ -20,7 +20,7 @@ def pod_warmup_days(pod) -> int:  # noqa: ANN001
     return math.ceil(days * 1.1)
 
 
-def warmup_days(config) -> int:  # noqa: ANN001
+def warmup_days(config) -> int:
     """``backtest.warmup_days``, or with ``auto`` the longest need over pods (and the ATR)."""
     wd = config.backtest.warmup_days
     if wd != "auto":

@@ -54,7 +54,9 @@ class Inputs(NamedTuple):
     slot_sym: np.ndarray  # (K,) int64
     pod_ptr: np.ndarray  # (P + 1,) int64: slots of pod p are pod_ptr[p]:pod_ptr[p+1]
     sym_ptr: np.ndarray  # (S + 1,) int64
-    sym_slots: np.ndarray  # (K,) int64: slots trading symbol s are sym_slots[sym_ptr[s]:sym_ptr[s+1]]
+    sym_slots: (
+        np.ndarray
+    )  # (K,) int64: slots trading symbol s are sym_slots[sym_ptr[s]:sym_ptr[s+1]]
     pod_max_leverage: np.ndarray  # (P,)
     pod_threshold: np.ndarray  # (P,)
     pod_stop_loss: np.ndarray  # (P,) NaN = disabled

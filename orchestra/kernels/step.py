@@ -42,7 +42,6 @@ from orchestra.kernels.state import (
     RETIRED,
 )
 
-
 WEIGHT_EPS = 1e-9  # weight changes below this are float noise, never a trade (even at threshold 0)
 
 
@@ -56,7 +55,7 @@ def _sign(x: float) -> float:
 
 
 @njit(cache=True)
-def pod_equity_nb(inp, st, p, prices):  # noqa: ANN001, ANN201
+def pod_equity_nb(inp, st, p, prices):
     """Pod ``p``'s equity: cash + Σ units · price (untraded NaN prices count only if flat)."""
     e = st.pod_cash[p]
     for k in range(inp.pod_ptr[p], inp.pod_ptr[p + 1]):
@@ -67,7 +66,7 @@ def pod_equity_nb(inp, st, p, prices):  # noqa: ANN001, ANN201
 
 
 @njit(cache=True)
-def account_equity_nb(inp, st, prices):  # noqa: ANN001, ANN201
+def account_equity_nb(inp, st, prices):
     """Account equity: cash + Σ_s Q[s] · price[s]."""
     e = st.account_cash[0]
     for s in range(st.account_units.shape[0]):
@@ -78,7 +77,7 @@ def account_equity_nb(inp, st, prices):  # noqa: ANN001, ANN201
 
 
 @njit(cache=True)
-def new_day_nb(inp, st, t):  # noqa: ANN001, ANN201
+def new_day_nb(inp, st, t):
     """At the first bar of a UTC day: reset the day's opening equity and lift a breaker block."""
     d = inp.day_id[t]
     if d != st.day[0]:
@@ -89,7 +88,7 @@ def new_day_nb(inp, st, t):  # noqa: ANN001, ANN201
 
 
 @njit(cache=True)
-def update_stops_nb(inp, st, t):  # noqa: ANN001, ANN201
+def update_stops_nb(inp, st, t):
     """Track extremes since entry and fire the system stop-loss and ATR trailing stop at close."""
     for k in range(st.units.shape[0]):
         q = st.units[k]
@@ -122,7 +121,7 @@ def update_stops_nb(inp, st, t):  # noqa: ANN001, ANN201
 
 
 @njit(cache=True)
-def pod_targets_nb(inp, st, t, prices):  # noqa: ANN001, ANN201
+def pod_targets_nb(inp, st, t, prices):
     """Pod rules (SPEC §9.2): target units per slot into ``st.scratch_target``."""
     flatten = st.breaker[0] != BREAKER_OFF
     for p in range(inp.pod_ptr.shape[0] - 1):
@@ -188,7 +187,7 @@ def pod_targets_nb(inp, st, t, prices):  # noqa: ANN001, ANN201
 
 
 @njit(cache=True)
-def _record_fill(out, t, k, units, price, fee, venue, after):  # noqa: ANN001, ANN201
+def _record_fill(out, t, k, units, price, fee, venue, after):
     i = out.fill_count[0]
     out.fill_bar[i] = t
     out.fill_slot[i] = k
@@ -201,7 +200,7 @@ def _record_fill(out, t, k, units, price, fee, venue, after):  # noqa: ANN001, A
 
 
 @njit(cache=True)
-def _update_entry(st, k, q0, q1, pfill):  # noqa: ANN001, ANN201
+def _update_entry(st, k, q0, q1, pfill):
     """Average entry price and extreme-since-entry after a slot goes from q0 to q1 at pfill."""
     if q1 == 0.0:
         st.avg_price[k] = 0.0
@@ -214,7 +213,7 @@ def _update_entry(st, k, q0, q1, pfill):  # noqa: ANN001, ANN201
 
 
 @njit(cache=True)
-def execute_nb(inp, st, out, t, prices):  # noqa: ANN001, ANN201
+def execute_nb(inp, st, out, t, prices):
     """Net the slots' trades per symbol, fill ΔQ externally, cross the rest, attribute exactly."""
     cost = inp.params[P_COST]
     slip = inp.params[P_SLIPPAGE]
@@ -281,7 +280,7 @@ def execute_nb(inp, st, out, t, prices):  # noqa: ANN001, ANN201
 
 
 @njit(cache=True)
-def mark_nb(inp, st, out, t):  # noqa: ANN001, ANN201
+def mark_nb(inp, st, out, t):
     """Funding, valuation at close, per-bar outputs, day-end bookkeeping, breaker check."""
     prices = inp.close[t]
     for k in range(st.units.shape[0]):  # funding: q · mark · rate, paid by the holder
@@ -336,7 +335,7 @@ def mark_nb(inp, st, out, t):  # noqa: ANN001, ANN201
 
 
 @njit(cache=True)
-def step_nb(inp, st, out, t):  # noqa: ANN001, ANN201
+def step_nb(inp, st, out, t):
     """Advance the State by bar ``t`` (see the module docstring for the order of work)."""
     new_day_nb(inp, st, t)
     close_mode = inp.params[P_EXEC_MODE] == CLOSE
@@ -354,7 +353,7 @@ def step_nb(inp, st, out, t):  # noqa: ANN001, ANN201
 
 
 @njit(cache=True)
-def run_segment_nb(inp, st, out, t0, t1):  # noqa: ANN001, ANN201
+def run_segment_nb(inp, st, out, t0, t1):
     """Step bars ``t0 .. t1-1``; stop early when the fill buffer may not hold another bar.
 
     Returns the next bar to process (``t1`` when the segment is done).
@@ -371,7 +370,7 @@ def run_segment_nb(inp, st, out, t0, t1):  # noqa: ANN001, ANN201
 
 
 @njit(cache=True)
-def transfer_nb(inp, st, t, fractions):  # noqa: ANN001, ANN201
+def transfer_nb(inp, st, t, fractions):
     """Move capital between pods' books as cash so that ``E_p = f_p · E_total`` at ``close[t]``.
 
     Only cash moves; the pods re-target their units at the next execution, and only the net

@@ -99,7 +99,9 @@ def summarize(
     ``values`` is the per-bar value path (starting value first), ``day_end_values`` the value at
     each day end with the starting value prepended; ``turnover`` is already annualised.
     """
-    daily = day_end_values[1:] / day_end_values[:-1] - 1.0 if day_end_values.size > 1 else np.zeros(0)
+    daily = (
+        day_end_values[1:] / day_end_values[:-1] - 1.0 if day_end_values.size > 1 else np.zeros(0)
+    )
     c = cagr(values, days)
     mdd = max_drawdown(values)
     return {

@@ -19,7 +19,9 @@ from orchestra.results.result import OrchestratedResult
 
 
 def _fig_html(fig: go.Figure, first: bool) -> str:
-    fig.update_layout(height=380, margin={"l": 50, "r": 20, "t": 50, "b": 40}, template="plotly_white")
+    fig.update_layout(
+        height=380, margin={"l": 50, "r": 20, "t": 50, "b": 40}, template="plotly_white"
+    )
     return to_html(fig, full_html=False, include_plotlyjs=True if first else False)
 
 
@@ -30,7 +32,8 @@ def _table_html(frame: pl.DataFrame, floats: str = "{:.4g}") -> str:
     rows = []
     for r in frame.iter_rows():
         cells = "".join(
-            f"<td>{floats.format(v) if isinstance(v, float) else html.escape(str(v))}</td>" for v in r
+            f"<td>{floats.format(v) if isinstance(v, float) else html.escape(str(v))}</td>"
+            for v in r
         )
         rows.append(f"<tr>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
@@ -63,14 +66,23 @@ def charts(result: OrchestratedResult) -> dict[str, go.Figure]:
     figs["drawdowns"] = f
 
     f = go.Figure()
-    daily = pe.group_by_dynamic("timestamp", every="1d", group_by="pod_id").agg(pl.col("fraction").last())
+    daily = pe.group_by_dynamic("timestamp", every="1d", group_by="pod_id").agg(
+        pl.col("fraction").last()
+    )
     for pid in pods:
         sub = daily.filter(pl.col("pod_id") == pid)
-        f.add_scatter(x=sub["timestamp"].to_list(), y=sub["fraction"].to_list(), name=pid, stackgroup="alloc")
+        f.add_scatter(
+            x=sub["timestamp"].to_list(), y=sub["fraction"].to_list(), name=pid, stackgroup="alloc"
+        )
     un = eq.group_by_dynamic("timestamp", every="1d").agg(
         (pl.col("unallocated") / pl.col("equity")).last().alias("u")
     )
-    f.add_scatter(x=un["timestamp"].to_list(), y=un["u"].clip(0, None).to_list(), name="(unallocated)", stackgroup="alloc")
+    f.add_scatter(
+        x=un["timestamp"].to_list(),
+        y=un["u"].clip(0, None).to_list(),
+        name="(unallocated)",
+        stackgroup="alloc",
+    )
     f.update_layout(title="Allocation history (fractions)", yaxis_tickformat=".0%")
     figs["allocation"] = f
 
@@ -86,9 +98,22 @@ def charts(result: OrchestratedResult) -> dict[str, go.Figure]:
     f = go.Figure()
     codes = {"incubation": 0, "production": 1, "warning": 2, "probation": 3, "retired": 4}
     for pid in pods:
-        sub = pe.filter(pl.col("pod_id") == pid).group_by_dynamic("timestamp", every="1d").agg(pl.col("state").last())
-        f.add_scatter(x=sub["timestamp"].to_list(), y=[codes[s] for s in sub["state"].to_list()], name=pid, mode="lines", line_shape="hv")
-    f.update_layout(title="Lifecycle timeline", yaxis={"tickvals": list(codes.values()), "ticktext": list(codes)})
+        sub = (
+            pe.filter(pl.col("pod_id") == pid)
+            .group_by_dynamic("timestamp", every="1d")
+            .agg(pl.col("state").last())
+        )
+        f.add_scatter(
+            x=sub["timestamp"].to_list(),
+            y=[codes[s] for s in sub["state"].to_list()],
+            name=pid,
+            mode="lines",
+            line_shape="hv",
+        )
+    f.update_layout(
+        title="Lifecycle timeline",
+        yaxis={"tickvals": list(codes.values()), "ticktext": list(codes)},
+    )
     figs["lifecycle"] = f
 
     pos = result.positions
@@ -97,7 +122,9 @@ def charts(result: OrchestratedResult) -> dict[str, go.Figure]:
         net = pos.group_by("timestamp", "symbol").agg(pl.col("weight").sum()).sort("timestamp")
         for sym in net["symbol"].unique(maintain_order=True).to_list():
             s = result.account_positions.filter(pl.col("symbol") == sym)
-            f.add_scatter(x=s["timestamp"].to_list(), y=s["units"].to_list(), name=sym, line_shape="hv")
+            f.add_scatter(
+                x=s["timestamp"].to_list(), y=s["units"].to_list(), name=sym, line_shape="hv"
+            )
         f.update_layout(title="Net account position per symbol (units)")
         figs["net_exposure"] = f
 
@@ -106,7 +133,16 @@ def charts(result: OrchestratedResult) -> dict[str, go.Figure]:
         r = np.diff(np.log(navs.to_numpy()), axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             c = np.corrcoef(r.T)
-        f = go.Figure(go.Heatmap(z=np.nan_to_num(c).tolist(), x=navs.columns, y=navs.columns, zmin=-1, zmax=1, colorscale="RdBu"))
+        f = go.Figure(
+            go.Heatmap(
+                z=np.nan_to_num(c).tolist(),
+                x=navs.columns,
+                y=navs.columns,
+                zmin=-1,
+                zmax=1,
+                colorscale="RdBu",
+            )
+        )
         f.update_layout(title="Pod return correlation")
         figs["correlation"] = f
 
@@ -120,8 +156,14 @@ def charts(result: OrchestratedResult) -> dict[str, go.Figure]:
             .agg(pl.col("alone").sum(), pl.col("fee").sum())
             .with_columns((pl.col("alone") - pl.col("fee")).clip(0, None).cum_sum().alias("saved"))
         )
-        f.add_scatter(x=per_day["timestamp"].to_list(), y=per_day["saved"].to_list(), name="cumulative savings")
-    f.update_layout(title=f"Netting savings (fees not paid thanks to internal crossing): {result.summary.get('netting_savings', 0):,.2f}")
+        f.add_scatter(
+            x=per_day["timestamp"].to_list(),
+            y=per_day["saved"].to_list(),
+            name="cumulative savings",
+        )
+    f.update_layout(
+        title=f"Netting savings (fees not paid thanks to internal crossing): {result.summary.get('netting_savings', 0):,.2f}"
+    )
     figs["netting"] = f
     return figs
 
@@ -138,11 +180,11 @@ def write_html(result: OrchestratedResult, path: str | Path, title: str | None =
 <style>body{{font-family:system-ui,sans-serif;margin:24px;max-width:1200px}}table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}}th{{background:#f4f4f4}}.warn{{color:#a60}}</style></head><body>
 <h1>{html.escape(title)}</h1>
-<p>Data: <b>{html.escape(str(s.get('data_source', '?')))}</b> · range {html.escape(str(s.get('data_range', {}).get('first_bar')))} →
-{html.escape(str(s.get('data_range', {}).get('last_bar')))} · config hash <code>{html.escape(str(s.get('config_hash', '')))}</code> · orchestra {html.escape(str(s.get('version', '')))}</p>
-<p class="warn">Execution: {html.escape(str(s.get('execution_note', '')))}</p>
+<p>Data: <b>{html.escape(str(s.get("data_source", "?")))}</b> · range {html.escape(str(s.get("data_range", {}).get("first_bar")))} →
+{html.escape(str(s.get("data_range", {}).get("last_bar")))} · config hash <code>{html.escape(str(s.get("config_hash", "")))}</code> · orchestra {html.escape(str(s.get("version", "")))}</p>
+<p class="warn">Execution: {html.escape(str(s.get("execution_note", "")))}</p>
 <h2>Metrics</h2>{_table_html(metrics)}
-{''.join(parts)}
+{"".join(parts)}
 <h2>Lifecycle events</h2>{_table_html(result.lifecycle_events)}
 <h2>Alerts</h2>{_table_html(result.alerts)}
 <h2>Last allocations</h2>{_table_html(result.allocations.tail(3 * max(1, metrics.height - 1)))}

@@ -18,15 +18,66 @@ from orchestra.results.metrics import METRIC_COLUMNS, summarize
 
 TS = pl.Datetime("ms", "UTC")
 FRAME_SCHEMAS: dict[str, dict[str, Any]] = {
-    "equity": {"timestamp": TS, "equity": pl.Float64, "unallocated": pl.Float64, "gross_leverage": pl.Float64, "drawdown": pl.Float64},
-    "pod_equity": {"timestamp": TS, "pod_id": pl.String, "equity": pl.Float64, "nav": pl.Float64, "fraction": pl.Float64, "state": pl.String, "gross_leverage": pl.Float64},
-    "positions": {"timestamp": TS, "pod_id": pl.String, "symbol": pl.String, "units": pl.Float64, "weight": pl.Float64},
+    "equity": {
+        "timestamp": TS,
+        "equity": pl.Float64,
+        "unallocated": pl.Float64,
+        "gross_leverage": pl.Float64,
+        "drawdown": pl.Float64,
+    },
+    "pod_equity": {
+        "timestamp": TS,
+        "pod_id": pl.String,
+        "equity": pl.Float64,
+        "nav": pl.Float64,
+        "fraction": pl.Float64,
+        "state": pl.String,
+        "gross_leverage": pl.Float64,
+    },
+    "positions": {
+        "timestamp": TS,
+        "pod_id": pl.String,
+        "symbol": pl.String,
+        "units": pl.Float64,
+        "weight": pl.Float64,
+    },
     "account_positions": {"timestamp": TS, "symbol": pl.String, "units": pl.Float64},
-    "fills": {"timestamp": TS, "pod_id": pl.String, "symbol": pl.String, "units": pl.Float64, "price": pl.Float64, "fee": pl.Float64, "venue": pl.String},
-    "allocations": {"timestamp": TS, "pod_id": pl.String, "fraction": pl.Float64, "method": pl.String, "fallback": pl.String, "trigger": pl.String},
-    "lifecycle_events": {"timestamp": TS, "pod_id": pl.String, "from_state": pl.String, "to_state": pl.String, "reason": pl.String, "value": pl.Float64, "threshold": pl.Float64},
+    "fills": {
+        "timestamp": TS,
+        "pod_id": pl.String,
+        "symbol": pl.String,
+        "units": pl.Float64,
+        "price": pl.Float64,
+        "fee": pl.Float64,
+        "venue": pl.String,
+    },
+    "allocations": {
+        "timestamp": TS,
+        "pod_id": pl.String,
+        "fraction": pl.Float64,
+        "method": pl.String,
+        "fallback": pl.String,
+        "trigger": pl.String,
+    },
+    "lifecycle_events": {
+        "timestamp": TS,
+        "pod_id": pl.String,
+        "from_state": pl.String,
+        "to_state": pl.String,
+        "reason": pl.String,
+        "value": pl.Float64,
+        "threshold": pl.Float64,
+    },
     "risk_contributions": {"timestamp": TS, "pod_id": pl.String, "prc": pl.Float64},
-    "alerts": {"timestamp": TS, "alert_type": pl.String, "severity": pl.String, "message": pl.String, "current_value": pl.Float64, "threshold": pl.Float64, "pod_id": pl.String},
+    "alerts": {
+        "timestamp": TS,
+        "alert_type": pl.String,
+        "severity": pl.String,
+        "message": pl.String,
+        "current_value": pl.Float64,
+        "threshold": pl.Float64,
+        "pod_id": pl.String,
+    },
     "metrics": {"entity": pl.String, **dict.fromkeys(METRIC_COLUMNS, pl.Float64)},
 }
 FRAMES = list(FRAME_SCHEMAS)
@@ -83,7 +134,7 @@ class OrchestratedResult:
         return row.drop("entity").to_dicts()[0] if row.height else {}
 
 
-def build_result(engine, config, timings: dict[str, float] | None = None) -> OrchestratedResult:  # noqa: ANN001
+def build_result(engine, config, timings: dict[str, float] | None = None) -> OrchestratedResult:
     """Assemble the frames and metrics from a finished :class:`~orchestra.engine.core.Engine`."""
     from orchestra import __version__
 
@@ -170,7 +221,9 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
 
     # metrics
     day_end = np.flatnonzero(inp.day_end[:T])
-    days = T * (float(inp.timestamps[1] - inp.timestamps[0]) if T > 1 else 86_400_000.0) / 86_400_000.0
+    days = (
+        T * (float(inp.timestamps[1] - inp.timestamps[0]) if T > 1 else 86_400_000.0) / 86_400_000.0
+    )
     years = days / 365.0 if days > 0 else 1.0
     ext = fills.filter(pl.col("venue") == "external")
     acct_notional = float((ext["units"].abs() * ext["price"]).sum()) if ext.height else 0.0
@@ -258,5 +311,7 @@ def _records_frame(records: list, name: str) -> pl.DataFrame:
     if not records:
         return empty_frame(name)
     rows = [{k: getattr(r, k, None) for k in schema} for r in records]
-    frame = pl.DataFrame(rows, schema={k: (pl.Int64 if k == "timestamp" else v) for k, v in schema.items()})
+    frame = pl.DataFrame(
+        rows, schema={k: (pl.Int64 if k == "timestamp" else v) for k, v in schema.items()}
+    )
     return frame.with_columns(pl.col("timestamp").cast(TS))

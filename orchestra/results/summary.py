@@ -8,7 +8,13 @@ from rich.table import Table
 
 from orchestra.results.result import OrchestratedResult
 
-STATE_SHORT = {"incubation": "INCUB", "production": "PROD", "warning": "WARN", "probation": "PROB", "retired": "RETIRED"}
+STATE_SHORT = {
+    "incubation": "INCUB",
+    "production": "PROD",
+    "warning": "WARN",
+    "probation": "PROB",
+    "retired": "RETIRED",
+}
 
 
 def _pct(x: float | None, signed: bool = False) -> str:
@@ -21,8 +27,15 @@ def pod_table(result: OrchestratedResult, pod: str | None = None) -> Table:
     """Pod, State, Alloc, PnL, Sharpe (+ max DD, fees) and the unallocated row."""
     last = result.pod_equity.group_by("pod_id", maintain_order=True).last()
     table = Table(title="Pods", title_justify="left")
-    for col, justify in [("Pod", "left"), ("State", "left"), ("Alloc", "right"), ("PnL", "right"),
-                         ("Sharpe", "right"), ("Max DD", "right"), ("Fees", "right")]:
+    for col, justify in [
+        ("Pod", "left"),
+        ("State", "left"),
+        ("Alloc", "right"),
+        ("PnL", "right"),
+        ("Sharpe", "right"),
+        ("Max DD", "right"),
+        ("Fees", "right"),
+    ]:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     equity = float(result.equity["equity"][-1]) if result.equity.height else 0.0
     for row in last.iter_rows(named=True):
@@ -40,19 +53,28 @@ def pod_table(result: OrchestratedResult, pod: str | None = None) -> Table:
         )
     if pod is None:
         unalloc = float(result.equity["unallocated"][-1]) if result.equity.height else 0.0
-        table.add_row("(unallocated)", "-", _pct(unalloc / equity if equity else None), "-", "-", "-", "-")
+        table.add_row(
+            "(unallocated)", "-", _pct(unalloc / equity if equity else None), "-", "-", "-", "-"
+        )
     return table
 
 
 def account_table(result: OrchestratedResult) -> Table:
     m = result.metrics.filter(pl.col("entity") == "account").to_dicts()[0]
     s = result.summary
-    table = Table(title=f"Account — data: {s.get('data_source', '?')}", title_justify="left", show_header=False)
+    table = Table(
+        title=f"Account — data: {s.get('data_source', '?')}",
+        title_justify="left",
+        show_header=False,
+    )
     table.add_column("metric")
     table.add_column("value", justify="right")
     rng = s.get("data_range", {})
     rows = [
-        ("Period", f"{str(rng.get('first_bar', '?'))[:10]} → {str(rng.get('last_bar', '?'))[:10]} ({rng.get('timeframe', '?')})"),
+        (
+            "Period",
+            f"{str(rng.get('first_bar', '?'))[:10]} → {str(rng.get('last_bar', '?'))[:10]} ({rng.get('timeframe', '?')})",
+        ),
         ("Equity", f"{s.get('capital', 0):,.0f} → {s.get('final_equity', 0):,.0f}"),
         ("Total return", _pct(m["total_return"], signed=True)),
         ("CAGR", _pct(m["cagr"], signed=True)),
@@ -71,7 +93,9 @@ def account_table(result: OrchestratedResult) -> Table:
     return table
 
 
-def print_summary(result: OrchestratedResult, console: Console | None = None, pod: str | None = None) -> None:
+def print_summary(
+    result: OrchestratedResult, console: Console | None = None, pod: str | None = None
+) -> None:
     console = console or Console()
     if pod is None:
         console.print(account_table(result))
@@ -80,4 +104,6 @@ def print_summary(result: OrchestratedResult, console: Console | None = None, po
         ev = result.lifecycle_events.filter(pl.col("pod_id") == pod)
         console.print(f"{ev.height} lifecycle event(s) for {pod}")
         for r in ev.iter_rows(named=True):
-            console.print(f"  {r['timestamp']}: {r['from_state']} → {r['to_state']} ({r['reason']})")
+            console.print(
+                f"  {r['timestamp']}: {r['from_state']} → {r['to_state']} ({r['reason']})"
+            )

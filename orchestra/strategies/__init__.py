@@ -77,7 +77,11 @@ def compute_weights(
         raise ValueError(f"strategy {name!r} returned no column(s) {sorted(missing)}")
     out = (
         bars.select("timestamp", "symbol")
-        .join(out.select("timestamp", "symbol", pl.col("weight").cast(pl.Float64)), on=["timestamp", "symbol"], how="left")
+        .join(
+            out.select("timestamp", "symbol", pl.col("weight").cast(pl.Float64)),
+            on=["timestamp", "symbol"],
+            how="left",
+        )
         .with_columns(pl.col("weight").fill_nan(0.0).fill_null(0.0))
     )
     if not np.isfinite(out["weight"].to_numpy()).all():
@@ -117,11 +121,19 @@ def weights_on_clock(
     coarse = resample(bars, pod_timeframe)
     w = compute_weights(name, coarse, params, max_leverage)
     w = w.with_columns(
-        (pl.col("timestamp").dt.epoch("ms") + (pod_ms - clock_ms)).cast(pl.Datetime("ms", "UTC")).alias("visible")
+        (pl.col("timestamp").dt.epoch("ms") + (pod_ms - clock_ms))
+        .cast(pl.Datetime("ms", "UTC"))
+        .alias("visible")
     ).drop("timestamp")
     fine = bars.select("timestamp", "symbol").sort("symbol", "timestamp")
     out = fine.join_asof(
-        w.sort("symbol", "visible"), left_on="timestamp", right_on="visible", by="symbol", strategy="backward",
+        w.sort("symbol", "visible"),
+        left_on="timestamp",
+        right_on="visible",
+        by="symbol",
+        strategy="backward",
         check_sortedness=False,
     )
-    return out.select("timestamp", "symbol", pl.col("weight").fill_null(0.0)).sort("symbol", "timestamp")
+    return out.select("timestamp", "symbol", pl.col("weight").fill_null(0.0)).sort(
+        "symbol", "timestamp"
+    )

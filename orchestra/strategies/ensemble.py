@@ -39,8 +39,12 @@ class EnsembleParams(StrategyParams):
     )
 
     def warmup_bars(self) -> int:
-        subs = [get_strategy(s.name).parse_params(s.params).warmup_bars() for s in self.sub_strategies]
-        return max([*subs, 0]) + (self.vol_window if self.aggregation == "inverse_volatility" else 0)
+        subs = [
+            get_strategy(s.name).parse_params(s.params).warmup_bars() for s in self.sub_strategies
+        ]
+        return max([*subs, 0]) + (
+            self.vol_window if self.aggregation == "inverse_volatility" else 0
+        )
 
 
 @register("ensemble", EnsembleParams)
@@ -61,7 +65,11 @@ def ensemble(bars: pl.DataFrame, params: EnsembleParams) -> pl.DataFrame:
         return base.select("timestamp", "symbol", pl.mean_horizontal(cols).alias("weight"))
     ret = (pl.col("close") / pl.col("close").shift(1) - 1).over("symbol")
     sig = [
-        (pl.col(c).shift(1) * ret).over("symbol").rolling_std(params.vol_window).over("symbol").alias(f"s{i}")
+        (pl.col(c).shift(1) * ret)
+        .over("symbol")
+        .rolling_std(params.vol_window)
+        .over("symbol")
+        .alias(f"s{i}")
         for i, c in enumerate(cols)
     ]
     base = base.with_columns(sig)

@@ -59,9 +59,7 @@ class StrategyNotFound(LookupError):
 _REGISTRY: dict[str, StrategySpec] = {}
 
 
-def register(
-    name: str, params_model: type[StrategyParams]
-) -> Callable[[StrategyFn], StrategyFn]:
+def register(name: str, params_model: type[StrategyParams]) -> Callable[[StrategyFn], StrategyFn]:
     """Decorator registering a built-in strategy under ``name``."""
 
     def deco(fn: StrategyFn) -> StrategyFn:
@@ -114,10 +112,11 @@ def get_strategy(name: str) -> StrategySpec:
         if fn is None or not callable(fn):
             raise StrategyNotFound(f"module {module_name!r} has no function {attr!r}")
         model = getattr(fn, "params_model", None)
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        if not (isinstance(model, type) and issubclass(model, StrategyParams)):
             raise StrategyNotFound(
                 f"{name!r} has no params model: decorate it with "
-                "@orchestra.strategies.strategy(MyParams) where MyParams subclasses StrategyParams"
+                "@orchestra.strategies.strategy(MyParams) where MyParams subclasses "
+                "orchestra.strategies.StrategyParams"
             )
         return StrategySpec(name, fn, model)
     raise StrategyNotFound(

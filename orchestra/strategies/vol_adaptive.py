@@ -46,7 +46,9 @@ def vol_adaptive(bars: pl.DataFrame, params: VolAdaptiveParams) -> pl.DataFrame:
     def mom(lb: int) -> pl.Expr:
         return (pl.col("close") / pl.col("close").shift(lb) - 1).over("symbol").sign()
 
-    signal = pl.when(short > long).then(mom(params.fast_lookback)).otherwise(mom(params.slow_lookback))
+    signal = (
+        pl.when(short > long).then(mom(params.fast_lookback)).otherwise(mom(params.slow_lookback))
+    )
     # the long-vol window gates the regime: no signal until both estimates exist
     signal = pl.when(long.is_null()).then(0.0).otherwise(signal)
     return finish(bars, vol_scaled(signal, short, params.vol_target, n))
