@@ -63,7 +63,7 @@ def make_inputs(
         np.int64
     )
     params = np.zeros(N_PARAMS)
-    params[:5] = [1.0 if exec_close else 0.0, cost, slip, max_gross, daily_loss]
+    params[:6] = [1.0 if exec_close else 0.0, cost, slip, max_gross, daily_loss, 1.0]
     atr = np.abs(rng.normal(0, 1, close.shape)) * close * vol
     atr[:3] = np.nan
     return Inputs(

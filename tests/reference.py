@@ -55,6 +55,7 @@ def simulate(inp, capital: float, fractions, transfers: dict | None = None) -> R
     S = inp.close.shape[1]
     exec_close = inp.params[0] == 1
     cost, slip, max_gross, daily_loss = (float(x) for x in inp.params[1:5])
+    funding_on = inp.params[5] != 0
     slots = [Slot(int(p), int(s)) for p, s in zip(inp.slot_pod, inp.slot_sym, strict=True)]
     by_pod = {p: [k for k, sl in enumerate(slots) if sl.pod == p] for p in range(P)}
     by_sym = {s: [k for k, sl in enumerate(slots) if sl.sym == s] for s in range(S)}
@@ -200,7 +201,7 @@ def simulate(inp, capital: float, fractions, transfers: dict | None = None) -> R
         # ---- funding and marking at close
         close = inp.close[t]
         for sl in slots:
-            rate = inp.funding[t, sl.sym]
+            rate = inp.funding[t, sl.sym] if funding_on else 0.0
             if sl.units != 0 and rate != 0:
                 pay = sl.units * close[sl.sym] * rate
                 cash[sl.pod] -= pay

@@ -198,6 +198,7 @@ class Allocator:
     last_rebalance_day: int = -(10**9)
     target_prc: np.ndarray | None = None  # PRC of the production pods set at the last rebalance
     target_set: tuple = ()
+    _cov_memo: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -259,7 +260,7 @@ class Allocator:
             self.allocations.append(
                 AllocationRecord(timestamp, pid, float(new[p]), method, fallback, reason)
             )
-        self._record_prc(timestamp, rets_all, new)
+        self._record_prc(timestamp, rets_all, new, t)
         self.last_rebalance_day = day_index
         self._set_target_prc(rets_all, prod, new, t)
         return new
@@ -271,11 +272,20 @@ class Allocator:
         if prod.size < 2 or rets_all.shape[0] < self.o.min_history or f[prod].sum() <= 0:
             return
         try:
-            cov = shrunk_covariance(self._window(rets_all, prod, t))
+            cov = self._cov(rets_all, prod, t)
             cholesky_factor(cov)
         except SingularCovariance:
             return
         self.target_prc = risk_contributions(f[prod], cov)
+
+    def _cov(self, rets_all: np.ndarray, idx: np.ndarray, t: int) -> np.ndarray:
+        """Ledoit–Wolf Σ of the pods ``idx`` over the lookback, memoised within one day end."""
+        key = (t, rets_all.shape[0], tuple(idx.tolist()))
+        if key not in self._cov_memo:
+            if len(self._cov_memo) > 8:
+                self._cov_memo.clear()
+            self._cov_memo[key] = shrunk_covariance(self._window(rets_all, idx, t))
+        return self._cov_memo[key]
 
     def _window(self, rets_all: np.ndarray, idx: np.ndarray, t: int) -> np.ndarray:
         lookback = self.o.allocation_lookback
@@ -286,9 +296,8 @@ class Allocator:
     ) -> float | None:
         if prod.size < 2 or rets_all.shape[0] < self.o.min_history:
             return None
-        r = self._window(rets_all, prod, t)
         try:
-            cov = shrunk_covariance(r)
+            cov = self._cov(rets_all, prod, t)
             cholesky_factor(cov)
         except SingularCovariance:
             return None
@@ -338,7 +347,7 @@ class Allocator:
         if prod.size:
             r = self._window(rets_all, prod, t)
             t0 = time.perf_counter()
-            w, fallback = self._method_weights(method, r, prod, budget, live_days)
+            w, fallback = self._method_weights(method, r, prod, budget, live_days, rets_all, t)
             self.solve_seconds.append(time.perf_counter() - t0)
             # weights may sum below 1 (adaptive Kelly leaves its unused share in cash)
             placed = budget * min(1.0, float(np.sum(w)))
@@ -353,6 +362,8 @@ class Allocator:
         prod: np.ndarray,
         budget: float,
         live_days: np.ndarray | None = None,
+        rets_all: np.ndarray | None = None,
+        t: int = 0,
     ) -> tuple[np.ndarray, str | None]:
         n = prod.size
         equal = np.full(n, 1.0 / n)
@@ -379,7 +390,7 @@ class Allocator:
             flat = [self.pod_ids[prod[i]] for i in np.flatnonzero(~(vols > 0))]
             if flat:
                 raise SingularCovariance(f"zero variance for {', '.join(flat)}")
-            cov = shrunk_covariance(r)
+            cov = self._cov(rets_all, prod, t) if rets_all is not None else shrunk_covariance(r)
             chol = cholesky_factor(cov)
         except SingularCovariance as exc:
             return ivol, f"singular covariance ({exc}): inverse volatility"
@@ -417,19 +428,18 @@ class Allocator:
         live = self._canon(np.flatnonzero(f > 0))
         if live.size == 0 or rets_all.shape[0] < self.o.min_history:
             return f
-        r = self._window(rets_all, live, t)
-        cov = shrunk_covariance(r)
+        cov = self._cov(rets_all, live, t)
         vol = float(np.sqrt(max(f[live] @ cov @ f[live], 0.0)))
         cap = self.o.risk.max_portfolio_volatility
         if vol > cap:
             return f * (cap / vol)
         return f
 
-    def _record_prc(self, timestamp: int, rets_all: np.ndarray, f: np.ndarray) -> None:
+    def _record_prc(self, timestamp: int, rets_all: np.ndarray, f: np.ndarray, t: int) -> None:
         live = self._canon(np.flatnonzero(f > 0))
         prc = np.zeros(len(self.pods))
         if live.size and rets_all.shape[0] >= 2:
-            cov = shrunk_covariance(rets_all[-self.o.allocation_lookback :, live])
+            cov = self._cov(rets_all, live, t)
             prc[live] = risk_contributions(f[live], cov)
         for p, pid in enumerate(self.pod_ids):
             self.prcs.append(PrcRecord(timestamp, pid, float(prc[p])))

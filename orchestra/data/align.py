@@ -79,23 +79,26 @@ def to_matrices(bars: pl.DataFrame, symbols: list[str], timeframe: str) -> Marke
     """Pivot a long bar frame onto the clock (see module docstring for NaN/ffill rules)."""
     times = clock(bars, timeframe)
     n, k = times.size, len(symbols)
-    out = {c: np.full((n, k), np.nan) for c in ("open", "high", "low", "close", "volume")}
-    tradable = np.zeros((n, k), dtype=np.bool_)
     step = timeframe_ms(timeframe)
-    for j, sym in enumerate(symbols):
-        sub = bars.filter(pl.col("symbol") == sym)
-        if sub.height == 0:
-            continue
-        rows = ((sub["timestamp"].dt.epoch("ms").to_numpy() - times[0]) // step).astype(np.int64)
-        for c in out:
-            out[c][rows, j] = sub[c].to_numpy()
-        tradable[rows, j] = True
-        last = rows.max()
-        if last + 1 < n:  # after a symbol's last bar: hold the last close for marking
-            last_close = out["close"][last, j]
-            for c in ("open", "high", "low", "close"):
-                out[c][last + 1 :, j] = last_close
-            out["volume"][last + 1 :, j] = 0.0
+    index = {s: j for j, s in enumerate(symbols)}
+    sub = bars.filter(pl.col("symbol").is_in(symbols))
+    rows = ((sub["timestamp"].dt.epoch("ms").to_numpy() - times[0]) // step).astype(np.int64)
+    cols = sub["symbol"].replace_strict(index, return_dtype=pl.Int64).to_numpy()
+    out = {}
+    for c in ("open", "high", "low", "close", "volume"):
+        m = np.full((n, k), np.nan)
+        m[rows, cols] = sub[c].to_numpy()
+        out[c] = m
+    tradable = np.zeros((n, k), dtype=np.bool_)
+    tradable[rows, cols] = True
+    # after a symbol's last bar: hold the last close for marking (not tradable)
+    last = np.full(k, -1, dtype=np.int64)
+    np.maximum.at(last, cols, rows)
+    for j in np.flatnonzero((last >= 0) & (last + 1 < n)):
+        last_close = out["close"][last[j], j]
+        for c in ("open", "high", "low", "close"):
+            out[c][last[j] + 1 :, j] = last_close
+        out["volume"][last[j] + 1 :, j] = 0.0
     return Market(
         times,
         list(symbols),

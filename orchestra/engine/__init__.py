@@ -39,10 +39,9 @@ def run_backtest(
     prepared = prepare(cfg)
     timings = dict(prepared.timings)
     engine = Engine(prepared)
-    t = time.perf_counter()
     total = engine.n_bars
     engine.run(None if progress is None else (lambda done: progress(done, total)))
-    timings["kernels+allocation"] = time.perf_counter() - t
+    timings.update(engine.timings)
     t = time.perf_counter()
     result = build_result(engine, cfg, timings)
     timings["results"] = time.perf_counter() - t

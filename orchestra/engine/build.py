@@ -23,6 +23,7 @@ from orchestra.kernels.state import (
     P_COST,
     P_DAILY_LOSS,
     P_EXEC_MODE,
+    P_FUNDING,
     P_MAX_GROSS,
     P_SLIPPAGE,
     Inputs,
@@ -65,23 +66,24 @@ def atr_matrix(market: Market, window: int = ATR_BARS) -> np.ndarray:
 
 def pod_weight_matrix(
     config: Config, bars: pl.DataFrame, market: Market, clock_tf: str
-) -> list[np.ndarray]:
-    """Each pod's weights on the clock, ``(T_all, n_pod_symbols)``; 0 where unknown."""
-    out = []
+) -> np.ndarray:
+    """Every pod's weights on the clock in one ``(T_all, K)`` slot matrix (pods' slots in order)."""
     t0 = int(market.timestamps[0])
     step = timeframe_ms(clock_tf)
+    n_slots = sum(len(p.symbols) for p in config.pods)
+    mat = np.zeros((market.n_bars, n_slots))
+    offset = 0
     for pod in config.pods:
         pod_bars = bars.filter(pl.col("symbol").is_in(pod.symbols))
         w = weights_on_clock(
             pod.strategy, pod_bars, pod_params(pod), pod.timeframe, clock_tf, pod.risk.max_leverage
         )
-        mat = np.zeros((market.n_bars, len(pod.symbols)))
-        for j, sym in enumerate(pod.symbols):
-            sub = w.filter(pl.col("symbol") == sym)
-            rows = ((sub["timestamp"].dt.epoch("ms").to_numpy() - t0) // step).astype(np.int64)
-            mat[rows, j] = sub["weight"].to_numpy()
-        out.append(mat)
-    return out
+        index = {s: offset + j for j, s in enumerate(pod.symbols)}
+        rows = ((w["timestamp"].dt.epoch("ms").to_numpy() - t0) // step).astype(np.int64)
+        cols = w["symbol"].replace_strict(index, return_dtype=pl.Int64).to_numpy()
+        mat[rows, cols] = w["weight"].to_numpy()
+        offset += len(pod.symbols)
+    return mat
 
 
 def prepare(
@@ -109,7 +111,7 @@ def prepare(
     timings["data"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    pod_w = pod_weight_matrix(config, bars, market, clock_tf)
+    full_target = pod_weight_matrix(config, bars, market, clock_tf)
     timings["signals"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -128,13 +130,15 @@ def prepare(
             labels.append((pod.pod_id, sym))
         pod_ptr.append(len(slot_pod))
     n_slots = len(slot_pod)
-    full_target = np.hstack(pod_w) if pod_w else np.zeros((market.n_bars, 0))
     mode = NEXT_OPEN if config.backtest.execution == "next_open" else CLOSE
     if mode == NEXT_OPEN:  # the weight decided at t-1's close executes at t's open
-        lagged = np.vstack([np.zeros((1, n_slots)), full_target[:-1]])
+        if first > 0:
+            target = full_target[first - 1 : last - 1].copy()
+        else:
+            target = np.vstack([np.zeros((1, n_slots)), full_target[: last - 1]])
     else:
-        lagged = full_target
-    target = np.ascontiguousarray(lagged[first:last])
+        target = full_target[first:last].copy()
+    del full_target
     # a pod trades only from its start date
     join = np.zeros(len(config.pods), dtype=np.int64)
     ts = market.timestamps[first:last]
@@ -153,6 +157,7 @@ def prepare(
     params[P_SLIPPAGE] = config.portfolio.slippage_bps / 1e4
     params[P_MAX_GROSS] = config.orchestrator.risk.max_gross_leverage
     params[P_DAILY_LOSS] = config.orchestrator.risk.daily_loss_limit
+    params[P_FUNDING] = 1.0 if config.portfolio.funding else 0.0
     step = timeframe_ms(clock_tf)
     sl = np.array(
         [

@@ -12,6 +12,7 @@ happen in the same order and the two are bit-identical (tested).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -47,6 +48,7 @@ class Engine:
         self.state: State = new_state(n_pods, len(prepared.market.symbols), n_slots)
         self.out: Outputs = new_outputs(n_bars, n_pods, max(capacity, 2 * n_slots + 1))
         self._fill_chunks: list[dict[str, np.ndarray]] = []
+        self.timings = {"kernels": 0.0, "allocation": 0.0}  # seconds spent in each stage
         capital = cfg.backtest.capital
         st = self.state
         for p, pod in enumerate(cfg.pods):
@@ -118,11 +120,13 @@ class Engine:
 
     # ---------------------------------------------------------------- internals
     def _advance(self, t0: int, t1: int) -> None:
+        start = time.perf_counter()
         t = t0
         while t < t1:
             t = int(run_segment_nb(self.inputs, self.state, self.out, t, t1))
             if t < t1:
                 self._flush_fills()
+        self.timings["kernels"] += time.perf_counter() - start
 
     def _flush_fills(self) -> None:
         n = int(self.out.fill_count[0])
@@ -156,6 +160,11 @@ class Engine:
         return self.out.pod_nav[bars]
 
     def _on_day_end(self, t: int) -> None:
+        start = time.perf_counter()
+        self._day_end(t)
+        self.timings["allocation"] += time.perf_counter() - start
+
+    def _day_end(self, t: int) -> None:
         st = self.state
         fractions = st.pod_fraction.copy()
         changed = False

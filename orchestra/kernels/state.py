@@ -71,7 +71,8 @@ P_COST = 1  # fraction (bps / 1e4)
 P_SLIPPAGE = 2  # fraction
 P_MAX_GROSS = 3
 P_DAILY_LOSS = 4  # fraction; <= 0 disables
-N_PARAMS = 5
+P_FUNDING = 5  # 1.0 when funding is charged, else 0.0 (skips the funding pass)
+N_PARAMS = 6
 
 
 class State(NamedTuple):
@@ -119,6 +120,7 @@ class State(NamedTuple):
     # scratch (K,) / (S,) reused every bar; not meaningful between bars
     scratch_target: np.ndarray
     scratch_delta: np.ndarray
+    scratch_pod_equity: np.ndarray  # (P,) pod equity at this bar's execution prices
 
 
 class Outputs(NamedTuple):
@@ -184,6 +186,7 @@ def new_state(n_pods: int, n_syms: int, n_slots: int) -> State:
         next_bar=i(1),
         scratch_target=f(n_slots),
         scratch_delta=f(n_slots),
+        scratch_pod_equity=f(n_pods),
     )
 
 

@@ -37,6 +37,7 @@ from orchestra.kernels.state import (
     P_COST,
     P_DAILY_LOSS,
     P_EXEC_MODE,
+    P_FUNDING,
     P_MAX_GROSS,
     P_SLIPPAGE,
     RETIRED,
@@ -127,6 +128,7 @@ def pod_targets_nb(inp, st, t, prices):
     for p in range(inp.pod_ptr.shape[0] - 1):
         lo, hi = inp.pod_ptr[p], inp.pod_ptr[p + 1]
         equity = pod_equity_nb(inp, st, p, prices)
+        st.scratch_pod_equity[p] = equity
         active = st.pod_state[p] != RETIRED and equity > 0.0 and not flatten
         gross = 0.0
         for k in range(lo, hi):
@@ -217,9 +219,7 @@ def execute_nb(inp, st, out, t, prices):
     """Net the slots' trades per symbol, fill ΔQ externally, cross the rest, attribute exactly."""
     cost = inp.params[P_COST]
     slip = inp.params[P_SLIPPAGE]
-    equities = np.empty(inp.pod_ptr.shape[0] - 1)
-    for p in range(equities.shape[0]):
-        equities[p] = pod_equity_nb(inp, st, p, prices)
+    equities = st.scratch_pod_equity  # valued at these prices by pod_targets_nb, before any trade
     for s in range(inp.sym_ptr.shape[0] - 1):
         j0, j1 = inp.sym_ptr[s], inp.sym_ptr[s + 1]
         net = 0.0
@@ -283,16 +283,17 @@ def execute_nb(inp, st, out, t, prices):
 def mark_nb(inp, st, out, t):
     """Funding, valuation at close, per-bar outputs, day-end bookkeeping, breaker check."""
     prices = inp.close[t]
-    for k in range(st.units.shape[0]):  # funding: q · mark · rate, paid by the holder
-        q = st.units[k]
-        if q != 0.0:
-            rate = inp.funding[t, inp.slot_sym[k]]
-            if rate != 0.0:
-                pay = q * prices[inp.slot_sym[k]] * rate
-                p = inp.slot_pod[k]
-                st.pod_cash[p] -= pay
-                st.pod_funding[p] += pay
-                st.account_cash[0] -= pay
+    if inp.params[P_FUNDING] != 0.0:
+        for k in range(st.units.shape[0]):  # funding: q · mark · rate, paid by the holder
+            q = st.units[k]
+            if q != 0.0:
+                rate = inp.funding[t, inp.slot_sym[k]]
+                if rate != 0.0:
+                    pay = q * prices[inp.slot_sym[k]] * rate
+                    p = inp.slot_pod[k]
+                    st.pod_cash[p] -= pay
+                    st.pod_funding[p] += pay
+                    st.account_cash[0] -= pay
     total = account_equity_nb(inp, st, prices)
     gross = 0.0
     for s in range(st.account_units.shape[0]):
@@ -303,16 +304,19 @@ def mark_nb(inp, st, out, t):
     out.unallocated[t] = st.unallocated[0]
     out.gross_leverage[t] = gross / total if total > 0.0 else np.inf
     for p in range(inp.pod_ptr.shape[0] - 1):
-        e = pod_equity_nb(inp, st, p, prices)
+        e = st.pod_cash[p]
+        g = 0.0
+        for k in range(inp.pod_ptr[p], inp.pod_ptr[p + 1]):
+            q = st.units[k]
+            if q != 0.0:
+                v = q * prices[inp.slot_sym[k]]
+                e += v
+                g += abs(v)
         base = st.pod_day_start_equity[p]
         nav = st.pod_nav_day_start[p] * (e / base) if base > 0.0 else st.pod_nav_day_start[p]
         st.pod_nav[p] = nav
         if nav > st.pod_nav_peak[p]:
             st.pod_nav_peak[p] = nav
-        g = 0.0
-        for k in range(inp.pod_ptr[p], inp.pod_ptr[p + 1]):
-            if st.units[k] != 0.0:
-                g += abs(st.units[k] * prices[inp.slot_sym[k]])
         out.pod_equity[t, p] = e
         out.pod_nav[t, p] = nav
         out.pod_gross[t, p] = g / e if e > 0.0 else 0.0

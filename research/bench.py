@@ -1,0 +1,208 @@
+"""Benchmarks (``make bench``): wall time per stage, throughput and peak memory per workload,
+beside the naive per-bar pure-Python loop (the tests' reference implementation) on a slice.
+
+Workloads:
+  S  the example config (3 pods, 5 symbols, 2 years of daily synthetic bars)
+  M  10 pods × 50 symbols × 5 years of hourly synthetic bars (each pod trades 25 of them)
+  L  8 pods × 50 symbols × 1 year of minute synthetic bars (each pod trades 25 of them)
+
+Each workload runs in its own subprocess (so peak RSS is its own), twice: a first run that may
+compile/load numba caches, then a warm run that is reported. Throughput is pod-symbol-bars per
+second of the kernel stage. The naive loop runs the same inputs for a slice of bars and its
+throughput is compared in the same run (ratio = kernel / naive). Figures are only comparable
+within one run: the machine is shared and noisy.
+
+  python research/bench.py [--only S,M,L] [--naive-bars N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SYMBOLS = [f"C{i:02d}/USDT" for i in range(50)]
+STRATS = [
+    ("tsmom", {"lookback": 48}),
+    ("donchian-ensemble", {"lookbacks": [24, 96]}),
+    ("vw-tsmom", {"lookback": 48}),
+    ("vol-adaptive", {"fast_lookback": 24, "slow_lookback": 96, "vol_short": 24, "vol_long": 120}),
+]
+
+
+def workload_config(name: str):
+    from orchestra.config import load_config, parse_config
+
+    if name == "S":
+        return load_config(ROOT / "configs" / "example.yaml")
+    n_pods, tf, start, end = {
+        "M": (10, "1h", "2021-01-01", "2025-12-31"),
+        "L": (8, "1m", "2025-01-01", "2025-12-31"),
+    }[name]
+    pods = []
+    for p in range(n_pods):
+        strat, params = STRATS[p % len(STRATS)]
+        pods.append(
+            {
+                "pod_id": f"pod{p}",
+                "strategy": strat,
+                "params": params,
+                "timeframe": tf,
+                "symbols": SYMBOLS[(p * 5) % 50 :][:25]
+                + SYMBOLS[: max(0, 25 - len(SYMBOLS[(p * 5) % 50 :]))],
+                "initial_fraction": 0.09,
+                "min_fraction": 0.02,
+                "max_fraction": 0.3,
+                "initial_state": "production",
+                "risk": {"rebalance_threshold": 0.005, "max_leverage": 2.0},
+            }
+        )
+    return parse_config(
+        {
+            "data": {"source": "synthetic", "timeframe": tf, "seed": 1},
+            "orchestrator": {
+                "allocation_method": "risk_parity",
+                "max_pods": 10,
+                "rebalance": {"trigger": "calendar", "calendar_days": 7},
+            },
+            "pods": pods,
+            "backtest": {"start": start, "end": end, "capital": 1e7, "warmup_days": 10},
+        }
+    )
+
+
+def run_one(name: str, naive_bars: int) -> dict:
+    import numpy as np
+
+    from orchestra.data import load_bars
+    from orchestra.engine import Engine, prepare
+    from orchestra.results.result import build_result
+    from tests import reference
+
+    cfg = workload_config(name)
+    out: dict = {"workload": name}
+    for attempt in ("cold", "warm"):
+        t_all = time.perf_counter()
+        t = time.perf_counter()
+        loaded = load_bars(cfg)
+        t_load = time.perf_counter() - t
+        prep = prepare(cfg, loaded=loaded)
+        eng = Engine(prep)
+        eng.run()
+        t = time.perf_counter()
+        build_result(eng, cfg)
+        t_results = time.perf_counter() - t
+        wall = time.perf_counter() - t_all
+        out[attempt] = {
+            "data": t_load + prep.timings["data"],
+            "signals": prep.timings["signals"] + prep.timings["inputs"],
+            "kernels": eng.timings["kernels"],
+            "allocation": eng.timings["allocation"],
+            "results": t_results,
+            "total": wall,
+        }
+    inp = prep.inputs
+    T, K = inp.target.shape
+    out["bars"], out["slots"], out["psb"] = T, K, T * K
+    out["throughput"] = T * K / out["warm"]["kernels"]
+    solves = eng.allocator.solve_seconds
+    out["resolve_ms_median"] = float(np.median(solves) * 1000) if solves else None
+    out["n_pods"] = len(prep.pod_ids)
+    # the naive per-bar Python loop on a slice of the same inputs
+    n = min(naive_bars, T)
+    sl = inp._replace(
+        **{
+            f: getattr(inp, f)[:n]
+            for f in (
+                "timestamps",
+                "day_id",
+                "day_end",
+                "open",
+                "close",
+                "tradable",
+                "atr",
+                "target",
+                "funding",
+            )
+        }
+    )
+    fr = np.array([p.initial_fraction for p in cfg.pods])
+    t = time.perf_counter()
+    reference.simulate(sl, cfg.backtest.capital, fr)
+    naive = time.perf_counter() - t
+    out["naive_throughput"] = n * K / naive
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", default="S,M,L")
+    ap.add_argument("--naive-bars", type=int, default=300)
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(run_one(args.child, args.naive_bars)))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = []
+    for name in args.only.split(","):
+        print(f"running workload {name} ...", file=sys.stderr, flush=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", name, "--naive-bars", str(args.naive_bars)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            print(proc.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(f"workload {name} failed")
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    table = Table(title="orchestra benchmark (warm run; ratios from this run only)")
+    for col in [
+        "workload",
+        "pods×slots×bars",
+        "data s",
+        "signals s",
+        "kernels s",
+        "alloc s",
+        "results s",
+        "total s (cold)",
+        "kernel psb/s",
+        "naive psb/s",
+        "× naive",
+        "ERC re-solve ms",
+        "peak RSS MB",
+    ]:
+        table.add_column(col, justify="right")
+    for r in rows:
+        w = r["warm"]
+        table.add_row(
+            r["workload"],
+            f"{r['n_pods']}×{r['slots']}×{r['bars']:,}",
+            f"{w['data']:.2f}",
+            f"{w['signals']:.2f}",
+            f"{w['kernels']:.2f}",
+            f"{w['allocation']:.2f}",
+            f"{w['results']:.2f}",
+            f"{w['total']:.2f} ({r['cold']['total']:.1f})",
+            f"{r['throughput'] / 1e6:.1f}M",
+            f"{r['naive_throughput'] / 1e6:.3f}M",
+            f"{r['throughput'] / r['naive_throughput']:.0f}×",
+            "-" if r["resolve_ms_median"] is None else f"{r['resolve_ms_median']:.2f}",
+            f"{r['peak_rss_mb']:.0f}",
+        )
+    Console(width=220).print(table)
+
+
+if __name__ == "__main__":
+    main()
