@@ -496,3 +496,43 @@ def load_config(path: str | Path) -> Config:
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
     return parse_config(raw, str(path), base_dir=path.resolve().parent)
+
+
+def config_reference_markdown() -> str:
+    """The field reference of every config section, generated from the models (docs/config.md)."""
+    sections: list[tuple[str, type[BaseModel]]] = [
+        ("data", DataConfig),
+        ("orchestrator", OrchestratorConfig),
+        ("orchestrator.rebalance", RebalanceConfig),
+        ("orchestrator.risk", PortfolioRiskConfig),
+        ("orchestrator.graduation", GraduationConfig),
+        ("orchestrator.retirement", RetirementConfig),
+        ("orchestrator.degradation", DegradationConfig),
+        ("orchestrator.correlation", CorrelationConfig),
+        ("pods[]", PodConfig),
+        ("pods[].risk", PodRiskConfig),
+        ("pods[].sub_strategies[]", SubStrategyConfig),
+        ("backtest", BacktestConfig),
+        ("portfolio", PortfolioConfig),
+    ]
+    lines = []
+    for name, model in sections:
+        lines += [f"### `{name}`", "", (model.__doc__ or "").strip().splitlines()[0], ""]
+        lines += ["| field | default | meaning |", "|---|---|---|"]
+        for field_name, info in model.model_fields.items():
+            if info.is_required():
+                default = "**required**"
+            elif info.default_factory is not None:
+                made = info.default_factory()  # type: ignore[call-arg]
+                default = "see below" if isinstance(made, BaseModel) else f"`{made!r}`"
+            else:
+                default = (
+                    f"`{info.default!r}`"
+                    if not isinstance(info.default, Path)
+                    else f"`{info.default}`"
+                )
+            desc = (info.description or "").replace("|", "\\|")
+            default = default.replace("|", "\\|")
+            lines.append(f"| `{field_name}` | {default} | {desc} |")
+        lines.append("")
+    return "\n".join(lines)

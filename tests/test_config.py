@@ -125,3 +125,12 @@ def test_several_problems_are_all_reported() -> None:
             }
         )
     assert len(info.value.problems) == 2
+
+
+def test_docs_config_reference_is_current() -> None:
+    from orchestra.config import config_reference_markdown
+
+    text = (Path(__file__).parents[1] / "docs" / "config.md").read_text()
+    assert config_reference_markdown() in text, (
+        "regenerate docs/config.md (see its 'Fields' section)"
+    )
