@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from orchestra.kernels.state import N_PARAMS, Inputs, copy_state, new_outputs, new_state
+from orchestra.kernels.state import N_LC, N_PARAMS, Inputs, copy_state, new_outputs, new_state
 from orchestra.kernels.step import run_segment_nb, transfer_nb
 
 DAY = 86_400_000
@@ -70,6 +70,7 @@ def make_inputs(
         timestamps=ts,
         day_id=ts // DAY,
         day_end=((ts + step) // DAY) > (ts // DAY),
+        month_end=np.zeros(n_bars, dtype=bool),
         open=open_,
         close=close,
         tradable=tradable,
@@ -88,7 +89,11 @@ def make_inputs(
         else np.full(n_pods, np.nan),
         pod_trailing=(rng.random(n_pods) < 0.5) if trailing else np.zeros(n_pods, dtype=bool),
         pod_trail_mult=rng.uniform(0.5, 4.0, n_pods),
+        pod_max_drawdown=np.full(n_pods, 0.15),
+        pod_drawdown_warning=np.full(n_pods, 0.10),
+        pod_min_fraction=np.full(n_pods, 0.05),
         params=params,
+        lifecycle=np.zeros(N_LC),  # the accounting oracle has no lifecycle: switched off here
     )
 
 

@@ -18,12 +18,37 @@ from orchestra.data import LoadedData, Market, load_bars, resample, to_matrices
 from orchestra.engine.warmup import ATR_BARS
 from orchestra.kernels.state import (
     CLOSE,
+    DD_ALERT,
+    DD_DERISK,
+    DD_FLATTEN,
+    L_BREACH_DD,
+    L_CORR_LOOKBACK,
+    L_ENABLED,
+    L_GRAD_MAX_DD,
+    L_LOSS_MONTHS,
+    L_MAX_CORR,
+    L_MIN_CALMAR,
+    L_MIN_HISTORY,
+    L_MIN_LIVE_DAYS,
+    L_MIN_SHARPE,
+    L_MIN_TRADES,
+    L_PH_ALPHA,
+    L_PH_DELTA,
+    L_PH_LAMBDA,
+    L_PH_MIN,
+    L_PROBATION_DAYS,
+    L_SHARPE_FLOOR,
+    L_SHARPE_WINDOW,
+    L_WARNING_DAYS,
+    N_LC,
     N_PARAMS,
     NEXT_OPEN,
     P_COST,
     P_DAILY_LOSS,
+    P_DRAWDOWN_ACTION,
     P_EXEC_MODE,
     P_FUNDING,
+    P_MAX_DRAWDOWN,
     P_MAX_GROSS,
     P_SLIPPAGE,
     Inputs,
@@ -84,6 +109,49 @@ def pod_weight_matrix(
         mat[rows, cols] = w["weight"].to_numpy()
         offset += len(pod.symbols)
     return mat
+
+
+def month_end(ts: np.ndarray, step: int) -> np.ndarray:
+    """True where the bar (open ``ts``, length ``step`` ms) closes its UTC month."""
+    start = ts.astype("datetime64[ms]").astype("datetime64[M]")
+    nxt = (ts + step).astype("datetime64[ms]").astype("datetime64[M]")
+    return nxt > start
+
+
+def lifecycle_params(config: Config, enabled: bool = True) -> np.ndarray:
+    """The lifecycle thresholds of SPEC §8 as the kernels' ``Inputs.lifecycle`` array."""
+    o = config.orchestrator
+    g, r, d = o.graduation, o.retirement, o.degradation
+    lc = np.zeros(N_LC)
+    lc[L_ENABLED] = 1.0 if enabled else 0.0
+    lc[L_MIN_LIVE_DAYS] = g.min_live_days
+    lc[L_MIN_SHARPE] = g.min_sharpe
+    lc[L_GRAD_MAX_DD] = g.max_drawdown
+    lc[L_MIN_TRADES] = g.min_trade_count
+    lc[L_MIN_CALMAR] = g.min_calmar
+    lc[L_MAX_CORR] = g.max_portfolio_correlation
+    lc[L_BREACH_DD] = r.max_drawdown_breach
+    lc[L_LOSS_MONTHS] = r.consecutive_loss_months
+    lc[L_SHARPE_FLOOR] = r.rolling_sharpe_floor
+    lc[L_SHARPE_WINDOW] = r.rolling_sharpe_window
+    lc[L_PROBATION_DAYS] = r.probation_days
+    lc[L_WARNING_DAYS] = r.warning_days
+    lc[L_PH_DELTA] = d.delta
+    lc[L_PH_LAMBDA] = d.lambda_
+    lc[L_PH_ALPHA] = d.alpha
+    lc[L_PH_MIN] = d.min_instances
+    lc[L_CORR_LOOKBACK] = o.correlation.lookback
+    lc[L_MIN_HISTORY] = o.min_history
+    return lc
+
+
+def history_days(config: Config) -> int:
+    """Length of the kernels' ring buffer of daily returns: the longest lifecycle window."""
+    o = config.orchestrator
+    return (
+        max(o.retirement.rolling_sharpe_window, o.correlation.lookback, o.degradation.min_instances)
+        + 1
+    )
 
 
 def prepare(
@@ -158,6 +226,11 @@ def prepare(
     params[P_MAX_GROSS] = config.orchestrator.risk.max_gross_leverage
     params[P_DAILY_LOSS] = config.orchestrator.risk.daily_loss_limit
     params[P_FUNDING] = 1.0 if config.portfolio.funding else 0.0
+    risk = config.orchestrator.risk
+    params[P_MAX_DRAWDOWN] = risk.max_portfolio_drawdown
+    params[P_DRAWDOWN_ACTION] = {"alert": DD_ALERT, "derisk": DD_DERISK, "flatten": DD_FLATTEN}[
+        risk.drawdown_action
+    ]
     step = timeframe_ms(clock_tf)
     sl = np.array(
         [
@@ -180,6 +253,7 @@ def prepare(
         timestamps=ts,
         day_id=ts // DAY_MS,
         day_end=((ts + step) // DAY_MS) > (ts // DAY_MS),
+        month_end=month_end(ts, step),
         open=np.ascontiguousarray(window.open),
         close=np.ascontiguousarray(window.close),
         tradable=np.ascontiguousarray(window.tradable),
@@ -196,7 +270,11 @@ def prepare(
         pod_stop_loss=sl,
         pod_trailing=np.array([p.risk.use_trailing_stop for p in config.pods]),
         pod_trail_mult=np.array([p.risk.trailing_stop_atr_multiplier for p in config.pods]),
+        pod_max_drawdown=np.array([p.risk.max_drawdown for p in config.pods]),
+        pod_drawdown_warning=np.array([p.risk.drawdown_warning for p in config.pods]),
+        pod_min_fraction=np.array([p.min_fraction for p in config.pods]),
         params=params,
+        lifecycle=lifecycle_params(config),
     )
     timings["inputs"] = time.perf_counter() - t
     return Prepared(

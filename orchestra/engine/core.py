@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from orchestra.engine.build import Prepared
+from orchestra.engine.build import Prepared, history_days
 from orchestra.kernels.state import (
     INCUBATION,
     PRODUCTION,
@@ -45,8 +45,11 @@ class Engine:
         n_pods = len(prepared.pod_ids)
         n_slots = inp.slot_pod.shape[0]
         capacity = fill_capacity or max(FILL_CHUNK, 4 * n_slots + 2)
-        self.state: State = new_state(n_pods, len(prepared.market.symbols), n_slots)
-        self.out: Outputs = new_outputs(n_bars, n_pods, max(capacity, 2 * n_slots + 1))
+        self.state: State = new_state(
+            n_pods, len(prepared.market.symbols), n_slots, history_days(cfg)
+        )
+        n_days = int(inp.day_end.sum())
+        self.out: Outputs = new_outputs(n_bars, n_pods, max(capacity, 2 * n_slots + 1), n_days)
         self._fill_chunks: list[dict[str, np.ndarray]] = []
         self.timings = {"kernels": 0.0, "allocation": 0.0}  # seconds spent in each stage
         capital = cfg.backtest.capital
@@ -58,6 +61,7 @@ class Engine:
             st.pod_cash[p] = frac * capital
             st.pod_day_start_equity[p] = frac * capital
             st.pod_state[p] = PRODUCTION if pod.initial_state == "production" else INCUBATION
+            st.pod_joined[p] = joined
         st.account_cash[0] = capital
         st.unallocated[0] = capital - float(st.pod_fraction.sum()) * capital
         st.last_equity[0] = capital
@@ -168,8 +172,10 @@ class Engine:
         st = self.state
         fractions = st.pod_fraction.copy()
         changed = False
-        for p in self._joins.get(t, []):
+        for p in self._joins.get(t, []):  # a pod whose start date comes joins in incubation
             fractions[p] = self.prepared.config.pods[p].initial_fraction
+            st.pod_joined[p] = True
+            st.pod_state[p] = INCUBATION
             changed = True
         day_index = int(np.searchsorted(self.day_end_bars, t))
         if self.allocator.is_check_day(day_index):

@@ -44,6 +44,7 @@ class Inputs(NamedTuple):
     timestamps: np.ndarray  # (T,) int64 epoch ms, bar open
     day_id: np.ndarray  # (T,) int64 UTC day number of the bar
     day_end: np.ndarray  # (T,) bool: the bar closes its UTC day
+    month_end: np.ndarray  # (T,) bool: the bar closes its UTC month
     open: np.ndarray  # (T, S) float64; NaN before listing
     close: np.ndarray  # (T, S) float64; NaN before listing, held after delisting
     tradable: np.ndarray  # (T, S) bool
@@ -62,7 +63,11 @@ class Inputs(NamedTuple):
     pod_stop_loss: np.ndarray  # (P,) NaN = disabled
     pod_trailing: np.ndarray  # (P,) bool
     pod_trail_mult: np.ndarray  # (P,)
+    pod_max_drawdown: np.ndarray  # (P,) warning -> probation above this drawdown
+    pod_drawdown_warning: np.ndarray  # (P,) production -> warning above this drawdown
+    pod_min_fraction: np.ndarray  # (P,) the probation clamp
     params: np.ndarray  # (N_PARAMS,) float64, see P_* indices
+    lifecycle: np.ndarray  # (N_LC,) float64, see L_* indices
 
 
 # indices into Inputs.params
@@ -72,7 +77,69 @@ P_SLIPPAGE = 2  # fraction
 P_MAX_GROSS = 3
 P_DAILY_LOSS = 4  # fraction; <= 0 disables
 P_FUNDING = 5  # 1.0 when funding is charged, else 0.0 (skips the funding pass)
-N_PARAMS = 6
+P_MAX_DRAWDOWN = 6  # portfolio drawdown limit; <= 0 disables
+P_DRAWDOWN_ACTION = (
+    7  # 0 alert, 1 derisk (targets × DERISK_FACTOR while in breach), 2 flatten + halt
+)
+N_PARAMS = 8
+
+DD_ALERT = 0
+DD_DERISK = 1
+DD_FLATTEN = 2
+DERISK_FACTOR = 0.5
+
+# indices into Inputs.lifecycle (SPEC §8); L_ENABLED = 0 turns the whole state machine off
+L_ENABLED = 0
+L_MIN_LIVE_DAYS = 1
+L_MIN_SHARPE = 2
+L_GRAD_MAX_DD = 3
+L_MIN_TRADES = 4
+L_MIN_CALMAR = 5
+L_MAX_CORR = 6
+L_BREACH_DD = 7
+L_LOSS_MONTHS = 8
+L_SHARPE_FLOOR = 9
+L_SHARPE_WINDOW = 10
+L_PROBATION_DAYS = 11
+L_WARNING_DAYS = 12
+L_PH_DELTA = 13
+L_PH_LAMBDA = 14
+L_PH_ALPHA = 15
+L_PH_MIN = 16
+L_CORR_LOOKBACK = 17
+L_MIN_HISTORY = 18  # days of returns before a rolling Sharpe / correlation / PH volatility counts
+N_LC = 19
+
+# lifecycle transition reasons (codes in the event buffer; names in REASONS)
+R_GRADUATION = 0
+R_PH_ALARM = 1
+R_SHARPE_FLOOR = 2
+R_DD_WARNING = 3
+R_RECOVERED = 4
+R_WARNING_EXPIRED = 5
+R_DD_MAX = 6
+R_STRONG_RECOVERY = 7
+R_PROBATION_EXPIRED = 8
+R_HARD_DRAWDOWN = 9
+R_HARD_LOSS_MONTHS = 10
+REASONS = (
+    "graduation: every criterion holds (value = Sharpe since joining)",
+    "Page-Hinkley alarm (value = score m_t - M_t)",
+    "rolling Sharpe below the floor",
+    "pod drawdown above drawdown_warning",
+    "recovered within warning_days (value = rolling Sharpe)",
+    "no recovery within warning_days (value = days in warning)",
+    "pod drawdown above the pod's max_drawdown",
+    "strong recovery: rolling Sharpe >= 2 x floor and Page-Hinkley score < lambda/2",
+    "probation_days passed without strong recovery (value = days in probation)",
+    "hard stop: drawdown above max_drawdown_breach",
+    "hard stop: consecutive losing months",
+)
+
+# alert types (kernel alert buffer)
+A_DAILY_LOSS = 0
+A_PORTFOLIO_DRAWDOWN = 1
+ALERT_TYPES = ("daily_loss_circuit_breaker", "portfolio_drawdown")
 
 
 class State(NamedTuple):
@@ -95,16 +162,27 @@ class State(NamedTuple):
     pod_fees: np.ndarray  # fees attributed, cumulative
     pod_alone_fees: np.ndarray  # fees the pod would have paid trading alone, cumulative
     pod_trades: np.ndarray  # int64 fills on the pod's book (slot trades), cumulative
-    pod_turnover: np.ndarray  # traded notional / equity, cumulative
+    pod_notional: np.ndarray  # traded notional (|units| · price), cumulative
     pod_funding: np.ndarray  # funding paid (+) / received (-), cumulative
     # room for lifecycle and Page-Hinkley (filled by the lifecycle issue)
     pod_live_days: np.ndarray  # int64 days since the pod joined
     pod_state_days: np.ndarray  # int64 days in the current state
     pod_warning_fraction: np.ndarray  # fraction when it entered warning
-    ph_n: np.ndarray  # int64 values seen by Page-Hinkley
-    ph_mean: np.ndarray
-    ph_m: np.ndarray
-    ph_min: np.ndarray
+    ph_n: np.ndarray  # int64 values seen by Page-Hinkley since its last reset
+    ph_mean: np.ndarray  # running mean of the standardised returns
+    ph_sum: np.ndarray  # river's sum_decrease = -m_t
+    ph_max: np.ndarray  # river's max_decrease = -M_t (starts at -1, as river does)
+    ph_score: np.ndarray  # m_t - M_t, the monitored score
+    pod_joined: np.ndarray  # bool: the pod is part of the portfolio (its start date has come)
+    pod_dd_max: np.ndarray  # max drawdown of the NAV since joining
+    pod_sum_r: np.ndarray  # Σ daily returns since joining
+    pod_sum_r2: np.ndarray  # Σ squared daily returns since joining
+    pod_month_nav: np.ndarray  # NAV at the start of the UTC month
+    pod_loss_months: np.ndarray  # int64 consecutive losing months
+    hist_ret: np.ndarray  # (W, P) ring buffer of daily pod returns
+    hist_rest: np.ndarray  # (W, P) ring buffer of the rest of the portfolio's daily returns
+    hist_count: np.ndarray  # (P,) int64 days recorded since joining
+    hist_pos: np.ndarray  # (1,) int64 next ring row
     # symbols (S,)
     account_units: np.ndarray  # Q[s]
     # account scalars (1,)
@@ -115,12 +193,14 @@ class State(NamedTuple):
     equity_peak: np.ndarray
     last_equity: np.ndarray
     breaker: np.ndarray  # int8 BREAKER_*
+    halted: np.ndarray  # (1,) int8: drawdown_action flatten fired; no trading any more
+    derisk: np.ndarray  # (1,) int8: in a drawdown breach with drawdown_action derisk
+    dd_alerted: np.ndarray  # (1,) int8: a drawdown alert was raised in the current breach
     account_fees: np.ndarray
     next_bar: np.ndarray  # int64: the bar the next step processes
     # scratch (K,) / (S,) reused every bar; not meaningful between bars
     scratch_target: np.ndarray
     scratch_delta: np.ndarray
-    scratch_pod_equity: np.ndarray  # (P,) pod equity at this bar's execution prices
 
 
 class Outputs(NamedTuple):
@@ -143,10 +223,30 @@ class Outputs(NamedTuple):
     fill_venue: np.ndarray  # int8 EXTERNAL / INTERNAL
     fill_units_after: np.ndarray  # the slot's units after the bar's trade
     fill_count: np.ndarray  # (1,) int64
+    # lifecycle transitions (at most one per pod per day)
+    ev_bar: np.ndarray
+    ev_pod: np.ndarray
+    ev_from: np.ndarray  # int8
+    ev_to: np.ndarray  # int8
+    ev_reason: np.ndarray  # int8 R_*
+    ev_value: np.ndarray
+    ev_threshold: np.ndarray
+    ev_count: np.ndarray  # (1,) int64
+    # kernel alerts (circuit breaker, portfolio drawdown)
+    al_bar: np.ndarray
+    al_type: np.ndarray  # int8 A_*
+    al_value: np.ndarray
+    al_threshold: np.ndarray
+    al_count: np.ndarray  # (1,) int64
+    # Page-Hinkley score per pod at each bar (updated at day ends)
+    ph_score: np.ndarray  # (T, P)
 
 
-def new_state(n_pods: int, n_syms: int, n_slots: int) -> State:
-    """A zeroed State of the right shapes (the engine then sets cash and fractions)."""
+def new_state(n_pods: int, n_syms: int, n_slots: int, history: int = 2) -> State:
+    """A zeroed State of the right shapes (the engine then sets cash and fractions).
+
+    ``history`` is the ring buffer length in days (the longest lifecycle window).
+    """
     f = lambda n: np.zeros(n, dtype=np.float64)  # noqa: E731
     i = lambda n: np.zeros(n, dtype=np.int64)  # noqa: E731
     return State(
@@ -165,15 +265,26 @@ def new_state(n_pods: int, n_syms: int, n_slots: int) -> State:
         pod_fees=f(n_pods),
         pod_alone_fees=f(n_pods),
         pod_trades=i(n_pods),
-        pod_turnover=f(n_pods),
+        pod_notional=f(n_pods),
         pod_funding=f(n_pods),
         pod_live_days=i(n_pods),
         pod_state_days=i(n_pods),
         pod_warning_fraction=f(n_pods),
         ph_n=i(n_pods),
         ph_mean=f(n_pods),
-        ph_m=f(n_pods),
-        ph_min=f(n_pods),
+        ph_sum=f(n_pods),
+        ph_max=np.full(n_pods, -1.0),
+        ph_score=f(n_pods),
+        pod_joined=np.ones(n_pods, dtype=np.bool_),
+        pod_dd_max=f(n_pods),
+        pod_sum_r=f(n_pods),
+        pod_sum_r2=f(n_pods),
+        pod_month_nav=np.ones(n_pods),
+        pod_loss_months=i(n_pods),
+        hist_ret=np.zeros((max(history, 2), n_pods)),
+        hist_rest=np.zeros((max(history, 2), n_pods)),
+        hist_count=i(n_pods),
+        hist_pos=i(1),
         account_units=f(n_syms),
         account_cash=f(1),
         unallocated=f(1),
@@ -182,11 +293,13 @@ def new_state(n_pods: int, n_syms: int, n_slots: int) -> State:
         equity_peak=f(1),
         last_equity=f(1),
         breaker=np.zeros(1, dtype=np.int8),
+        halted=np.zeros(1, dtype=np.int8),
+        derisk=np.zeros(1, dtype=np.int8),
+        dd_alerted=np.zeros(1, dtype=np.int8),
         account_fees=f(1),
         next_bar=i(1),
         scratch_target=f(n_slots),
         scratch_delta=f(n_slots),
-        scratch_pod_equity=f(n_pods),
     )
 
 
@@ -195,8 +308,12 @@ def copy_state(state: State) -> State:
     return State(*(a.copy() for a in state))
 
 
-def new_outputs(n_bars: int, n_pods: int, capacity: int) -> Outputs:
-    """Output arrays for ``n_bars`` bars and a fill buffer of ``capacity`` rows."""
+def new_outputs(n_bars: int, n_pods: int, capacity: int, n_days: int | None = None) -> Outputs:
+    """Output arrays for ``n_bars`` bars, a fill buffer of ``capacity`` rows, and event/alert
+    buffers sized for ``n_days`` day ends (one transition per pod per day at most)."""
+    days = n_bars if n_days is None else n_days
+    n_ev = (days + 1) * n_pods + 1
+    n_al = 2 * days + 8
     return Outputs(
         equity=np.full(n_bars, np.nan),
         unallocated=np.full(n_bars, np.nan),
@@ -214,4 +331,18 @@ def new_outputs(n_bars: int, n_pods: int, capacity: int) -> Outputs:
         fill_venue=np.zeros(capacity, dtype=np.int8),
         fill_units_after=np.zeros(capacity),
         fill_count=np.zeros(1, dtype=np.int64),
+        ev_bar=np.zeros(n_ev, dtype=np.int64),
+        ev_pod=np.zeros(n_ev, dtype=np.int64),
+        ev_from=np.zeros(n_ev, dtype=np.int8),
+        ev_to=np.zeros(n_ev, dtype=np.int8),
+        ev_reason=np.zeros(n_ev, dtype=np.int8),
+        ev_value=np.zeros(n_ev),
+        ev_threshold=np.zeros(n_ev),
+        ev_count=np.zeros(1, dtype=np.int64),
+        al_bar=np.zeros(n_al, dtype=np.int64),
+        al_type=np.zeros(n_al, dtype=np.int8),
+        al_value=np.zeros(n_al),
+        al_threshold=np.zeros(n_al),
+        al_count=np.zeros(1, dtype=np.int64),
+        ph_score=np.zeros((n_bars, n_pods)),
     )

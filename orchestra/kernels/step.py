@@ -27,17 +27,25 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from orchestra.kernels.lifecycle import day_end_nb
 from orchestra.kernels.state import (
+    A_DAILY_LOSS,
+    A_PORTFOLIO_DRAWDOWN,
     BREAKER_BLOCKED,
     BREAKER_OFF,
     BREAKER_PENDING,
     CLOSE,
+    DD_DERISK,
+    DD_FLATTEN,
+    DERISK_FACTOR,
     EXTERNAL,
     INTERNAL,
     P_COST,
     P_DAILY_LOSS,
+    P_DRAWDOWN_ACTION,
     P_EXEC_MODE,
     P_FUNDING,
+    P_MAX_DRAWDOWN,
     P_MAX_GROSS,
     P_SLIPPAGE,
     RETIRED,
@@ -124,15 +132,15 @@ def update_stops_nb(inp, st, t):
 @njit(cache=True)
 def pod_targets_nb(inp, st, t, prices):
     """Pod rules (SPEC §9.2): target units per slot into ``st.scratch_target``."""
-    flatten = st.breaker[0] != BREAKER_OFF
+    flatten = st.breaker[0] != BREAKER_OFF or st.halted[0] != 0
+    derisk = DERISK_FACTOR if st.derisk[0] != 0 else 1.0
     for p in range(inp.pod_ptr.shape[0] - 1):
         lo, hi = inp.pod_ptr[p], inp.pod_ptr[p + 1]
         equity = pod_equity_nb(inp, st, p, prices)
-        st.scratch_pod_equity[p] = equity
         active = st.pod_state[p] != RETIRED and equity > 0.0 and not flatten
         gross = 0.0
         for k in range(lo, hi):
-            w = inp.target[t, k] if active else 0.0
+            w = inp.target[t, k] * derisk if active else 0.0
             if st.stop_pending[k]:
                 st.lock[k] = np.int8(_sign(st.units[k]))
                 st.stop_pending[k] = False
@@ -219,7 +227,6 @@ def execute_nb(inp, st, out, t, prices):
     """Net the slots' trades per symbol, fill ΔQ externally, cross the rest, attribute exactly."""
     cost = inp.params[P_COST]
     slip = inp.params[P_SLIPPAGE]
-    equities = st.scratch_pod_equity  # valued at these prices by pod_targets_nb, before any trade
     for s in range(inp.sym_ptr.shape[0] - 1):
         j0, j1 = inp.sym_ptr[s], inp.sym_ptr[s + 1]
         net = 0.0
@@ -263,8 +270,7 @@ def execute_nb(inp, st, out, t, prices):
             st.pod_fees[p] += fee
             st.pod_alone_fees[p] += cost * abs(d) * px * (1.0 + _sign(d) * slip)
             st.pod_trades[p] += 1
-            if equities[p] > 0.0:
-                st.pod_turnover[p] += abs(d) * px / equities[p]
+            st.pod_notional[p] += abs(d) * px
             pfill = (ext * px_fill + internal * px) / d
             _update_entry(st, k, q0, q1, pfill)
             st.units[k] = q1
@@ -313,18 +319,15 @@ def mark_nb(inp, st, out, t):
                 e += v
                 g += abs(v)
         base = st.pod_day_start_equity[p]
-        nav = st.pod_nav_day_start[p] * (e / base) if base > 0.0 else st.pod_nav_day_start[p]
+        # a retired pod's capital is gone: its NAV stays where retirement left it
+        live = base > 0.0 and st.pod_state[p] != RETIRED
+        nav = st.pod_nav_day_start[p] * (e / base) if live else st.pod_nav_day_start[p]
         st.pod_nav[p] = nav
         if nav > st.pod_nav_peak[p]:
             st.pod_nav_peak[p] = nav
         out.pod_equity[t, p] = e
         out.pod_nav[t, p] = nav
         out.pod_gross[t, p] = g / e if e > 0.0 else 0.0
-        out.pod_fraction[t, p] = st.pod_fraction[p]
-        out.pod_state[t, p] = st.pod_state[p]
-        if inp.day_end[t]:
-            st.pod_day_start_equity[p] = e
-            st.pod_nav_day_start[p] = nav
     if total > st.equity_peak[0]:
         st.equity_peak[0] = total
     limit = inp.params[P_DAILY_LOSS]
@@ -335,7 +338,43 @@ def mark_nb(inp, st, out, t):
         and total < st.day_start_equity[0] * (1.0 - limit)
     ):
         st.breaker[0] = BREAKER_PENDING
+        _alert(out, t, A_DAILY_LOSS, 1.0 - total / st.day_start_equity[0], limit)
+    max_dd = inp.params[P_MAX_DRAWDOWN]
+    if max_dd > 0.0 and st.equity_peak[0] > 0.0:
+        dd = 1.0 - total / st.equity_peak[0]
+        if dd > max_dd:
+            if st.dd_alerted[0] == 0:
+                st.dd_alerted[0] = 1
+                _alert(out, t, A_PORTFOLIO_DRAWDOWN, dd, max_dd)
+            action = inp.params[P_DRAWDOWN_ACTION]
+            if action == DD_FLATTEN:
+                st.halted[0] = 1
+            elif action == DD_DERISK:
+                st.derisk[0] = 1
+        else:
+            st.dd_alerted[0] = 0
+            st.derisk[0] = 0
     st.last_equity[0] = total
+    if inp.day_end[t]:
+        day_end_nb(inp, st, out, t)  # lifecycle; may move capital at this close
+        out.unallocated[t] = st.unallocated[0]
+        for p in range(inp.pod_ptr.shape[0] - 1):
+            out.pod_equity[t, p] = st.pod_day_start_equity[p]  # after any transition's move
+    for p in range(inp.pod_ptr.shape[0] - 1):
+        out.pod_fraction[t, p] = st.pod_fraction[p]
+        out.pod_state[t, p] = st.pod_state[p]
+
+
+@njit(cache=True)
+def _alert(out, t, kind, value, threshold):
+    i = out.al_count[0]
+    if i >= out.al_bar.shape[0]:
+        return
+    out.al_bar[i] = t
+    out.al_type[i] = kind
+    out.al_value[i] = value
+    out.al_threshold[i] = threshold
+    out.al_count[0] = i + 1
 
 
 @njit(cache=True)

@@ -130,7 +130,9 @@ def charts(result: OrchestratedResult) -> dict[str, go.Figure]:
 
     navs = pe.pivot(on="pod_id", index="timestamp", values="nav").drop("timestamp")
     if navs.width >= 2 and navs.height > 2:
-        r = np.diff(np.log(navs.to_numpy()), axis=0)
+        v = navs.to_numpy()
+        r = v[1:] / np.where(v[:-1] > 0, v[:-1], np.nan) - 1.0
+        r = np.nan_to_num(r)
         with np.errstate(invalid="ignore", divide="ignore"):
             c = np.corrcoef(r.T)
         f = go.Figure(

@@ -215,9 +215,10 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
         .select(list(FRAME_SCHEMAS["account_positions"]))
     )
     allocations = _records_frame(engine.allocator.allocations, "allocations")
-    prc = _records_frame(engine.allocator.prcs, "risk_contributions")
-    lifecycle = _records_frame(getattr(engine, "lifecycle_events", []), "lifecycle_events")
-    alerts = _records_frame(getattr(engine, "alerts", []), "alerts")
+    lifecycle = _lifecycle_frame(engine)
+    snaps, monitor_alerts = _monitor(engine, config)
+    prc = _prc_frame(snaps, pod_ids)
+    alerts = _alerts_frame(engine, monitor_alerts, pod_ids)
 
     # metrics
     day_end = np.flatnonzero(inp.day_end[:T])
@@ -253,7 +254,7 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
                     np.concatenate([[1.0], nav[day_end]]),
                     days,
                     int(st.pod_trades[p]),
-                    float(st.pod_turnover[p]) / years,
+                    _turnover(float(st.pod_notional[p]), out.pod_equity[:T, p], years),
                     float(st.pod_fees[p]),
                     float(st.pod_alone_fees[p] - st.pod_fees[p]),
                     float(np.mean(out.pod_gross[:T, p])) if T else 0.0,
@@ -298,6 +299,93 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
         metrics=metrics,
         summary=summary,
     )
+
+
+def _lifecycle_frame(engine) -> pl.DataFrame:
+    from orchestra.kernels.state import REASONS
+
+    out = engine.out
+    n = int(out.ev_count[0])
+    if n == 0:
+        return empty_frame("lifecycle_events")
+    ids = np.array(engine.prepared.pod_ids, dtype=object)
+    names = np.array(STATE_NAMES, dtype=object)
+    reasons = np.array(REASONS, dtype=object)
+    return pl.DataFrame(
+        {
+            "timestamp": pl.Series(engine.inputs.timestamps[out.ev_bar[:n]]).cast(TS),
+            "pod_id": ids[out.ev_pod[:n]].tolist(),
+            "from_state": names[out.ev_from[:n]].tolist(),
+            "to_state": names[out.ev_to[:n]].tolist(),
+            "reason": reasons[out.ev_reason[:n]].tolist(),
+            "value": out.ev_value[:n],
+            "threshold": out.ev_threshold[:n],
+        },
+        schema=FRAME_SCHEMAS["lifecycle_events"],
+    )
+
+
+def _monitor(engine, config):
+    from orchestra.risk import daily_monitor
+
+    inp, out = engine.inputs, engine.out
+    T = engine.next_bar
+    bars = np.flatnonzero(inp.day_end[:T])
+    if bars.size < 2:
+        return [], []
+    o = config.orchestrator
+    return daily_monitor(
+        inp.timestamps[bars],
+        out.pod_nav[bars],
+        out.pod_fraction[bars],
+        engine.prepared.pod_ids,
+        o.correlation.lookback,
+        o.correlation.stress_threshold,
+        o.risk.max_single_pod_risk_pct,
+        o.min_history,
+    )
+
+
+def _prc_frame(snaps: list, pod_ids: list[str]) -> pl.DataFrame:
+    if not snaps:
+        return empty_frame("risk_contributions")
+    P = len(pod_ids)
+    return pl.DataFrame(
+        {
+            "timestamp": pl.Series(np.repeat([s.timestamp for s in snaps], P)).cast(TS),
+            "pod_id": pod_ids * len(snaps),
+            "prc": np.concatenate([s.prc for s in snaps]),
+        },
+        schema=FRAME_SCHEMAS["risk_contributions"],
+    )
+
+
+def _alerts_frame(engine, monitor_alerts: list, pod_ids: list[str]) -> pl.DataFrame:
+    from orchestra.kernels.state import A_DAILY_LOSS, ALERT_TYPES
+    from orchestra.risk import RiskAlert
+
+    out = engine.out
+    rows = list(monitor_alerts)
+    for i in range(int(out.al_count[0])):
+        kind = int(out.al_type[i])
+        value, thr = float(out.al_value[i]), float(out.al_threshold[i])
+        ts = int(engine.inputs.timestamps[out.al_bar[i]])
+        if kind == A_DAILY_LOSS:
+            msg = f"equity fell {value:.1%} from the day's open (limit {thr:.1%}): flatten at the next execution, no trades until the next UTC day"
+        else:
+            action = engine.prepared.config.orchestrator.risk.drawdown_action
+            msg = f"portfolio drawdown {value:.1%} beyond {thr:.1%}: action {action}"
+        rows.append(RiskAlert(ts, ALERT_TYPES[kind], "CRITICAL", msg, value, thr, None))
+    if not rows:
+        return empty_frame("alerts")
+    frame = _records_frame(rows, "alerts")
+    return frame.sort("timestamp", maintain_order=True)
+
+
+def _turnover(notional: float, equity: np.ndarray, years: float) -> float:
+    """Traded notional / mean equity (over bars with capital), per year."""
+    live = equity[equity > 0]
+    return notional / float(live.mean()) / years if live.size and notional > 0 else 0.0
 
 
 def _drawdown(values: np.ndarray) -> np.ndarray:

@@ -1,0 +1,383 @@
+"""Page-Hinkley and the pod lifecycle state machine, evaluated at each UTC day's last bar.
+
+Page-Hinkley (SPEC §8.2) on the standardised daily pod return ``z_t = r_t / σ_t`` (σ_t the
+standard deviation of the previous ``min_instances`` daily returns, known before t). It detects a
+**decrease** of the mean. In the SPEC's notation ``m_t = α·m_{t−1} + (x̄_t − z_t − δ)`` and
+``M_t = min_k m_k``; here the accumulators are kept exactly as river 0.26's
+``PageHinkley(mode="down")`` keeps them — ``sum = −m`` and ``max = −M``, with ``max`` starting
+at −1 (river's initial value, which matters for the alarm indices) — so the alarms are identical
+(tested against river). The score ``m_t − M_t = max − sum`` is exposed; an alarm fires when it
+exceeds λ after ``min_instances`` values, and the detector restarts with the next value.
+
+The state machine (SPEC §8.1) — see ``docs/lifecycle.md`` for every rule and the choices made where
+the SPEC is silent (windows, minimum history).
+
+Trap: everything here reads only the day's close and earlier (the ring buffers hold past daily
+returns), so it is as free of look-ahead as the step kernel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from orchestra.kernels.state import (
+    INCUBATION,
+    L_BREACH_DD,
+    L_CORR_LOOKBACK,
+    L_ENABLED,
+    L_GRAD_MAX_DD,
+    L_LOSS_MONTHS,
+    L_MAX_CORR,
+    L_MIN_CALMAR,
+    L_MIN_HISTORY,
+    L_MIN_LIVE_DAYS,
+    L_MIN_SHARPE,
+    L_MIN_TRADES,
+    L_PH_ALPHA,
+    L_PH_DELTA,
+    L_PH_LAMBDA,
+    L_PH_MIN,
+    L_PROBATION_DAYS,
+    L_SHARPE_FLOOR,
+    L_SHARPE_WINDOW,
+    L_WARNING_DAYS,
+    PROBATION,
+    PRODUCTION,
+    R_DD_MAX,
+    R_DD_WARNING,
+    R_GRADUATION,
+    R_HARD_DRAWDOWN,
+    R_HARD_LOSS_MONTHS,
+    R_PH_ALARM,
+    R_PROBATION_EXPIRED,
+    R_RECOVERED,
+    R_SHARPE_FLOOR,
+    R_STRONG_RECOVERY,
+    R_WARNING_EXPIRED,
+    RETIRED,
+    WARNING,
+)
+
+ANNUAL = 365.0
+
+
+@njit(cache=True)
+def ph_step_nb(n, mean, sum_, max_, x, delta, alpha, min_instances):
+    """One Page-Hinkley (down) update; returns ``(n, mean, sum, max, score, ready)``.
+
+    ``ready`` is True once ``n ≥ min_instances`` (the score may then be compared with λ).
+    """
+    n = n + 1
+    mean = mean + (1.0 / n) * (x - mean)
+    dev = x - mean
+    sum_ = alpha * sum_ + dev + delta
+    if sum_ > max_:
+        max_ = sum_
+    score = max_ - sum_
+    return n, mean, sum_, max_, score, n >= min_instances
+
+
+@njit(cache=True)
+def page_hinkley_stream_nb(values, delta, lam, alpha, min_instances):
+    """Run the detector over ``values``; returns (alarm flags, scores), restarting after alarms."""
+    alarms = np.zeros(values.shape[0], dtype=np.bool_)
+    scores = np.zeros(values.shape[0])
+    n, mean, sum_, max_ = 0, 0.0, 0.0, -1.0
+    for i in range(values.shape[0]):
+        n, mean, sum_, max_, score, ready = ph_step_nb(
+            n, mean, sum_, max_, values[i], delta, alpha, min_instances
+        )
+        scores[i] = score
+        if ready and score > lam:
+            alarms[i] = True
+            n, mean, sum_, max_ = 0, 0.0, 0.0, -1.0
+    return alarms, scores
+
+
+@njit(cache=True)
+def ph_reset_nb(st, p):
+    st.ph_n[p] = 0
+    st.ph_mean[p] = 0.0
+    st.ph_sum[p] = 0.0
+    st.ph_max[p] = -1.0
+    st.ph_score[p] = 0.0
+
+
+@njit(cache=True)
+def _equity(inp, st, p, prices):
+    e = st.pod_cash[p]
+    for k in range(inp.pod_ptr[p], inp.pod_ptr[p + 1]):
+        if st.units[k] != 0.0:
+            e += st.units[k] * prices[inp.slot_sym[k]]
+    return e
+
+
+@njit(cache=True)
+def set_fraction_nb(inp, st, p, fraction, prices):
+    """Move cash between pod ``p`` and the unallocated pool so that ``E_p = f·E_total``."""
+    total = st.account_cash[0]
+    for s in range(st.account_units.shape[0]):
+        if st.account_units[s] != 0.0:
+            total += st.account_units[s] * prices[s]
+    delta = fraction * total - _equity(inp, st, p, prices)
+    st.pod_cash[p] += delta
+    st.unallocated[0] -= delta
+    st.pod_fraction[p] = fraction
+
+
+@njit(cache=True)
+def _ring_stats(st, p, window, ring):
+    """Mean and std (ddof=1) of the last ``window`` values of ``ring[:, p]`` (``n`` ≤ window)."""
+    n = min(st.hist_count[p], window)
+    size = ring.shape[0]
+    if n < 2:
+        return n, 0.0, 0.0
+    total = 0.0
+    for i in range(n):
+        total += ring[(st.hist_pos[0] - 1 - i) % size, p]
+    mean = total / n
+    ss = 0.0
+    for i in range(n):
+        d = ring[(st.hist_pos[0] - 1 - i) % size, p] - mean
+        ss += d * d
+    return n, mean, np.sqrt(ss / (n - 1))
+
+
+@njit(cache=True)
+def _correlation(st, p, window):
+    n = min(st.hist_count[p], window)
+    size = st.hist_ret.shape[0]
+    if n < 3:
+        return 0.0
+    ma = 0.0
+    mb = 0.0
+    for i in range(n):
+        row = (st.hist_pos[0] - 1 - i) % size
+        ma += st.hist_ret[row, p]
+        mb += st.hist_rest[row, p]
+    ma /= n
+    mb /= n
+    sab = 0.0
+    saa = 0.0
+    sbb = 0.0
+    for i in range(n):
+        row = (st.hist_pos[0] - 1 - i) % size
+        a = st.hist_ret[row, p] - ma
+        b = st.hist_rest[row, p] - mb
+        sab += a * b
+        saa += a * a
+        sbb += b * b
+    if saa <= 0.0 or sbb <= 0.0:
+        return 0.0
+    return sab / np.sqrt(saa * sbb)
+
+
+@njit(cache=True)
+def _event(out, t, p, old, new, reason, value, threshold):
+    i = out.ev_count[0]
+    if i >= out.ev_bar.shape[0]:
+        return
+    out.ev_bar[i] = t
+    out.ev_pod[i] = p
+    out.ev_from[i] = old
+    out.ev_to[i] = new
+    out.ev_reason[i] = reason
+    out.ev_value[i] = value
+    out.ev_threshold[i] = threshold
+    out.ev_count[0] = i + 1
+
+
+@njit(cache=True)
+def _transition(inp, st, out, t, p, new, reason, value, threshold, prices):
+    old = st.pod_state[p]
+    _event(out, t, p, old, new, reason, value, threshold)
+    st.pod_state[p] = new
+    st.pod_state_days[p] = 0
+    if new == WARNING:
+        st.pod_warning_fraction[p] = st.pod_fraction[p]
+        set_fraction_nb(inp, st, p, 0.5 * st.pod_fraction[p], prices)
+    elif new == PROBATION:
+        set_fraction_nb(inp, st, p, min(inp.pod_min_fraction[p], st.pod_fraction[p]), prices)
+    elif new == RETIRED:
+        set_fraction_nb(inp, st, p, 0.0, prices)
+    elif new == PRODUCTION and old != INCUBATION:
+        ph_reset_nb(st, p)  # the detector starts afresh when the pod returns to production
+
+
+@njit(cache=True)
+def day_end_nb(inp, st, out, t):
+    """Close the UTC day: record pod returns, run Page-Hinkley and the state machine, then set
+    the next day's starting equities (after any transition's capital move)."""
+    prices = inp.close[t]
+    n_pods = inp.pod_ptr.shape[0] - 1
+    lc = inp.lifecycle
+    enabled = lc[L_ENABLED] != 0.0
+    # -- the day's returns (pod, and the rest of the portfolio without the pod)
+    eq = np.empty(n_pods)
+    pnl_total = 0.0
+    base_total = 0.0
+    for p in range(n_pods):
+        eq[p] = _equity(inp, st, p, prices)
+        if st.pod_joined[p]:
+            pnl_total += eq[p] - st.pod_day_start_equity[p]
+            base_total += st.pod_day_start_equity[p]
+    row = st.hist_pos[0]
+    for p in range(n_pods):
+        if not st.pod_joined[p]:
+            continue
+        base = st.pod_nav_day_start[p]
+        r = st.pod_nav[p] / base - 1.0 if base > 0.0 else 0.0
+        rest_base = base_total - st.pod_day_start_equity[p]
+        rest = (
+            (pnl_total - (eq[p] - st.pod_day_start_equity[p])) / rest_base
+            if rest_base > 0.0
+            else 0.0
+        )
+        if enabled:
+            # Page-Hinkley on r / σ, σ from the previous days only
+            n_prev, _, sd = _ring_stats(st, p, int(lc[L_PH_MIN]), st.hist_ret)
+            if n_prev >= 2 and sd > 0.0:
+                n, mean, s_, mx, score, ready = ph_step_nb(
+                    st.ph_n[p],
+                    st.ph_mean[p],
+                    st.ph_sum[p],
+                    st.ph_max[p],
+                    r / sd,
+                    lc[L_PH_DELTA],
+                    lc[L_PH_ALPHA],
+                    int(lc[L_PH_MIN]),
+                )
+                st.ph_n[p] = n
+                st.ph_mean[p] = mean
+                st.ph_sum[p] = s_
+                st.ph_max[p] = mx
+                st.ph_score[p] = score if ready else 0.0
+        st.hist_ret[row, p] = r
+        st.hist_rest[row, p] = rest
+        st.hist_count[p] += 1
+        st.pod_sum_r[p] += r
+        st.pod_sum_r2[p] += r * r
+        st.pod_live_days[p] += 1
+        st.pod_state_days[p] += 1
+        dd = 1.0 - st.pod_nav[p] / st.pod_nav_peak[p] if st.pod_nav_peak[p] > 0.0 else 0.0
+        if dd > st.pod_dd_max[p]:
+            st.pod_dd_max[p] = dd
+        if inp.month_end[t]:
+            if st.pod_nav[p] < st.pod_month_nav[p]:
+                st.pod_loss_months[p] += 1
+            else:
+                st.pod_loss_months[p] = 0
+            st.pod_month_nav[p] = st.pod_nav[p]
+    st.hist_pos[0] = (row + 1) % st.hist_ret.shape[0]
+    if enabled:
+        for p in range(n_pods):
+            if st.pod_joined[p] and st.pod_state[p] != RETIRED:
+                _evaluate_nb(inp, st, out, t, p, prices)
+    for p in range(n_pods):
+        st.pod_day_start_equity[p] = _equity(inp, st, p, prices)
+        st.pod_nav_day_start[p] = st.pod_nav[p]
+        out.ph_score[t, p] = st.ph_score[p]
+
+
+@njit(cache=True)
+def _evaluate_nb(inp, st, out, t, p, prices):
+    lc = inp.lifecycle
+    state = st.pod_state[p]
+    min_hist = int(lc[L_MIN_HISTORY])
+    lam = lc[L_PH_LAMBDA]
+    floor = lc[L_SHARPE_FLOOR]
+    dd = 1.0 - st.pod_nav[p] / st.pod_nav_peak[p] if st.pod_nav_peak[p] > 0.0 else 0.0
+    # hard stops, from any state
+    if dd > lc[L_BREACH_DD]:
+        _transition(inp, st, out, t, p, RETIRED, R_HARD_DRAWDOWN, dd, lc[L_BREACH_DD], prices)
+        return
+    if st.pod_loss_months[p] >= lc[L_LOSS_MONTHS]:
+        _transition(
+            inp,
+            st,
+            out,
+            t,
+            p,
+            RETIRED,
+            R_HARD_LOSS_MONTHS,
+            st.pod_loss_months[p],
+            lc[L_LOSS_MONTHS],
+            prices,
+        )
+        return
+    n_rs, m_rs, sd_rs = _ring_stats(st, p, int(lc[L_SHARPE_WINDOW]), st.hist_ret)
+    rs_valid = n_rs >= min_hist and sd_rs > 0.0
+    rs = m_rs / sd_rs * np.sqrt(ANNUAL) if rs_valid else 0.0
+    alarm = st.ph_n[p] >= lc[L_PH_MIN] and st.ph_score[p] > lam
+    score = st.ph_score[p]
+    if alarm:
+        ph_reset_nb(st, p)  # the detector starts afresh with the next value
+    if state == INCUBATION:
+        n = st.hist_count[p]
+        if n < 2 or st.pod_live_days[p] < lc[L_MIN_LIVE_DAYS]:
+            return
+        mean = st.pod_sum_r[p] / n
+        var = (st.pod_sum_r2[p] - n * mean * mean) / (n - 1)
+        sharpe = mean / np.sqrt(var) * np.sqrt(ANNUAL) if var > 0.0 else 0.0
+        years = st.pod_live_days[p] / ANNUAL
+        cagr = st.pod_nav[p] ** (1.0 / years) - 1.0 if st.pod_nav[p] > 0.0 else -1.0
+        calmar = cagr / st.pod_dd_max[p] if st.pod_dd_max[p] > 0.0 else np.inf
+        corr = (
+            _correlation(st, p, int(lc[L_CORR_LOOKBACK])) if st.hist_count[p] >= min_hist else 0.0
+        )
+        if (
+            sharpe >= lc[L_MIN_SHARPE]
+            and st.pod_dd_max[p] <= lc[L_GRAD_MAX_DD]
+            and st.pod_trades[p] >= lc[L_MIN_TRADES]
+            and calmar >= lc[L_MIN_CALMAR]
+            and corr <= lc[L_MAX_CORR]
+        ):
+            _transition(
+                inp, st, out, t, p, PRODUCTION, R_GRADUATION, sharpe, lc[L_MIN_SHARPE], prices
+            )
+    elif state == PRODUCTION:
+        if alarm:
+            _transition(inp, st, out, t, p, WARNING, R_PH_ALARM, score, lam, prices)
+        elif rs_valid and rs < floor:
+            _transition(inp, st, out, t, p, WARNING, R_SHARPE_FLOOR, rs, floor, prices)
+        elif dd > inp.pod_drawdown_warning[p]:
+            _transition(
+                inp, st, out, t, p, WARNING, R_DD_WARNING, dd, inp.pod_drawdown_warning[p], prices
+            )
+    elif state == WARNING:
+        if dd > inp.pod_max_drawdown[p]:
+            _transition(
+                inp, st, out, t, p, PROBATION, R_DD_MAX, dd, inp.pod_max_drawdown[p], prices
+            )
+        elif not alarm and (not rs_valid or rs >= floor) and dd < inp.pod_drawdown_warning[p]:
+            _transition(inp, st, out, t, p, PRODUCTION, R_RECOVERED, rs, floor, prices)
+        elif st.pod_state_days[p] >= lc[L_WARNING_DAYS]:
+            _transition(
+                inp,
+                st,
+                out,
+                t,
+                p,
+                PROBATION,
+                R_WARNING_EXPIRED,
+                st.pod_state_days[p],
+                lc[L_WARNING_DAYS],
+                prices,
+            )
+    elif state == PROBATION:
+        if rs_valid and rs >= 2.0 * floor and score < lam / 2.0 and not alarm:
+            _transition(inp, st, out, t, p, PRODUCTION, R_STRONG_RECOVERY, rs, 2.0 * floor, prices)
+        elif st.pod_state_days[p] >= lc[L_PROBATION_DAYS]:
+            _transition(
+                inp,
+                st,
+                out,
+                t,
+                p,
+                RETIRED,
+                R_PROBATION_EXPIRED,
+                st.pod_state_days[p],
+                lc[L_PROBATION_DAYS],
+                prices,
+            )

@@ -1,0 +1,112 @@
+"""Portfolio risk monitoring (SPEC §10): PRC, effective N, pod correlation, and RiskAlert.
+
+The kernels enforce the risk limits that act on trading (gross leverage cap, daily-loss circuit
+breaker, portfolio drawdown action). This module measures, at each UTC day end, what a risk manager
+watches: each pod's percentage risk contribution ``PRC_i = f_i (Σf)_i / fᵀΣf`` with Σ the
+Ledoit–Wolf covariance of the pods' daily NAV returns over ``correlation.lookback`` days (only the
+days before and including that day: no look-ahead), the effective number of strategies
+``1 / Σ PRC_i²``, and the average pairwise correlation of the pods. It raises a
+``correlation_stress`` alert when the average correlation exceeds ``stress_threshold`` and a
+``pod_risk_concentration`` alert when one pod's PRC exceeds ``max_single_pod_risk_pct`` (each once
+per episode: again only after the value has gone back below its limit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from orchestra.allocation.moments import effective_n, risk_contributions, shrunk_covariance
+
+
+@dataclass(frozen=True)
+class RiskAlert:
+    """One alert row (the ``alerts`` frame)."""
+
+    timestamp: int
+    alert_type: str
+    severity: str
+    message: str
+    current_value: float
+    threshold: float
+    pod_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RiskSnapshot:
+    timestamp: int
+    prc: np.ndarray
+    effective_n: float
+    avg_correlation: float
+
+
+def average_correlation(returns: np.ndarray) -> float:
+    """Mean of the off-diagonal correlations of ``(n_days, n_pods)`` returns (0 if undefined)."""
+    if returns.shape[1] < 2 or returns.shape[0] < 3:
+        return 0.0
+    sd = returns.std(axis=0)
+    keep = sd > 0
+    if keep.sum() < 2:
+        return 0.0
+    c = np.corrcoef(returns[:, keep].T)
+    iu = np.triu_indices(c.shape[0], 1)
+    return float(np.mean(c[iu]))
+
+
+def daily_monitor(
+    timestamps: np.ndarray,
+    navs: np.ndarray,
+    fractions: np.ndarray,
+    pod_ids: list[str],
+    lookback: int,
+    stress_threshold: float,
+    max_single_pod_risk: float,
+    min_history: int = 30,
+) -> tuple[list[RiskSnapshot], list[RiskAlert]]:
+    """Risk snapshots and alerts at each day end.
+
+    ``navs`` and ``fractions`` are ``(n_days, P)`` at the day ends ``timestamps``.
+    """
+    snaps: list[RiskSnapshot] = []
+    alerts: list[RiskAlert] = []
+    rets = navs[1:] / navs[:-1] - 1.0
+    stressed = False
+    concentrated = np.zeros(navs.shape[1], dtype=bool)
+    for d in range(min_history, rets.shape[0] + 1):
+        ts = int(timestamps[d])
+        f = fractions[d]
+        window = rets[max(0, d - lookback) : d]
+        live = np.flatnonzero((f > 0) & (window.std(axis=0) > 0))
+        prc = np.zeros(navs.shape[1])
+        if live.size >= 1:
+            cov = shrunk_covariance(window[:, live])
+            prc[live] = risk_contributions(f[live], cov)
+        corr = average_correlation(window[:, live]) if live.size >= 2 else 0.0
+        snaps.append(RiskSnapshot(ts, prc, effective_n(prc), corr))
+        if corr > stress_threshold and not stressed:
+            alerts.append(
+                RiskAlert(
+                    ts,
+                    "correlation_stress",
+                    "WARNING",
+                    f"average pod correlation {corr:.2f} above {stress_threshold:.2f}",
+                    corr,
+                    stress_threshold,
+                )
+            )
+        stressed = corr > stress_threshold
+        for i in np.flatnonzero((prc > max_single_pod_risk) & ~concentrated):
+            alerts.append(
+                RiskAlert(
+                    ts,
+                    "pod_risk_concentration",
+                    "WARNING",
+                    f"{pod_ids[i]} carries {prc[i]:.0%} of portfolio risk (limit {max_single_pod_risk:.0%})",
+                    float(prc[i]),
+                    max_single_pod_risk,
+                    pod_ids[i],
+                )
+            )
+        concentrated = prc > max_single_pod_risk
+    return snaps, alerts
