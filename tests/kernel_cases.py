@@ -151,7 +151,7 @@ def run_kernel(
     """Run the kernel bar by bar; ``per_bar(t, state)`` is called after each bar."""
     T = inp.timestamps.shape[0]
     st_ = fresh_state(inp, fractions, capital)
-    out = new_outputs(T, inp.pod_ptr.shape[0] - 1, 4 * T * max(inp.slot_pod.shape[0], 1) + 8)
+    out = new_outputs(T, inp.pod_ptr.shape[0] - 1, 4 * T * max(inp.slot_pod.shape[0], 1) + 8, T)
     for t in range(T):
         run_segment_nb(inp, st_, out, t, t + 1)
         if per_bar is not None:

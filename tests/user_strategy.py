@@ -19,3 +19,19 @@ def always_long(bars: pl.DataFrame, params: AlwaysLongParams) -> pl.DataFrame:
 
 def no_params_model(bars: pl.DataFrame, params: object) -> pl.DataFrame:
     return bars.select("timestamp", "symbol", pl.lit(1.0).alias("weight"))
+
+
+class ReversedParams(StrategyParams):
+    lookback: int = Field(20, ge=1)
+
+    def warmup_bars(self) -> int:
+        return self.lookback + 31
+
+
+@strategy(ReversedParams)
+def reversed_tsmom(bars: pl.DataFrame, params: ReversedParams) -> pl.DataFrame:
+    """A deliberately bad pod: the opposite of tsmom."""
+    from orchestra.strategies import compute_weights
+
+    w = compute_weights("tsmom", bars, {"lookback": params.lookback})
+    return w.with_columns(-pl.col("weight"))

@@ -129,8 +129,8 @@ def set_fraction_nb(inp, st, p, fraction, prices):
 @njit(cache=True)
 def _ring_stats(st, p, window, ring):
     """Mean and std (ddof=1) of the last ``window`` values of ``ring[:, p]`` (``n`` ≤ window)."""
-    n = min(st.hist_count[p], window)
     size = ring.shape[0]
+    n = min(st.hist_count[p], window, size)
     if n < 2:
         return n, 0.0, 0.0
     total = 0.0
@@ -146,8 +146,8 @@ def _ring_stats(st, p, window, ring):
 
 @njit(cache=True)
 def _correlation(st, p, window):
-    n = min(st.hist_count[p], window)
     size = st.hist_ret.shape[0]
+    n = min(st.hist_count[p], window, size)
     if n < 3:
         return 0.0
     ma = 0.0
