@@ -37,6 +37,6 @@ format: install ## apply ruff's formatter and fixes
 bench: install ## benchmarks: wall time per stage, throughput, peak memory, ratio to a naive loop
 	$(UV) run python research/bench.py
 
-clean: ## remove caches and run directories
+clean: ## remove caches (numba's compiled kernels included) and run directories
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis runs
-	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -216,3 +216,62 @@ def test_example_config_runs_and_accounts() -> None:
     total = pods["equity"].to_numpy() + eq["unallocated"].to_numpy()
     assert np.allclose(total, eq["equity"].to_numpy(), rtol=1e-9)
     assert res.summary["data_source"].startswith("synthetic")
+
+
+def test_funding_is_charged_to_the_holding_pods(tmp_path) -> None:
+    """SPEC §9.4: q · mark · rate at each funding time, attributed to the pods that hold it."""
+    import datetime as dt
+
+    from orchestra.data.synthetic import generate
+
+    bars = generate(["BTC/USDT"], dt.date(2024, 1, 1), dt.date(2024, 3, 31))
+    bars.drop("symbol").write_parquet(tmp_path / "BTC-USDT_1d.parquet")
+    base = {
+        "data": {"source": "files", "path": str(tmp_path)},
+        # a lenient lifecycle, so that funding is the only difference between the two runs
+        "orchestrator": {
+            "allocation_method": "equal_weight",
+            "rebalance": {"trigger": "calendar", "calendar_days": 1000},
+            "retirement": {"max_drawdown_breach": 0.99},
+            "degradation": {"lambda_": 1e9},
+        },
+        "pods": [
+            {
+                "pod_id": "long",
+                "strategy": "tests.user_strategy:always_long",
+                "params": {"weight": 0.5},
+                "symbols": ["BTC/USDT"],
+                "initial_fraction": 0.4,
+                "max_fraction": 0.5,
+                "risk": {"use_trailing_stop": False, "system_stop_loss": None},
+            },
+            {
+                "pod_id": "flat",
+                "strategy": "tests.user_strategy:always_long",
+                "params": {"weight": 0.0},
+                "symbols": ["BTC/USDT"],
+                "initial_fraction": 0.4,
+                "max_fraction": 0.5,
+            },
+        ],
+        "backtest": {"start": "2024-02-01", "end": "2024-03-31", "warmup_days": 0},
+        "portfolio": {"cost_bps": 0.0, "funding": True},
+    }
+    with pytest.raises(Exception, match=r"no BTC-USDT_funding\.parquet"):
+        run_backtest(parse_config(base))
+    times = [
+        dt.datetime(2024, 2, 1, tzinfo=dt.UTC) + dt.timedelta(hours=8 * i) for i in range(3 * 60)
+    ]
+    pl.DataFrame({"timestamp": times, "rate": [0.0001] * len(times)}).write_parquet(
+        tmp_path / "BTC-USDT_funding.parquet"
+    )
+    prep = prepare(parse_config(base))
+    eng = Engine(prep)
+    eng.run()
+    paid = eng.state.pod_funding
+    assert paid[0] > 0 and paid[1] == 0.0  # longs pay positive funding; the flat pod pays nothing
+    free = parse_config({**base, "portfolio": {"cost_bps": 0.0, "funding": False}})
+    e2 = Engine(prepare(free))
+    e2.run()
+    assert eng.out.pod_equity[-1, 1] == e2.out.pod_equity[-1, 1]
+    assert eng.out.equity[-1] == pytest.approx(e2.out.equity[-1] - paid[0], rel=1e-3)

@@ -223,7 +223,11 @@ def test_probation_to_production_on_strong_recovery(tmp_path: Path) -> None:
         [drift(60, 0.001, 0.003), np.full(4, -0.032), np.zeros(35), np.full(20, 0.02)]
     )
     write_bars(tmp_path, r)
-    res = run_backtest(one_pod_config(tmp_path, r.size, state="production"))
+    # the rolling Sharpe needs a full window: 60 days here (the default 180 exceeds this path)
+    cfg = one_pod_config(
+        tmp_path, r.size, state="production", orch={"retirement": {"rolling_sharpe_window": 60}}
+    )
+    res = run_backtest(cfg)
     assert transitions(res)[:3] == [
         ("production", "warning"),
         ("warning", "probation"),

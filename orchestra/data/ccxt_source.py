@@ -168,3 +168,49 @@ def fetch_cached(
     if until_ms is not None:
         out = out.filter(pl.col("timestamp").dt.epoch("ms") < until_ms)
     return out
+
+
+def fetch_funding(
+    exchange: Any,
+    symbol: str,
+    since_ms: int,
+    until_ms: int,
+    cache: Path,
+    retries: int = 5,
+    backoff: float = 1.0,
+) -> pl.DataFrame:
+    """Funding-rate history ``timestamp, rate`` via ccxt, cached as parquet (only the tail is fetched)."""
+    path = Path(cache).expanduser() / exchange.id / "funding" / f"{symbol_to_stem(symbol)}.parquet"
+    schema = pl.Schema({"timestamp": pl.Datetime("ms", "UTC"), "rate": pl.Float64})
+    cached = pl.read_parquet(path) if path.is_file() else pl.DataFrame(schema=schema)
+    cursor = int(cached["timestamp"].dt.epoch("ms").max()) + 1 if cached.height else since_ms  # type: ignore[arg-type]
+    rows: list[dict] = []
+    while cursor < until_ms:
+        start = cursor
+        page = fetch_with_retry(
+            lambda: exchange.fetch_funding_rate_history(symbol, since=start, limit=1000),  # noqa: B023
+            retries,
+            backoff,
+        )
+        page = [r for r in page if r["timestamp"] >= start]
+        if not page:
+            break
+        rows += page
+        cursor = int(page[-1]["timestamp"]) + 1
+    new = pl.DataFrame(
+        {
+            "timestamp": [r["timestamp"] for r in rows],
+            "rate": [float(r["fundingRate"]) for r in rows],
+        },
+        schema={"timestamp": pl.Int64, "rate": pl.Float64},
+    ).with_columns(pl.col("timestamp").cast(pl.Datetime("ms", "UTC")))
+    merged = pl.concat([cached, new]).unique("timestamp", keep="last").sort("timestamp")
+    if new.height:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        merged.write_parquet(tmp)
+        tmp.replace(path)
+    return merged.filter(
+        (pl.col("timestamp").dt.epoch("ms") >= since_ms)
+        & (pl.col("timestamp").dt.epoch("ms") < until_ms)
+    )

@@ -7,7 +7,7 @@ Model, per bar of the requested timeframe:
 * shocks are Student-t with 4 degrees of freedom scaled to unit variance (fat tails);
 * each symbol has an annualised volatility in 60–100 % (BTC 60 %, ETH 75 %, BNB 70 %, SOL 100 %,
   AVAX 95 %, others drawn from the seed);
-* regimes alternate between **trending** (a persistent drift of ±1.5 annualised Sharpe in the
+* regimes alternate between **trending** (a persistent drift of ±2.5 annualised Sharpe in the
   market factor) and **mean-reverting** (returns anti-correlated with the previous bar's,
   coefficient −0.15), with geometric durations averaging 60 days;
 * OHLC are built from the path: open = previous close, high/low extend beyond max/min(open,
@@ -96,7 +96,7 @@ def generate(
     n_regimes = int(regime_id[-1]) + 1
     trending = rng.random(n_regimes) < 0.55
     drift_sign = np.where(rng.random(n_regimes) < 0.6, 1.0, -1.0)
-    drift = np.where(trending, drift_sign, 0.0)[regime_id] * 1.5 / per_year  # Sharpe-units per bar
+    drift = np.where(trending, drift_sign, 0.0)[regime_id] * 2.5 / per_year  # Sharpe-units per bar
     phi = np.where(trending, 0.0, -0.15)[regime_id]
 
     rets = np.empty((n, k))

@@ -111,6 +111,24 @@ def pod_weight_matrix(
     return mat
 
 
+def _funding(config: Config, symbols: list[str], ts: np.ndarray, step: int) -> np.ndarray:
+    """The funding-rate matrix on the clock (zeros unless ``portfolio.funding``)."""
+    if not config.portfolio.funding:
+        return np.zeros((ts.size, len(symbols)))
+    from orchestra.data.funding import funding_matrix, read_funding_file
+
+    d = config.data
+    if d.source == "files":
+        assert d.path is not None
+        rates = {s: read_funding_file(d.path, s) for s in symbols}
+    else:  # ccxt
+        from orchestra.data.ccxt_source import fetch_funding, make_exchange
+
+        ex = make_exchange(d.exchange, d.market)
+        rates = {s: fetch_funding(ex, s, int(ts[0]), int(ts[-1]) + step, d.cache) for s in symbols}
+    return funding_matrix(rates, symbols, ts, step)
+
+
 def month_end(ts: np.ndarray, step: int) -> np.ndarray:
     """True where the bar (open ``ts``, length ``step`` ms) closes its UTC month."""
     start = ts.astype("datetime64[ms]").astype("datetime64[M]")
@@ -259,7 +277,7 @@ def prepare(
         tradable=np.ascontiguousarray(window.tradable),
         atr=np.ascontiguousarray(atr[first:last]),
         target=target,
-        funding=np.zeros_like(window.close),
+        funding=_funding(config, symbols, ts, step),
         slot_pod=np.asarray(slot_pod, dtype=np.int64),
         slot_sym=slot_sym_arr,
         pod_ptr=np.asarray(pod_ptr, dtype=np.int64),

@@ -203,6 +203,10 @@ def _transition(inp, st, out, t, p, new, reason, value, threshold, prices):
         set_fraction_nb(inp, st, p, 0.0, prices)
     elif new == PRODUCTION and old != INCUBATION:
         ph_reset_nb(st, p)  # the detector starts afresh when the pod returns to production
+        if old == WARNING:
+            # recovery restores the slice it had before the warning (else every warning/recovery
+            # cycle would halve it again); the next rebalance re-sizes it as usual
+            set_fraction_nb(inp, st, p, st.pod_warning_fraction[p], prices)
 
 
 @njit(cache=True)
@@ -306,8 +310,10 @@ def _evaluate_nb(inp, st, out, t, p, prices):
             prices,
         )
         return
-    n_rs, m_rs, sd_rs = _ring_stats(st, p, int(lc[L_SHARPE_WINDOW]), st.hist_ret)
-    rs_valid = n_rs >= min_hist and sd_rs > 0.0
+    window = int(lc[L_SHARPE_WINDOW])
+    n_rs, m_rs, sd_rs = _ring_stats(st, p, window, st.hist_ret)
+    # a rolling Sharpe counts only over a full window: 30 days of daily returns are mostly noise
+    rs_valid = n_rs >= max(window, min_hist) and sd_rs > 0.0
     rs = m_rs / sd_rs * np.sqrt(ANNUAL) if rs_valid else 0.0
     alarm = st.ph_n[p] >= lc[L_PH_MIN] and st.ph_score[p] > lam
     score = st.ph_score[p]
@@ -366,7 +372,15 @@ def _evaluate_nb(inp, st, out, t, p, prices):
                 prices,
             )
     elif state == PROBATION:
-        if rs_valid and rs >= 2.0 * floor and score < lam / 2.0 and not alarm:
+        # strong recovery also needs the drawdown back under the pod's max_drawdown (otherwise a
+        # pod deep in drawdown would cycle probation -> production -> warning -> probation)
+        if (
+            rs_valid
+            and rs >= 2.0 * floor
+            and score < lam / 2.0
+            and not alarm
+            and dd < inp.pod_max_drawdown[p]
+        ):
             _transition(inp, st, out, t, p, PRODUCTION, R_STRONG_RECOVERY, rs, 2.0 * floor, prices)
         elif st.pod_state_days[p] >= lc[L_PROBATION_DAYS]:
             _transition(

@@ -20,6 +20,8 @@ Traps:
   target weight is met exactly at execution.
 * Floats only ever accumulate in one order (slot order), so the backtest and the bar driver are
   bit-identical: never reorder these loops.
+* ``cache=True`` keeps compiled kernels in ``__pycache__``, and numba does not invalidate a cached
+  function when a callee in *another* module changes: after editing a kernel run ``make clean``.
 """
 
 from __future__ import annotations

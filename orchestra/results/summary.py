@@ -20,6 +20,8 @@ STATE_SHORT = {
 def _pct(x: float | None, signed: bool = False) -> str:
     if x is None:
         return "-"
+    if abs(x) < 5e-7:  # float round-off of an exact zero (e.g. unallocated after a rebalance)
+        x = 0.0
     return f"{x:+.1%}" if signed else f"{x:.1%}"
 
 
