@@ -181,7 +181,7 @@ def fetch_funding(
 ) -> pl.DataFrame:
     """Funding-rate history ``timestamp, rate`` via ccxt, cached as parquet (only the tail is fetched)."""
     path = Path(cache).expanduser() / exchange.id / "funding" / f"{symbol_to_stem(symbol)}.parquet"
-    schema = pl.Schema({"timestamp": pl.Datetime("ms", "UTC"), "rate": pl.Float64})
+    schema: dict[str, pl.DataType] = {"timestamp": pl.Datetime("ms", "UTC"), "rate": pl.Float64()}
     cached = pl.read_parquet(path) if path.is_file() else pl.DataFrame(schema=schema)
     cursor = int(cached["timestamp"].dt.epoch("ms").max()) + 1 if cached.height else since_ms  # type: ignore[arg-type]
     rows: list[dict] = []
