@@ -26,6 +26,7 @@ import zlib
 
 import numpy as np
 import polars as pl
+from numba import njit
 
 from orchestra.timeframes import DAY_MS, bars_per_year, epoch_ms, timeframe_ms
 
@@ -36,6 +37,18 @@ _KNOWN = {
     "SOL": (1.00, 100.0),
     "AVAX": (0.95, 30.0),
 }
+
+
+@njit(cache=True)
+def _ar1(shocks: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """``z_t = ε_t + φ_t · z_{t−1}`` per column (the mean-reverting regime's recursion)."""
+    out = np.empty_like(shocks)
+    for j in range(shocks.shape[1]):
+        prev = 0.0
+        for t in range(shocks.shape[0]):
+            prev = shocks[t, j] + phi[t] * prev
+            out[t, j] = prev
+    return out
 
 
 def _symbol_profile(symbol: str, seed: int) -> tuple[float, float, float]:
@@ -99,12 +112,7 @@ def generate(
     drift = np.where(trending, drift_sign, 0.0)[regime_id] * 2.5 / per_year  # Sharpe-units per bar
     phi = np.where(trending, 0.0, -0.15)[regime_id]
 
-    rets = np.empty((n, k))
-    prev = np.zeros(k)
-    for t in range(n):  # AR(1) in the mean-reverting regime: a short recursion over bars
-        z = shocks[t] + phi[t] * prev
-        rets[t] = z
-        prev = z
+    rets = _ar1(shocks, phi)
     # drift in units of each symbol's vol; log-returns with the Itô correction
     log_r = (rets + drift[:, None] * np.sqrt(per_year)) * vols - 0.5 * vols**2
     close = prices0 * np.exp(np.cumsum(log_r, axis=0))
@@ -120,19 +128,15 @@ def generate(
     noise = np.column_stack([r.normal(10, 0.5, n) for r in sym_rngs]).reshape(n, k)
     volume = np.exp(noise) * (1 + 20 * np.abs(log_r))
 
-    frames = []
-    for j, sym in enumerate(symbols):
-        frames.append(
-            pl.DataFrame(
-                {
-                    "timestamp": pl.Series(ts).cast(pl.Datetime("ms", "UTC")),
-                    "symbol": [sym] * n,
-                    "open": open_[:, j],
-                    "high": high[:, j],
-                    "low": low[:, j],
-                    "close": close[:, j],
-                    "volume": volume[:, j],
-                }
-            )
-        )
-    return pl.concat(frames)
+    # symbol-major columns (Fortran-order ravel), built once: no per-symbol copies or Python lists
+    return pl.DataFrame(
+        {
+            "timestamp": pl.Series(np.tile(ts, k)).cast(pl.Datetime("ms", "UTC")),
+            "symbol": pl.Series(symbols, dtype=pl.String).gather(np.repeat(np.arange(k), n)),
+            "open": open_.ravel(order="F"),
+            "high": high.ravel(order="F"),
+            "low": low.ravel(order="F"),
+            "close": close.ravel(order="F"),
+            "volume": volume.ravel(order="F"),
+        }
+    )

@@ -75,15 +75,17 @@ def compute_weights(
     missing = {"timestamp", "symbol", "weight"} - set(out.columns)
     if missing:
         raise ValueError(f"strategy {name!r} returned no column(s) {sorted(missing)}")
-    out = (
-        bars.select("timestamp", "symbol")
-        .join(
-            out.select("timestamp", "symbol", pl.col("weight").cast(pl.Float64)),
-            on=["timestamp", "symbol"],
-            how="left",
-        )
-        .with_columns(pl.col("weight").fill_nan(0.0).fill_null(0.0))
+    weights = out.select("timestamp", "symbol", pl.col("weight").cast(pl.Float64))
+    aligned = (
+        weights.height == bars.height
+        and weights["timestamp"].equals(bars["timestamp"])
+        and weights["symbol"].equals(bars["symbol"])
     )
+    if not aligned:  # the strategy returned other rows or another order: align on the keys
+        weights = bars.select("timestamp", "symbol").join(
+            weights, on=["timestamp", "symbol"], how="left"
+        )
+    out = weights.with_columns(pl.col("weight").fill_nan(0.0).fill_null(0.0))
     if not np.isfinite(out["weight"].to_numpy()).all():
         raise ValueError(f"strategy {name!r} returned infinite weights")
     if max_leverage is not None:
