@@ -275,3 +275,13 @@ def test_funding_is_charged_to_the_holding_pods(tmp_path) -> None:
     e2.run()
     assert eng.out.pod_equity[-1, 1] == e2.out.pod_equity[-1, 1]
     assert eng.out.equity[-1] == pytest.approx(e2.out.equity[-1] - paid[0], rel=1e-3)
+
+
+def test_exposures_match_gross_leverage_at_day_ends() -> None:
+    res = run_backtest(small_config())
+    gross = res.exposures.group_by("timestamp").agg(pl.col("weight").abs().sum().alias("g"))
+    joined = gross.join(res.equity, on="timestamp")
+    assert joined.height > 100
+    assert np.allclose(
+        joined["g"].to_numpy(), joined["gross_leverage"].to_numpy(), rtol=1e-9, atol=1e-12
+    )

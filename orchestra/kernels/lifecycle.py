@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from orchestra.kernels.book import account_equity_nb, pod_equity_nb
 from orchestra.kernels.state import (
     INCUBATION,
     L_BREACH_DD,
@@ -105,22 +106,9 @@ def ph_reset_nb(st, p):
 
 
 @njit(cache=True)
-def _equity(inp, st, p, prices):
-    e = st.pod_cash[p]
-    for k in range(inp.pod_ptr[p], inp.pod_ptr[p + 1]):
-        if st.units[k] != 0.0:
-            e += st.units[k] * prices[inp.slot_sym[k]]
-    return e
-
-
-@njit(cache=True)
 def set_fraction_nb(inp, st, p, fraction, prices):
     """Move cash between pod ``p`` and the unallocated pool so that ``E_p = f·E_total``."""
-    total = st.account_cash[0]
-    for s in range(st.account_units.shape[0]):
-        if st.account_units[s] != 0.0:
-            total += st.account_units[s] * prices[s]
-    delta = fraction * total - _equity(inp, st, p, prices)
+    delta = fraction * account_equity_nb(inp, st, prices) - pod_equity_nb(inp, st, p, prices)
     st.pod_cash[p] += delta
     st.unallocated[0] -= delta
     st.pod_fraction[p] = fraction
@@ -222,7 +210,7 @@ def day_end_nb(inp, st, out, t):
     pnl_total = 0.0
     base_total = 0.0
     for p in range(n_pods):
-        eq[p] = _equity(inp, st, p, prices)
+        eq[p] = pod_equity_nb(inp, st, p, prices)
         if st.pod_joined[p]:
             pnl_total += eq[p] - st.pod_day_start_equity[p]
             base_total += st.pod_day_start_equity[p]
@@ -279,7 +267,7 @@ def day_end_nb(inp, st, out, t):
             if st.pod_joined[p] and st.pod_state[p] != RETIRED:
                 _evaluate_nb(inp, st, out, t, p, prices)
     for p in range(n_pods):
-        st.pod_day_start_equity[p] = _equity(inp, st, p, prices)
+        st.pod_day_start_equity[p] = pod_equity_nb(inp, st, p, prices)
         st.pod_nav_day_start[p] = st.pod_nav[p]
         out.ph_score[t, p] = st.ph_score[p]
 

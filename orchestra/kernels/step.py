@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from orchestra.kernels.book import account_equity_nb, pod_equity_nb
 from orchestra.kernels.lifecycle import day_end_nb
 from orchestra.kernels.state import (
     A_DAILY_LOSS,
@@ -63,28 +64,6 @@ def _sign(x: float) -> float:
     if x < 0.0:
         return -1.0
     return 0.0
-
-
-@njit(cache=True)
-def pod_equity_nb(inp, st, p, prices):
-    """Pod ``p``'s equity: cash + Σ units · price (untraded NaN prices count only if flat)."""
-    e = st.pod_cash[p]
-    for k in range(inp.pod_ptr[p], inp.pod_ptr[p + 1]):
-        q = st.units[k]
-        if q != 0.0:
-            e += q * prices[inp.slot_sym[k]]
-    return e
-
-
-@njit(cache=True)
-def account_equity_nb(inp, st, prices):
-    """Account equity: cash + Σ_s Q[s] · price[s]."""
-    e = st.account_cash[0]
-    for s in range(st.account_units.shape[0]):
-        q = st.account_units[s]
-        if q != 0.0:
-            e += q * prices[s]
-    return e
 
 
 @njit(cache=True)

@@ -116,16 +116,17 @@ def charts(result: OrchestratedResult) -> dict[str, go.Figure]:
     )
     figs["lifecycle"] = f
 
-    pos = result.positions
-    if pos.height:
+    expo = result.exposures
+    if expo.height:
         f = go.Figure()
-        net = pos.group_by("timestamp", "symbol").agg(pl.col("weight").sum()).sort("timestamp")
-        for sym in net["symbol"].unique(maintain_order=True).to_list():
-            s = result.account_positions.filter(pl.col("symbol") == sym)
+        for sym in expo["symbol"].unique(maintain_order=True).to_list():
+            s = expo.filter(pl.col("symbol") == sym)
             f.add_scatter(
-                x=s["timestamp"].to_list(), y=s["units"].to_list(), name=sym, line_shape="hv"
+                x=s["timestamp"].to_list(), y=s["weight"].to_list(), name=sym, line_shape="hv"
             )
-        f.update_layout(title="Net account position per symbol (units)")
+        f.update_layout(
+            title="Net exposure per symbol (account weight, daily)", yaxis_tickformat=".0%"
+        )
         figs["net_exposure"] = f
 
     navs = pe.pivot(on="pod_id", index="timestamp", values="nav").drop("timestamp")

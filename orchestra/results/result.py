@@ -42,6 +42,7 @@ FRAME_SCHEMAS: dict[str, dict[str, Any]] = {
         "weight": pl.Float64,
     },
     "account_positions": {"timestamp": TS, "symbol": pl.String, "units": pl.Float64},
+    "exposures": {"timestamp": TS, "symbol": pl.String, "weight": pl.Float64},
     "fills": {
         "timestamp": TS,
         "pod_id": pl.String,
@@ -95,6 +96,7 @@ class OrchestratedResult:
     pod_equity: pl.DataFrame
     positions: pl.DataFrame
     account_positions: pl.DataFrame
+    exposures: pl.DataFrame
     fills: pl.DataFrame
     allocations: pl.DataFrame
     lifecycle_events: pl.DataFrame
@@ -291,6 +293,7 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
         pod_equity=pod_equity,
         positions=positions,
         account_positions=account_positions,
+        exposures=_exposures(engine, account_positions),
         fills=fills,
         allocations=allocations,
         lifecycle_events=lifecycle,
@@ -380,6 +383,32 @@ def _alerts_frame(engine, monitor_alerts: list, pod_ids: list[str]) -> pl.DataFr
         return empty_frame("alerts")
     frame = _records_frame(rows, "alerts")
     return frame.sort("timestamp", maintain_order=True)
+
+
+def _exposures(engine, account_positions: pl.DataFrame) -> pl.DataFrame:
+    """Net weight per symbol, ``Q[s]·close[s] / equity``, at every UTC day end."""
+    inp, out = engine.inputs, engine.out
+    T = engine.next_bar
+    bars = np.flatnonzero(inp.day_end[:T])
+    symbols = engine.prepared.market.symbols
+    if bars.size == 0 or account_positions.height == 0:
+        return empty_frame("exposures")
+    ts_all = inp.timestamps[bars]
+    frames = []
+    for j, sym in enumerate(symbols):
+        sub = account_positions.filter(pl.col("symbol") == sym)
+        if sub.height == 0:
+            continue
+        t_pos = sub["timestamp"].dt.epoch("ms").to_numpy()
+        idx = np.searchsorted(t_pos, ts_all, side="right") - 1
+        units = np.where(idx >= 0, sub["units"].to_numpy()[np.maximum(idx, 0)], 0.0)
+        weight = np.nan_to_num(units * inp.close[bars, j]) / out.equity[bars]
+        frames.append(
+            pl.DataFrame({"timestamp": pl.Series(ts_all).cast(TS), "symbol": sym, "weight": weight})
+        )
+    if not frames:
+        return empty_frame("exposures")
+    return pl.concat(frames).select(list(FRAME_SCHEMAS["exposures"]))
 
 
 def _turnover(notional: float, equity: np.ndarray, years: float) -> float:
