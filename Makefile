@@ -1,7 +1,9 @@
 # orchestra — developer commands. `make` (or `make help`) lists them.
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
-UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# `pip install --user uv` lands in ~/.local/bin: keep it on PATH for every recipe
+export PATH := $(HOME)/.local/bin:$(PATH)
+UV ?= uv
 PYTEST_ARGS ?=
 
 .PHONY: help uv install demo test test-fast lint format bench clean
@@ -9,9 +11,9 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
-uv: ## install uv if it is missing (pip --user, else the standalone installer)
+uv: ## install uv if it is missing (with pip: --user first, then into the current Python)
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
-	@command -v $(UV) >/dev/null 2>&1 || { echo "uv could not be installed; see https://docs.astral.sh/uv/"; exit 1; }
+	@command -v $(UV) >/dev/null 2>&1 || { echo "uv could not be installed: install it (https://docs.astral.sh/uv/) and re-run"; exit 1; }
 
 install: uv ## create .venv from uv.lock (dev tools included)
 	$(UV) sync --frozen

@@ -33,6 +33,7 @@ def fills_by_slot(bars, slots, units, prices, fees, dust=1e-9):
     return agg
 
 
+@pytest.mark.slow
 @settings(max_examples=1500)
 @given(case=kernel_cases())
 def test_kernel_equals_reference(case) -> None:
@@ -72,6 +73,7 @@ def test_kernel_equals_reference(case) -> None:
     assert close(st_.pod_alone_fees, ref.pod_alone_fees[-1], abs_=1e-9)
 
 
+@pytest.mark.slow
 @settings(max_examples=1500)
 @given(case=kernel_cases())
 def test_invariants_at_every_bar(case) -> None:
