@@ -338,3 +338,39 @@ def test_user_strategy_in_a_config() -> None:
         }
     )
     assert cfg.pods[0].strategy_params().weight == 0.2
+
+
+def test_matrix_cap_equals_frame_cap() -> None:
+    """The engine's dense-matrix leverage cap is the same rule as compute_weights' frame cap."""
+    from orchestra.strategies import cap_matrix
+
+    bars = random_bars(9, 3, 150)
+    raw = compute_weights("tsmom", bars, {"lookback": 5, "vol_target": 4.0})
+    capped = compute_weights("tsmom", bars, {"lookback": 5, "vol_target": 4.0}, max_leverage=0.7)
+    mat = (
+        raw.pivot(on="symbol", index="timestamp", values="weight")
+        .sort("timestamp")
+        .drop("timestamp")
+        .to_numpy()
+    )
+    cap_matrix(mat, 0.7)
+    expected = (
+        capped.pivot(on="symbol", index="timestamp", values="weight")
+        .sort("timestamp")
+        .drop("timestamp")
+        .to_numpy()
+    )
+    assert np.allclose(mat, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_sortedness_check() -> None:
+    from orchestra.strategies import is_sorted_by_symbol_time
+
+    bars = random_bars(2, 2, 10).sort("symbol", "timestamp")
+    assert is_sorted_by_symbol_time(bars)
+    assert not is_sorted_by_symbol_time(bars.reverse())
+    assert not is_sorted_by_symbol_time(bars.sort("timestamp", "symbol"))
+    # unsorted input still gives the same weights (sorted internally)
+    assert compute_weights(
+        "tsmom", bars.sample(fraction=1.0, shuffle=True, seed=1), {"lookback": 3}
+    ).equals(compute_weights("tsmom", bars, {"lookback": 3}))

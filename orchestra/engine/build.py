@@ -53,7 +53,7 @@ from orchestra.kernels.state import (
     P_SLIPPAGE,
     Inputs,
 )
-from orchestra.strategies import pod_params, weights_on_clock
+from orchestra.strategies import cap_matrix, pod_params, weights_on_clock
 from orchestra.timeframes import DAY_MS, epoch_ms, timeframe_ms
 
 
@@ -100,13 +100,16 @@ def pod_weight_matrix(
     offset = 0
     for pod in config.pods:
         pod_bars = bars.filter(pl.col("symbol").is_in(pod.symbols))
-        w = weights_on_clock(
-            pod.strategy, pod_bars, pod_params(pod), pod.timeframe, clock_tf, pod.risk.max_leverage
-        )
+        w = weights_on_clock(pod.strategy, pod_bars, pod_params(pod), pod.timeframe, clock_tf)
         index = {s: offset + j for j, s in enumerate(pod.symbols)}
         rows = ((w["timestamp"].dt.epoch("ms").to_numpy() - t0) // step).astype(np.int64)
         cols = w["symbol"].replace_strict(index, return_dtype=pl.Int64).to_numpy()
         mat[rows, cols] = w["weight"].to_numpy()
+        # the pod's leverage cap, on its dense block (a per-timestamp group-by in polars costs
+        # more than the strategy itself on long frames)
+        block = mat[:, offset : offset + len(pod.symbols)]
+        cap_matrix(block, pod.risk.max_leverage)
+        mat[:, offset : offset + len(pod.symbols)] = block
         offset += len(pod.symbols)
     return mat
 

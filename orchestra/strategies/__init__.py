@@ -33,8 +33,10 @@ __all__ = [
     "StrategyParams",
     "StrategySpec",
     "apply_leverage_cap",
+    "cap_matrix",
     "compute_weights",
     "get_strategy",
+    "is_sorted_by_symbol_time",
     "registered_names",
     "strategy",
     "weights_on_clock",
@@ -43,11 +45,39 @@ __all__ = [
 WEIGHT_SCHEMA = {"timestamp": pl.Datetime("ms", "UTC"), "symbol": pl.String, "weight": pl.Float64}
 
 
+def is_sorted_by_symbol_time(bars: pl.DataFrame) -> bool:
+    """Whether rows are sorted by (symbol, timestamp), checked in one vectorised pass."""
+    if bars.height < 2:
+        return True
+    sym = bars["symbol"]
+    if not sym.is_sorted():
+        return False
+    ok = bars.select(
+        (
+            (pl.col("symbol") != pl.col("symbol").shift(1))
+            | (pl.col("timestamp") > pl.col("timestamp").shift(1))
+        )
+        .slice(1)
+        .all()
+    ).item()
+    return bool(ok)
+
+
 def apply_leverage_cap(weights: pl.DataFrame, max_leverage: float) -> pl.DataFrame:
     """Scale each timestamp's weights down pro rata so that ``Σ_s |w| ≤ max_leverage``."""
     gross = pl.col("weight").abs().sum().over("timestamp")
     scale = pl.when(gross > max_leverage).then(max_leverage / gross).otherwise(1.0)
     return weights.with_columns((pl.col("weight") * scale).alias("weight"))
+
+
+def cap_matrix(weights: np.ndarray, max_leverage: float) -> None:
+    """In place: scale each row of ``(T, n_symbols)`` weights so that ``Σ|w| ≤ max_leverage``.
+
+    The same rule as :func:`apply_leverage_cap`, on a dense matrix (the engine's layout).
+    """
+    gross = np.abs(weights).sum(axis=1)
+    over = gross > max_leverage
+    weights[over] *= (max_leverage / gross[over])[:, None]
 
 
 def compute_weights(
@@ -70,7 +100,8 @@ def compute_weights(
     """
     spec = get_strategy(name)
     model = params if isinstance(params, StrategyParams) else spec.parse_params(params)
-    bars = bars.sort("symbol", "timestamp")
+    if not is_sorted_by_symbol_time(bars):
+        bars = bars.sort("symbol", "timestamp")
     out = spec.func(bars, model)
     missing = {"timestamp", "symbol", "weight"} - set(out.columns)
     if missing:
@@ -82,15 +113,17 @@ def compute_weights(
         and weights["symbol"].equals(bars["symbol"])
     )
     if not aligned:  # the strategy returned other rows or another order: align on the keys
-        weights = bars.select("timestamp", "symbol").join(
-            weights, on=["timestamp", "symbol"], how="left"
+        weights = (
+            bars.select("timestamp", "symbol")
+            .join(weights, on=["timestamp", "symbol"], how="left")
+            .sort("symbol", "timestamp")
         )
     out = weights.with_columns(pl.col("weight").fill_nan(0.0).fill_null(0.0))
     if not np.isfinite(out["weight"].to_numpy()).all():
         raise ValueError(f"strategy {name!r} returned infinite weights")
     if max_leverage is not None:
         out = apply_leverage_cap(out, max_leverage)
-    return out.sort("symbol", "timestamp")
+    return out
 
 
 def pod_params(pod: Any) -> dict[str, Any]:
