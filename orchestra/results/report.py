@@ -95,6 +95,24 @@ def charts(result: OrchestratedResult) -> dict[str, go.Figure]:
         f.update_layout(title="Percentage risk contribution (PRC)", yaxis_tickformat=".0%")
         figs["prc"] = f
 
+    pr = result.portfolio_risk
+    if pr.height:
+        f = go.Figure()
+        f.add_scatter(
+            x=pr["timestamp"].to_list(), y=pr["effective_n"].to_list(), name="effective N (1/ΣPRC²)"
+        )
+        f.add_scatter(
+            x=pr["timestamp"].to_list(),
+            y=pr["avg_correlation"].to_list(),
+            name="average pod correlation",
+            yaxis="y2",
+        )
+        f.update_layout(
+            title="Diversification: effective number of strategies and average pod correlation",
+            yaxis2={"overlaying": "y", "side": "right", "range": [-1, 1]},
+        )
+        figs["diversification"] = f
+
     f = go.Figure()
     codes = {"incubation": 0, "production": 1, "warning": 2, "probation": 3, "retired": 4}
     for pid in pods:

@@ -70,6 +70,7 @@ FRAME_SCHEMAS: dict[str, dict[str, Any]] = {
         "threshold": pl.Float64,
     },
     "risk_contributions": {"timestamp": TS, "pod_id": pl.String, "prc": pl.Float64},
+    "portfolio_risk": {"timestamp": TS, "effective_n": pl.Float64, "avg_correlation": pl.Float64},
     "alerts": {
         "timestamp": TS,
         "alert_type": pl.String,
@@ -101,6 +102,7 @@ class OrchestratedResult:
     allocations: pl.DataFrame
     lifecycle_events: pl.DataFrame
     risk_contributions: pl.DataFrame
+    portfolio_risk: pl.DataFrame
     alerts: pl.DataFrame
     metrics: pl.DataFrame
     summary: dict[str, Any] = field(default_factory=dict)
@@ -298,6 +300,7 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
         allocations=allocations,
         lifecycle_events=lifecycle,
         risk_contributions=prc,
+        portfolio_risk=_portfolio_risk_frame(snaps),
         alerts=alerts,
         metrics=metrics,
         summary=summary,
@@ -360,6 +363,19 @@ def _prc_frame(snaps: list, pod_ids: list[str]) -> pl.DataFrame:
             "prc": np.concatenate([s.prc for s in snaps]),
         },
         schema=FRAME_SCHEMAS["risk_contributions"],
+    )
+
+
+def _portfolio_risk_frame(snaps: list) -> pl.DataFrame:
+    if not snaps:
+        return empty_frame("portfolio_risk")
+    return pl.DataFrame(
+        {
+            "timestamp": pl.Series([s.timestamp for s in snaps]).cast(TS),
+            "effective_n": [s.effective_n for s in snaps],
+            "avg_correlation": [s.avg_correlation for s in snaps],
+        },
+        schema=FRAME_SCHEMAS["portfolio_risk"],
     )
 
 
