@@ -131,3 +131,11 @@ def test_execution_note_in_summary(execution: str) -> None:
     )
     note = run_backtest(cfg).summary["execution_note"]
     assert ("optimistic" in note) == (execution == "close")
+
+
+def test_date_overrides_are_validated_like_the_file() -> None:
+    res = CliRunner().invoke(
+        main, ["run", str(CONFIGS / "example.yaml"), "--start", "2026-06-01", "--quiet"]
+    )
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "--start/--end override" in res.output and "must be before end" in res.output

@@ -14,7 +14,21 @@ from orchestra.config import Config, load_config
 from orchestra.engine.build import Prepared, prepare
 from orchestra.engine.core import Engine
 
-__all__ = ["Engine", "Prepared", "prepare", "run_backtest"]
+__all__ = ["Engine", "Prepared", "prepare", "run_backtest", "with_dates"]
+
+
+def with_dates(cfg: Config, start: dt.date | None = None, end: dt.date | None = None) -> Config:
+    """The config with ``backtest.start``/``end`` overridden, validated like the file
+    (raises :class:`~orchestra.config.ConfigError`, e.g. when start is not before end)."""
+    if start is None and end is None:
+        return cfg
+    from orchestra.config import parse_config
+
+    raw = cfg.model_dump(mode="json")
+    raw["backtest"].update(
+        {k: str(v) for k, v in (("start", start), ("end", end)) if v is not None}
+    )
+    return parse_config(raw, source="--start/--end override")
 
 
 def run_backtest(
@@ -31,11 +45,7 @@ def run_backtest(
     from orchestra.results.result import build_result
 
     cfg = config if isinstance(config, Config) else load_config(config)
-    if start is not None or end is not None:
-        bt = cfg.backtest.model_copy(
-            update={k: v for k, v in (("start", start), ("end", end)) if v}
-        )
-        cfg = cfg.model_copy(update={"backtest": type(bt).model_validate(bt.model_dump())})
+    cfg = with_dates(cfg, start, end)
     prepared = prepare(cfg)
     timings = dict(prepared.timings)
     engine = Engine(prepared)

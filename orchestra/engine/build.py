@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from orchestra.config import Config
-from orchestra.data import LoadedData, Market, load_bars, resample, to_matrices
+from orchestra.data import DataError, LoadedData, Market, load_bars, resample, to_matrices
 from orchestra.engine.warmup import ATR_BARS
 from orchestra.kernels.state import (
     CLOSE,
@@ -207,7 +207,7 @@ def prepare(
     first = int(np.searchsorted(market.timestamps, epoch_ms(start)))
     last = int(np.searchsorted(market.timestamps, epoch_ms(end) + DAY_MS))
     if first >= last:
-        raise ValueError(f"no bars between {start} and {end} in {loaded.source_label}")
+        raise DataError([f"no bars between {start} and {end}"], loaded.source_label)
     atr = atr_matrix(market)
     sym_index = {s: i for i, s in enumerate(symbols)}
     slot_pod, slot_sym, labels = [], [], []
