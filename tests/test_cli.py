@@ -139,3 +139,18 @@ def test_date_overrides_are_validated_like_the_file() -> None:
     )
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert "--start/--end override" in res.output and "must be before end" in res.output
+
+
+def test_validate_warns_when_weights_never_reach_the_threshold(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "pods:\n"
+        "  - {pod_id: wide, strategy: tsmom, symbols: [BTC/USDT, ETH/USDT, SOL/USDT, BNB/USDT, AVAX/USDT],\n"
+        "     params: {vol_target: 0.2}, risk: {rebalance_threshold: 0.2}}\n"
+        "backtest: {start: '2024-01-01', end: '2024-06-30'}\n"
+    )
+    res = CliRunner().invoke(main, ["validate", str(cfg)])
+    assert res.exit_code == 0, res.output
+    assert "pod wide" in res.output and "seldom trade" in res.output
+    ok = CliRunner().invoke(main, ["validate", str(CONFIGS / "example.yaml")])
+    assert "seldom trade" not in ok.output

@@ -156,6 +156,10 @@ def validate(config: Path) -> None:
         out.print(f"  {r['symbol']}: {r['first']} → {r['last']} ({r['bars']} bars)")
     if loaded.gaps.total:
         out.print(f"  [yellow]gaps filled[/]: {loaded.gaps.total}")
+    from orchestra.engine.build import prepare, threshold_warnings
+
+    for line in threshold_warnings(cfg, prepare(cfg, loaded=loaded)):
+        out.print(f"  [yellow]warning[/]: {line}", highlight=False)
 
 
 @main.command()

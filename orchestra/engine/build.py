@@ -308,3 +308,27 @@ def prepare(
         data_label=loaded.source_label,
         timings=timings,
     )
+
+
+def threshold_warnings(config: Config, prepared: Prepared) -> list[str]:
+    """Pods whose per-symbol target weights rarely exceed their ``rebalance_threshold``.
+
+    Such a pod seldom trades (the threshold applies to each symbol's weight), a common surprise
+    with many symbols per pod. Returns one readable line per affected pod.
+    """
+    out = []
+    target = prepared.inputs.target
+    for p, pod in enumerate(config.pods):
+        lo, hi = prepared.inputs.pod_ptr[p], prepared.inputs.pod_ptr[p + 1]
+        w = np.abs(target[:, lo:hi])
+        w = w[w > 0]
+        thr = pod.risk.rebalance_threshold
+        if w.size == 0 or thr <= 0:
+            continue
+        p90 = float(np.quantile(w, 0.9))
+        if p90 <= thr:
+            out.append(
+                f"pod {pod.pod_id}: 90 % of its per-symbol weights are ≤ {p90:.3f}, not above its "
+                f"rebalance_threshold {thr}: it will seldom trade (lower pods[{p}].risk.rebalance_threshold)"
+            )
+    return out
