@@ -235,3 +235,18 @@ def test_shared_hourly_resampled_matches_the_daily_files(shared_data: Path) -> N
 def test_shared_hourly_gaps_are_reported(shared_data: Path) -> None:
     with pytest.raises(DataError, match=r"BTC/USDT: 32 missing bar\(s\): 2020-02-09 02:00"):
         read_files(shared_data / "binance-1h", ["BTC/USDT"], "1h")
+
+
+def test_interleaved_symbols_are_checked_per_symbol() -> None:
+    """Frames sorted by time across symbols (not grouped) still catch per-symbol problems."""
+    a, b = good_bars(5, "BTC/USDT"), good_bars(5, "ETH/USDT")
+    mixed = pl.concat([a, b, b.slice(2, 1)]).sort("timestamp", "symbol")
+    with pytest.raises(DataError, match=r"ETH/USDT 2024-01-03 .*duplicate timestamp"):
+        validate_bars(mixed, "1d")
+    ok, _ = validate_bars(pl.concat([a, b]).sort("timestamp", "symbol"), "1d")
+    assert ok["symbol"].is_sorted() and ok.height == 10
+    gap = pl.concat([a.filter(pl.col("timestamp") != T0 + dt.timedelta(days=2)), b]).sort(
+        "timestamp", "symbol"
+    )
+    with pytest.raises(DataError, match=r"BTC/USDT: 1 missing bar"):
+        validate_bars(gap, "1d")

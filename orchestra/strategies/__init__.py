@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from orchestra.data.schema import is_sorted_by_symbol_time
 from orchestra.strategies import donchian, ensemble, tsmom, vol_adaptive, vw_tsmom  # noqa: F401  (registers)
 from orchestra.strategies.registry import (
     StrategyNotFound,
@@ -43,24 +44,6 @@ __all__ = [
 ]
 
 WEIGHT_SCHEMA = {"timestamp": pl.Datetime("ms", "UTC"), "symbol": pl.String, "weight": pl.Float64}
-
-
-def is_sorted_by_symbol_time(bars: pl.DataFrame) -> bool:
-    """Whether rows are sorted by (symbol, timestamp), checked in one vectorised pass."""
-    if bars.height < 2:
-        return True
-    sym = bars["symbol"]
-    if not sym.is_sorted():
-        return False
-    ok = bars.select(
-        (
-            (pl.col("symbol") != pl.col("symbol").shift(1))
-            | (pl.col("timestamp") > pl.col("timestamp").shift(1))
-        )
-        .slice(1)
-        .all()
-    ).item()
-    return bool(ok)
 
 
 def apply_leverage_cap(weights: pl.DataFrame, max_leverage: float) -> pl.DataFrame:
