@@ -41,13 +41,14 @@ _KNOWN = {
 
 @njit(cache=True)
 def _ar1(shocks: np.ndarray, phi: np.ndarray) -> np.ndarray:
-    """``z_t = ε_t + φ_t · z_{t−1}`` per column (the mean-reverting regime's recursion)."""
+    """``z_t = ε_t + φ_t · z_{t−1}`` per symbol row of ``(k, n)`` shocks (the mean-reverting
+    regime's recursion)."""
     out = np.empty_like(shocks)
-    for j in range(shocks.shape[1]):
+    for j in range(shocks.shape[0]):
         prev = 0.0
-        for t in range(shocks.shape[0]):
-            prev = shocks[t, j] + phi[t] * prev
-            out[t, j] = prev
+        for t in range(shocks.shape[1]):
+            prev = shocks[j, t] + phi[t] * prev
+            out[j, t] = prev
     return out
 
 
@@ -90,17 +91,17 @@ def generate(
     t_scale = np.sqrt((dof - 2) / dof)
     factor = rng.standard_t(dof, size=n) * t_scale
     # each symbol's own shocks come from (seed, symbol): a path does not depend on which other
-    # symbols are generated with it, nor on their order
+    # symbols are generated with it, nor on their order. Arrays are symbol-major, (k, n).
     idio = (
-        np.column_stack(
+        np.stack(
             [
                 np.random.default_rng([seed, zlib.crc32(s.encode()), 1]).standard_t(dof, size=n)
                 for s in symbols
             ]
-        ).reshape(n, k)
+        )
         * t_scale
     )
-    shocks = load * factor[:, None] + np.sqrt(1 - load**2) * idio
+    shocks = load[:, None] * factor[None, :] + np.sqrt(1 - load**2)[:, None] * idio
 
     # regimes: 1 = trending (with a drift sign), 0 = mean-reverting; mean length 60 days
     bars_per_regime = max(60.0 * DAY_MS / step, 2.0)
@@ -114,29 +115,26 @@ def generate(
 
     rets = _ar1(shocks, phi)
     # drift in units of each symbol's vol; log-returns with the Itô correction
-    log_r = (rets + drift[:, None] * np.sqrt(per_year)) * vols - 0.5 * vols**2
-    close = prices0 * np.exp(np.cumsum(log_r, axis=0))
-    open_ = np.vstack([prices0[None, :], close[:-1]])
+    v = vols[:, None]
+    log_r = (rets + drift[None, :] * np.sqrt(per_year)) * v - 0.5 * v**2
+    close = prices0[:, None] * np.exp(np.cumsum(log_r, axis=1))
+    open_ = np.concatenate([prices0[:, None], close[:, :-1]], axis=1)
     sym_rngs = [np.random.default_rng([seed, zlib.crc32(s.encode()), 2]) for s in symbols]
-    wick = (
-        np.stack([np.abs(r.standard_normal((n, 2))) for r in sym_rngs], axis=1)
-        * 0.5
-        * vols[None, :, None]
-    )
-    high = np.maximum(open_, close) * np.exp(wick[..., 0])
-    low = np.minimum(open_, close) * np.exp(-wick[..., 1])
-    noise = np.column_stack([r.normal(10, 0.5, n) for r in sym_rngs]).reshape(n, k)
+    wick = np.stack([np.abs(r.standard_normal((n, 2))).T for r in sym_rngs]) * 0.5 * v[:, :, None]
+    high = np.maximum(open_, close) * np.exp(wick[:, 0])
+    low = np.minimum(open_, close) * np.exp(-wick[:, 1])
+    noise = np.stack([r.normal(10, 0.5, n) for r in sym_rngs])
     volume = np.exp(noise) * (1 + 20 * np.abs(log_r))
 
-    # symbol-major columns (Fortran-order ravel), built once: no per-symbol copies or Python lists
+    # symbol-major (k, n) arrays ravel without a copy into the long frame, built once
     return pl.DataFrame(
         {
             "timestamp": pl.Series(np.tile(ts, k)).cast(pl.Datetime("ms", "UTC")),
             "symbol": pl.Series(symbols, dtype=pl.String).gather(np.repeat(np.arange(k), n)),
-            "open": open_.ravel(order="F"),
-            "high": high.ravel(order="F"),
-            "low": low.ravel(order="F"),
-            "close": close.ravel(order="F"),
-            "volume": volume.ravel(order="F"),
+            "open": open_.ravel(),
+            "high": high.ravel(),
+            "low": low.ravel(),
+            "close": close.ravel(),
+            "volume": volume.ravel(),
         }
     )
