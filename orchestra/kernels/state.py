@@ -201,6 +201,7 @@ class State(NamedTuple):
     # scratch (K,) / (S,) reused every bar; not meaningful between bars
     scratch_target: np.ndarray
     scratch_delta: np.ndarray
+    scratch_changed: np.ndarray  # (S,) bool: a slot of this symbol has a target != its units
 
 
 class Outputs(NamedTuple):
@@ -300,6 +301,7 @@ def new_state(n_pods: int, n_syms: int, n_slots: int, history: int = 2) -> State
         next_bar=i(1),
         scratch_target=f(n_slots),
         scratch_delta=f(n_slots),
+        scratch_changed=np.zeros(n_syms, dtype=np.bool_),
     )
 
 

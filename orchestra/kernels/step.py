@@ -112,18 +112,27 @@ def update_stops_nb(inp, st, t):
 
 @njit(cache=True)
 def pod_targets_nb(inp, st, t, prices):
-    """Pod rules (SPEC §9.2): target units per slot into ``st.scratch_target``."""
+    """Pod rules (SPEC §9.2): target units per slot into ``st.scratch_target``.
+
+    Also flags, per symbol, whether any slot's target differs from its units
+    (``st.scratch_changed``), so that netting only visits symbols that trade.
+    """
     flatten = st.breaker[0] != BREAKER_OFF or st.halted[0] != 0
     derisk = DERISK_FACTOR if st.derisk[0] != 0 else 1.0
+    st.scratch_changed[:] = False
+    bound = 0.0  # Σ_k |target_k · price| ≥ the netted gross notional (triangle inequality)
     for p in range(inp.pod_ptr.shape[0] - 1):
         lo, hi = inp.pod_ptr[p], inp.pod_ptr[p + 1]
-        equity = pod_equity_nb(inp, st, p, prices)
-        active = st.pod_state[p] != RETIRED and equity > 0.0 and not flatten
+        # one pass: the pod's equity (same summation order as pod_equity_nb) and its weights
+        equity = st.pod_cash[p]
         gross = 0.0
         for k in range(lo, hi):
-            w = inp.target[t, k] * derisk if active else 0.0
+            q = st.units[k]
+            if q != 0.0:
+                equity += q * prices[inp.slot_sym[k]]
+            w = inp.target[t, k] * derisk
             if st.stop_pending[k]:
-                st.lock[k] = np.int8(_sign(st.units[k]))
+                st.lock[k] = np.int8(_sign(q))
                 st.stop_pending[k] = False
             if st.lock[k] != 0:
                 if w == 0.0 or _sign(w) != st.lock[k]:
@@ -132,6 +141,12 @@ def pod_targets_nb(inp, st, t, prices):
                     w = 0.0
             st.scratch_target[k] = w
             gross += abs(w)
+        active = st.pod_state[p] != RETIRED and equity > 0.0 and not flatten
+        if not active:  # as if every weight were 0: locks lifted, everything closes
+            for k in range(lo, hi):
+                st.lock[k] = 0
+                st.scratch_target[k] = 0.0
+            gross = 0.0
         scale = 1.0
         lev = inp.pod_max_leverage[p]
         if gross > lev:
@@ -142,6 +157,8 @@ def pod_targets_nb(inp, st, t, prices):
             q = st.units[k]
             if not inp.tradable[t, s]:
                 st.scratch_target[k] = q  # no bar, no trade
+                if q != 0.0:
+                    bound += abs(q * prices[s])
                 continue
             w = st.scratch_target[k] * scale
             px = prices[s]
@@ -152,16 +169,21 @@ def pod_targets_nb(inp, st, t, prices):
                 w_cur = 0.0
                 q_new = 0.0
             if w == 0.0:
-                st.scratch_target[k] = 0.0
+                target = 0.0
             elif abs(w - w_cur) > thr + WEIGHT_EPS:
-                st.scratch_target[k] = q_new
+                target = q_new
             else:
-                st.scratch_target[k] = q
+                target = q
+            st.scratch_target[k] = target
+            if target != q:
+                st.scratch_changed[s] = True
+            if target != 0.0:
+                bound += abs(target * px)
     # portfolio gross leverage cap: one factor for every pod, so attribution stays exact
     max_gross = inp.params[P_MAX_GROSS]
     if max_gross > 0.0:
         total = account_equity_nb(inp, st, prices)
-        if total > 0.0:
+        if total > 0.0 and bound > max_gross * total:
             gross_notional = 0.0
             for s in range(inp.sym_ptr.shape[0] - 1):
                 n = 0.0
@@ -173,8 +195,11 @@ def pod_targets_nb(inp, st, t, prices):
             if lev > max_gross:
                 f = max_gross / lev
                 for k in range(st.units.shape[0]):
-                    if inp.tradable[t, inp.slot_sym[k]]:
+                    s = inp.slot_sym[k]
+                    if inp.tradable[t, s]:
                         st.scratch_target[k] *= f
+                        if st.scratch_target[k] != st.units[k]:
+                            st.scratch_changed[s] = True
 
 
 @njit(cache=True)
@@ -209,6 +234,8 @@ def execute_nb(inp, st, out, t, prices):
     cost = inp.params[P_COST]
     slip = inp.params[P_SLIPPAGE]
     for s in range(inp.sym_ptr.shape[0] - 1):
+        if not st.scratch_changed[s]:
+            continue  # no slot of this symbol trades at this bar
         j0, j1 = inp.sym_ptr[s], inp.sym_ptr[s + 1]
         net = 0.0
         same_side = 0.0
@@ -281,12 +308,14 @@ def mark_nb(inp, st, out, t):
                     st.pod_cash[p] -= pay
                     st.pod_funding[p] += pay
                     st.account_cash[0] -= pay
-    total = account_equity_nb(inp, st, prices)
+    total = st.account_cash[0]  # account equity and gross in one pass (account_equity_nb's order)
     gross = 0.0
     for s in range(st.account_units.shape[0]):
         q = st.account_units[s]
         if q != 0.0:
-            gross += abs(q * prices[s])
+            v = q * prices[s]
+            total += v
+            gross += abs(v)
     out.equity[t] = total
     out.unallocated[t] = st.unallocated[0]
     out.gross_leverage[t] = gross / total if total > 0.0 else np.inf
