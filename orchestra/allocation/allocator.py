@@ -34,7 +34,6 @@ from orchestra.allocation.moments import (
     SingularCovariance,
     cholesky_factor,
     daily_returns,
-    effective_n,
     risk_contributions,
     shrunk_covariance,
 )
@@ -179,13 +178,6 @@ class AllocationRecord:
 
 
 @dataclass
-class PrcRecord:
-    timestamp: int
-    pod_id: str
-    prc: float
-
-
-@dataclass
 class Allocator:
     """Stateful allocator of one run: problem cache, records, last fractions."""
 
@@ -193,9 +185,7 @@ class Allocator:
     pod_ids: list[str]
     cache: ProblemCache = field(default_factory=ProblemCache)
     allocations: list[AllocationRecord] = field(default_factory=list)
-    prcs: list[PrcRecord] = field(default_factory=list)
     solve_seconds: list[float] = field(default_factory=list)
-    last_rebalance_day: int = -(10**9)
     target_prc: np.ndarray | None = None  # PRC of the production pods set at the last rebalance
     target_set: tuple = ()
     _cov_memo: dict = field(default_factory=dict)
@@ -232,7 +222,6 @@ class Allocator:
         navs: np.ndarray,
         states: np.ndarray,
         fractions: np.ndarray,
-        join_bars: np.ndarray,
         equities: np.ndarray | None = None,
         live_days: np.ndarray | None = None,
     ) -> np.ndarray | None:
@@ -260,8 +249,6 @@ class Allocator:
             self.allocations.append(
                 AllocationRecord(timestamp, pid, float(new[p]), method, fallback, reason)
             )
-        self._record_prc(timestamp, rets_all, new, t)
-        self.last_rebalance_day = day_index
         self._set_target_prc(rets_all, prod, new, t)
         return new
 
@@ -435,20 +422,10 @@ class Allocator:
             return f * (cap / vol)
         return f
 
-    def _record_prc(self, timestamp: int, rets_all: np.ndarray, f: np.ndarray, t: int) -> None:
-        live = self._canon(np.flatnonzero(f > 0))
-        prc = np.zeros(len(self.pods))
-        if live.size and rets_all.shape[0] >= 2:
-            cov = self._cov(rets_all, live, t)
-            prc[live] = risk_contributions(f[live], cov)
-        for p, pid in enumerate(self.pod_ids):
-            self.prcs.append(PrcRecord(timestamp, pid, float(prc[p])))
-
 
 __all__ = [
     "Allocator",
     "adaptive_kelly_blend",
-    "effective_n",
     "inverse_volatility_weights",
     "kelly_weights",
     "risk_parity_weights",

@@ -186,7 +186,6 @@ class Engine:
                 navs=self.daily_navs(t),
                 states=st.pod_state.copy(),
                 fractions=fractions,
-                join_bars=self.prepared.pod_join_bar,
                 equities=self.out.pod_equity[t].copy(),
                 live_days=day_index + 1 - self._join_day,
             )
