@@ -1,6 +1,7 @@
 """A local HTTP server that speaks the parts of Binance's spot REST API that ccxt uses for bars.
 
-Endpoints: ``GET /api/v3/exchangeInfo`` and ``GET /api/v3/klines`` (``symbol``, ``interval``,
+Endpoints: ``GET /api/v3/exchangeInfo``, ``GET /fapi/v1/exchangeInfo``, ``GET /fapi/v1/fundingRate``
+(USDⓈ-M perpetuals) and ``GET /api/v3/klines`` (``symbol``, ``interval``,
 ``startTime``, ``endTime``, ``limit``; pages are capped at ``page_limit`` rows like the real
 API's ``limit``). Failures can be scripted: ``fail_next = ["429", "timeout", "500"]`` makes the
 next klines requests answer 429, stall past the client's timeout, or answer 500. Every klines
@@ -50,9 +51,14 @@ def make_klines(start_ms: int, n: int, step_ms: int, seed: int = 0) -> list[list
 
 class FakeBinance:
     def __init__(
-        self, klines: dict[tuple[str, str], list[list]], page_limit: int = 100, stall_s: float = 2.0
+        self,
+        klines: dict[tuple[str, str], list[list]],
+        page_limit: int = 100,
+        stall_s: float = 2.0,
+        funding: dict[str, list[tuple[int, float]]] | None = None,
     ):
         self.klines = klines
+        self.funding = funding or {}
         self.page_limit = page_limit
         self.stall_s = stall_s
         self.fail_next: list[str] = []
@@ -75,18 +81,24 @@ class FakeBinance:
         self.server.shutdown()
         self.server.server_close()
 
-    def exchange(self, timeout_ms: int = 1000):
-        """A real ccxt binance client pointed at this server."""
+    def exchange(self, timeout_ms: int = 1000, market: str = "spot"):
+        """A real ccxt binance client pointed at this server (spot, or USDⓈ-M perpetuals)."""
         import ccxt
 
+        types = ["spot"] if market == "spot" else ["linear"]
         ex = ccxt.binance(
             {
                 "enableRateLimit": True,
                 "timeout": timeout_ms,
-                "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False},
+                "options": {
+                    "fetchMarkets": {"types": types},
+                    "fetchCurrencies": False,
+                    "defaultType": market,
+                },
             }
         )
         ex.urls["api"]["public"] = self.url + "/api/v3"
+        ex.urls["api"]["fapiPublic"] = self.url + "/fapi/v1"
         return ex
 
     def _handler(self):
@@ -109,6 +121,27 @@ class FakeBinance:
                 q = {k: v[0] for k, v in parse_qs(url.query).items()}
                 if url.path == "/api/v3/exchangeInfo":
                     return self._json(200, fake.exchange_info())
+                if url.path == "/fapi/v1/exchangeInfo":
+                    return self._json(200, fake.futures_info())
+                if url.path == "/fapi/v1/fundingRate":
+                    with fake._lock:
+                        fake.requests.append({"funding": True, **q})
+                    rows = fake.funding.get(q["symbol"], [])
+                    start = int(q.get("startTime", 0))
+                    limit = min(int(q.get("limit", 100)), fake.page_limit)
+                    page = [r for r in rows if r[0] >= start][:limit]
+                    return self._json(
+                        200,
+                        [
+                            {
+                                "symbol": q["symbol"],
+                                "fundingTime": t,
+                                "fundingRate": f"{rate:.8f}",
+                                "markPrice": "100.0",
+                            }
+                            for t, rate in page
+                        ],
+                    )
                 if url.path == "/api/v3/klines":
                     with fake._lock:
                         fake.requests.append(q)
@@ -128,6 +161,56 @@ class FakeBinance:
                 return self._json(404, {"code": -1, "msg": "not found"})
 
         return Handler
+
+    def futures_info(self) -> dict:
+        symbols = sorted(self.funding)
+        out = []
+        for s in symbols:
+            base = s[:-4]
+            out.append(
+                {
+                    "symbol": s,
+                    "pair": s,
+                    "contractType": "PERPETUAL",
+                    "deliveryDate": 4133404800000,
+                    "onboardDate": 1569398400000,
+                    "status": "TRADING",
+                    "baseAsset": base,
+                    "quoteAsset": "USDT",
+                    "marginAsset": "USDT",
+                    "pricePrecision": 2,
+                    "quantityPrecision": 3,
+                    "baseAssetPrecision": 8,
+                    "quotePrecision": 8,
+                    "underlyingType": "COIN",
+                    "settlePlan": 0,
+                    "triggerProtect": "0.0500",
+                    "orderTypes": ["LIMIT", "MARKET"],
+                    "timeInForce": ["GTC"],
+                    "filters": [
+                        {
+                            "filterType": "PRICE_FILTER",
+                            "minPrice": "0.10",
+                            "maxPrice": "1000000",
+                            "tickSize": "0.10",
+                        },
+                        {
+                            "filterType": "LOT_SIZE",
+                            "minQty": "0.001",
+                            "maxQty": "1000",
+                            "stepSize": "0.001",
+                        },
+                        {"filterType": "MIN_NOTIONAL", "notional": "5"},
+                    ],
+                }
+            )
+        return {
+            "timezone": "UTC",
+            "serverTime": int(time.time() * 1000),
+            "rateLimits": [],
+            "assets": [],
+            "symbols": out,
+        }
 
     def exchange_info(self) -> dict:
         symbols = sorted({s for s, _ in self.klines})

@@ -112,3 +112,24 @@ def test_cli_data_fetch_writes_files_source(
     assert res.exit_code == 0, res.output
     bars = read_files(out, ["BTC/USDT", "ETH/USDT"], "1d")
     assert bars.height == 2 * N
+
+
+def test_funding_history_via_ccxt_is_cached_and_fetched_by_tail(tmp_path: Path) -> None:
+    """Perpetual funding (SPEC §9.4) through the real ccxt client and the USDⓈ-M endpoints."""
+    from orchestra.data.ccxt_source import fetch_funding
+
+    eight_h = 8 * 3_600_000
+    rates = [(START + i * eight_h, 0.0001 * ((i % 5) - 1)) for i in range(250)]
+    with FakeBinance({}, page_limit=100, funding={"BTCUSDT": rates}) as fake:
+        ex = fake.exchange(market="swap")
+        first = fetch_funding(
+            ex, "BTC/USDT:USDT", START, START + 150 * eight_h, tmp_path, backoff=0.01
+        )
+        assert first.height == 150 and first["rate"][2] == pytest.approx(0.0001)
+        fake.requests.clear()
+        full = fetch_funding(
+            ex, "BTC/USDT:USDT", START, START + 250 * eight_h, tmp_path, backoff=0.01
+        )
+        assert full.height == 250
+        asked = [int(r["startTime"]) for r in fake.requests if r.get("funding")]
+        assert asked and asked[0] > START + 149 * eight_h  # only the tail after the cached rows
