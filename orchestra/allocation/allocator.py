@@ -26,6 +26,7 @@ makes them unreachable.) The very first day end is also a rebalance.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -185,7 +186,7 @@ class Allocator:
     pod_ids: list[str]
     cache: ProblemCache = field(default_factory=ProblemCache)
     allocations: list[AllocationRecord] = field(default_factory=list)
-    solve_seconds: list[float] = field(default_factory=list)
+    solve_seconds: list[float] = field(default_factory=list)  # each ERC re-solve (cvxpy + polish)
     target_prc: np.ndarray | None = None  # PRC of the production pods set at the last rebalance
     target_set: tuple = ()
     _cov_memo: dict = field(default_factory=dict)
@@ -323,7 +324,6 @@ class Allocator:
         live_days: np.ndarray | None = None,
     ) -> tuple[np.ndarray, str, str | None]:
         """Fractions for all pods (see module docstring); returns (f, method, fallback reason)."""
-        import time
 
         method = self.o.allocation_method
         fixed = self.fixed_fractions(states, fractions)
@@ -333,9 +333,7 @@ class Allocator:
         budget = max(0.0, 1.0 - fixed.sum())
         if prod.size:
             r = self._window(rets_all, prod, t)
-            t0 = time.perf_counter()
             w, fallback = self._method_weights(method, r, prod, budget, live_days, rets_all, t)
-            self.solve_seconds.append(time.perf_counter() - t0)
             # weights may sum below 1 (adaptive Kelly leaves its unused share in cash)
             placed = budget * min(1.0, float(np.sum(w)))
             f[prod] = water_fill(w, placed, self.lo[prod], self.hi[prod])
@@ -383,7 +381,9 @@ class Allocator:
             return ivol, f"singular covariance ({exc}): inverse volatility"
         key = tuple(self.pod_ids[i] for i in prod)
         try:
+            t0 = time.perf_counter()
             w_rp = self.cache.erc(key).solve(chol, equal)
+            self.solve_seconds.append(time.perf_counter() - t0)
         except SolveError as exc:
             return ivol, f"{exc}: inverse volatility"
         if method == "risk_parity":
