@@ -78,7 +78,7 @@ def workload_config(name: str):
     )
 
 
-def erc_resolve_ms(eng, dates: int = 200, lookback: int = 90) -> float | None:  # noqa: ANN001
+def erc_resolve_ms(eng, dates: int = 200, lookback: int = 90) -> float | None:
     """Median ERC re-solve time (cvxpy + Clarabel + polish), compile excluded: one problem for all
     the pods, re-solved on the Ledoit-Wolf covariance of the run's own daily pod returns at
     successive dates (the allocator's situation with an unchanged pod set)."""
@@ -96,7 +96,9 @@ def erc_resolve_ms(eng, dates: int = 200, lookback: int = 90) -> float | None:  
     times = []
     for d in range(max(lookback, rets.shape[0] - dates), rets.shape[0]):
         try:
-            chol = cholesky_factor(shrunk_covariance(rets[d - lookback : d] + noise[d - lookback : d]))
+            chol = cholesky_factor(
+                shrunk_covariance(rets[d - lookback : d] + noise[d - lookback : d])
+            )
         except SingularCovariance:
             continue
         t = time.perf_counter()
