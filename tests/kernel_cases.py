@@ -5,8 +5,17 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from orchestra.kernels.state import N_LC, N_PARAMS, Inputs, copy_state, new_outputs, new_state
-from orchestra.kernels.step import run_segment_nb, transfer_nb
+from orchestra.kernels.capital import request_rebalance_nb
+from orchestra.kernels.state import (
+    N_LC,
+    N_PARAMS,
+    Inputs,
+    copy_state,
+    new_outputs,
+    new_state,
+    seed_capital,
+)
+from orchestra.kernels.step import run_segment_nb
 
 DAY = 86_400_000
 
@@ -133,22 +142,18 @@ def kernel_cases(draw, max_pods: int = 4, max_syms: int = 4, max_bars: int = 40)
 def fresh_state(inp: Inputs, fractions: np.ndarray, capital: float = 100_000.0):
     n_pods = inp.pod_ptr.shape[0] - 1
     st_ = new_state(n_pods, inp.close.shape[1], inp.slot_pod.shape[0])
-    st_.pod_fraction[:] = fractions
-    st_.pod_cash[:] = fractions * capital
-    st_.pod_day_start_equity[:] = fractions * capital
+    seed_capital(st_, fractions, capital)
     st_.pod_state[:] = 1
-    st_.account_cash[0] = capital
-    st_.unallocated[0] = capital - fractions.sum() * capital
-    st_.last_equity[0] = capital
-    st_.day_start_equity[0] = capital
-    st_.equity_peak[0] = capital
     return st_
 
 
 def run_kernel(
     inp: Inputs, fractions: np.ndarray, capital: float = 100_000.0, per_bar=None, transfers=None
 ):
-    """Run the kernel bar by bar; ``per_bar(t, state)`` is called after each bar."""
+    """Run the kernel bar by bar; ``per_bar(t, state)`` is called after each bar.
+
+    ``transfers`` maps a bar to new fractions requested at that bar's close (the cash moves at
+    the next execution)."""
     T = inp.timestamps.shape[0]
     st_ = fresh_state(inp, fractions, capital)
     out = new_outputs(T, inp.pod_ptr.shape[0] - 1, 4 * T * max(inp.slot_pod.shape[0], 1) + 8, T)
@@ -157,7 +162,7 @@ def run_kernel(
         if per_bar is not None:
             per_bar(t, st_)
         if transfers and t in transfers:
-            transfer_nb(inp, st_, t, np.asarray(transfers[t], dtype=float))
+            request_rebalance_nb(st_, np.asarray(transfers[t], dtype=float))
     return st_, out
 
 

@@ -46,8 +46,11 @@ class RefResult:
 def simulate(inp, capital: float, fractions, transfers: dict | None = None) -> RefResult:
     """Run every bar of ``inp`` (an ``Inputs``) from a fresh book.
 
-    ``fractions`` are the initial pod fractions; ``transfers`` maps a bar to new fractions applied
-    after that bar's close (capital moves as cash, like ``transfer_nb``).
+    ``fractions`` are the initial pod fractions; ``transfers`` maps a bar to new fractions decided
+    at that bar's close. Their cash moves at the next execution, at the execution prices, before
+    the pods re-target: decreases first, then increases funded from unallocated cash only (a pod
+    that cannot be fully funded records the share it got). A pod at fraction 0 does not trade;
+    once flat, its cash goes back to the unallocated pool.
     """
     transfers = transfers or {}
     T = len(inp.timestamps)
@@ -60,7 +63,9 @@ def simulate(inp, capital: float, fractions, transfers: dict | None = None) -> R
     by_pod = {p: [k for k, sl in enumerate(slots) if sl.pod == p] for p in range(P)}
     by_sym = {s: [k for k, sl in enumerate(slots) if sl.sym == s] for s in range(S)}
     cash = [float(f) * capital for f in fractions]
+    frac = [float(f) for f in fractions]
     unalloc = capital - sum(cash)
+    pending = None  # fractions waiting for the next execution
     acct_cash = capital
     Q = [0.0] * S
     fees = [0.0] * P
@@ -70,6 +75,7 @@ def simulate(inp, capital: float, fractions, transfers: dict | None = None) -> R
     day_open_equity = capital
     last_equity = capital
     breaker = 0  # 0 off, 1 flatten at next execution, 2 blocked until next day
+    bust = False  # account equity reached <= 0: flatten, never trade again
 
     def pod_value(p: int, prices) -> float:
         return cash[p] + sum(
@@ -111,11 +117,36 @@ def simulate(inp, capital: float, fractions, transfers: dict | None = None) -> R
             px = inp.close[t]
         else:
             px = inp.open[t]
+        # ---- capital moves decided at the last close
+        if pending is not None:
+            frac = [max(float(f), 0.0) for f in pending]
+            pending = None
+            total = acct_value(px)
+            if total > 0:
+                done = set()
+                for p in range(P):  # decreases release cash first
+                    d = frac[p] * total - pod_value(p, px)
+                    if frac[p] > 0 and d < 0:
+                        cash[p] += d
+                        unalloc -= d
+                        done.add(p)
+                for p in range(P):  # then increases, from unallocated cash only
+                    if frac[p] <= 0 or p in done:
+                        continue
+                    e = pod_value(p, px)
+                    d = frac[p] * total - e
+                    if d <= 0:
+                        continue
+                    if d > unalloc:
+                        d = max(unalloc, 0.0)
+                        frac[p] = (e + d) / total
+                    cash[p] += d
+                    unalloc -= d
         # ---- pod rules -> target units
         target = {}
         for p in range(P):
             eq = pod_value(p, px)
-            active = eq > 0 and breaker == 0
+            active = eq > 0 and breaker == 0 and frac[p] > 0 and not bust
             ws = {}
             for k in by_pod[p]:
                 sl = slots[k]
@@ -196,6 +227,10 @@ def simulate(inp, capital: float, fractions, transfers: dict | None = None) -> R
             res.account_fees += fee_total
         if breaker == 1:
             breaker = 2
+        for p in range(P):  # a flat pod at fraction 0 hands its cash back
+            if frac[p] == 0 and cash[p] != 0 and all(slots[k].units == 0 for k in by_pod[p]):
+                unalloc += cash[p]
+                cash[p] = 0.0
         if not exec_close:
             stops(t)
         # ---- funding and marking at close
@@ -220,15 +255,11 @@ def simulate(inp, capital: float, fractions, transfers: dict | None = None) -> R
             and total < day_open_equity * (1 - daily_loss)
         ):
             breaker = 1
+        if total <= 0:
+            bust = True
         last_equity = total
         if t in transfers:
-            new = transfers[t]
-            placed = 0.0
-            for p in range(P):
-                target_eq = float(new[p]) * total
-                cash[p] += target_eq - pod_value(p, close)
-                placed += target_eq
-            unalloc = total - placed
+            pending = list(transfers[t])
     res.pod_fees = res.pod_fees
     return res
 

@@ -203,6 +203,13 @@ class Allocator:
         # its inputs (solver round-off would otherwise differ with the permutation)
         self._rank = np.argsort(np.argsort(np.array(self.pod_ids, dtype=object)))
 
+    def _production(self, states: np.ndarray, joined: np.ndarray | None) -> np.ndarray:
+        """Indices of the production pods that have joined (canonical order)."""
+        mask = states == PRODUCTION
+        if joined is not None:
+            mask &= np.asarray(joined, dtype=bool)
+        return self._canon(np.flatnonzero(mask))
+
     def _canon(self, idx: np.ndarray) -> np.ndarray:
         return idx[np.argsort(self._rank[idx], kind="stable")] if idx.size else idx
 
@@ -225,10 +232,11 @@ class Allocator:
         fractions: np.ndarray,
         equities: np.ndarray | None = None,
         live_days: np.ndarray | None = None,
+        joined: np.ndarray | None = None,
     ) -> np.ndarray | None:
         """New fractions if a rebalance is due at this day end, else None."""
         rets_all = daily_returns(navs)
-        prod = self._canon(np.flatnonzero(states == PRODUCTION))
+        prod = self._production(states, joined)
         calendar_due = day_index == 0 or (day_index + 1) % self.o.rebalance.calendar_days == 0
         trig = self.o.rebalance.trigger
         reason = None
@@ -245,7 +253,7 @@ class Allocator:
             reason = "initial"
         if reason is None:
             return None
-        new, method, fallback = self.allocate(rets_all, states, fractions, t, live_days)
+        new, method, fallback = self.allocate(rets_all, states, fractions, t, live_days, joined)
         for p, pid in enumerate(self.pod_ids):
             self.allocations.append(
                 AllocationRecord(timestamp, pid, float(new[p]), method, fallback, reason)
@@ -297,19 +305,30 @@ class Allocator:
             return float(np.max(np.abs(prc - 1.0 / prod.size)))
         return float(np.max(np.abs(prc - self.target_prc)))
 
-    def fixed_fractions(self, states: np.ndarray, fractions: np.ndarray) -> np.ndarray:
-        """Lifecycle clamps of SPEC §7.2 for the non-production pods (production → 0 here)."""
+    def fixed_fractions(
+        self, states: np.ndarray, fractions: np.ndarray, joined: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Lifecycle clamps of SPEC §7.2 for the non-production pods (production → 0 here).
+
+        A pod gets nothing before it has joined (its ``start`` date, ``joined``; all pods count
+        as joined without it); an incubating pod then gets its ``initial_fraction``.
+        """
+        has_joined = (
+            np.ones(len(self.pods), dtype=bool)
+            if joined is None
+            else np.asarray(joined, dtype=bool)
+        )
         out = np.zeros(len(self.pods))
         for p in range(len(self.pods)):
             s = states[p]
-            if s == RETIRED:
+            if not has_joined[p] or s == RETIRED:  # a pod before its start date holds nothing
                 out[p] = 0.0
             elif s == PROBATION:
                 out[p] = self.lo[p]
             elif s == WARNING:
                 out[p] = fractions[p]
             elif s == INCUBATION:
-                out[p] = self.initial[p] if fractions[p] > 0 else 0.0
+                out[p] = self.initial[p] if has_joined[p] else 0.0
         total = out.sum()
         if total > 1.0:
             out /= total
@@ -322,12 +341,13 @@ class Allocator:
         fractions: np.ndarray,
         t: int,
         live_days: np.ndarray | None = None,
+        joined: np.ndarray | None = None,
     ) -> tuple[np.ndarray, str, str | None]:
         """Fractions for all pods (see module docstring); returns (f, method, fallback reason)."""
 
         method = self.o.allocation_method
-        fixed = self.fixed_fractions(states, fractions)
-        prod = self._canon(np.flatnonzero(states == PRODUCTION))
+        fixed = self.fixed_fractions(states, fractions, joined)
+        prod = self._production(states, joined)
         f = fixed.copy()
         fallback: str | None = None
         budget = max(0.0, 1.0 - fixed.sum())
@@ -338,6 +358,10 @@ class Allocator:
             placed = budget * min(1.0, float(np.sum(w)))
             f[prod] = water_fill(w, placed, self.lo[prod], self.hi[prod])
         f = self._vol_cap(f, rets_all, t)
+        # the invariant the kernels rely on (SPEC §7.2): 0 ≤ f_p ≤ max_fraction_p, Σ f ≤ 1
+        f = np.clip(np.nan_to_num(f, nan=0.0), 0.0, self.hi)
+        if f.sum() > 1.0:
+            f = f / f.sum()
         return f, method, fallback
 
     def _method_weights(

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 from orchestra.engine.build import Prepared, history_days
+from orchestra.kernels.capital import request_fractions_nb, request_rebalance_nb
 from orchestra.kernels.state import (
     INCUBATION,
     PRODUCTION,
@@ -25,8 +26,9 @@ from orchestra.kernels.state import (
     State,
     new_outputs,
     new_state,
+    seed_capital,
 )
-from orchestra.kernels.step import run_segment_nb, transfer_nb
+from orchestra.kernels.step import run_segment_nb
 
 FILL_CHUNK = 1 << 16
 
@@ -54,19 +56,15 @@ class Engine:
         self.timings = {"kernels": 0.0, "allocation": 0.0}  # seconds spent in each stage
         capital = cfg.backtest.capital
         st = self.state
+        joined = prepared.pod_join_bar == 0
+        seed_capital(
+            st,
+            np.array([p.initial_fraction if j else 0.0 for p, j in zip(cfg.pods, joined)]),
+            capital,
+        )
         for p, pod in enumerate(cfg.pods):
-            joined = prepared.pod_join_bar[p] == 0
-            frac = pod.initial_fraction if joined else 0.0
-            st.pod_fraction[p] = frac
-            st.pod_cash[p] = frac * capital
-            st.pod_day_start_equity[p] = frac * capital
             st.pod_state[p] = PRODUCTION if pod.initial_state == "production" else INCUBATION
-            st.pod_joined[p] = joined
-        st.account_cash[0] = capital
-        st.unallocated[0] = capital - float(st.pod_fraction.sum()) * capital
-        st.last_equity[0] = capital
-        st.day_start_equity[0] = capital
-        st.equity_peak[0] = capital
+            st.pod_joined[p] = joined[p]
         self.day_end_bars = np.flatnonzero(inp.day_end)
         self.allocator = Allocator(cfg, prepared.pod_ids)
         # day ends at which a pod joins: the day end just before its join bar
@@ -169,14 +167,21 @@ class Engine:
         self.timings["allocation"] += time.perf_counter() - start
 
     def _day_end(self, t: int) -> None:
+        """After the kernel closed day-end bar ``t``: pods joining, then the allocator.
+
+        Fractions decided here are requests; the cash moves at the next execution (see
+        :mod:`orchestra.kernels.capital`). Joining pods ask for their ``initial_fraction``; they
+        share the room ``1 − Σ f`` and are funded from unallocated cash only.
+        """
         st = self.state
-        fractions = st.pod_fraction.copy()
-        changed = False
-        for p in self._joins.get(t, []):  # a pod whose start date comes joins in incubation
-            fractions[p] = self.prepared.config.pods[p].initial_fraction
+        joins = self._joins.get(t, [])
+        for p in joins:  # a pod whose start date comes joins in incubation
             st.pod_joined[p] = True
             st.pod_state[p] = INCUBATION
-            changed = True
+            st.scratch_fraction[p] = self.prepared.config.pods[p].initial_fraction
+        if joins:
+            request_fractions_nb(st)
+        fractions = st.pod_fraction.copy()
         day_index = int(np.searchsorted(self.day_end_bars, t))
         if self.allocator.is_check_day(day_index):
             new = self.allocator.on_day_end(
@@ -188,9 +193,7 @@ class Engine:
                 fractions=fractions,
                 equities=self.out.pod_equity[t].copy(),
                 live_days=day_index + 1 - self._join_day,
+                joined=st.pod_joined.copy(),
             )
             if new is not None:
-                fractions = new
-                changed = True
-        if changed:
-            transfer_nb(self.inputs, st, t, fractions)
+                request_rebalance_nb(st, np.ascontiguousarray(new, dtype=np.float64))

@@ -22,6 +22,7 @@ import numpy as np
 from numba import njit
 
 from orchestra.kernels.book import account_equity_nb, pod_equity_nb
+from orchestra.kernels.capital import anchor_nb, request_fractions_nb
 from orchestra.kernels.state import (
     INCUBATION,
     L_BREACH_DD,
@@ -106,15 +107,6 @@ def ph_reset_nb(st, p):
 
 
 @njit(cache=True)
-def set_fraction_nb(inp, st, p, fraction, prices):
-    """Move cash between pod ``p`` and the unallocated pool so that ``E_p = f·E_total``."""
-    delta = fraction * account_equity_nb(inp, st, prices) - pod_equity_nb(inp, st, p, prices)
-    st.pod_cash[p] += delta
-    st.unallocated[0] -= delta
-    st.pod_fraction[p] = fraction
-
-
-@njit(cache=True)
 def _ring_stats(st, p, window, ring):
     """Mean and std (ddof=1) of the last ``window`` values of ``ring[:, p]`` (``n`` ≤ window)."""
     size = ring.shape[0]
@@ -182,19 +174,22 @@ def _transition(inp, st, out, t, p, new, reason, value, threshold, prices):
     _event(out, t, p, old, new, reason, value, threshold)
     st.pod_state[p] = new
     st.pod_state_days[p] = 0
+    # the fraction requested here is granted after every pod is evaluated (request_fractions_nb);
+    # the cash moves at the next execution (orchestra.kernels.capital)
     if new == WARNING:
         st.pod_warning_fraction[p] = st.pod_fraction[p]
-        set_fraction_nb(inp, st, p, 0.5 * st.pod_fraction[p], prices)
+        st.scratch_fraction[p] = 0.5 * st.pod_fraction[p]
     elif new == PROBATION:
-        set_fraction_nb(inp, st, p, min(inp.pod_min_fraction[p], st.pod_fraction[p]), prices)
+        st.scratch_fraction[p] = min(inp.pod_min_fraction[p], st.pod_fraction[p])
     elif new == RETIRED:
-        set_fraction_nb(inp, st, p, 0.0, prices)
+        st.scratch_fraction[p] = 0.0
     elif new == PRODUCTION and old != INCUBATION:
         ph_reset_nb(st, p)  # the detector starts afresh when the pod returns to production
         if old == WARNING:
             # recovery restores the slice it had before the warning (else every warning/recovery
-            # cycle would halve it again); the next rebalance re-sizes it as usual
-            set_fraction_nb(inp, st, p, st.pod_warning_fraction[p], prices)
+            # cycle would halve it again), as far as Σ f ≤ 1 and the unallocated cash allow; the
+            # next rebalance re-sizes it as usual
+            st.scratch_fraction[p] = st.pod_warning_fraction[p]
 
 
 @njit(cache=True)
@@ -266,9 +261,13 @@ def day_end_nb(inp, st, out, t):
         for p in range(n_pods):
             if st.pod_joined[p] and st.pod_state[p] != RETIRED:
                 _evaluate_nb(inp, st, out, t, p, prices)
+        request_fractions_nb(st)
+    total = account_equity_nb(inp, st, prices)
     for p in range(n_pods):
-        st.pod_day_start_equity[p] = pod_equity_nb(inp, st, p, prices)
+        e = pod_equity_nb(inp, st, p, prices)
+        st.pod_day_start_equity[p] = e
         st.pod_nav_day_start[p] = st.pod_nav[p]
+        anchor_nb(st, p, st.pod_nav[p], e, total)
         out.ph_score[t, p] = st.ph_score[p]
 
 

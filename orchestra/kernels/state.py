@@ -139,7 +139,13 @@ REASONS = (
 # alert types (kernel alert buffer)
 A_DAILY_LOSS = 0
 A_PORTFOLIO_DRAWDOWN = 1
-ALERT_TYPES = ("daily_loss_circuit_breaker", "portfolio_drawdown")
+A_ACCOUNT_BUST = 2
+ALERT_TYPES = ("daily_loss_circuit_breaker", "portfolio_drawdown", "account_equity_depleted")
+
+# State.halted values
+HALT_NONE = 0
+HALT_DRAWDOWN = 1  # drawdown_action flatten fired
+HALT_BUST = 2  # account equity reached <= 0: flattened, no trading any more
 
 
 class State(NamedTuple):
@@ -153,12 +159,16 @@ class State(NamedTuple):
     stop_pending: np.ndarray  # bool: a stop fired at the last close; close at next execution
     # pods (P,)
     pod_cash: np.ndarray
-    pod_fraction: np.ndarray  # f[p] set at the last rebalance / transition
+    pod_fraction: np.ndarray  # f[p] set at the last rebalance / transition (requested at a close)
+    pending: np.ndarray  # int8 PENDING_*: a fraction change whose cash moves at the next execution
     pod_state: np.ndarray  # int8 lifecycle state
     pod_day_start_equity: np.ndarray  # equity at the last day end (after transfers)
     pod_nav: np.ndarray  # unit value: performance index with transfers removed
     pod_nav_day_start: np.ndarray
     pod_nav_peak: np.ndarray
+    pod_anchor_nav: np.ndarray  # NAV at the last anchor (day end or capital move)
+    pod_anchor_equity: np.ndarray  # pod equity at the last anchor
+    pod_funded: np.ndarray  # bool: anchor equity > EQUITY_EPS · account equity (else NAV frozen)
     pod_fees: np.ndarray  # fees attributed, cumulative
     pod_alone_fees: np.ndarray  # fees the pod would have paid trading alone, cumulative
     pod_trades: np.ndarray  # int64 fills on the pod's book (slot trades), cumulative
@@ -193,7 +203,7 @@ class State(NamedTuple):
     equity_peak: np.ndarray
     last_equity: np.ndarray
     breaker: np.ndarray  # int8 BREAKER_*
-    halted: np.ndarray  # (1,) int8: drawdown_action flatten fired; no trading any more
+    halted: np.ndarray  # (1,) int8 HALT_*: flatten fired or the account is bust; no more trading
     derisk: np.ndarray  # (1,) int8: in a drawdown breach with drawdown_action derisk
     dd_alerted: np.ndarray  # (1,) int8: a drawdown alert was raised in the current breach
     account_fees: np.ndarray
@@ -202,6 +212,7 @@ class State(NamedTuple):
     scratch_target: np.ndarray
     scratch_delta: np.ndarray
     scratch_changed: np.ndarray  # (S,) bool: a slot of this symbol has a target != its units
+    scratch_fraction: np.ndarray  # (P,) fraction a pod asks for at this day end (-1 = none)
 
 
 class Outputs(NamedTuple):
@@ -258,11 +269,15 @@ def new_state(n_pods: int, n_syms: int, n_slots: int, history: int = 2) -> State
         stop_pending=np.zeros(n_slots, dtype=np.bool_),
         pod_cash=f(n_pods),
         pod_fraction=f(n_pods),
+        pending=np.zeros(n_pods, dtype=np.int8),
         pod_state=np.zeros(n_pods, dtype=np.int8),
         pod_day_start_equity=f(n_pods),
         pod_nav=np.ones(n_pods),
         pod_nav_day_start=np.ones(n_pods),
         pod_nav_peak=np.ones(n_pods),
+        pod_anchor_nav=np.ones(n_pods),
+        pod_anchor_equity=f(n_pods),
+        pod_funded=np.zeros(n_pods, dtype=np.bool_),
         pod_fees=f(n_pods),
         pod_alone_fees=f(n_pods),
         pod_trades=i(n_pods),
@@ -302,7 +317,25 @@ def new_state(n_pods: int, n_syms: int, n_slots: int, history: int = 2) -> State
         scratch_target=f(n_slots),
         scratch_delta=f(n_slots),
         scratch_changed=np.zeros(n_syms, dtype=np.bool_),
+        scratch_fraction=np.full(n_pods, -1.0),
     )
+
+
+def seed_capital(st: State, fractions: np.ndarray, capital: float) -> None:
+    """Give a fresh State its starting capital: pod ``p`` gets ``fractions[p] · capital`` as cash,
+    the rest is unallocated; NAVs start at 1 (a pod with no capital is unfunded)."""
+    fr = np.asarray(fractions, dtype=np.float64)
+    st.pod_fraction[:] = fr
+    st.pod_cash[:] = fr * capital
+    st.pod_day_start_equity[:] = fr * capital
+    st.pod_anchor_nav[:] = 1.0
+    st.pod_anchor_equity[:] = fr * capital
+    st.pod_funded[:] = fr > 1e-9  # EQUITY_EPS of orchestra.kernels.capital
+    st.account_cash[0] = capital
+    st.unallocated[0] = capital - float(fr.sum()) * capital
+    st.last_equity[0] = capital
+    st.day_start_equity[0] = capital
+    st.equity_peak[0] = capital
 
 
 def copy_state(state: State) -> State:

@@ -29,9 +29,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from orchestra.kernels.book import account_equity_nb, pod_equity_nb
+from orchestra.kernels.book import account_equity_nb
+from orchestra.kernels.capital import apply_transfers_nb, current_nav_nb, sweep_nb
 from orchestra.kernels.lifecycle import day_end_nb
 from orchestra.kernels.state import (
+    A_ACCOUNT_BUST,
     A_DAILY_LOSS,
     A_PORTFOLIO_DRAWDOWN,
     BREAKER_BLOCKED,
@@ -42,6 +44,8 @@ from orchestra.kernels.state import (
     DD_FLATTEN,
     DERISK_FACTOR,
     EXTERNAL,
+    HALT_BUST,
+    HALT_DRAWDOWN,
     INTERNAL,
     P_COST,
     P_DAILY_LOSS,
@@ -141,7 +145,9 @@ def pod_targets_nb(inp, st, t, prices):
                     w = 0.0
             st.scratch_target[k] = w
             gross += abs(w)
-        active = st.pod_state[p] != RETIRED and equity > 0.0 and not flatten
+        active = (
+            st.pod_state[p] != RETIRED and st.pod_fraction[p] > 0.0 and equity > 0.0 and not flatten
+        )
         if not active:  # as if every weight were 0: locks lifted, everything closes
             for k in range(lo, hi):
                 st.lock[k] = 0
@@ -318,7 +324,7 @@ def mark_nb(inp, st, out, t):
             gross += abs(v)
     out.equity[t] = total
     out.unallocated[t] = st.unallocated[0]
-    out.gross_leverage[t] = gross / total if total > 0.0 else np.inf
+    out.gross_leverage[t] = gross / total if total > 0.0 else np.nan  # undefined when bust
     for p in range(inp.pod_ptr.shape[0] - 1):
         e = st.pod_cash[p]
         g = 0.0
@@ -328,10 +334,7 @@ def mark_nb(inp, st, out, t):
                 v = q * prices[inp.slot_sym[k]]
                 e += v
                 g += abs(v)
-        base = st.pod_day_start_equity[p]
-        # a retired pod's capital is gone: its NAV stays where retirement left it
-        live = base > 0.0 and st.pod_state[p] != RETIRED
-        nav = st.pod_nav_day_start[p] * (e / base) if live else st.pod_nav_day_start[p]
+        nav = current_nav_nb(st, p, e)  # time-weighted; frozen while the pod is unfunded
         st.pod_nav[p] = nav
         if nav > st.pod_nav_peak[p]:
             st.pod_nav_peak[p] = nav
@@ -340,6 +343,9 @@ def mark_nb(inp, st, out, t):
         out.pod_gross[t, p] = g / e if e > 0.0 else 0.0
     if total > st.equity_peak[0]:
         st.equity_peak[0] = total
+    if total <= 0.0 and st.halted[0] != HALT_BUST:  # nothing left to trade with: stop for good
+        st.halted[0] = HALT_BUST
+        _alert(out, t, A_ACCOUNT_BUST, total, 0.0)
     limit = inp.params[P_DAILY_LOSS]
     if (
         limit > 0.0
@@ -357,8 +363,8 @@ def mark_nb(inp, st, out, t):
                 st.dd_alerted[0] = 1
                 _alert(out, t, A_PORTFOLIO_DRAWDOWN, dd, max_dd)
             action = inp.params[P_DRAWDOWN_ACTION]
-            if action == DD_FLATTEN:
-                st.halted[0] = 1
+            if action == DD_FLATTEN and st.halted[0] == 0:
+                st.halted[0] = HALT_DRAWDOWN
             elif action == DD_DERISK:
                 st.derisk[0] = 1
         else:
@@ -366,10 +372,7 @@ def mark_nb(inp, st, out, t):
             st.derisk[0] = 0
     st.last_equity[0] = total
     if inp.day_end[t]:
-        day_end_nb(inp, st, out, t)  # lifecycle; may move capital at this close
-        out.unallocated[t] = st.unallocated[0]
-        for p in range(inp.pod_ptr.shape[0] - 1):
-            out.pod_equity[t, p] = st.pod_day_start_equity[p]  # after any transition's move
+        day_end_nb(inp, st, out, t)  # lifecycle; fraction changes move cash at the next execution
     for p in range(inp.pod_ptr.shape[0] - 1):
         out.pod_fraction[t, p] = st.pod_fraction[p]
         out.pod_state[t, p] = st.pod_state[p]
@@ -397,8 +400,10 @@ def step_nb(inp, st, out, t):
         prices = inp.close[t]
     else:
         prices = inp.open[t]
+    apply_transfers_nb(inp, st, prices)  # capital decided at the last close moves first
     pod_targets_nb(inp, st, t, prices)
     execute_nb(inp, st, out, t, prices)
+    sweep_nb(inp, st, prices)  # flat pods at fraction 0 hand their equity back
     if not close_mode:
         update_stops_nb(inp, st, t)
     mark_nb(inp, st, out, t)
@@ -420,24 +425,3 @@ def run_segment_nb(inp, st, out, t0, t1):
         step_nb(inp, st, out, t)
         t += 1
     return t
-
-
-@njit(cache=True)
-def transfer_nb(inp, st, t, fractions):
-    """Move capital between pods' books as cash so that ``E_p = f_p · E_total`` at ``close[t]``.
-
-    Only cash moves; the pods re-target their units at the next execution, and only the net
-    change trades. Day-start equities move with the transfer so standalone returns exclude it.
-    """
-    prices = inp.close[t]
-    total = account_equity_nb(inp, st, prices)
-    placed = 0.0
-    for p in range(fractions.shape[0]):
-        e = pod_equity_nb(inp, st, p, prices)
-        target = fractions[p] * total
-        delta = target - e
-        st.pod_cash[p] += delta
-        st.pod_day_start_equity[p] += delta
-        st.pod_fraction[p] = fractions[p]
-        placed += target
-    st.unallocated[0] = total - placed

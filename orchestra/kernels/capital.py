@@ -1,0 +1,188 @@
+"""Capital moves between the pods and the unallocated pool (SPEC §7.2, §7.3), and the pods' NAV.
+
+The rules (``docs/allocation.md``, "Capital moves"):
+
+* A new fraction is **requested** at a bar's close — by a rebalance (every pod,
+  :func:`request_rebalance_nb`), a lifecycle transition or a pod joining (single pods,
+  :func:`request_fractions_nb`). The recorded fraction changes at once; single-pod increases
+  share the room ``1 − Σ f`` so that ``Σ f ≤ 1`` always holds.
+* The cash moves at the **next execution**, at the execution prices, right before the pods
+  re-target (:func:`apply_transfers_nb`): capital and positions move together, so a pod is never
+  left holding positions sized for capital it no longer has.
+* Decreases are applied first, then increases, and an increase is funded **from unallocated cash
+  only**: when there is not enough, the pod gets what there is and its fraction records the share
+  it actually received (the next rebalance sizes it again). So ``unallocated ≥ 0`` after every
+  move.
+* A pod at fraction 0 holds nothing: it is flattened at that execution (its exit costs are its
+  own), then its remaining equity — positive or negative — is swept back to the unallocated pool
+  (:func:`sweep_nb`) once it is flat.
+
+NAV (the pod's performance index, transfers removed) is time-weighted: ``nav = anchor_nav ·
+E_p / anchor_equity``, re-anchored at every capital move and every day end. A pod whose anchor
+equity is at most ``EQUITY_EPS × account equity`` is **unfunded**: its NAV is frozen (it has no
+capital to earn a return on). A pod whose equity falls to zero or below has NAV 0 (it lost all of
+its capital), never a negative or exploding index.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from orchestra.kernels.book import account_equity_nb, pod_equity_nb
+
+EQUITY_EPS = 1e-9  # a pod equity at most this share of the account's counts as zero
+
+PENDING_NONE = 0
+PENDING_ONE = 1  # a single pod's fraction changed between rebalances (funded from unallocated)
+PENDING_ALL = 2  # a rebalance
+
+
+@njit(cache=True)
+def _request(st, p, f):
+    st.pod_fraction[p] = f
+    if st.pending[p] == PENDING_NONE:
+        st.pending[p] = PENDING_ONE
+
+
+@njit(cache=True)
+def request_fractions_nb(st):
+    """Apply the single-pod requests in ``st.scratch_fraction`` (≥ 0 where a pod asks for a new
+    fraction: lifecycle transitions, joins), then clear them.
+
+    Order-independent: every decrease is granted first; the increases then share the room
+    ``1 − Σ f`` in proportion to what they ask for, so ``Σ f ≤ 1`` holds and the pods' order in
+    the config changes nothing. The cash moves at the next execution.
+    """
+    n = st.pod_fraction.shape[0]
+    for p in range(n):
+        w = st.scratch_fraction[p]
+        if w >= 0.0 and w <= st.pod_fraction[p]:
+            _request(st, p, w)
+            st.scratch_fraction[p] = -1.0
+    asked = 0.0
+    total = 0.0
+    for p in range(n):
+        total += st.pod_fraction[p]
+        if st.scratch_fraction[p] >= 0.0:
+            asked += st.scratch_fraction[p] - st.pod_fraction[p]
+    if asked <= 0.0:
+        return
+    room = 1.0 - total
+    scale = 1.0
+    if asked > room:
+        scale = room / asked if room > 0.0 else 0.0
+    for p in range(n):
+        w = st.scratch_fraction[p]
+        if w >= 0.0:
+            f = st.pod_fraction[p]
+            _request(st, p, f + scale * (w - f))
+            st.scratch_fraction[p] = -1.0
+
+
+@njit(cache=True)
+def request_rebalance_nb(st, fractions):
+    """Request new fractions for every pod (the allocator's output, Σ f ≤ 1)."""
+    for p in range(fractions.shape[0]):
+        f = fractions[p]
+        st.pod_fraction[p] = f if f > 0.0 else 0.0
+        st.pending[p] = PENDING_ALL
+
+
+@njit(cache=True)
+def current_nav_nb(st, p, equity):
+    """The pod's NAV at equity ``equity`` (frozen when unfunded, never below 0)."""
+    if not st.pod_funded[p]:
+        return st.pod_anchor_nav[p]
+    nav = st.pod_anchor_nav[p] * (equity / st.pod_anchor_equity[p])
+    return nav if nav > 0.0 else 0.0
+
+
+@njit(cache=True)
+def anchor_nb(st, p, nav, equity, account_equity):
+    """Re-anchor the pod's NAV at ``nav`` for equity ``equity``."""
+    st.pod_anchor_nav[p] = nav
+    st.pod_anchor_equity[p] = equity
+    st.pod_funded[p] = nav > 0.0 and equity > EQUITY_EPS * account_equity
+
+
+@njit(cache=True)
+def _move(inp, st, p, delta, total, e):
+    """Move ``delta`` of cash from the unallocated pool to pod ``p`` (equity ``e`` before)."""
+    nav = current_nav_nb(st, p, e)
+    st.pod_cash[p] += delta
+    st.unallocated[0] -= delta
+    st.pod_day_start_equity[p] += delta  # the day's P&L excludes the transfer
+    anchor_nb(st, p, nav, e + delta, total)
+
+
+@njit(cache=True)
+def apply_transfers_nb(inp, st, prices):
+    """Apply the pending fraction requests at execution prices (before the pods re-target)."""
+    n_pods = st.pod_fraction.shape[0]
+    pending = False
+    for p in range(n_pods):
+        if st.pending[p] != PENDING_NONE:
+            pending = True
+            break
+    if not pending:
+        return
+    total = account_equity_nb(inp, st, prices)
+    if total <= 0.0:  # a bust account has nothing to allocate; it is being flattened
+        for p in range(n_pods):
+            st.pending[p] = PENDING_NONE
+        return
+    # pass 1: decreases (release cash to the pool). Pods going to 0 keep their capital until
+    # they are flat (sweep_nb), so their exit costs stay on their own books.
+    for p in range(n_pods):
+        if st.pending[p] == PENDING_NONE or st.pod_fraction[p] <= 0.0:
+            continue
+        e = pod_equity_nb(inp, st, p, prices)
+        delta = st.pod_fraction[p] * total - e
+        if delta < 0.0:
+            _move(inp, st, p, delta, total, e)
+            st.pending[p] = PENDING_NONE
+    # pass 2: increases, funded from unallocated cash only
+    for p in range(n_pods):
+        if st.pending[p] == PENDING_NONE or st.pod_fraction[p] <= 0.0:
+            continue
+        st.pending[p] = PENDING_NONE
+        e = pod_equity_nb(inp, st, p, prices)
+        delta = st.pod_fraction[p] * total - e
+        if delta <= 0.0:
+            continue
+        room = st.unallocated[0]
+        if delta > room:
+            delta = room if room > 0.0 else 0.0
+            st.pod_fraction[p] = (e + delta) / total  # the share it actually received
+        _move(inp, st, p, delta, total, e)
+    # pods going to 0: nothing moves now; they close at this execution and are swept when flat
+    for p in range(n_pods):
+        st.pending[p] = PENDING_NONE
+
+
+@njit(cache=True)
+def sweep_nb(inp, st, prices):
+    """Hand the equity of flat pods at fraction 0 back to the unallocated pool.
+
+    Called after execution. The pod's NAV is anchored at its final equity first, so its exit
+    costs are in its NAV; from then on it is unfunded and its NAV is frozen.
+    """
+    total = -1.0
+    for p in range(st.pod_fraction.shape[0]):
+        if st.pod_fraction[p] != 0.0 or st.pod_cash[p] == 0.0:
+            continue
+        flat = True
+        for k in range(inp.pod_ptr[p], inp.pod_ptr[p + 1]):
+            if st.units[k] != 0.0:
+                flat = False
+                break
+        if not flat:
+            continue
+        if total < 0.0:
+            total = account_equity_nb(inp, st, prices)
+        cash = st.pod_cash[p]
+        nav = current_nav_nb(st, p, cash)
+        st.pod_cash[p] = 0.0
+        st.unallocated[0] += cash
+        st.pod_day_start_equity[p] -= cash
+        anchor_nb(st, p, nav, 0.0, total if total > 0.0 else 0.0)
