@@ -63,11 +63,18 @@ def daily_monitor(
     stress_threshold: float,
     max_single_pod_risk: float,
     min_history: int = 30,
+    period: float = 1.0,
 ) -> tuple[list[RiskSnapshot], list[RiskAlert]]:
     """Risk snapshots and alerts at each day end.
 
-    ``navs`` and ``fractions`` are ``(n_days, P)`` at the day ends ``timestamps``.
+    ``navs`` and ``fractions`` are ``(n_days, P)`` at the day ends ``timestamps``; ``lookback``
+    and ``min_history`` are calendar days, each day end covering ``period`` days (1 on a daily or
+    finer clock, the bar length on a coarser one).
     """
+    from orchestra.timeframes import days_to_periods
+
+    lookback = days_to_periods(lookback, period)
+    min_history = days_to_periods(min_history, period)
     snaps: list[RiskSnapshot] = []
     alerts: list[RiskAlert] = []
     rets = navs[1:] / navs[:-1] - 1.0

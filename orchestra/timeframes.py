@@ -63,6 +63,29 @@ def bars_per_year(tf: str) -> float:
     return DAYS_PER_YEAR * bars_per_day(tf)
 
 
+def period_days(clock_tf: str) -> float:
+    """Calendar days covered by one lifecycle/allocator step on a clock of ``clock_tf``.
+
+    Pods are evaluated once per UTC day end; on a clock of a day or finer that is every day, on a
+    coarser clock (``3d``, ``1w``) every bar, which then covers ``timeframe / 1 day`` days.
+
+    >>> period_days("1h"), period_days("1d"), period_days("3d"), period_days("1w")
+    (1.0, 1.0, 3.0, 7.0)
+    """
+    return max(1.0, timeframe_ms(clock_tf) / DAY_MS)
+
+
+def days_to_periods(days: float, period: float) -> int:
+    """The number of steps of ``period`` days that cover ``days`` calendar days (at least 1).
+
+    >>> days_to_periods(180, 1.0), days_to_periods(180, 3.0), days_to_periods(30, 7.0)
+    (180, 60, 5)
+    """
+    import math
+
+    return max(1, math.ceil(days / period - 1e-9))
+
+
 def file_suffix(tf: str) -> str:
     """The lower-case suffix used in data file names: ``BTC-USDT_1d.parquet``."""
     return polars_every(tf)

@@ -435,7 +435,7 @@ def test_invariants_hold_under_lifecycle_and_risk_actions(case) -> None:
 def aggressive_lifecycle(inp, max_dd: float, action: int):
     lc = np.zeros(N_LC)
     lc[L_ENABLED] = 1
-    lc[1:] = [5, 0.0, 0.5, 0, -10, 1.0, 0.08, 2, 0.3, 20, 3, 3, 0.005, 3.0, 0.9999, 5, 20, 5]
+    lc[1:] = [5, 0.0, 0.5, 0, -10, 1.0, 0.08, 2, 0.3, 20, 3, 3, 0.005, 3.0, 0.9999, 5, 20, 5, 1.0]
     lc[L_MIN_HISTORY], lc[L_SHARPE_WINDOW] = 3, 10
     params = inp.params.copy()
     params[P_MAX_DRAWDOWN] = max_dd

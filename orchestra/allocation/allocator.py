@@ -40,7 +40,7 @@ from orchestra.allocation.moments import (
 )
 from orchestra.allocation.problems import ProblemCache, SolveError
 from orchestra.kernels.state import INCUBATION, PROBATION, PRODUCTION, RETIRED, WARNING
-from orchestra.timeframes import DAYS_PER_YEAR
+from orchestra.timeframes import DAYS_PER_YEAR, days_to_periods, period_days
 
 _CACHE = ProblemCache()  # module-level cache for the public one-shot functions
 
@@ -199,6 +199,12 @@ class Allocator:
         self.lo = np.array([p.min_fraction for p in self.pods])
         self.hi = np.array([p.max_fraction for p in self.pods])
         self.initial = np.array([p.initial_fraction for p in self.pods])
+        # every "days" setting means calendar days, on any clock: one return per day end covers
+        # `period` days (1 on a daily or finer clock, 3 on a 3d clock)
+        self.period = period_days(cfg.clock_timeframe)  # type: ignore[attr-defined]
+        self.per_year = DAYS_PER_YEAR / self.period
+        self.lookback = days_to_periods(o.allocation_lookback, self.period)
+        self.min_history = days_to_periods(o.min_history, self.period)
         # the allocator always sees pods sorted by pod_id, so the config's pod order cannot change
         # its inputs (solver round-off would otherwise differ with the permutation)
         self._rank = np.argsort(np.argsort(np.array(self.pod_ids, dtype=object)))
@@ -214,11 +220,20 @@ class Allocator:
         return idx[np.argsort(self._rank[idx], kind="stable")] if idx.size else idx
 
     # ------------------------------------------------------------------ schedule
+    def calendar_due(self, day_index: int) -> bool:
+        """Whether day end ``day_index`` (0 = the first) is a calendar rebalance: the first one,
+        then the first day end on or after every ``calendar_days`` calendar days."""
+        if day_index == 0:
+            return True
+        cal = self.o.rebalance.calendar_days
+        done = round((day_index + 1) * self.period, 9)
+        before = round(day_index * self.period, 9)
+        return int(done // cal) > int(before // cal)
+
     def is_check_day(self, day_index: int) -> bool:
         """Whether the allocator looks at day ``day_index`` (0 = the first simulated day)."""
-        trig = self.o.rebalance.trigger
-        if trig == "calendar":
-            return day_index == 0 or (day_index + 1) % self.o.rebalance.calendar_days == 0
+        if self.o.rebalance.trigger == "calendar":
+            return self.calendar_due(day_index)
         return True
 
     # ------------------------------------------------------------------ decision
@@ -237,7 +252,7 @@ class Allocator:
         """New fractions if a rebalance is due at this day end, else None."""
         rets_all = daily_returns(navs)
         prod = self._production(states, joined)
-        calendar_due = day_index == 0 or (day_index + 1) % self.o.rebalance.calendar_days == 0
+        calendar_due = self.calendar_due(day_index)
         trig = self.o.rebalance.trigger
         reason = None
         if trig in ("calendar", "hybrid") and calendar_due:
@@ -265,7 +280,7 @@ class Allocator:
         self, rets_all: np.ndarray, prod: np.ndarray, f: np.ndarray, t: int
     ) -> None:
         self.target_prc, self.target_set = None, tuple(prod.tolist())
-        if prod.size < 2 or rets_all.shape[0] < self.o.min_history or f[prod].sum() <= 0:
+        if prod.size < 2 or rets_all.shape[0] < self.min_history or f[prod].sum() <= 0:
             return
         try:
             cov = self._cov(rets_all, prod, t)
@@ -280,17 +295,17 @@ class Allocator:
         if key not in self._cov_memo:
             if len(self._cov_memo) > 8:
                 self._cov_memo.clear()
-            self._cov_memo[key] = shrunk_covariance(self._window(rets_all, idx, t))
+            self._cov_memo[key] = shrunk_covariance(self._window(rets_all, idx, t), self.per_year)
         return self._cov_memo[key]
 
     def _window(self, rets_all: np.ndarray, idx: np.ndarray, t: int) -> np.ndarray:
-        lookback = self.o.allocation_lookback
+        lookback = self.lookback
         return rets_all[-lookback:, idx] if rets_all.shape[0] else np.zeros((0, idx.size))
 
     def _prc_drift(
         self, rets_all: np.ndarray, prod: np.ndarray, f: np.ndarray, t: int
     ) -> float | None:
-        if prod.size < 2 or rets_all.shape[0] < self.o.min_history:
+        if prod.size < 2 or rets_all.shape[0] < self.min_history:
             return None
         try:
             cov = self._cov(rets_all, prod, t)
@@ -379,7 +394,7 @@ class Allocator:
         if method == "equal_weight" or n == 1:
             return equal, None
         vols = (
-            r.std(axis=0, ddof=1) * np.sqrt(DAYS_PER_YEAR)
+            r.std(axis=0, ddof=1) * np.sqrt(self.per_year)
             if r.shape[0] >= 2
             else np.full(n, np.nan)
         )
@@ -391,15 +406,20 @@ class Allocator:
         )
         if method == "inverse_volatility":
             return ivol, ivol_reason
-        if r.shape[0] < self.o.min_history:
-            return ivol, f"{r.shape[0]} < min_history {self.o.min_history} days: inverse volatility"
+        if r.shape[0] < self.min_history:
+            have = r.shape[0] * self.period
+            return ivol, f"{have:g} < min_history {self.o.min_history} days: inverse volatility"
         try:
             # Ledoit–Wolf shrinkage makes collinear pods positive definite; a pod whose sample
             # variance is zero (it never held a position) is what leaves Σ singular here
             flat = [self.pod_ids[prod[i]] for i in np.flatnonzero(~(vols > 0))]
             if flat:
                 raise SingularCovariance(f"zero variance for {', '.join(flat)}")
-            cov = self._cov(rets_all, prod, t) if rets_all is not None else shrunk_covariance(r)
+            cov = (
+                self._cov(rets_all, prod, t)
+                if rets_all is not None
+                else shrunk_covariance(r, self.per_year)
+            )
             chol = cholesky_factor(cov)
         except SingularCovariance as exc:
             return ivol, f"singular covariance ({exc}): inverse volatility"
@@ -412,12 +432,14 @@ class Allocator:
             return ivol, f"{exc}: inverse volatility"
         if method == "risk_parity":
             return w_rp, None
-        mu = r.mean(axis=0) * DAYS_PER_YEAR
+        mu = r.mean(axis=0) * self.per_year
         try:
             w_k = self._kelly(key, mu, cov, chol, budget)
         except SolveError as exc:
             return w_rp, f"{exc}: risk parity only"
-        live = int(np.min(live_days[prod])) if live_days is not None else r.shape[0]
+        live = (
+            int(np.min(live_days[prod])) if live_days is not None else int(r.shape[0] * self.period)
+        )
         return adaptive_kelly_blend(
             w_rp, w_k, budget, live, self.o.kelly_fraction, self.o.kelly_confidence_ramp
         ), None
@@ -437,7 +459,7 @@ class Allocator:
 
     def _vol_cap(self, f: np.ndarray, rets_all: np.ndarray, t: int) -> np.ndarray:
         live = self._canon(np.flatnonzero(f > 0))
-        if live.size == 0 or rets_all.shape[0] < self.o.min_history:
+        if live.size == 0 or rets_all.shape[0] < self.min_history:
             return f
         cov = self._cov(rets_all, live, t)
         vol = float(np.sqrt(max(f[live] @ cov @ f[live], 0.0)))

@@ -1,7 +1,8 @@
 """Moments of pod returns for the allocator: Ledoit–Wolf covariance and its Cholesky factor.
 
-Returns are the pods' daily **standalone** returns (NAV changes, capital transfers removed).
-Everything is annualised with 365 days.
+Returns are the pods' **standalone** returns (NAV changes, capital transfers removed) at each
+UTC day end — one per day on a daily or finer clock, one per bar on a coarser one. Everything is
+annualised with ``periods_per_year`` (365 for daily returns, 365/3 on a 3-day clock).
 """
 
 from __future__ import annotations
@@ -24,17 +25,17 @@ def daily_returns(navs: np.ndarray) -> np.ndarray:
     return navs[1:] / navs[:-1] - 1.0
 
 
-def shrunk_covariance(returns: np.ndarray) -> np.ndarray:
-    """Annualised Ledoit–Wolf (2004) shrinkage covariance of ``(n_days, n)`` daily returns.
+def shrunk_covariance(returns: np.ndarray, periods_per_year: float = DAYS_PER_YEAR) -> np.ndarray:
+    """Annualised Ledoit–Wolf (2004) shrinkage covariance of ``(n_periods, n)`` returns.
 
     Ledoit, O. & Wolf, M. (2004), "A well-conditioned estimator for large-dimensional covariance
     matrices", J. Multivariate Analysis 88(2). Computed by ``sklearn.covariance.ledoit_wolf``.
     """
     r = np.asarray(returns, dtype=float)
     if r.shape[1] == 1:
-        return np.array([[np.var(r[:, 0]) * DAYS_PER_YEAR]])
+        return np.array([[np.var(r[:, 0]) * periods_per_year]])
     cov, _ = ledoit_wolf(r)
-    return cov * DAYS_PER_YEAR
+    return cov * periods_per_year
 
 
 def cholesky_factor(cov: np.ndarray, rel_tol: float = 1e-10) -> np.ndarray:

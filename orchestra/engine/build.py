@@ -35,6 +35,7 @@ from orchestra.kernels.state import (
     L_PH_ALPHA,
     L_PH_DELTA,
     L_PH_LAMBDA,
+    L_PERIOD_DAYS,
     L_PH_MIN,
     L_PROBATION_DAYS,
     L_SHARPE_FLOOR,
@@ -54,7 +55,7 @@ from orchestra.kernels.state import (
     Inputs,
 )
 from orchestra.strategies import cap_matrix, pod_params, weights_on_clock
-from orchestra.timeframes import DAY_MS, epoch_ms, timeframe_ms
+from orchestra.timeframes import DAY_MS, days_to_periods, epoch_ms, period_days, timeframe_ms
 
 
 @dataclass
@@ -140,8 +141,14 @@ def month_end(ts: np.ndarray, step: int) -> np.ndarray:
 
 
 def lifecycle_params(config: Config, enabled: bool = True) -> np.ndarray:
-    """The lifecycle thresholds of SPEC §8 as the kernels' ``Inputs.lifecycle`` array."""
+    """The lifecycle thresholds of SPEC §8 as the kernels' ``Inputs.lifecycle`` array.
+
+    Every "days" setting means calendar days on any clock: day counters advance by the days one
+    day-end step covers (``L_PERIOD_DAYS``), and windows over the return history are converted
+    to a number of steps.
+    """
     o = config.orchestrator
+    period = period_days(config.clock_timeframe)
     g, r, d = o.graduation, o.retirement, o.degradation
     lc = np.zeros(N_LC)
     lc[L_ENABLED] = 1.0 if enabled else 0.0
@@ -154,15 +161,16 @@ def lifecycle_params(config: Config, enabled: bool = True) -> np.ndarray:
     lc[L_BREACH_DD] = r.max_drawdown_breach
     lc[L_LOSS_MONTHS] = r.consecutive_loss_months
     lc[L_SHARPE_FLOOR] = r.rolling_sharpe_floor
-    lc[L_SHARPE_WINDOW] = r.rolling_sharpe_window
+    lc[L_SHARPE_WINDOW] = days_to_periods(r.rolling_sharpe_window, period)
     lc[L_PROBATION_DAYS] = r.probation_days
     lc[L_WARNING_DAYS] = r.warning_days
     lc[L_PH_DELTA] = d.delta
     lc[L_PH_LAMBDA] = d.lambda_
     lc[L_PH_ALPHA] = d.alpha
     lc[L_PH_MIN] = d.min_instances
-    lc[L_CORR_LOOKBACK] = o.correlation.lookback
-    lc[L_MIN_HISTORY] = o.min_history
+    lc[L_CORR_LOOKBACK] = days_to_periods(o.correlation.lookback, period)
+    lc[L_MIN_HISTORY] = days_to_periods(o.min_history, period)
+    lc[L_PERIOD_DAYS] = period
     return lc
 
 

@@ -59,7 +59,9 @@ class Engine:
         joined = prepared.pod_join_bar == 0
         seed_capital(
             st,
-            np.array([p.initial_fraction if j else 0.0 for p, j in zip(cfg.pods, joined)]),
+            np.array(
+                [p.initial_fraction if j else 0.0 for p, j in zip(cfg.pods, joined, strict=True)]
+            ),
             capital,
         )
         for p, pod in enumerate(cfg.pods):
@@ -192,7 +194,7 @@ class Engine:
                 states=st.pod_state.copy(),
                 fractions=fractions,
                 equities=self.out.pod_equity[t].copy(),
-                live_days=day_index + 1 - self._join_day,
+                live_days=(day_index + 1 - self._join_day) * self.allocator.period,
                 joined=st.pod_joined.copy(),
             )
             if new is not None:

@@ -36,6 +36,7 @@ from orchestra.kernels.state import (
     L_MIN_LIVE_DAYS,
     L_MIN_SHARPE,
     L_MIN_TRADES,
+    L_PERIOD_DAYS,
     L_PH_ALPHA,
     L_PH_DELTA,
     L_PH_LAMBDA,
@@ -245,8 +246,8 @@ def day_end_nb(inp, st, out, t):
         st.hist_count[p] += 1
         st.pod_sum_r[p] += r
         st.pod_sum_r2[p] += r * r
-        st.pod_live_days[p] += 1
-        st.pod_state_days[p] += 1
+        st.pod_live_days[p] += lc[L_PERIOD_DAYS]  # calendar days, on any clock
+        st.pod_state_days[p] += lc[L_PERIOD_DAYS]
         dd = 1.0 - st.pod_nav[p] / st.pod_nav_peak[p] if st.pod_nav_peak[p] > 0.0 else 0.0
         if dd > st.pod_dd_max[p]:
             st.pod_dd_max[p] = dd
@@ -301,7 +302,8 @@ def _evaluate_nb(inp, st, out, t, p, prices):
     n_rs, m_rs, sd_rs = _ring_stats(st, p, window, st.hist_ret)
     # a rolling Sharpe counts only over a full window: 30 days of daily returns are mostly noise
     rs_valid = n_rs >= max(window, min_hist) and sd_rs > 0.0
-    rs = m_rs / sd_rs * np.sqrt(ANNUAL) if rs_valid else 0.0
+    per_year = ANNUAL / lc[L_PERIOD_DAYS]  # one return per day end covers L_PERIOD_DAYS days
+    rs = m_rs / sd_rs * np.sqrt(per_year) if rs_valid else 0.0
     alarm = st.ph_n[p] >= lc[L_PH_MIN] and st.ph_score[p] > lam
     score = st.ph_score[p]
     if alarm:
@@ -312,7 +314,7 @@ def _evaluate_nb(inp, st, out, t, p, prices):
             return
         mean = st.pod_sum_r[p] / n
         var = (st.pod_sum_r2[p] - n * mean * mean) / (n - 1)
-        sharpe = mean / np.sqrt(var) * np.sqrt(ANNUAL) if var > 0.0 else 0.0
+        sharpe = mean / np.sqrt(var) * np.sqrt(per_year) if var > 0.0 else 0.0
         years = st.pod_live_days[p] / ANNUAL
         cagr = st.pod_nav[p] ** (1.0 / years) - 1.0 if st.pod_nav[p] > 0.0 else -1.0
         calmar = cagr / st.pod_dd_max[p] if st.pod_dd_max[p] > 0.0 else np.inf

@@ -99,7 +99,7 @@ L_MAX_CORR = 6
 L_BREACH_DD = 7
 L_LOSS_MONTHS = 8
 L_SHARPE_FLOOR = 9
-L_SHARPE_WINDOW = 10
+L_SHARPE_WINDOW = 10  # in day-end steps (the engine converts the config's days)
 L_PROBATION_DAYS = 11
 L_WARNING_DAYS = 12
 L_PH_DELTA = 13
@@ -107,8 +107,9 @@ L_PH_LAMBDA = 14
 L_PH_ALPHA = 15
 L_PH_MIN = 16
 L_CORR_LOOKBACK = 17
-L_MIN_HISTORY = 18  # days of returns before a rolling Sharpe / correlation / PH volatility counts
-N_LC = 19
+L_MIN_HISTORY = 18  # returns (day ends) before a rolling Sharpe / correlation counts
+L_PERIOD_DAYS = 19  # calendar days one day-end step covers (1, or the bar length on a coarse clock)
+N_LC = 20
 
 # lifecycle transition reasons (codes in the event buffer; names in REASONS)
 R_GRADUATION = 0
@@ -175,8 +176,8 @@ class State(NamedTuple):
     pod_notional: np.ndarray  # traded notional (|units| · price), cumulative
     pod_funding: np.ndarray  # funding paid (+) / received (-), cumulative
     # room for lifecycle and Page-Hinkley (filled by the lifecycle issue)
-    pod_live_days: np.ndarray  # int64 days since the pod joined
-    pod_state_days: np.ndarray  # int64 days in the current state
+    pod_live_days: np.ndarray  # float64 calendar days since the pod joined
+    pod_state_days: np.ndarray  # float64 calendar days in the current state
     pod_warning_fraction: np.ndarray  # fraction when it entered warning
     ph_n: np.ndarray  # int64 values seen by Page-Hinkley since its last reset
     ph_mean: np.ndarray  # running mean of the standardised returns
@@ -283,8 +284,8 @@ def new_state(n_pods: int, n_syms: int, n_slots: int, history: int = 2) -> State
         pod_trades=i(n_pods),
         pod_notional=f(n_pods),
         pod_funding=f(n_pods),
-        pod_live_days=i(n_pods),
-        pod_state_days=i(n_pods),
+        pod_live_days=f(n_pods),
+        pod_state_days=f(n_pods),
         pod_warning_fraction=f(n_pods),
         ph_n=i(n_pods),
         ph_mean=f(n_pods),

@@ -1,6 +1,8 @@
 """Performance measures: pure functions of numpy arrays (STYLE rule 5).
 
-Daily returns are taken at UTC day ends; annualisation uses 365 days (24/7 markets). Pods are
+Returns are taken at UTC day ends (daily on a daily or finer clock, one per bar on a coarser
+clock); annualisation uses 365 days (24/7 markets) with ``periods_per_year`` such returns a year
+(365 for daily returns, 365/3 for 3-day returns). Pods are
 measured on their NAV (equity with capital transfers removed), the account on its equity.
 """
 
@@ -40,25 +42,26 @@ def cagr(values: np.ndarray, days: float) -> float:
     return float((1.0 + tr) ** (DAYS_PER_YEAR / days) - 1.0)
 
 
-def volatility(daily: np.ndarray) -> float:
-    """Annualised standard deviation (ddof=1) of daily returns ``(n_days,)``."""
-    return float(np.std(daily, ddof=1) * np.sqrt(DAYS_PER_YEAR)) if daily.size > 1 else 0.0
+def volatility(daily: np.ndarray, periods_per_year: float = DAYS_PER_YEAR) -> float:
+    """Annualised standard deviation (ddof=1) of periodic returns ``(n,)``."""
+    return float(np.std(daily, ddof=1) * np.sqrt(periods_per_year)) if daily.size > 1 else 0.0
 
 
-def sharpe(daily: np.ndarray) -> float:
-    """Annualised Sharpe ratio, zero risk-free rate: ``mean / std · √365`` (0 if std = 0)."""
+def sharpe(daily: np.ndarray, periods_per_year: float = DAYS_PER_YEAR) -> float:
+    """Annualised Sharpe ratio, zero risk-free rate: ``mean / std · √periods_per_year`` (0 if
+    std = 0)."""
     if daily.size < 2:
         return 0.0
     sd = np.std(daily, ddof=1)
-    return float(np.mean(daily) / sd * np.sqrt(DAYS_PER_YEAR)) if sd > 0 else 0.0
+    return float(np.mean(daily) / sd * np.sqrt(periods_per_year)) if sd > 0 else 0.0
 
 
-def sortino(daily: np.ndarray) -> float:
-    """``mean / downside deviation · √365`` with downside deviation ``√mean(min(r, 0)²)``."""
+def sortino(daily: np.ndarray, periods_per_year: float = DAYS_PER_YEAR) -> float:
+    """``mean / downside deviation · √periods_per_year``, downside deviation ``√mean(min(r, 0)²)``."""
     if daily.size < 2:
         return 0.0
     dd = np.sqrt(np.mean(np.minimum(daily, 0.0) ** 2))
-    return float(np.mean(daily) / dd * np.sqrt(DAYS_PER_YEAR)) if dd > 0 else 0.0
+    return float(np.mean(daily) / dd * np.sqrt(periods_per_year)) if dd > 0 else 0.0
 
 
 def drawdown(values: np.ndarray) -> np.ndarray:
@@ -93,23 +96,28 @@ def summarize(
     fees: float,
     netting_savings: float,
     exposure: float,
+    periods_per_year: float = DAYS_PER_YEAR,
 ) -> dict[str, float]:
     """All metrics of SPEC §11 for one entity.
 
     ``values`` is the per-bar value path (starting value first), ``day_end_values`` the value at
     each day end with the starting value prepended; ``turnover`` is already annualised.
     """
-    daily = (
-        day_end_values[1:] / day_end_values[:-1] - 1.0 if day_end_values.size > 1 else np.zeros(0)
-    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        daily = (
+            day_end_values[1:] / day_end_values[:-1] - 1.0
+            if day_end_values.size > 1
+            else np.zeros(0)
+        )
+    daily = daily[np.isfinite(daily)]  # a frozen NAV at 0 has no return
     c = cagr(values, days)
     mdd = max_drawdown(values)
     return {
         "total_return": total_return(values),
         "cagr": c,
-        "volatility": volatility(daily),
-        "sharpe": sharpe(daily),
-        "sortino": sortino(daily),
+        "volatility": volatility(daily, periods_per_year),
+        "sharpe": sharpe(daily, periods_per_year),
+        "sortino": sortino(daily, periods_per_year),
         "max_drawdown": mdd,
         "calmar": calmar(c, mdd),
         "win_rate": win_rate(daily),

@@ -15,6 +15,7 @@ import polars as pl
 
 from orchestra.kernels.state import STATE_NAMES
 from orchestra.results.metrics import METRIC_COLUMNS, summarize
+from orchestra.timeframes import DAYS_PER_YEAR, period_days
 
 TS = pl.Datetime("ms", "UTC")
 FRAME_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -230,6 +231,7 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
         T * (float(inp.timestamps[1] - inp.timestamps[0]) if T > 1 else 86_400_000.0) / 86_400_000.0
     )
     years = days / 365.0 if days > 0 else 1.0
+    per_year = DAYS_PER_YEAR / period_days(config.clock_timeframe)  # day-end returns per year
     ext = fills.filter(pl.col("venue") == "external")
     acct_notional = float((ext["units"].abs() * ext["price"]).sum()) if ext.height else 0.0
     mean_eq = float(np.mean(eq)) if eq.size else capital
@@ -244,7 +246,8 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
                 acct_notional / mean_eq / years,
                 float(st.account_fees[0]),
                 float(st.pod_alone_fees.sum() - st.account_fees[0]),
-                float(np.mean(out.gross_leverage[:T])) if T else 0.0,
+                float(np.nanmean(out.gross_leverage[:T])) if T else 0.0,
+                per_year,
             ),
         }
     ]
@@ -262,6 +265,7 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
                     float(st.pod_fees[p]),
                     float(st.pod_alone_fees[p] - st.pod_fees[p]),
                     float(np.mean(out.pod_gross[:T, p])) if T else 0.0,
+                    per_year,
                 ),
             }
         )
@@ -349,6 +353,7 @@ def _monitor(engine, config):
         o.correlation.stress_threshold,
         o.risk.max_single_pod_risk_pct,
         o.min_history,
+        period_days(config.clock_timeframe),
     )
 
 
