@@ -24,6 +24,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -34,10 +35,14 @@ from orchestra.strategies.registry import StrategyNotFound, StrategyParams, get_
 from orchestra.timeframes import TimeframeError, timeframe_ms
 
 SYMBOL_PATTERN = r"^[A-Z0-9]+/[A-Z0-9]+(:[A-Z0-9]+)?$"
+MAX_WARMUP_DAYS = 36_500  # a century of warm-up is already far more than any data holds
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    # inf and NaN are never meaningful settings (capital: .inf, cost_bps: .nan ...)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False
+    )
 
 
 def _check_timeframe(value: str) -> str:
@@ -101,6 +106,12 @@ class DataConfig(_Frozen):
     def _source_fields(self) -> DataConfig:
         if self.source == "files" and self.path is None:
             raise ValueError("source 'files' needs 'path' (a folder of BTC-USDT_1d.parquet files)")
+        if self.source == "ccxt":
+            from orchestra.data.ccxt_source import unknown_exchange_message
+
+            problem = unknown_exchange_message(self.exchange)
+            if problem is not None:
+                raise ValueError(f"exchange: {problem}")
         return self
 
     @property
@@ -250,6 +261,11 @@ class SubStrategyConfig(_Frozen):
     @model_validator(mode="after")
     def _check(self) -> SubStrategyConfig:
         _validate_strategy_params(self.name, self.params)
+        if self.name == "ensemble" and not self.params.get("sub_strategies"):
+            raise ValueError(
+                "a nested 'ensemble' needs its own params.sub_strategies list "
+                "(e.g. params: {sub_strategies: [{name: tsmom, params: {lookback: 30}}]})"
+            )
         return self
 
 
@@ -341,7 +357,9 @@ class BacktestConfig(_Frozen):
 
     start: dt.date = Field(dt.date(2024, 1, 1), description="First bar traded (UTC date)")
     end: dt.date = Field(dt.date(2025, 12, 31), description="Last day traded, inclusive")
-    capital: float = Field(100_000.0, gt=0, description="Starting equity in quote currency")
+    capital: float = Field(
+        100_000.0, gt=0, le=1e15, description="Starting equity in quote currency"
+    )
     execution: Literal["next_open", "close"] = Field(
         "next_open",
         description="next_open: fill at bar t+1's open; close: at t's close (optimistic)",
@@ -353,8 +371,8 @@ class BacktestConfig(_Frozen):
     @field_validator("warmup_days")
     @classmethod
     def _warm(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and v < 0:
-            raise ValueError("warmup_days must be ≥ 0 or 'auto'")
+        if isinstance(v, int) and not 0 <= v <= MAX_WARMUP_DAYS:
+            raise ValueError(f"warmup_days must be 'auto' or an integer in [0, {MAX_WARMUP_DAYS}]")
         return v
 
     @model_validator(mode="after")
@@ -367,8 +385,15 @@ class BacktestConfig(_Frozen):
 class PortfolioConfig(_Frozen):
     """Trading costs (SPEC §9.4)."""
 
-    cost_bps: float = Field(4.0, ge=0, description="Fee on traded notional, basis points")
-    slippage_bps: float = Field(0.0, ge=0, description="Execution price moved against the trade")
+    cost_bps: float = Field(
+        4.0, ge=0, le=1000, description="Fee on traded notional, basis points (at most 10 %)"
+    )
+    slippage_bps: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="Execution price moved against the trade, basis points (at most 10 %)",
+    )
     funding: bool = Field(False, description="Charge perpetual funding (needs a funding series)")
 
 
@@ -380,6 +405,12 @@ class Config(_Frozen):
     pods: list[PodConfig] = Field(min_length=1, description="The pods")
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)  # type: ignore[arg-type]
     portfolio: PortfolioConfig = Field(default_factory=PortfolioConfig)  # type: ignore[arg-type]
+    _source: str | None = PrivateAttr(None)  # the file it was loaded from (for error messages)
+
+    @property
+    def source(self) -> str:
+        """Where the config came from: its file, or ``<config>`` when built in code."""
+        return self._source or "<config>"
 
     @model_validator(mode="after")
     def _check(self) -> Config:
@@ -401,12 +432,36 @@ class Config(_Frozen):
                     f"pods[{i}].timeframe {pod.timeframe!r} is not a whole multiple of "
                     f"data.timeframe {self.data.timeframe!r}"
                 )
+        self._check_warmup()
         if self.portfolio.funding and self.data.source == "synthetic":
             raise ValueError(
                 "portfolio.funding: true needs funding rates; the synthetic source has none "
                 "(use source files with *_funding files, or set funding: false)"
             )
         return self
+
+    def _check_warmup(self) -> None:
+        """Each pod's warm-up must fit in the calendar (a lookback of 1e7 bars would not)."""
+        from orchestra.engine.warmup import pod_warmup_days
+
+        earliest = dt.date(1970, 1, 1)
+        for i, pod in enumerate(self.pods):
+            try:
+                days = pod_warmup_days(pod)
+            except (OverflowError, ValueError) as exc:
+                raise ValueError(f"pods[{i}].params: warm-up cannot be computed ({exc})") from None
+            if days > MAX_WARMUP_DAYS or self.backtest.start - dt.timedelta(days=days) < earliest:
+                raise ValueError(
+                    f"pods[{i}].params: pod {pod.pod_id!r} needs {days} days of warm-up before "
+                    f"backtest.start {self.backtest.start}, reaching before {earliest}; "
+                    "shorten its lookbacks"
+                )
+        wd = self.backtest.warmup_days
+        if wd != "auto" and self.backtest.start - dt.timedelta(days=int(wd)) < earliest:
+            raise ValueError(
+                f"backtest.warmup_days: {wd} days before {self.backtest.start} reach before "
+                f"{earliest}"
+            )
 
     @cached_property
     def config_hash(self) -> str:
@@ -495,7 +550,9 @@ def load_config(path: str | Path) -> Config:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
-    return parse_config(raw, str(path), base_dir=path.resolve().parent)
+    cfg = parse_config(raw, str(path), base_dir=path.resolve().parent)
+    cfg._source = str(path)
+    return cfg
 
 
 def config_reference_markdown() -> str:

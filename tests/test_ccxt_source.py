@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from orchestra.data.ccxt_source import fetch_cached
+from orchestra.data.ccxt_source import SourceUnavailable, fetch_cached
 from tests.fake_binance import DAY_MS, FakeBinance, make_klines
 
 START = 1_704_067_200_000  # 2024-01-01
@@ -56,8 +56,9 @@ def test_gives_up_after_the_retries(server: FakeBinance, tmp_path: Path) -> None
     import ccxt
 
     server.fail_next = ["429"] * 10
-    with pytest.raises(ccxt.NetworkError):
+    with pytest.raises(SourceUnavailable, match="after 3 tries") as info:
         fetch_cached(server.exchange(), "BTC/USDT", "1d", START, tmp_path, retries=2, backoff=0.01)
+    assert isinstance(info.value.__cause__, ccxt.NetworkError)
 
 
 def test_second_run_fetches_only_the_tail(server: FakeBinance, tmp_path: Path) -> None:

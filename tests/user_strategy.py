@@ -35,3 +35,16 @@ def reversed_tsmom(bars: pl.DataFrame, params: ReversedParams) -> pl.DataFrame:
 
     w = compute_weights("tsmom", bars, {"lookback": params.lookback})
     return w.with_columns(-pl.col("weight"))
+
+
+@strategy(AlwaysLongParams)
+def inf_weights(bars: pl.DataFrame, params: AlwaysLongParams) -> pl.DataFrame:
+    """A broken user strategy: infinite weights."""
+    return bars.select("timestamp", "symbol", pl.lit(float("inf")).alias("weight"))
+
+
+@strategy(AlwaysLongParams)
+def duplicate_rows(bars: pl.DataFrame, params: AlwaysLongParams) -> pl.DataFrame:
+    """A broken user strategy: every (timestamp, symbol) twice."""
+    w = bars.select("timestamp", "symbol", pl.lit(params.weight).alias("weight"))
+    return pl.concat([w, w])

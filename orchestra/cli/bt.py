@@ -27,8 +27,9 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from orchestra.config import ConfigError
+        from orchestra.data.ccxt_source import SourceUnavailable
         from orchestra.data.schema import DataError
-        from orchestra.strategies.registry import StrategyNotFound
+        from orchestra.strategies.registry import StrategyError, StrategyNotFound
 
         try:
             return fn(*args, **kwargs)
@@ -39,6 +40,14 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(2)
         except DataError as exc:
             err.print("[bold red]data error[/]:", highlight=False)
+            err.print(str(exc), highlight=False, markup=False)
+            sys.exit(2)
+        except StrategyError as exc:
+            err.print("[bold red]strategy error[/]: ", end="", highlight=False)
+            err.print(str(exc), highlight=False, markup=False)
+            sys.exit(2)
+        except SourceUnavailable as exc:
+            err.print("[bold red]exchange error[/]: ", end="", highlight=False)
             err.print(str(exc), highlight=False, markup=False)
             sys.exit(2)
         except (StrategyNotFound, FileNotFoundError) as exc:
@@ -57,10 +66,20 @@ def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.d
         raise click.BadParameter(f"{value!r} is not a date; use YYYY-MM-DD") from None
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print the library's warnings (gaps filled, data range) as one readable line each."""
+    err.print("[yellow]warning[/]: ", end="", highlight=False)
+    err.print(str(message), highlight=False, markup=False)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="orchestra")
 def main() -> None:
     """orchestra research backtester: run, validate, report, fetch data."""
+    import warnings
+
+    warnings.showwarning = _show_warning
+    warnings.filterwarnings("ignore", category=RuntimeWarning)  # numpy's 0/0 noise, not for users
 
 
 @main.command()
@@ -138,9 +157,20 @@ def validate(config: Path) -> None:
     out.print(
         f"  data: {loaded.source_label}, timeframe {cfg.data.timeframe}, clock {cfg.clock_timeframe}"
     )
+    first = bars["timestamp"].min()
+    last = bars["timestamp"].max()
+    assert isinstance(first, dt.datetime) and isinstance(last, dt.datetime)
+    used_start = max(cfg.backtest.start, first.date())
+    used_end = min(cfg.backtest.end, last.date())
     out.print(
         f"  backtest: {cfg.backtest.start} → {cfg.backtest.end}, warm-up {warmup_days(cfg)} days, execution {cfg.backtest.execution}"
     )
+    out.print(
+        f"  range used: {used_start} → {used_end} (data {first.date()} → {last.date()})",
+        highlight=False,
+    )
+    for note in loaded.notes:
+        out.print(f"  [yellow]warning[/]: {note}", highlight=False)
     for pod in cfg.pods:
         out.print(
             f"  pod {pod.pod_id}: {pod.strategy} on {', '.join(pod.symbols)} ({pod.timeframe}), fraction {pod.initial_fraction:.0%} [{pod.min_fraction:.0%}, {pod.max_fraction:.0%}], {pod.initial_state}"
@@ -181,7 +211,15 @@ def report(run_dir: Path, html_report: bool, pod: str | None) -> None:
     if html_report:
         from orchestra.results.report import write_html
 
-        click.echo(f"HTML report: {write_html(result, run_dir / 'report.html')}")
+        if pod is None:
+            path = write_html(result, run_dir / "report.html")
+        else:
+            path = write_html(
+                result.for_pod(pod),
+                run_dir / f"report-{pod}.html",
+                title=f"orchestra — pod {pod} ({run_dir.name})",
+            )
+        click.echo(f"HTML report: {path}")
 
 
 def _advance(bar: Progress, task: Any, _symbol: str, n: int) -> None:

@@ -6,6 +6,7 @@ Public helpers: :func:`read_files` (SPEC §11.1) and :func:`load_bars` (the bars
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from dataclasses import dataclass
 
 import polars as pl
@@ -18,6 +19,7 @@ __all__ = [
     "BAR_COLUMNS",
     "BAR_SCHEMA",
     "DataError",
+    "DataRangeWarning",
     "GapReport",
     "LoadedData",
     "Market",
@@ -29,6 +31,10 @@ __all__ = [
 ]
 
 
+class DataRangeWarning(UserWarning):
+    """The data does not cover the range the config asks for (the run uses what exists)."""
+
+
 @dataclass(frozen=True)
 class LoadedData:
     """The validated bars a config uses, with where they came from."""
@@ -36,6 +42,42 @@ class LoadedData:
     bars: pl.DataFrame
     source_label: str  # "synthetic (seed 7)", "files: /path", "ccxt: binance spot"
     gaps: GapReport
+    notes: tuple[str, ...] = ()  # range warnings: the data does not cover what was asked for
+
+
+def _fetch_hint(config, first_day: dt.date) -> str:
+    d = config.data
+    return (
+        "get the data with: orch-bt data fetch --exchange binance --symbols "
+        f"{','.join(config.symbols)} --timeframe {d.timeframe} --since {first_day} "
+        f"--out {d.path}"
+    )
+
+
+def range_notes(bars: pl.DataFrame, first_day: dt.date, start: dt.date, end: dt.date) -> list[str]:
+    """Readable warnings when ``bars`` do not cover ``[first_day (warm-up), start, end]``."""
+    if bars.height == 0:
+        return []
+    first = bars["timestamp"].min()
+    last = bars["timestamp"].max()
+    assert isinstance(first, dt.datetime) and isinstance(last, dt.datetime)
+    notes = []
+    if first.date() > start:
+        notes.append(
+            f"the data starts {first.date()}, after backtest.start {start}: "
+            f"the backtest runs from {first.date()}, without warm-up"
+        )
+    elif first.date() > first_day:
+        notes.append(
+            f"the data starts {first.date()}: only {(start - first.date()).days} of the "
+            f"{(start - first_day).days} warm-up days before backtest.start {start} exist"
+        )
+    if last.date() < end:
+        notes.append(
+            f"the data ends {last.date()}, before backtest.end {end}: "
+            f"the backtest stops at {last.date()}"
+        )
+    return notes
 
 
 def load_bars(config, start: dt.date | None = None, end: dt.date | None = None) -> LoadedData:
@@ -58,7 +100,16 @@ def load_bars(config, start: dt.date | None = None, end: dt.date | None = None) 
         bars, gaps = validate_bars(bars, d.timeframe, "error", where="synthetic")
         label = f"synthetic (seed {d.seed})"
     elif d.source == "files":
-        bars = read_files(d.path, symbols, d.timeframe, d.gap_policy)
+        window = (
+            dt.datetime.combine(first_day, dt.time(), dt.UTC),
+            dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC),
+        )
+        try:
+            bars = read_files(d.path, symbols, d.timeframe, d.gap_policy, *window)
+        except DataError as exc:
+            if any("does not exist" in p or "no file for" in p for p in exc.problems):
+                exc = DataError([*exc.problems, _fetch_hint(config, first_day)], exc.where)
+            raise DataError(exc.problems, f"{config.source}: data.path {d.path}") from None
         gaps = GapReport()
         label = f"files: {d.path}"
     else:
@@ -90,4 +141,7 @@ def load_bars(config, start: dt.date | None = None, end: dt.date | None = None) 
     missing = [s for s in symbols if bars.filter(pl.col("symbol") == s).height == 0]
     if missing:
         raise DataError([f"{s}: no bars between {first_day} and {end}" for s in missing], label)
-    return LoadedData(bars, label, gaps)
+    notes = range_notes(bars, first_day, start, end)
+    for note in notes:
+        warnings.warn(f"{label}: {note}", DataRangeWarning, stacklevel=2)
+    return LoadedData(bars, label, gaps, tuple(notes))

@@ -7,7 +7,11 @@
 * Retries: ccxt ``OperationFailed`` — its ``NetworkError`` family (timeouts,
   ``RateLimitExceeded``, ``DDoSProtection``, ``ExchangeNotAvailable``) and unknown server-side
   failures (Binance ``-1000``) — are retried with exponential backoff; ``ExchangeError`` (a bad
-  symbol, a rejected request) propagates at once.
+  symbol, a rejected request) propagates at once. An exchange that cannot be reached at all (its
+  host does not resolve, the connection is refused) is tried once more after a short pause, not
+  five times: then :class:`SourceUnavailable` says which exchange, which endpoint and why, in one
+  line. When the retries of a transient failure run out, the same error is raised (its
+  ``__cause__`` is the ccxt exception).
 * Cache: ``<cache>/<exchange>/<market>/<BASE-QUOTE>_<tf>.parquet``. A second run reads the cache
   and only fetches the missing tail (from one bar after the last cached bar).
 * A bar still open at download time (``open_time + tf > now``) is dropped: it is not final.
@@ -27,15 +31,79 @@ from orchestra.data.schema import BAR_COLUMNS, BAR_SCHEMA
 from orchestra.timeframes import file_suffix, timeframe_ms
 
 Progress = Callable[[str, int], None]
+CONNECT_RETRIES = 1  # an unreachable host is tried once more, then reported
+
+
+class SourceUnavailable(RuntimeError):
+    """The exchange cannot be used: unknown id, unreachable, or failing after the retries."""
+
+
+def unknown_exchange_message(exchange_id: str) -> str | None:
+    """None if ``exchange_id`` is a ccxt exchange, else a message listing close matches."""
+    import difflib
+
+    import ccxt
+
+    if exchange_id in ccxt.exchanges:
+        return None
+    close = difflib.get_close_matches(exchange_id.lower(), ccxt.exchanges, n=5, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}?" if close else "see ccxt.exchanges for the ids"
+    return f"unknown ccxt exchange {exchange_id!r}: {hint}"
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    seen = exc
+    while seen.__cause__ is not None or seen.__context__ is not None:
+        nxt = seen.__cause__ or seen.__context__
+        assert nxt is not None
+        seen = nxt
+    return seen
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether a ccxt error means the host cannot be reached at all (not a slow or busy one)."""
+    text = f"{exc} {_root_cause(exc)}".lower()
+    needles = (
+        "failed to resolve",
+        "name or service not known",
+        "nodename nor servname",
+        "connection refused",
+        "temporary failure in name resolution",
+        "network is unreachable",
+        "no route to host",
+    )
+    return any(n in text for n in needles)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line: the exchange and endpoint (from ccxt's message) and the underlying cause."""
+    where = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    root = _root_cause(exc)
+    text = str(root).lower()
+    if "resolve" in text or "name or service" in text or "name resolution" in text:
+        cause = "the host name does not resolve (no network, or DNS is down)"
+    elif "refused" in text:
+        cause = "the connection was refused"
+    elif "timed out" in text or "timeout" in type(root).__name__.lower():
+        cause = "the request timed out"
+    elif root is exc:
+        cause = type(exc).__name__
+    else:
+        cause = f"{type(root).__name__}: {str(root).splitlines()[0][:160]}"
+    return f"{where}: {cause}"
 
 
 def make_exchange(exchange_id: str, market: str = "spot", **options: Any) -> Any:
-    """A ccxt exchange instance with the rate limiter on (no API keys: public data only)."""
+    """A ccxt exchange instance with the rate limiter on (no API keys: public data only).
+
+    Raises :class:`SourceUnavailable` for an unknown id, listing close matches.
+    """
     import ccxt
 
-    cls = getattr(ccxt, exchange_id, None)
-    if cls is None:
-        raise ValueError(f"unknown ccxt exchange {exchange_id!r}")
+    problem = unknown_exchange_message(exchange_id)
+    if problem is not None:
+        raise SourceUnavailable(problem)
+    cls = getattr(ccxt, exchange_id)
     return cls(
         {
             "enableRateLimit": True,
@@ -51,15 +119,25 @@ def fetch_with_retry(
     backoff: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Any:
-    """Run ``call``; on a ccxt ``OperationFailed`` wait ``backoff·2^k`` seconds and try again."""
+    """Run ``call``; on a ccxt ``OperationFailed`` wait ``backoff·2^k`` seconds and try again.
+
+    An unreachable host gets :data:`CONNECT_RETRIES` more tries only. When the tries run out,
+    raises :class:`SourceUnavailable` (one readable line; the ccxt error is its cause).
+    """
     import ccxt
 
+    limit = retries
     for attempt in range(retries + 1):
         try:
             return call()
-        except ccxt.OperationFailed:
-            if attempt == retries:
-                raise
+        except ccxt.OperationFailed as exc:
+            if _unreachable(exc):
+                limit = min(limit, CONNECT_RETRIES)
+            if attempt >= limit:
+                tries = attempt + 1
+                raise SourceUnavailable(
+                    f"{describe_failure(exc)} (after {tries} tr{'y' if tries == 1 else 'ies'})"
+                ) from exc
             sleep(backoff * 2**attempt)
     raise AssertionError("unreachable")
 

@@ -1,8 +1,8 @@
 """The bar schema and its validation (SPEC §5.1).
 
 A bar frame has ``timestamp`` (Datetime[ms, UTC], the bar's open time), ``symbol`` (str), ``open``,
-``high``, ``low``, ``close``, ``volume`` (Float64). Validation checks, per symbol: no nulls, sorted
-unique timestamps, prices > 0, ``low ≤ min(open, close) ≤ max(open, close) ≤ high`` and
+``high``, ``low``, ``close``, ``volume`` (Float64). Validation checks, per symbol: no nulls, no NaN or
+±inf in any price or volume column, sorted unique timestamps, prices > 0, ``low ≤ min(open, close) ≤ max(open, close) ≤ high`` and
 ``volume ≥ 0``. Every violation is reported with symbol, timestamp and rule. Missing bars (gaps on
 the timeframe's UTC grid) are reported, then either raise (``gaps: error``) or are filled with a
 flat bar at the previous close and zero volume (``gaps: ffill``, with a warning).
@@ -36,6 +36,7 @@ class DataError(ValueError):
 
     def __init__(self, problems: list[str], where: str = ""):
         self.problems = problems
+        self.where = where
         head = f"{where}: " if where else ""
         super().__init__(head + "invalid bars:\n  " + "\n  ".join(problems))
 
@@ -63,15 +64,37 @@ class GapReport:
         return lines
 
 
-def normalize_timestamp(col: pl.Series) -> pl.Series:
+def _parse_timestamp_strings(col: pl.Series, where: str) -> pl.Series:
+    """ISO-8601 strings → Datetime (UTC); a string that does not parse is a :class:`DataError`
+    naming the row and the value."""
+    try:
+        parsed = col.str.to_datetime(time_zone="UTC", strict=False)
+    except pl.exceptions.PolarsError:  # no format could be inferred from the first values
+        parsed = pl.Series(col.name, [None] * col.len(), dtype=pl.Datetime("us", "UTC"))
+    bad = (parsed.is_null() & col.is_not_null()).arg_true()
+    if bad.len():
+        shown = ", ".join(f"row {int(i) + 1}: {col[int(i)]!r}" for i in bad.head(MAX_LISTED))
+        more = f" ... and {bad.len() - MAX_LISTED} more" if bad.len() > MAX_LISTED else ""
+        raise DataError(
+            [
+                f"column timestamp: {bad.len()} value(s) are not dates/times ({shown}{more}); "
+                "use ISO-8601 (2024-01-31 or 2024-01-31T00:00:00Z) or epoch numbers"
+            ],
+            where,
+        )
+    return parsed
+
+
+def normalize_timestamp(col: pl.Series, where: str = "") -> pl.Series:
     """Cast a timestamp column of any unit to Datetime[ms, UTC].
 
     Integers are read as epoch seconds, milliseconds, microseconds or nanoseconds according to
-    their magnitude; naive datetimes are taken as UTC; strings are parsed as ISO-8601.
+    their magnitude; naive datetimes are taken as UTC; strings are parsed as ISO-8601 (a value
+    that does not parse is a :class:`DataError` naming its row).
     """
     dtype = col.dtype
     if dtype == pl.String:
-        col = col.str.to_datetime(time_zone="UTC")
+        col = _parse_timestamp_strings(col, where)
         dtype = col.dtype
     if dtype.is_integer() or dtype.is_float():
         ints = col.cast(pl.Int64)
@@ -95,7 +118,7 @@ def normalize_timestamp(col: pl.Series) -> pl.Series:
         return col.dt.cast_time_unit("ms")
     if dtype == pl.Date:
         return col.cast(pl.Datetime("ms")).dt.replace_time_zone("UTC")
-    raise DataError([f"timestamp column has unsupported type {dtype}"])
+    raise DataError([f"timestamp column has unsupported type {dtype}"], where)
 
 
 def is_sorted_by_symbol_time(frame: pl.DataFrame) -> bool:
@@ -115,11 +138,15 @@ def coerce_bars(df: pl.DataFrame, where: str = "") -> pl.DataFrame:
     missing = [c for c in BAR_COLUMNS if c not in df.columns]
     if missing:
         raise DataError([f"missing column(s) {missing}; found {df.columns}"], where)
-    out = df.select(BAR_COLUMNS).with_columns(
-        normalize_timestamp(df["timestamp"]),
-        pl.col("symbol").cast(pl.String),
-        *[pl.col(c).cast(pl.Float64) for c in [*PRICE_COLUMNS, "volume"]],
-    )
+    try:
+        out = df.select(BAR_COLUMNS).with_columns(
+            normalize_timestamp(df["timestamp"], where),
+            pl.col("symbol").cast(pl.String),
+            *[pl.col(c).cast(pl.Float64) for c in [*PRICE_COLUMNS, "volume"]],
+        )
+    except pl.exceptions.PolarsError as exc:  # e.g. a price column of text that is not numbers
+        first = str(exc).strip().splitlines()[0]
+        raise DataError([f"columns cannot be read as numbers: {first}"], where) from None
     return out
 
 
@@ -146,6 +173,7 @@ def _rules(grouped: bool = False) -> list[tuple[pl.Expr, str]]:
     return [
         (pl.any_horizontal(pl.all().is_null()), "null value"),
         (pl.any_horizontal([pl.col(c).is_nan() for c in [*PRICE_COLUMNS, "volume"]]), "NaN value"),
+        *[(pl.col(c).is_infinite(), f"{c} is infinite") for c in [*PRICE_COLUMNS, "volume"]],
         (pl.col("timestamp") == prev, "duplicate timestamp"),
         (pl.col("timestamp") < prev, "timestamps not sorted ascending"),
         (pl.min_horizontal(PRICE_COLUMNS) <= 0, "prices must be > 0"),

@@ -70,6 +70,7 @@ class Prepared:
     pod_join_bar: np.ndarray  # (P,) first simulated bar of each pod
     data_label: str
     timings: dict[str, float] = field(default_factory=dict)
+    data_notes: tuple[str, ...] = ()  # the data does not cover the requested range
 
 
 def atr_matrix(market: Market, window: int = ATR_BARS) -> np.ndarray:
@@ -99,9 +100,14 @@ def pod_weight_matrix(
     n_slots = sum(len(p.symbols) for p in config.pods)
     mat = np.zeros((market.n_bars, n_slots))
     offset = 0
-    for pod in config.pods:
+    from orchestra.strategies import StrategyError
+
+    for i, pod in enumerate(config.pods):
         pod_bars = bars.filter(pl.col("symbol").is_in(pod.symbols))
-        w = weights_on_clock(pod.strategy, pod_bars, pod_params(pod), pod.timeframe, clock_tf)
+        try:
+            w = weights_on_clock(pod.strategy, pod_bars, pod_params(pod), pod.timeframe, clock_tf)
+        except StrategyError as exc:
+            raise StrategyError(f"pods[{i}] ({pod.pod_id}): {exc}") from None
         index = {s: offset + j for j, s in enumerate(pod.symbols)}
         rows = ((w["timestamp"].dt.epoch("ms").to_numpy() - t0) // step).astype(np.int64)
         cols = w["symbol"].replace_strict(index, return_dtype=pl.Int64).to_numpy()
@@ -315,6 +321,7 @@ def prepare(
         pod_join_bar=join,
         data_label=loaded.source_label,
         timings=timings,
+        data_notes=loaded.notes,
     )
 
 

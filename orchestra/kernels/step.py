@@ -292,7 +292,11 @@ def execute_nb(inp, st, out, t, prices):
                 _record_fill(out, t, k, ext, px_fill, fee, EXTERNAL, q1)
             if internal != 0.0:
                 _record_fill(out, t, k, internal, px, 0.0, INTERNAL, q1)
-        st.account_units[s] += net
+        # Q[s] = Σ_p q[p,s] recomputed, not accumulated: a flat account holds exactly 0
+        q_sum = 0.0
+        for j in range(j0, j1):
+            q_sum += st.units[inp.sym_slots[j]]
+        st.account_units[s] = q_sum
         st.account_cash[0] -= net * px_fill + fee_total
         st.account_fees[0] += fee_total
     if st.breaker[0] == BREAKER_PENDING:

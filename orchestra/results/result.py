@@ -134,6 +134,49 @@ class OrchestratedResult:
             frames[name] = pl.read_parquet(path) if path.is_file() else empty_frame(name)
         return cls(**frames, summary=json.loads((d / "summary.json").read_text()))
 
+    def for_pod(self, pod_id: str) -> OrchestratedResult:
+        """The same result seen from one pod: its equity as the ``equity`` frame, its rows of
+        every per-pod frame, its metrics (the report of a pod, ``orch-bt report --pod``)."""
+        pods = self.metrics["entity"].to_list()[1:]
+        if pod_id not in pods:
+            raise KeyError(f"no pod {pod_id!r}; pods: {', '.join(pods)}")
+        mine = pl.col("pod_id") == pod_id
+        pe = self.pod_equity.filter(mine).sort("timestamp")
+        nav = pe["nav"].to_numpy()
+        equity = pl.DataFrame(
+            {
+                "timestamp": pe["timestamp"],
+                "equity": pe["equity"],
+                "unallocated": np.zeros(pe.height),
+                "gross_leverage": pe["gross_leverage"],
+                "drawdown": _drawdown(nav) if nav.size else np.zeros(0),
+            },
+            schema=FRAME_SCHEMAS["equity"],
+        )
+        positions = self.positions.filter(mine)
+        row = self.metrics.filter(pl.col("entity") == pod_id)
+        summary = {
+            **self.summary,
+            "pod": pod_id,
+            "netting_savings": float(row["netting_savings"][0]),
+            "final_equity": float(pe["equity"][-1]) if pe.height else 0.0,
+        }
+        return OrchestratedResult(
+            equity=equity,
+            pod_equity=pe,
+            positions=positions,
+            account_positions=positions.select(list(FRAME_SCHEMAS["account_positions"])),
+            exposures=empty_frame("exposures"),
+            fills=self.fills.filter(mine),
+            allocations=self.allocations.filter(mine),
+            lifecycle_events=self.lifecycle_events.filter(mine),
+            risk_contributions=self.risk_contributions.filter(mine),
+            portfolio_risk=self.portfolio_risk,
+            alerts=self.alerts.filter(mine),
+            metrics=row,
+            summary=summary,
+        )
+
     def pod_metrics(self, pod_id: str) -> dict[str, float]:
         row = self.metrics.filter(pl.col("entity") == pod_id)
         return row.drop("entity").to_dicts()[0] if row.height else {}
@@ -211,14 +254,7 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
         },
         schema=FRAME_SCHEMAS["positions"],
     )
-    account_positions = (
-        fills.group_by("timestamp", "symbol", maintain_order=True)
-        .agg(pl.col("units").sum())
-        .sort("symbol", "timestamp")
-        .with_columns(pl.col("units").cum_sum().over("symbol"))
-        .sort("timestamp", "symbol")
-        .select(list(FRAME_SCHEMAS["account_positions"]))
-    )
+    account_positions = _account_positions(positions)
     allocations = _records_frame(engine.allocator.allocations, "allocations")
     lifecycle = _lifecycle_frame(engine)
     snaps, monitor_alerts = _monitor(engine, config)
@@ -275,6 +311,7 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
         "config": config.model_dump(mode="json"),
         "config_hash": config.config_hash,
         "data_source": prep.data_label,
+        "data_notes": list(prep.data_notes),
         "data_range": {
             "first_bar": str(ts[0]) if T else None,
             "last_bar": str(ts[-1]) if T else None,
@@ -309,6 +346,37 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
         metrics=metrics,
         summary=summary,
     )
+
+
+def _account_positions(positions: pl.DataFrame) -> pl.DataFrame:
+    """Account units per symbol, ``Q[s] = Σ_p q[p,s]``, at the bars where they change.
+
+    Summed from the pods' units (exact: a flat account is exactly 0, with no running-sum
+    residue); bars where pods traded but the account's units did not change (pure internal
+    crossing) have no row.
+    """
+    cols = list(FRAME_SCHEMAS["account_positions"])
+    if positions.height == 0:
+        return empty_frame("account_positions")
+    pos = positions.select("timestamp", "pod_id", "symbol", "units")
+    grid = (
+        pos.select("timestamp", "symbol")
+        .unique()
+        .join(pos.select("symbol", "pod_id").unique(), on="symbol")
+    )
+    per = (
+        grid.join(pos, on=["timestamp", "symbol", "pod_id"], how="left")
+        .sort("symbol", "pod_id", "timestamp")
+        .with_columns(pl.col("units").forward_fill().over("symbol", "pod_id").fill_null(0.0))
+    )
+    acct = (
+        per.sort("symbol", "timestamp", "pod_id")
+        .group_by("timestamp", "symbol", maintain_order=True)
+        .agg(pl.col("units").sum())
+        .sort("symbol", "timestamp")
+    )
+    changed = pl.col("units") != pl.col("units").shift(1).over("symbol").fill_null(0.0)
+    return acct.filter(changed).sort("timestamp", "symbol").select(cols)
 
 
 def _lifecycle_frame(engine) -> pl.DataFrame:

@@ -20,6 +20,7 @@ import polars as pl
 from orchestra.data.schema import is_sorted_by_symbol_time
 from orchestra.strategies import donchian, ensemble, tsmom, vol_adaptive, vw_tsmom  # noqa: F401  (registers)
 from orchestra.strategies.registry import (
+    StrategyError,
     StrategyNotFound,
     StrategyParams,
     StrategySpec,
@@ -30,6 +31,7 @@ from orchestra.strategies.registry import (
 from orchestra.timeframes import timeframe_ms
 
 __all__ = [
+    "StrategyError",
     "StrategyNotFound",
     "StrategyParams",
     "StrategySpec",
@@ -85,11 +87,35 @@ def compute_weights(
     model = params if isinstance(params, StrategyParams) else spec.parse_params(params)
     if not is_sorted_by_symbol_time(bars):
         bars = bars.sort("symbol", "timestamp")
-    out = spec.func(bars, model)
+    if name in _builtin_names():
+        out = spec.func(bars, model)
+    else:  # a user's strategy: its failure is a user error, reported in one line
+        try:
+            out = spec.func(bars, model)
+        except Exception as exc:
+            raise StrategyError(f"strategy {name!r} raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(out, pl.DataFrame):
+        raise StrategyError(
+            f"strategy {name!r} returned {type(out).__name__}, not a polars DataFrame"
+        )
     missing = {"timestamp", "symbol", "weight"} - set(out.columns)
     if missing:
-        raise ValueError(f"strategy {name!r} returned no column(s) {sorted(missing)}")
-    weights = out.select("timestamp", "symbol", pl.col("weight").cast(pl.Float64))
+        raise StrategyError(f"strategy {name!r} returned no column(s) {sorted(missing)}")
+    try:
+        weights = out.select(
+            pl.col("timestamp").cast(bars.schema["timestamp"]),
+            pl.col("symbol").cast(pl.String),
+            pl.col("weight").cast(pl.Float64),
+        )
+    except pl.exceptions.PolarsError as exc:
+        raise StrategyError(f"strategy {name!r} returned unusable columns: {exc}") from None
+    dup = weights.filter(pl.struct("timestamp", "symbol").is_duplicated())
+    if dup.height:
+        first = dup.row(0, named=True)
+        raise StrategyError(
+            f"strategy {name!r} returned {dup.height} rows with a duplicate (timestamp, symbol), "
+            f"first {first['symbol']} {first['timestamp']}: return one weight per bar"
+        )
     aligned = (
         weights.height == bars.height
         and weights["timestamp"].equals(bars["timestamp"])
@@ -102,11 +128,22 @@ def compute_weights(
             .sort("symbol", "timestamp")
         )
     out = weights.with_columns(pl.col("weight").fill_nan(0.0).fill_null(0.0))
-    if not np.isfinite(out["weight"].to_numpy()).all():
-        raise ValueError(f"strategy {name!r} returned infinite weights")
+    bad = out.filter(pl.col("weight").is_infinite())
+    if bad.height:
+        first = bad.row(0, named=True)
+        raise StrategyError(
+            f"strategy {name!r} returned {bad.height} infinite weight(s), first "
+            f"{first['symbol']} {first['timestamp']}: {first['weight']}"
+        )
     if max_leverage is not None:
         out = apply_leverage_cap(out, max_leverage)
     return out
+
+
+def _builtin_names() -> set[str]:
+    from orchestra.strategies.registry import _REGISTRY
+
+    return set(_REGISTRY)
 
 
 def pod_params(pod: Any) -> dict[str, Any]:

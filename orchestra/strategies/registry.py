@@ -56,6 +56,11 @@ class StrategyNotFound(LookupError):
     """Unknown strategy name or an import path that cannot be loaded."""
 
 
+class StrategyError(ValueError):
+    """A strategy returned unusable weights (missing columns, inf, duplicate rows) or a user's
+    strategy raised. The engine adds the pod's name; the CLI prints it as one line."""
+
+
 _REGISTRY: dict[str, StrategySpec] = {}
 
 
