@@ -29,6 +29,14 @@ EXPECTED = {
     "nested_risk.yaml": "pods[1].risk.max_leverage: Input should be greater than 0 (got -1)",
     "not_yaml.yaml": "not valid YAML",
     "files_without_path.yaml": "data: source 'files' needs 'path'",
+    # issue #9: numbers that used to crash or run nonsense
+    "capital_inf.yaml": "backtest.capital: Input should be a finite number (got inf)",
+    "cost_inf.yaml": "portfolio.cost_bps: Input should be a finite number (got inf)",
+    "slippage_huge.yaml": "portfolio.slippage_bps: Input should be less than or equal to 1000",
+    "lookback_huge.yaml": "pods[0].params: pod 'a' needs 11000003 days of warm-up",
+    "warmup_huge.yaml": "backtest.warmup_days: warmup_days must be 'auto' or an integer in [0, 36500]",
+    "nested_ensemble.yaml": "pods[0].sub_strategies[0]: a nested 'ensemble' needs its own params.sub_strategies",
+    "unknown_exchange.yaml": "unknown ccxt exchange 'binanse': did you mean binance",
 }
 
 

@@ -14,9 +14,21 @@ Model, per bar of the requested timeframe:
   close) by a half-normal fraction of the bar's volatility; volume is log-normal and rises with
   the absolute return.
 
-Deterministic: a symbol's bars depend only on (seed, symbol, start, end, timeframe), not on
-the other symbols generated with it or their order. Every place
-that shows this data labels it "synthetic".
+Deterministic: a bar depends only on (seed, symbol, timestamp, timeframe) — not on the range
+asked for, nor on the other symbols generated with it or their order — so two configs with the
+same seed see the same market whatever their warm-up, start or end. How:
+
+* the **daily path** is built from a fixed origin (1970-01-01) up to the last day asked for;
+  every random draw of day ``d`` comes from a stream keyed by (seed, component, ``d``'s chunk of
+  1024 days), and prices are anchored so that each symbol has its reference price on
+  2024-01-01;
+* **intraday bars** (a timeframe that divides the day, e.g. 1h) are a Brownian bridge inside each
+  day from its open to its close, drawn from streams keyed by (seed, symbol, chunk of 16 days): an
+  intraday path always ends the day at the daily close;
+* coarser timeframes (3d, 1w) aggregate the daily bars; a sub-daily timeframe that does not
+  divide the day aggregates bars of the greatest common divisor.
+
+Every place that shows this data labels it "synthetic".
 """
 
 from __future__ import annotations
@@ -28,7 +40,7 @@ import numpy as np
 import polars as pl
 from numba import njit
 
-from orchestra.timeframes import DAY_MS, bars_per_year, epoch_ms, timeframe_ms
+from orchestra.timeframes import DAY_MS, epoch_ms, timeframe_ms
 
 _KNOWN = {
     "BTC": (0.60, 40_000.0),
@@ -61,6 +73,137 @@ def _symbol_profile(symbol: str, seed: int) -> tuple[float, float, float]:
     return vol, price, loading
 
 
+ORIGIN_MS = 0  # 1970-01-01: day 0 of every synthetic daily path
+ANCHOR_DAY = 19_723  # 2024-01-01: the day on which each symbol has its reference price
+CHUNK = 1024  # days per random stream chunk of the daily path
+INTRADAY_CHUNK = 16  # days per random stream chunk of intraday bars
+DOF = 4.0
+T_SCALE = float(np.sqrt((DOF - 2) / DOF))
+
+
+def _chunked(seed: int, key: tuple[int, ...], n_days: int, draw, width: int = 1) -> np.ndarray:
+    """Draws for days ``0 .. n_days-1`` from streams keyed by (seed, key, chunk): ``(n, width)``.
+
+    Day ``d``'s values depend only on (seed, key, d), never on ``n_days``.
+    """
+    chunks = []
+    for c in range(-(-n_days // CHUNK)):
+        rng = np.random.default_rng([seed, *key, c])
+        chunks.append(draw(rng, (CHUNK, width)))
+    return np.concatenate(chunks)[:n_days]
+
+
+def _daily_paths(symbols: list[str], n_days: int, seed: int):
+    """Daily log returns ``(k, n_days)`` from day 0 (1970-01-01), and the daily vols ``(k,)``."""
+    k = len(symbols)
+    profiles = [_symbol_profile(s, seed) for s in symbols]
+    vols = np.array([p[0] for p in profiles]) / np.sqrt(365.0)
+    load = np.array([p[2] for p in profiles])
+    t_draw = lambda rng, shape: rng.standard_t(DOF, size=shape)  # noqa: E731
+    u_draw = lambda rng, shape: rng.random(shape)  # noqa: E731
+    factor = _chunked(seed, (10,), n_days, t_draw)[:, 0] * T_SCALE
+    idio = (
+        np.stack(
+            [_chunked(seed, (zlib.crc32(s.encode()), 1), n_days, t_draw)[:, 0] for s in symbols]
+        )
+        * T_SCALE
+    )
+    shocks = load[:, None] * factor[None, :] + np.sqrt(1 - load**2)[:, None] * idio
+    # regimes: 1 = trending (with a drift sign), 0 = mean-reverting; mean length 60 days
+    switch = _chunked(seed, (11,), n_days, u_draw)[:, 0] < 1.0 / 60.0
+    regime_id = np.cumsum(switch)
+    n_regimes = int(regime_id[-1]) + 1 if n_days else 1
+    attrs = _chunked(seed, (12,), n_regimes, u_draw, 2)
+    trending = attrs[:, 0] < 0.55
+    drift_sign = np.where(attrs[:, 1] < 0.6, 1.0, -1.0)
+    drift = np.where(trending, drift_sign, 0.0)[regime_id] * 2.5 / 365.0  # Sharpe units per day
+    phi = np.where(trending, 0.0, -0.15)[regime_id]
+    rets = _ar1(np.ascontiguousarray(shocks), phi)
+    v = vols[:, None]
+    log_r = (rets + drift[None, :] * np.sqrt(365.0)) * v - 0.5 * v**2
+    return log_r, vols, np.array([p[1] for p in profiles])
+
+
+def _day_bars(symbols, first_day: int, last_day: int, seed: int):
+    """Daily OHLCV ``(k, n)`` arrays for days ``first_day .. last_day`` (inclusive)."""
+    log_r, vols, price_ref = _daily_paths(symbols, last_day + 1, seed)
+    cum = np.cumsum(log_r, axis=1)
+    anchor = cum[:, ANCHOR_DAY] if cum.shape[1] > ANCHOR_DAY else cum[:, -1]
+    close_all = price_ref[:, None] * np.exp(cum - anchor[:, None])
+    open_all = np.concatenate(
+        [price_ref[:, None] * np.exp(-anchor[:, None]), close_all[:, :-1]], axis=1
+    )
+    sl = slice(first_day, last_day + 1)
+    n = last_day + 1 - first_day
+    open_, close = open_all[:, sl], close_all[:, sl]
+    v = vols[:, None]
+    n_all = last_day + 1
+    hn = lambda rng, shape: np.abs(rng.standard_normal(shape))  # noqa: E731
+    wick = np.stack(
+        [_chunked(seed, (zlib.crc32(s.encode()), 2), n_all, hn, 2)[sl].T for s in symbols]
+    ) * (0.5 * v[:, :, None])
+    noise = np.stack(
+        [
+            _chunked(seed, (zlib.crc32(s.encode()), 3), n_all, lambda r, sh: r.normal(10, 0.5, sh))[
+                sl, 0
+            ]
+            for s in symbols
+        ]
+    )
+    high = np.maximum(open_, close) * np.exp(wick[:, 0])
+    low = np.minimum(open_, close) * np.exp(-wick[:, 1])
+    volume = np.exp(noise) * (1 + 20 * np.abs(log_r[:, sl]))
+    assert open_.shape[1] == n
+    return open_, high, low, close, volume, vols
+
+
+def _intraday_bars(symbols, first_day: int, last_day: int, per_day: int, seed: int):
+    """Bars of ``DAY / per_day`` inside each day: a Brownian bridge from the day's open to its
+    close, Student-t increments with the same one-factor structure. Arrays ``(k, n_days·per_day)``."""
+    d_open, _, _, d_close, d_volume, vols = _day_bars(symbols, first_day, last_day, seed)
+    n_days = last_day + 1 - first_day
+    k = len(symbols)
+    load = np.array([_symbol_profile(s, seed)[2] for s in symbols])
+
+    def per_day_draws(key: tuple[int, ...], draw, width: int = per_day) -> np.ndarray:
+        # chunk c of the stream holds days c·IC .. (c+1)·IC-1, each a row of `width` draws
+        ic = INTRADAY_CHUNK
+        out = np.empty((n_days, width))
+        for c in range(first_day // ic, last_day // ic + 1):
+            rng = np.random.default_rng([seed, *key, per_day, c])
+            block = draw(rng, (ic, width))
+            lo, hi = max(first_day, c * ic), min(last_day, (c + 1) * ic - 1)
+            out[lo - first_day : hi - first_day + 1] = block[lo - c * ic : hi - c * ic + 1]
+        return out
+
+    t_draw = lambda rng, shape: rng.standard_t(DOF, size=shape)  # noqa: E731
+    factor = per_day_draws((20,), t_draw) * T_SCALE
+    opens, highs, lows, closes, volumes = [], [], [], [], []
+    steps = np.arange(1, per_day + 1) / per_day
+    for j, s in enumerate(symbols):
+        crc = zlib.crc32(s.encode())
+        e = per_day_draws((crc, 21), t_draw) * T_SCALE
+        z = load[j] * factor + np.sqrt(1 - load[j] ** 2) * e
+        w = np.cumsum(z, axis=1)
+        bridge = w - steps[None, :] * w[:, -1:]  # 0 at the day's open and at its close
+        total = np.log(d_close[j] / d_open[j])
+        sig = vols[j] / np.sqrt(per_day)
+        path = steps[None, :] * total[:, None] + sig * bridge
+        c = d_open[j][:, None] * np.exp(path)
+        o = np.concatenate([d_open[j][:, None], c[:, :-1]], axis=1)
+        wick = np.abs(per_day_draws((crc, 22), lambda r, sh: r.standard_normal(sh), 2 * per_day))
+        hi_ = np.maximum(o, c) * np.exp(wick[:, :per_day] * 0.5 * sig)
+        lo_ = np.minimum(o, c) * np.exp(-wick[:, per_day:] * 0.5 * sig)
+        share = np.exp(per_day_draws((crc, 23), lambda r, sh: r.normal(0.0, 0.5, sh)))
+        share /= share.sum(axis=1, keepdims=True)
+        opens.append(o.ravel())
+        highs.append(hi_.ravel())
+        lows.append(lo_.ravel())
+        closes.append(c.ravel())
+        volumes.append((share * d_volume[j][:, None]).ravel())
+    return tuple(np.stack(x) for x in (opens, highs, lows, closes, volumes))
+
+
 def generate(
     symbols: list[str],
     start: dt.date | dt.datetime,
@@ -70,71 +213,48 @@ def generate(
 ) -> pl.DataFrame:
     """Synthetic bars for ``symbols`` from ``start`` (inclusive) to ``end`` (inclusive day).
 
-    Returns the bar frame of SPEC §5.1, sorted by symbol and timestamp.
+    Returns the bar frame of SPEC §5.1, sorted by symbol and timestamp. A bar depends only on
+    (seed, symbol, timestamp, timeframe) (see the module docstring).
     """
+    import math
+
     step = timeframe_ms(timeframe)
     t0 = epoch_ms(start)
     t_end = epoch_ms(end) + (DAY_MS if not isinstance(end, dt.datetime) else 0)
-    t0 = -(-t0 // step) * step
-    n = max((t_end - t0) // step, 1)
-    ts = t0 + step * np.arange(n, dtype=np.int64)
-
-    rng = np.random.default_rng(seed)
-    per_year = bars_per_year(timeframe)
-    k = len(symbols)
-    profiles = [_symbol_profile(s, seed) for s in symbols]
-    vols = np.array([p[0] for p in profiles]) / np.sqrt(per_year)
-    prices0 = np.array([p[1] for p in profiles])
-    load = np.array([p[2] for p in profiles])
-
-    dof = 4.0
-    t_scale = np.sqrt((dof - 2) / dof)
-    factor = rng.standard_t(dof, size=n) * t_scale
-    # each symbol's own shocks come from (seed, symbol): a path does not depend on which other
-    # symbols are generated with it, nor on their order. Arrays are symbol-major, (k, n).
-    idio = (
-        np.stack(
-            [
-                np.random.default_rng([seed, zlib.crc32(s.encode()), 1]).standard_t(dof, size=n)
-                for s in symbols
-            ]
-        )
-        * t_scale
+    if t0 < ORIGIN_MS:
+        raise ValueError(f"synthetic data starts at 1970-01-01; asked for {start}")
+    base = (
+        step if DAY_MS % step == 0 else (DAY_MS if step % DAY_MS == 0 else math.gcd(step, DAY_MS))
     )
-    shocks = load[:, None] * factor[None, :] + np.sqrt(1 - load**2)[:, None] * idio
-
-    # regimes: 1 = trending (with a drift sign), 0 = mean-reverting; mean length 60 days
-    bars_per_regime = max(60.0 * DAY_MS / step, 2.0)
-    switch = rng.random(n) < 1.0 / bars_per_regime
-    regime_id = np.cumsum(switch)
-    n_regimes = int(regime_id[-1]) + 1
-    trending = rng.random(n_regimes) < 0.55
-    drift_sign = np.where(rng.random(n_regimes) < 0.6, 1.0, -1.0)
-    drift = np.where(trending, drift_sign, 0.0)[regime_id] * 2.5 / per_year  # Sharpe-units per bar
-    phi = np.where(trending, 0.0, -0.15)[regime_id]
-
-    rets = _ar1(shocks, phi)
-    # drift in units of each symbol's vol; log-returns with the Itô correction
-    v = vols[:, None]
-    log_r = (rets + drift[None, :] * np.sqrt(per_year)) * v - 0.5 * v**2
-    close = prices0[:, None] * np.exp(np.cumsum(log_r, axis=1))
-    open_ = np.concatenate([prices0[:, None], close[:, :-1]], axis=1)
-    sym_rngs = [np.random.default_rng([seed, zlib.crc32(s.encode()), 2]) for s in symbols]
-    wick = np.stack([np.abs(r.standard_normal((n, 2))).T for r in sym_rngs]) * 0.5 * v[:, :, None]
-    high = np.maximum(open_, close) * np.exp(wick[:, 0])
-    low = np.minimum(open_, close) * np.exp(-wick[:, 1])
-    noise = np.stack([r.normal(10, 0.5, n) for r in sym_rngs])
-    volume = np.exp(noise) * (1 + 20 * np.abs(log_r))
-
-    # symbol-major (k, n) arrays ravel without a copy into the long frame, built once
-    return pl.DataFrame(
+    first_day = t0 // DAY_MS
+    last_day = max((t_end - 1) // DAY_MS, first_day)
+    if step % DAY_MS == 0:  # whole days: align the first day on the timeframe's grid
+        first_day -= first_day % (step // DAY_MS)
+    k = len(symbols)
+    if base >= DAY_MS:
+        o, h, lo, c, v, _ = _day_bars(symbols, first_day, last_day, seed)
+        base = DAY_MS
+    else:
+        o, h, lo, c, v = _intraday_bars(symbols, first_day, last_day, DAY_MS // base, seed)
+    n = o.shape[1]
+    ts = first_day * DAY_MS + base * np.arange(n, dtype=np.int64)
+    frame = pl.DataFrame(
         {
             "timestamp": pl.Series(np.tile(ts, k)).cast(pl.Datetime("ms", "UTC")),
             "symbol": pl.Series(symbols, dtype=pl.String).gather(np.repeat(np.arange(k), n)),
-            "open": open_.ravel(),
-            "high": high.ravel(),
-            "low": low.ravel(),
-            "close": close.ravel(),
-            "volume": volume.ravel(),
+            "open": o.ravel(),
+            "high": h.ravel(),
+            "low": lo.ravel(),
+            "close": c.ravel(),
+            "volume": v.ravel(),
         }
+    )
+    if base != step:
+        from orchestra.data.align import resample
+
+        frame = resample(frame, timeframe)
+    t_first = -(-t0 // step) * step
+    ms = pl.col("timestamp").dt.epoch("ms")
+    return frame.filter((ms >= t_first) & (ms + step <= max(t_end, t_first + step))).sort(
+        "symbol", "timestamp"
     )
