@@ -334,3 +334,36 @@ def test_every_method_and_trigger_keeps_the_invariants(method: str, trigger: str
     eng = Engine(prepare(parse_config(raw)))
     eng.run()
     check_capital_invariants(eng)
+
+
+def test_bust_account_stops_trading_with_a_critical_alert() -> None:
+    """Account equity ≤ 0: flattened at the next execution, never trades again, one CRITICAL
+    alert, gross leverage NaN (not inf), NAV 0 (not negative)."""
+    from orchestra.kernels.state import A_ACCOUNT_BUST, ALERT_TYPES
+    from tests.kernel_cases import make_inputs, run_kernel
+
+    T = 12
+    inp = make_inputs(
+        np.random.default_rng(0), 1, 1, T, exec_close=False, cost=0.0, slip=0.0,
+        max_gross=0.0, daily_loss=0.0, stop=False, trailing=False, late_listing=False,
+    )  # fmt: skip
+    px = np.full((T, 1), 100.0)
+    px[5:] = 40.0  # a 60 % crash against a 3x long
+    inp = inp._replace(
+        open=px.copy(),
+        close=px.copy(),
+        target=np.full((T, 1), 3.0),
+        pod_max_leverage=np.array([3.0]),
+        pod_threshold=np.array([0.0]),
+    )
+    st_, out = run_kernel(inp, np.array([1.0]))
+    n = int(out.al_count[0])
+    kinds = out.al_type[:n].tolist()
+    assert kinds.count(A_ACCOUNT_BUST) == 1 and ALERT_TYPES[A_ACCOUNT_BUST]
+    bust_bar = int(out.al_bar[:n][kinds.index(A_ACCOUNT_BUST)])
+    assert bust_bar == 5 and out.equity[5] <= 0
+    assert np.isnan(out.gross_leverage[5]) and not np.isinf(out.gross_leverage).any()
+    fills = out.fill_bar[: int(out.fill_count[0])]
+    assert fills.max() <= bust_bar + 1  # flattened (here already at bar 5's open), then nothing
+    assert st_.units[0] == 0.0 and st_.account_units[0] == 0.0
+    assert np.all(out.pod_nav >= 0.0) and out.pod_nav[-1, 0] == 0.0

@@ -150,8 +150,14 @@ def validate(config: Path) -> None:
     from orchestra.data import load_bars
     from orchestra.engine.warmup import warmup_days
 
+    import warnings
+
+    from orchestra.data import DataRangeWarning
+
     cfg = load_config(config)
-    loaded = load_bars(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataRangeWarning)  # printed below, with the range used
+        loaded = load_bars(cfg)
     bars = loaded.bars
     out.print(f"[green]✓[/] {config}: valid (hash {cfg.config_hash[:8]})")
     out.print(

@@ -95,7 +95,6 @@ def _chunked(seed: int, key: tuple[int, ...], n_days: int, draw, width: int = 1)
 
 def _daily_paths(symbols: list[str], n_days: int, seed: int):
     """Daily log returns ``(k, n_days)`` from day 0 (1970-01-01), and the daily vols ``(k,)``."""
-    k = len(symbols)
     profiles = [_symbol_profile(s, seed) for s in symbols]
     vols = np.array([p[0] for p in profiles]) / np.sqrt(365.0)
     load = np.array([p[2] for p in profiles])
@@ -162,7 +161,6 @@ def _intraday_bars(symbols, first_day: int, last_day: int, per_day: int, seed: i
     close, Student-t increments with the same one-factor structure. Arrays ``(k, n_days·per_day)``."""
     d_open, _, _, d_close, d_volume, vols = _day_bars(symbols, first_day, last_day, seed)
     n_days = last_day + 1 - first_day
-    k = len(symbols)
     load = np.array([_symbol_profile(s, seed)[2] for s in symbols])
 
     def per_day_draws(key: tuple[int, ...], draw, width: int = per_day) -> np.ndarray:

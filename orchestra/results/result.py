@@ -453,7 +453,7 @@ def _portfolio_risk_frame(snaps: list) -> pl.DataFrame:
 
 
 def _alerts_frame(engine, monitor_alerts: list, pod_ids: list[str]) -> pl.DataFrame:
-    from orchestra.kernels.state import A_DAILY_LOSS, ALERT_TYPES
+    from orchestra.kernels.state import A_ACCOUNT_BUST, A_DAILY_LOSS, ALERT_TYPES
     from orchestra.risk import RiskAlert
 
     out = engine.out
@@ -462,7 +462,9 @@ def _alerts_frame(engine, monitor_alerts: list, pod_ids: list[str]) -> pl.DataFr
         kind = int(out.al_type[i])
         value, thr = float(out.al_value[i]), float(out.al_threshold[i])
         ts = int(engine.inputs.timestamps[out.al_bar[i]])
-        if kind == A_DAILY_LOSS:
+        if kind == A_ACCOUNT_BUST:
+            msg = f"account equity reached {value:,.2f} (≤ 0): flattened, the run stops trading"
+        elif kind == A_DAILY_LOSS:
             msg = f"equity fell {value:.1%} from the day's open (limit {thr:.1%}): flatten at the next execution, no trades until the next UTC day"
         else:
             action = engine.prepared.config.orchestrator.risk.drawdown_action
