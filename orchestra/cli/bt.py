@@ -146,13 +146,11 @@ def run(
 @user_errors
 def validate(config: Path) -> None:
     """Check CONFIG and load and validate the data it uses; print a short summary."""
-    from orchestra import load_config
-    from orchestra.data import load_bars
-    from orchestra.engine.warmup import warmup_days
-
     import warnings
 
-    from orchestra.data import DataRangeWarning
+    from orchestra import load_config
+    from orchestra.data import DataRangeWarning, load_bars
+    from orchestra.engine.warmup import warmup_days
 
     cfg = load_config(config)
     with warnings.catch_warnings():
