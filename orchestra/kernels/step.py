@@ -2,10 +2,12 @@
 
 Order of work inside :func:`step_nb` for bar ``t`` (SPEC §9):
 
-* ``next_open``: new-day bookkeeping → execute at ``open[t]`` the targets decided at ``t-1``'s
-  close → update stops at ``close[t]`` → mark to ``close[t]``;
-* ``close``: new-day bookkeeping → update stops at ``close[t]`` → execute at ``close[t]`` →
-  mark to ``close[t]``.
+* ``next_open``: new-day bookkeeping → move the capital requested at the last close
+  (:mod:`orchestra.kernels.capital`) at ``open[t]`` → execute at ``open[t]`` the targets decided
+  at ``t-1``'s close → hand the equity of flat pods at fraction 0 back → update stops at
+  ``close[t]`` → mark to ``close[t]`` (and, at a day's last bar, the lifecycle);
+* ``close``: new-day bookkeeping → update stops at ``close[t]`` → move capital, execute and
+  sweep at ``close[t]`` → mark to ``close[t]``.
 
 ``Inputs.target[t]`` already holds the weights to execute at bar ``t`` (the driver lags them by one
 bar for ``next_open``), so the kernel itself never looks at a future row.
