@@ -37,8 +37,8 @@ class DataError(ValueError):
     def __init__(self, problems: list[str], where: str = ""):
         self.problems = problems
         self.where = where
-        head = f"{where}: " if where else ""
-        super().__init__(head + "invalid bars:\n  " + "\n  ".join(problems))
+        body = "\n  ".join(problems)
+        super().__init__(f"{where}:\n  {body}" if where else body)
 
 
 class GapWarning(UserWarning):
