@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 from orchestra.config import load_config, parse_config
 from orchestra.engine import Engine, prepare, run_backtest
-from orchestra.kernels.capital import EQUITY_EPS
 from tests.conftest import CONFIGS, needs_shared
 
 METHODS = ["equal_weight", "inverse_volatility", "risk_parity", "adaptive_kelly"]
@@ -308,10 +307,6 @@ def test_unfunded_pod_nav_is_frozen_not_exploding() -> None:
         assert np.allclose(tail["equity"].to_numpy(), 0.0, atol=1e-6), pid
         assert tail["nav"].n_unique() == 1, pid
     assert np.all(np.isfinite(res.metrics.drop("entity").to_numpy()))
-
-
-def test_equity_eps_is_documented_value() -> None:
-    assert EQUITY_EPS == 1e-9
 
 
 @needs_shared

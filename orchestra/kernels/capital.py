@@ -29,19 +29,13 @@ from __future__ import annotations
 from numba import njit
 
 from orchestra.kernels.book import account_equity_nb, pod_equity_nb
-
-EQUITY_EPS = 1e-9  # a pod equity at most this share of the account's counts as zero
-
-PENDING_NONE = 0
-PENDING_ONE = 1  # a single pod's fraction changed between rebalances (funded from unallocated)
-PENDING_ALL = 2  # a rebalance
+from orchestra.kernels.state import EQUITY_EPS
 
 
 @njit(cache=True)
 def _request(st, p, f):
     st.pod_fraction[p] = f
-    if st.pending[p] == PENDING_NONE:
-        st.pending[p] = PENDING_ONE
+    st.pending[p] = True
 
 
 @njit(cache=True)
@@ -85,7 +79,7 @@ def request_rebalance_nb(st, fractions):
     for p in range(fractions.shape[0]):
         f = fractions[p]
         st.pod_fraction[p] = f if f > 0.0 else 0.0
-        st.pending[p] = PENDING_ALL
+        st.pending[p] = True
 
 
 @njit(cache=True)
@@ -106,7 +100,7 @@ def anchor_nb(st, p, nav, equity, account_equity):
 
 
 @njit(cache=True)
-def _move(inp, st, p, delta, total, e):
+def _move(st, p, delta, total, e):
     """Move ``delta`` of cash from the unallocated pool to pod ``p`` (equity ``e`` before)."""
     nav = current_nav_nb(st, p, e)
     st.pod_cash[p] += delta
@@ -119,33 +113,27 @@ def _move(inp, st, p, delta, total, e):
 def apply_transfers_nb(inp, st, prices):
     """Apply the pending fraction requests at execution prices (before the pods re-target)."""
     n_pods = st.pod_fraction.shape[0]
-    pending = False
-    for p in range(n_pods):
-        if st.pending[p] != PENDING_NONE:
-            pending = True
-            break
-    if not pending:
+    if not st.pending.any():
         return
     total = account_equity_nb(inp, st, prices)
     if total <= 0.0:  # a bust account has nothing to allocate; it is being flattened
-        for p in range(n_pods):
-            st.pending[p] = PENDING_NONE
+        st.pending[:] = False
         return
     # pass 1: decreases (release cash to the pool). Pods going to 0 keep their capital until
     # they are flat (sweep_nb), so their exit costs stay on their own books.
     for p in range(n_pods):
-        if st.pending[p] == PENDING_NONE or st.pod_fraction[p] <= 0.0:
+        if not st.pending[p] or st.pod_fraction[p] <= 0.0:
             continue
         e = pod_equity_nb(inp, st, p, prices)
         delta = st.pod_fraction[p] * total - e
         if delta < 0.0:
-            _move(inp, st, p, delta, total, e)
-            st.pending[p] = PENDING_NONE
+            _move(st, p, delta, total, e)
+            st.pending[p] = False
     # pass 2: increases, funded from unallocated cash only
     for p in range(n_pods):
-        if st.pending[p] == PENDING_NONE or st.pod_fraction[p] <= 0.0:
+        if not st.pending[p] or st.pod_fraction[p] <= 0.0:
             continue
-        st.pending[p] = PENDING_NONE
+        st.pending[p] = False
         e = pod_equity_nb(inp, st, p, prices)
         delta = st.pod_fraction[p] * total - e
         if delta <= 0.0:
@@ -154,10 +142,9 @@ def apply_transfers_nb(inp, st, prices):
         if delta > room:
             delta = room if room > 0.0 else 0.0
             st.pod_fraction[p] = (e + delta) / total  # the share it actually received
-        _move(inp, st, p, delta, total, e)
+        _move(st, p, delta, total, e)
     # pods going to 0: nothing moves now; they close at this execution and are swept when flat
-    for p in range(n_pods):
-        st.pending[p] = PENDING_NONE
+    st.pending[:] = False
 
 
 @njit(cache=True)

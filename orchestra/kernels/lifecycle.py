@@ -170,7 +170,7 @@ def _event(out, t, p, old, new, reason, value, threshold):
 
 
 @njit(cache=True)
-def _transition(inp, st, out, t, p, new, reason, value, threshold, prices):
+def _transition(inp, st, out, t, p, new, reason, value, threshold):
     old = st.pod_state[p]
     _event(out, t, p, old, new, reason, value, threshold)
     st.pod_state[p] = new
@@ -261,7 +261,7 @@ def day_end_nb(inp, st, out, t):
     if enabled:
         for p in range(n_pods):
             if st.pod_joined[p] and st.pod_state[p] != RETIRED:
-                _evaluate_nb(inp, st, out, t, p, prices)
+                _evaluate_nb(inp, st, out, t, p)
         request_fractions_nb(st)
     total = account_equity_nb(inp, st, prices)
     for p in range(n_pods):
@@ -273,7 +273,7 @@ def day_end_nb(inp, st, out, t):
 
 
 @njit(cache=True)
-def _evaluate_nb(inp, st, out, t, p, prices):
+def _evaluate_nb(inp, st, out, t, p):
     lc = inp.lifecycle
     state = st.pod_state[p]
     min_hist = int(lc[L_MIN_HISTORY])
@@ -282,7 +282,7 @@ def _evaluate_nb(inp, st, out, t, p, prices):
     dd = 1.0 - st.pod_nav[p] / st.pod_nav_peak[p] if st.pod_nav_peak[p] > 0.0 else 0.0
     # hard stops, from any state
     if dd > lc[L_BREACH_DD]:
-        _transition(inp, st, out, t, p, RETIRED, R_HARD_DRAWDOWN, dd, lc[L_BREACH_DD], prices)
+        _transition(inp, st, out, t, p, RETIRED, R_HARD_DRAWDOWN, dd, lc[L_BREACH_DD])
         return
     if st.pod_loss_months[p] >= lc[L_LOSS_MONTHS]:
         _transition(
@@ -295,7 +295,6 @@ def _evaluate_nb(inp, st, out, t, p, prices):
             R_HARD_LOSS_MONTHS,
             st.pod_loss_months[p],
             lc[L_LOSS_MONTHS],
-            prices,
         )
         return
     window = int(lc[L_SHARPE_WINDOW])
@@ -328,25 +327,19 @@ def _evaluate_nb(inp, st, out, t, p, prices):
             and calmar >= lc[L_MIN_CALMAR]
             and corr <= lc[L_MAX_CORR]
         ):
-            _transition(
-                inp, st, out, t, p, PRODUCTION, R_GRADUATION, sharpe, lc[L_MIN_SHARPE], prices
-            )
+            _transition(inp, st, out, t, p, PRODUCTION, R_GRADUATION, sharpe, lc[L_MIN_SHARPE])
     elif state == PRODUCTION:
         if alarm:
-            _transition(inp, st, out, t, p, WARNING, R_PH_ALARM, score, lam, prices)
+            _transition(inp, st, out, t, p, WARNING, R_PH_ALARM, score, lam)
         elif rs_valid and rs < floor:
-            _transition(inp, st, out, t, p, WARNING, R_SHARPE_FLOOR, rs, floor, prices)
+            _transition(inp, st, out, t, p, WARNING, R_SHARPE_FLOOR, rs, floor)
         elif dd > inp.pod_drawdown_warning[p]:
-            _transition(
-                inp, st, out, t, p, WARNING, R_DD_WARNING, dd, inp.pod_drawdown_warning[p], prices
-            )
+            _transition(inp, st, out, t, p, WARNING, R_DD_WARNING, dd, inp.pod_drawdown_warning[p])
     elif state == WARNING:
         if dd > inp.pod_max_drawdown[p]:
-            _transition(
-                inp, st, out, t, p, PROBATION, R_DD_MAX, dd, inp.pod_max_drawdown[p], prices
-            )
+            _transition(inp, st, out, t, p, PROBATION, R_DD_MAX, dd, inp.pod_max_drawdown[p])
         elif not alarm and (not rs_valid or rs >= floor) and dd < inp.pod_drawdown_warning[p]:
-            _transition(inp, st, out, t, p, PRODUCTION, R_RECOVERED, rs, floor, prices)
+            _transition(inp, st, out, t, p, PRODUCTION, R_RECOVERED, rs, floor)
         elif st.pod_state_days[p] >= lc[L_WARNING_DAYS]:
             _transition(
                 inp,
@@ -358,7 +351,6 @@ def _evaluate_nb(inp, st, out, t, p, prices):
                 R_WARNING_EXPIRED,
                 st.pod_state_days[p],
                 lc[L_WARNING_DAYS],
-                prices,
             )
     elif state == PROBATION:
         # strong recovery also needs the drawdown back under the pod's max_drawdown (otherwise a
@@ -370,7 +362,7 @@ def _evaluate_nb(inp, st, out, t, p, prices):
             and not alarm
             and dd < inp.pod_max_drawdown[p]
         ):
-            _transition(inp, st, out, t, p, PRODUCTION, R_STRONG_RECOVERY, rs, 2.0 * floor, prices)
+            _transition(inp, st, out, t, p, PRODUCTION, R_STRONG_RECOVERY, rs, 2.0 * floor)
         elif st.pod_state_days[p] >= lc[L_PROBATION_DAYS]:
             _transition(
                 inp,
@@ -382,5 +374,4 @@ def _evaluate_nb(inp, st, out, t, p, prices):
                 R_PROBATION_EXPIRED,
                 st.pod_state_days[p],
                 lc[L_PROBATION_DAYS],
-                prices,
             )

@@ -143,6 +143,8 @@ A_PORTFOLIO_DRAWDOWN = 1
 A_ACCOUNT_BUST = 2
 ALERT_TYPES = ("daily_loss_circuit_breaker", "portfolio_drawdown", "account_equity_depleted")
 
+EQUITY_EPS = 1e-9  # a pod equity at most this share of the account's counts as zero (unfunded)
+
 # State.halted values
 HALT_NONE = 0
 HALT_DRAWDOWN = 1  # drawdown_action flatten fired
@@ -161,7 +163,7 @@ class State(NamedTuple):
     # pods (P,)
     pod_cash: np.ndarray
     pod_fraction: np.ndarray  # f[p] set at the last rebalance / transition (requested at a close)
-    pending: np.ndarray  # int8 PENDING_*: a fraction change whose cash moves at the next execution
+    pending: np.ndarray  # bool: a fraction change whose cash moves at the next execution
     pod_state: np.ndarray  # int8 lifecycle state
     pod_day_start_equity: np.ndarray  # equity at the last day end (after transfers)
     pod_nav: np.ndarray  # unit value: performance index with transfers removed
@@ -270,7 +272,7 @@ def new_state(n_pods: int, n_syms: int, n_slots: int, history: int = 2) -> State
         stop_pending=np.zeros(n_slots, dtype=np.bool_),
         pod_cash=f(n_pods),
         pod_fraction=f(n_pods),
-        pending=np.zeros(n_pods, dtype=np.int8),
+        pending=np.zeros(n_pods, dtype=np.bool_),
         pod_state=np.zeros(n_pods, dtype=np.int8),
         pod_day_start_equity=f(n_pods),
         pod_nav=np.ones(n_pods),
@@ -331,7 +333,7 @@ def seed_capital(st: State, fractions: np.ndarray, capital: float) -> None:
     st.pod_day_start_equity[:] = fr * capital
     st.pod_anchor_nav[:] = 1.0
     st.pod_anchor_equity[:] = fr * capital
-    st.pod_funded[:] = fr > 1e-9  # EQUITY_EPS of orchestra.kernels.capital
+    st.pod_funded[:] = fr > EQUITY_EPS
     st.account_cash[0] = capital
     st.unallocated[0] = capital - float(fr.sum()) * capital
     st.last_equity[0] = capital
