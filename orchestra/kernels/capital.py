@@ -1,6 +1,6 @@
 """Capital moves between the pods and the unallocated pool (SPEC §7.2, §7.3), and the pods' NAV.
 
-The rules (``docs/allocation.md``, "Capital moves"):
+The rules (``docs/accounting.md``, "Capital moves"):
 
 * A new fraction is **requested** at a bar's close — by a rebalance (every pod,
   :func:`request_rebalance_nb`), a lifecycle transition or a pod joining (single pods,
