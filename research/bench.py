@@ -87,7 +87,7 @@ def erc_resolve_ms(eng, dates: int = 200, lookback: int = 90) -> float | None:
     from orchestra.allocation.moments import SingularCovariance, cholesky_factor, shrunk_covariance
     from orchestra.allocation.problems import ErcProblem
 
-    navs = eng.out.pod_nav[eng.day_end_bars]
+    navs = eng.out.pod_nav[eng.day_end_bars()]
     rets = navs[1:] / navs[:-1] - 1.0
     n = rets.shape[1]
     noise = np.random.default_rng(0).normal(0, 1e-4, rets.shape)  # keeps flat pods non-singular

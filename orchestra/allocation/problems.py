@@ -41,7 +41,9 @@ def _solve(problem: cp.Problem, name: str, max_iter: int) -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Solution may be inaccurate")
         try:
-            problem.solve(solver=cp.CLARABEL, **{**SOLVER_OPTS, "max_iter": max_iter})
+            problem.solve(
+                solver=cp.CLARABEL, warm_start=False, **{**SOLVER_OPTS, "max_iter": max_iter}
+            )
         except cp.error.SolverError as exc:
             raise SolveError(f"{name} solver error: {exc}") from None
 

@@ -1,13 +1,24 @@
-"""The two drivers around the one step kernel (STYLE rule 2).
+"""The one driver around the step kernel (STYLE rule 2; SPEC §3, §13).
 
-* :meth:`Engine.run` — the **backtest driver**: runs the step kernel over long segments inside
-  numba, stopping only at the day ends where something happens in Python (a rebalance check, a pod
-  joining).
-* :meth:`Engine.step` — the **bar driver**: advances the same State by one bar (the live loop uses
-  it) and calls the same day-end hook at the same bars.
+:meth:`Engine.advance` runs bars ``next_bar .. t1-1``: the step kernel over long segments inside
+numba, stopping at the day ends where something happens in Python (a rebalance check, a pod
+joining) to call :meth:`Engine._day_end`. The backtest calls it once for the whole window
+(:meth:`Engine.run`); the live loop (:mod:`orchestra.live`) calls it one bar at a time, each time
+with :meth:`Engine.extend` giving it inputs one bar longer. Both go through the same code, so the
+float operations happen in the same order and the two are bit-identical (tested).
 
-Both go through :meth:`Engine._advance` and :meth:`Engine._on_day_end`, so the float operations
-happen in the same order and the two are bit-identical (tested).
+What persists between bars, and what the live store saves (:meth:`snapshot` / :meth:`restore`):
+
+* the kernels' :class:`~orchestra.kernels.state.State` (units, cash, NAV anchors, lifecycle, ...);
+* the allocator's memory: the PRC targets of the last rebalance (``target_prc``, ``target_set``);
+* the journal: per-bar output rows, fills, lifecycle events, kernel alerts and allocation records
+  (the allocator reads the pods' daily NAVs back from the output rows).
+
+Everything else is a pure function of the inputs: the day index of a bar, which day ends are
+checked, when a pod joins (by timestamp: the day end whose next bar opens at or after its
+``start``), the day a pod joined. The allocator's solves do not depend on earlier solves (Clarabel
+runs without warm start; see :mod:`orchestra.allocation.problems`), so a restored engine continues
+exactly as the uninterrupted one.
 """
 
 from __future__ import annotations
@@ -29,12 +40,29 @@ from orchestra.kernels.state import (
     seed_capital,
 )
 from orchestra.kernels.step import run_segment_nb
+from orchestra.timeframes import epoch_ms, timeframe_ms
 
 FILL_CHUNK = 1 << 16
+# per-bar output series (grown together when the live loop extends the inputs)
+ROW_FIELDS = (
+    "equity",
+    "unallocated",
+    "gross_leverage",
+    "pod_equity",
+    "pod_nav",
+    "pod_gross",
+    "pod_fraction",
+    "pod_state",
+    "ph_score",
+)
+FILL_FIELDS = ("bar", "slot", "units", "price", "fee", "venue", "units_after")
+EVENT_FIELDS = ("bar", "pod", "from", "to", "reason", "value", "threshold")
+ALERT_FIELDS = ("bar", "type", "value", "threshold")
+NO_JOIN = np.iinfo(np.int64).min  # a pod without a start date is there from the first bar
 
 
 class Engine:
-    """State, outputs and the drivers for one prepared run."""
+    """State, outputs, journal and the driver for one prepared run."""
 
     def __init__(self, prepared: Prepared, fill_capacity: int | None = None):
         from orchestra.allocation.allocator import Allocator
@@ -50,44 +78,62 @@ class Engine:
         self.state: State = new_state(
             n_pods, len(prepared.market.symbols), n_slots, history_days(cfg)
         )
-        n_days = int(inp.day_end.sum())
+        n_days = max(int(inp.day_end.sum()), 1)
         self.out: Outputs = new_outputs(n_bars, n_pods, max(capacity, 2 * n_slots + 1), n_days)
-        self._fill_chunks: list[dict[str, np.ndarray]] = []
+        self._fills: list[dict[str, np.ndarray]] = []
+        self._events: list[dict[str, np.ndarray]] = []
+        self._alerts: list[dict[str, np.ndarray]] = []
         self.timings = {"kernels": 0.0, "allocation": 0.0}  # seconds spent in each stage
-        capital = cfg.backtest.capital
+        self.step_ms = timeframe_ms(cfg.clock_timeframe)
+        self.join_ts = np.array(
+            [NO_JOIN if p.start is None else epoch_ms(p.start) for p in cfg.pods], dtype=np.int64
+        )
+        self.allocator = Allocator(cfg, prepared.pod_ids)
+        self._index_inputs()
         st = self.state
-        joined = prepared.pod_join_bar == 0
+        joined = self.join_ts <= int(inp.timestamps[0])
         seed_capital(
             st,
             np.array(
                 [p.initial_fraction if j else 0.0 for p, j in zip(cfg.pods, joined, strict=True)]
             ),
-            capital,
+            cfg.backtest.capital,
         )
         for p, pod in enumerate(cfg.pods):
             st.pod_state[p] = PRODUCTION if pod.initial_state == "production" else INCUBATION
             st.pod_joined[p] = joined[p]
-        self.day_end_bars = np.flatnonzero(inp.day_end)
-        self.allocator = Allocator(cfg, prepared.pod_ids)
-        # day ends at which a pod joins: the day end just before its join bar
-        self._joins: dict[int, list[int]] = {}
-        for p, jb in enumerate(prepared.pod_join_bar):
-            if jb > 0:
-                self._joins.setdefault(int(jb) - 1, []).append(p)
-        # the day index at which each pod joined (0 for pods there from the start)
-        self._join_day = np.array(
-            [int(np.searchsorted(self.day_end_bars, jb)) for jb in prepared.pod_join_bar],
-            dtype=np.int64,
-        )
-        self.events = self._event_bars()
-        self._event_set = set(self.events.tolist())
 
-    # ---------------------------------------------------------------- schedule
-    def _event_bars(self) -> np.ndarray:
-        checks = [int(t) for d, t in enumerate(self.day_end_bars) if self.allocator.is_check_day(d)]
-        return np.array(sorted(set(checks) | set(self._joins)), dtype=np.int64)
+    # ---------------------------------------------------------------- schedule (pure functions)
+    def _index_inputs(self) -> None:
+        self._day_count = np.cumsum(self.inputs.day_end)  # day ends up to and including bar t
 
-    # ---------------------------------------------------------------- drivers
+    def day_index(self, t: int) -> int:
+        """0-based index of day-end bar ``t`` among the run's day ends."""
+        return int(self._day_count[t]) - 1
+
+    def joins_at(self, t: int) -> list[int]:
+        """Pods that join at day-end bar ``t``: the next bar opens at or after their start."""
+        ts = int(self.inputs.timestamps[t])
+        return np.flatnonzero((self.join_ts > ts) & (self.join_ts <= ts + self.step_ms)).tolist()
+
+    def is_event(self, t: int) -> bool:
+        """Whether the driver stops after bar ``t`` for :meth:`_day_end`."""
+        if not self.inputs.day_end[t]:
+            return False
+        return self.allocator.is_check_day(self.day_index(t)) or bool(self.joins_at(t))
+
+    def event_bars(self, t0: int, t1: int) -> list[int]:
+        """The event bars in ``[t0, t1)`` (the stops of :meth:`advance`)."""
+        ends = np.flatnonzero(self.inputs.day_end[t0:t1]) + t0
+        return [int(t) for t in ends if self.is_event(int(t))]
+
+    def join_day(self) -> np.ndarray:
+        """The day index from which each pod counts as live (0 for pods there from the start)."""
+        ts = self.inputs.timestamps
+        jb = np.searchsorted(ts, np.maximum(self.join_ts, ts[0]))
+        return np.where(jb > 0, self._day_count[np.maximum(jb - 1, 0)], 0).astype(np.int64)
+
+    # ---------------------------------------------------------------- the driver
     @property
     def n_bars(self) -> int:
         return int(self.inputs.timestamps.shape[0])
@@ -96,72 +142,120 @@ class Engine:
     def next_bar(self) -> int:
         return int(self.state.next_bar[0])
 
-    def run(self, progress: Callable[[int], None] | None = None) -> None:
-        """Backtest driver: run every remaining bar, segment by segment."""
+    def advance(self, t1: int, progress: Callable[[int], None] | None = None) -> None:
+        """Run bars ``next_bar .. t1-1``, stopping after each event bar for :meth:`_day_end`."""
         t = self.next_bar
-        for e in self.events:
-            if e < t:
-                continue
-            self._advance(t, int(e) + 1)
-            self._on_day_end(int(e))
-            t = int(e) + 1
+        if t1 > self.n_bars:
+            raise IndexError(f"bar {t1 - 1} is beyond the inputs ({self.n_bars} bars)")
+        for e in self.event_bars(t, t1):
+            self._segment(t, e + 1)
+            self._on_day_end(e)
+            t = e + 1
             if progress is not None:
                 progress(t)
-        if t < self.n_bars:
-            self._advance(t, self.n_bars)
+        if t < t1:
+            self._segment(t, t1)
         if progress is not None:
-            progress(self.n_bars)
+            progress(t1)
+
+    def run(self, progress: Callable[[int], None] | None = None) -> None:
+        """The backtest: every remaining bar."""
+        self.advance(self.n_bars, progress)
 
     def step(self) -> int:
-        """Bar driver: process the next bar only; returns the bar index processed."""
+        """The next bar only; returns the bar index processed."""
         t = self.next_bar
         if t >= self.n_bars:
             raise IndexError("no bars left")
-        self._advance(t, t + 1)
-        if t in self._event_set:
-            self._on_day_end(t)
+        self.advance(t + 1)
         return t
 
+    def extend(self, prepared: Prepared) -> None:
+        """Continue with longer inputs (the live loop: the same run, more bars).
+
+        ``prepared`` must be built by the same config from the same anchored history; the rows
+        already processed are not re-checked (the live loop builds them with the same code).
+        """
+        n = prepared.inputs.timestamps.shape[0]
+        if n < self.n_bars or prepared.inputs.timestamps[0] != self.inputs.timestamps[0]:
+            raise ValueError("extend() needs the same run's inputs with at least as many bars")
+        self.prepared = prepared
+        self.inputs = prepared.inputs
+        self._index_inputs()
+        self._grow_rows(n)
+
+    def _grow_rows(self, n: int) -> None:
+        have = self.out.equity.shape[0]
+        if n <= have:
+            return
+        size = max(n, 2 * have)
+        grown = {}
+        for name in ROW_FIELDS:
+            old = getattr(self.out, name)
+            new = (
+                np.zeros((size, *old.shape[1:]), dtype=old.dtype)
+                if old.dtype != np.float64 or name == "ph_score"
+                else np.full((size, *old.shape[1:]), np.nan)
+            )
+            new[:have] = old
+            grown[name] = new
+        self.out = self.out._replace(**grown)
+
     # ---------------------------------------------------------------- internals
-    def _advance(self, t0: int, t1: int) -> None:
+    def _segment(self, t0: int, t1: int) -> None:
         start = time.perf_counter()
         t = t0
         while t < t1:
             t = int(run_segment_nb(self.inputs, self.state, self.out, t, t1))
             if t < t1:
-                self._flush_fills()
+                self.flush()
         self.timings["kernels"] += time.perf_counter() - start
 
-    def _flush_fills(self) -> None:
-        n = int(self.out.fill_count[0])
-        if n == 0:
-            return
+    def flush(self) -> dict[str, dict[str, np.ndarray]]:
+        """Move the kernels' fill, event and alert buffers into the journal; returns what moved."""
         o = self.out
-        self._fill_chunks.append(
-            {
-                "bar": o.fill_bar[:n].copy(),
-                "slot": o.fill_slot[:n].copy(),
-                "units": o.fill_units[:n].copy(),
-                "price": o.fill_price[:n].copy(),
-                "fee": o.fill_fee[:n].copy(),
-                "venue": o.fill_venue[:n].copy(),
-                "units_after": o.fill_units_after[:n].copy(),
-            }
-        )
-        o.fill_count[0] = 0
+        moved = {}
+        for kind, fields, count, arrays, journal in (
+            ("fills", FILL_FIELDS, o.fill_count, _fill_arrays(o), self._fills),
+            ("events", EVENT_FIELDS, o.ev_count, _event_arrays(o), self._events),
+            ("alerts", ALERT_FIELDS, o.al_count, _alert_arrays(o), self._alerts),
+        ):
+            n = int(count[0])
+            chunk = {f: a[:n].copy() for f, a in zip(fields, arrays, strict=True)}
+            if n:
+                journal.append(chunk)
+                count[0] = 0
+            moved[kind] = chunk
+        return moved
+
+    def _journal(self, journal: list, fields: tuple[str, ...], arrays) -> dict[str, np.ndarray]:
+        if not journal:
+            return {f: a[:0].copy() for f, a in zip(fields, arrays, strict=True)}
+        return {f: np.concatenate([c[f] for c in journal]) for f in fields}
 
     def fills(self) -> dict[str, np.ndarray]:
-        """All fills so far as concatenated arrays (flushes the buffer)."""
-        self._flush_fills()
-        keys = ["bar", "slot", "units", "price", "fee", "venue", "units_after"]
-        if not self._fill_chunks:
-            return {k: np.zeros(0) for k in keys}
-        return {k: np.concatenate([c[k] for c in self._fill_chunks]) for k in keys}
+        """All fills so far as concatenated arrays (flushes the buffers)."""
+        self.flush()
+        return self._journal(self._fills, FILL_FIELDS, _fill_arrays(self.out))
+
+    def events(self) -> dict[str, np.ndarray]:
+        """All lifecycle transitions so far (flushes the buffers)."""
+        self.flush()
+        return self._journal(self._events, EVENT_FIELDS, _event_arrays(self.out))
+
+    def alerts(self) -> dict[str, np.ndarray]:
+        """All kernel alerts so far (flushes the buffers)."""
+        self.flush()
+        return self._journal(self._alerts, ALERT_FIELDS, _alert_arrays(self.out))
+
+    def day_end_bars(self, t: int | None = None) -> np.ndarray:
+        """The day-end bars up to and including ``t`` (default: every processed bar)."""
+        last = self.next_bar - 1 if t is None else t
+        return np.flatnonzero(self.inputs.day_end[: last + 1])
 
     def daily_navs(self, t: int) -> np.ndarray:
         """Pod NAVs at every day end up to and including bar ``t``: ``(n_days, P)``."""
-        bars = self.day_end_bars[self.day_end_bars <= t]
-        return self.out.pod_nav[bars]
+        return self.out.pod_nav[self.day_end_bars(t)]
 
     def _on_day_end(self, t: int) -> None:
         start = time.perf_counter()
@@ -176,7 +270,7 @@ class Engine:
         share the room ``1 − Σ f`` and are funded from unallocated cash only.
         """
         st = self.state
-        joins = self._joins.get(t, [])
+        joins = self.joins_at(t)
         for p in joins:  # a pod whose start date comes joins in incubation
             st.pod_joined[p] = True
             st.pod_state[p] = INCUBATION
@@ -184,7 +278,7 @@ class Engine:
         if joins:
             request_fractions_nb(st)
         fractions = st.pod_fraction.copy()
-        day_index = int(np.searchsorted(self.day_end_bars, t))
+        day_index = self.day_index(t)
         if self.allocator.is_check_day(day_index):
             new = self.allocator.on_day_end(
                 t=t,
@@ -194,8 +288,85 @@ class Engine:
                 states=st.pod_state.copy(),
                 fractions=fractions,
                 equities=self.out.pod_equity[t].copy(),
-                live_days=(day_index + 1 - self._join_day) * self.allocator.period,
+                live_days=(day_index + 1 - self.join_day()) * self.allocator.period,
                 joined=st.pod_joined.copy(),
             )
             if new is not None:
                 request_rebalance_nb(st, np.ascontiguousarray(new, dtype=np.float64))
+
+    # ---------------------------------------------------------------- persistence
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """Everything that persists between bars except the journal, as named arrays."""
+        snap = {f"state.{name}": np.asarray(a).copy() for name, a in self.state._asdict().items()}
+        a = self.allocator
+        snap["allocator.target_prc"] = (
+            np.zeros(0) if a.target_prc is None else np.asarray(a.target_prc, dtype=np.float64)
+        )
+        snap["allocator.has_target"] = np.array(a.target_prc is not None)
+        snap["allocator.target_set"] = np.asarray(a.target_set, dtype=np.int64)
+        return snap
+
+    def restore(
+        self,
+        snap: dict[str, np.ndarray],
+        rows: dict[str, np.ndarray],
+        fills: list[dict[str, np.ndarray]],
+        events: list[dict[str, np.ndarray]],
+        alerts: list[dict[str, np.ndarray]],
+        allocations: list,
+    ) -> None:
+        """Continue from a :meth:`snapshot` and the journal of the bars it covers.
+
+        ``rows`` holds the per-bar outputs of bars ``0 .. n-1`` (``ROW_FIELDS``). Raises
+        ``ValueError`` when a saved array's name, dtype or shape differs from this engine's.
+        """
+        fresh = self.snapshot()
+        if set(snap) != set(fresh):
+            missing = sorted(set(fresh) - set(snap))
+            extra = sorted(set(snap) - set(fresh))
+            raise ValueError(f"saved state has other fields (missing {missing}, unknown {extra})")
+        for key, value in snap.items():
+            want = fresh[key]
+            if key.startswith("state.") and (
+                value.dtype != want.dtype or value.shape != want.shape
+            ):
+                raise ValueError(
+                    f"saved {key} is {value.dtype}{value.shape}, expected {want.dtype}{want.shape}"
+                )
+        for name, arr in self.state._asdict().items():
+            arr[...] = snap[f"state.{name}"]
+        a = self.allocator
+        a.target_prc = (
+            snap["allocator.target_prc"].copy() if bool(snap["allocator.has_target"]) else None
+        )
+        a.target_set = tuple(int(x) for x in snap["allocator.target_set"])
+        a.allocations = list(allocations)
+        n = self.next_bar
+        self._grow_rows(n)
+        for name in ROW_FIELDS:
+            getattr(self.out, name)[:n] = rows[name][:n]
+        self._fills, self._events, self._alerts = list(fills), list(events), list(alerts)
+
+    def rows(self, t0: int, t1: int) -> dict[str, np.ndarray]:
+        """The per-bar outputs of bars ``t0 .. t1-1``."""
+        return {name: getattr(self.out, name)[t0:t1].copy() for name in ROW_FIELDS}
+
+
+def _fill_arrays(o: Outputs) -> tuple[np.ndarray, ...]:
+    return (
+        o.fill_bar,
+        o.fill_slot,
+        o.fill_units,
+        o.fill_price,
+        o.fill_fee,
+        o.fill_venue,
+        o.fill_units_after,
+    )
+
+
+def _event_arrays(o: Outputs) -> tuple[np.ndarray, ...]:
+    return (o.ev_bar, o.ev_pod, o.ev_from, o.ev_to, o.ev_reason, o.ev_value, o.ev_threshold)
+
+
+def _alert_arrays(o: Outputs) -> tuple[np.ndarray, ...]:
+    return (o.al_bar, o.al_type, o.al_value, o.al_threshold)

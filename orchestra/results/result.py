@@ -382,22 +382,21 @@ def _account_positions(positions: pl.DataFrame) -> pl.DataFrame:
 def _lifecycle_frame(engine) -> pl.DataFrame:
     from orchestra.kernels.state import REASONS
 
-    out = engine.out
-    n = int(out.ev_count[0])
-    if n == 0:
+    ev = engine.events()
+    if ev["bar"].size == 0:
         return empty_frame("lifecycle_events")
     ids = np.array(engine.prepared.pod_ids, dtype=object)
     names = np.array(STATE_NAMES, dtype=object)
     reasons = np.array(REASONS, dtype=object)
     return pl.DataFrame(
         {
-            "timestamp": pl.Series(engine.inputs.timestamps[out.ev_bar[:n]]).cast(TS),
-            "pod_id": ids[out.ev_pod[:n]].tolist(),
-            "from_state": names[out.ev_from[:n]].tolist(),
-            "to_state": names[out.ev_to[:n]].tolist(),
-            "reason": reasons[out.ev_reason[:n]].tolist(),
-            "value": out.ev_value[:n],
-            "threshold": out.ev_threshold[:n],
+            "timestamp": pl.Series(engine.inputs.timestamps[ev["bar"]]).cast(TS),
+            "pod_id": ids[ev["pod"]].tolist(),
+            "from_state": names[ev["from"]].tolist(),
+            "to_state": names[ev["to"]].tolist(),
+            "reason": reasons[ev["reason"]].tolist(),
+            "value": ev["value"],
+            "threshold": ev["threshold"],
         },
         schema=FRAME_SCHEMAS["lifecycle_events"],
     )
@@ -456,12 +455,12 @@ def _alerts_frame(engine, monitor_alerts: list, pod_ids: list[str]) -> pl.DataFr
     from orchestra.kernels.state import A_ACCOUNT_BUST, A_DAILY_LOSS, ALERT_TYPES
     from orchestra.risk import RiskAlert
 
-    out = engine.out
+    al = engine.alerts()
     rows = list(monitor_alerts)
-    for i in range(int(out.al_count[0])):
-        kind = int(out.al_type[i])
-        value, thr = float(out.al_value[i]), float(out.al_threshold[i])
-        ts = int(engine.inputs.timestamps[out.al_bar[i]])
+    for i in range(al["bar"].size):
+        kind = int(al["type"][i])
+        value, thr = float(al["value"][i]), float(al["threshold"][i])
+        ts = int(engine.inputs.timestamps[al["bar"][i]])
         if kind == A_ACCOUNT_BUST:
             msg = f"account equity reached {value:,.2f} (≤ 0): flattened, the run stops trading"
         elif kind == A_DAILY_LOSS:
