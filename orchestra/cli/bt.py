@@ -29,6 +29,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         from orchestra.config import ConfigError
         from orchestra.data.ccxt_source import SourceUnavailable
         from orchestra.data.schema import DataError
+        from orchestra.live.store import StoreError
         from orchestra.strategies.registry import StrategyError, StrategyNotFound
 
         try:
@@ -48,6 +49,10 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(2)
         except SourceUnavailable as exc:
             err.print("[bold red]exchange error[/]: ", end="", highlight=False)
+            err.print(str(exc), highlight=False, markup=False)
+            sys.exit(2)
+        except StoreError as exc:
+            err.print("[bold red]state error[/]: ", end="", highlight=False)
             err.print(str(exc), highlight=False, markup=False)
             sys.exit(2)
         except (StrategyNotFound, FileNotFoundError) as exc:
@@ -269,9 +274,9 @@ def fetch(
 ) -> None:
     """Download bars with ccxt into the cache and write one file per symbol to --out."""
     from orchestra.data.ccxt_source import fetch_cached, make_exchange
-    from orchestra.data.files import symbol_to_stem
+    from orchestra.data.files import write_files
     from orchestra.data.schema import validate_bars
-    from orchestra.timeframes import DAY_MS, TimeframeError, epoch_ms, file_suffix, timeframe_ms
+    from orchestra.timeframes import DAY_MS, TimeframeError, epoch_ms, timeframe_ms
 
     try:
         step = timeframe_ms(timeframe)
@@ -307,9 +312,34 @@ def fetch(
             )
             bar.update(task, completed=frame.height)
             frame, _ = validate_bars(frame, timeframe, "ffill", where=f"{exchange} {sym}")
-            path = out_dir / f"{symbol_to_stem(sym)}_{file_suffix(timeframe)}.parquet"
-            frame.drop("symbol").write_parquet(path)
+            (path,) = write_files(frame, out_dir, timeframe)
             click.echo(f"{sym}: {frame.height} bars → {path}")
+
+
+@data.command("export")
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for BTC-USDT_1d.parquet files (the files source; orch-live --replay reads it).",
+)
+@user_errors
+def export(config: Path, out_dir: Path) -> None:
+    """Write the bars CONFIG uses (warm-up included) as a files folder.
+
+    With it, `orch-live --paper CONFIG --replay FOLDER` replays exactly the bars of
+    `orch-bt run CONFIG`, whatever CONFIG's source (synthetic, files or ccxt).
+    """
+    from orchestra import load_config
+    from orchestra.data import load_bars
+    from orchestra.data.files import write_files
+
+    cfg = load_config(config)
+    bars = load_bars(cfg).bars
+    for path in write_files(bars, out_dir, cfg.data.timeframe):
+        click.echo(f"→ {path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -92,3 +92,20 @@ def read_files(
         bars, _ = validate_bars(raw, timeframe, gaps, where=str(file))
         frames.append(bars)
     return pl.concat(frames).sort("symbol", "timestamp")
+
+
+def write_files(bars: pl.DataFrame, path: str | Path, timeframe: str) -> list[Path]:
+    """Write a bar frame as a files-source folder: one ``<BASE>-<QUOTE>_<tf>.parquet`` per
+    symbol (what :func:`read_files` reads back bit for bit). Returns the files written."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for (symbol,), part in bars.sort("symbol", "timestamp").partition_by(
+        "symbol", as_dict=True, maintain_order=True
+    ).items():
+        file = folder / f"{symbol_to_stem(str(symbol))}_{file_suffix(timeframe)}.parquet"
+        tmp = file.with_suffix(".parquet.tmp")
+        part.drop("symbol").write_parquet(tmp)
+        tmp.replace(file)
+        written.append(file)
+    return written

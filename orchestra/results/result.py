@@ -124,8 +124,13 @@ class OrchestratedResult:
 
     @classmethod
     def load(cls, directory: str | Path) -> OrchestratedResult:
-        """Read a run directory written by :meth:`save`."""
+        """Read a run directory written by :meth:`save`, or a live state directory (the run so
+        far, rebuilt from its store; see ``docs/live.md``)."""
         d = Path(directory)
+        if not (d / "summary.json").is_file() and (d / "live.sqlite").is_file():
+            from orchestra.live.session import load_live_result
+
+            return load_live_result(d)
         if not (d / "summary.json").is_file():
             raise FileNotFoundError(f"{d} is not a run directory (no summary.json)")
         frames = {}

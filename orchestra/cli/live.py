@@ -1,0 +1,246 @@
+"""``orch-live``: the live adapter's command line (SPEC §12, §13). Thin: parse, open, loop, print.
+
+* ``orch-live --paper CONFIG [--replay FOLDER] [--state DIR]`` — paper trading: bar by bar through
+  the backtest's driver, state committed after every bar; run it again to resume.
+* ``orch-live status [--state DIR]`` — pods, states, fractions, P&L, last bar, alerts.
+
+User errors exit with code 2 and one readable message; Ctrl-C stops after the last committed bar
+(exit 130) and the same command resumes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from orchestra.cli.bt import _show_warning, err, out, user_errors
+
+STATE_ROOT = Path("runs")
+
+
+def _default_state(config: Path) -> Path:
+    return STATE_ROOT / f"live-{config.stem}"
+
+
+def _iso(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@click.group(
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option(
+    "--paper",
+    "config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Paper-trade CONFIG (fills like the backtest; no orders leave the machine).",
+)
+@click.option(
+    "--replay",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Replay the bars of a files folder (BTC-USDT_1d.parquet, ...) from backtest.start to "
+    "backtest.end instead of polling the exchange.",
+)
+@click.option(
+    "--state",
+    "state_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State directory (default runs/live-<config-stem>/); also a run directory for orch-bt "
+    "report.",
+)
+@click.option("--max-bars", type=click.IntRange(min=1), help="Stop after this many bars.")
+@click.option("--quiet", is_flag=True, help="No progress bar, no per-bar lines, no summary.")
+@click.version_option(package_name="orchestra")
+@click.pass_context
+@user_errors
+def main(
+    ctx: click.Context,
+    config: Path | None,
+    replay: Path | None,
+    state_dir: Path | None,
+    max_bars: int | None,
+    quiet: bool,
+) -> None:
+    """orchestra live adapter: paper trading bar by bar with crash-safe state.
+
+    \b
+    orch-live --paper CONFIG [--replay FOLDER] [--state DIR]
+    orch-live status [--state DIR]
+    """
+    import warnings
+
+    warnings.showwarning = _show_warning
+    warnings.filterwarnings("ignore", category=RuntimeWarning)
+    if ctx.invoked_subcommand is not None:
+        if config is not None:
+            raise click.UsageError("--paper and a subcommand do not go together")
+        return
+    if config is None:
+        click.echo(ctx.get_help())
+        err.print("[bold red]error[/]: give --paper CONFIG (or a subcommand, e.g. status)")
+        sys.exit(2)
+    _paper(config, replay, state_dir or _default_state(config), max_bars, quiet)
+
+
+def _paper(
+    config: Path, replay: Path | None, state_dir: Path, max_bars: int | None, quiet: bool
+) -> None:
+    import itertools
+
+    from orchestra import load_config
+    from orchestra.live.feeds import PollFeed, ReplayFeed
+    from orchestra.live.session import LiveSession
+    from orchestra.timeframes import timeframe_ms
+
+    cfg = load_config(config)
+    if replay is not None and not replay.is_dir():
+        raise FileNotFoundError(f"--replay {replay}: no such folder")
+    feed: ReplayFeed | PollFeed = ReplayFeed(cfg, replay) if replay is not None else PollFeed(cfg)
+    session = LiveSession.open(
+        feed.config, state_dir, feed.label, feed.start_ms, feed.warmup, identity=cfg
+    )
+    step = timeframe_ms(cfg.clock_timeframe)
+    last = session.last_ts if session.last_ts is not None else session.start_ms - step
+    resumed = session.next_bar
+    if not quiet:
+        verb = f"resuming after bar {resumed} ({_iso(session.last_ts)})" if resumed else "starting"
+        err.print(f"orch-live paper: {verb}; source {feed.label}; state {state_dir}")
+    bars = feed.bars_after(last)
+    if max_bars is not None:
+        bars = itertools.islice(bars, max_bars)
+    try:
+        if isinstance(feed, ReplayFeed):
+            _replay(session, bars, feed.n_bars - resumed, quiet)
+        else:
+            logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+            session.run(bars, on_bar=None if quiet else _print_bar)
+    except KeyboardInterrupt:
+        err.print(
+            f"stopped after bar {session.next_bar - 1} ({_iso(session.last_ts)}); "
+            "run the same command to resume"
+        )
+        session.close()
+        sys.exit(130)
+    session.close()
+    if session.engine is None:
+        err.print("no new bar to process")
+        return
+    if not quiet:
+        from orchestra.results.result import OrchestratedResult
+        from orchestra.results.summary import print_summary
+
+        print_summary(OrchestratedResult.load(state_dir), out)
+        ms = sorted(session.bar_seconds)
+        if ms:
+            out.print(
+                f"bars this session: {len(ms)}, median {1e3 * ms[len(ms) // 2]:.1f} ms/bar "
+                f"(build inputs + step + commit)"
+            )
+    click.echo(f"state directory: {state_dir} (orch-bt report {state_dir} --html)")
+
+
+def _replay(session, bars, total: int, quiet: bool) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    if quiet or not sys.stderr.isatty():
+        session.run(bars)
+        return
+    with Progress(
+        TextColumn("[bold]replay"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("bars · {task.fields[when]}"),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("replay", total=max(total, 0), when="")
+        session.run(bars, on_bar=lambda s: bar.update(task, advance=1, when=_iso(s.last_ts)))
+
+
+def _print_bar(session) -> None:
+    eng = session.engine
+    t = eng.next_bar - 1
+    equity = float(eng.out.equity[t])
+    out.print(
+        f"{_iso(session.last_ts)}  equity {equity:,.2f}  unallocated "
+        f"{float(eng.out.unallocated[t]):,.2f}",
+        highlight=False,
+    )
+
+
+@main.command()
+@click.option(
+    "--state",
+    "state_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State directory (default: the only runs/live-* directory).",
+)
+@user_errors
+def status(state_dir: Path | None) -> None:
+    """Pods, states, fractions, P&L, the last bar and recent alerts of a live run."""
+    from rich.table import Table
+
+    from orchestra.live.session import load_live_result
+    from orchestra.live.store import Store, StoreError
+    from orchestra.results.summary import pod_table
+
+    if state_dir is None:
+        found = sorted(p for p in STATE_ROOT.glob("live-*") if (p / "live.sqlite").is_file())
+        if len(found) != 1:
+            listed = ", ".join(str(p) for p in found) or "none"
+            raise StoreError(f"give --state DIR (live state directories under runs/: {listed})")
+        state_dir = found[0]
+    with Store(state_dir, readonly=True) as store:
+        committed = store.load()
+    meta = committed.meta
+    head = Table.grid(padding=(0, 2))
+    head.add_row("run", f"{meta.get('run_id')} ({meta.get('mode')}), started {meta.get('created')}")
+    head.add_row("config", f"{meta.get('config_source')} (hash {str(meta.get('config_hash'))[:8]})")
+    head.add_row("source", str(meta.get("source")))
+    if committed.snapshot is None:
+        out.print(head)
+        out.print("no bar processed yet")
+        return
+    result = load_live_result(state_dir)
+    snap = committed.snapshot
+    last = committed.journal[-1]
+    eq = result.equity
+    capital = float(result.summary.get("capital", 0.0))
+    equity = float(eq["equity"][-1])
+    head.add_row("last bar", f"{_iso(int(last['ts']))} (bar {int(last['end_bar']) - 1})")
+    head.add_row("equity", f"{equity:,.2f} ({equity / capital - 1:+.2%} since start)")
+    halted = int(snap["state.halted"][0])
+    breaker = int(snap["state.breaker"][0])
+    flags = []
+    if halted:
+        flags.append("HALTED (" + ("drawdown flatten" if halted == 1 else "account bust") + ")")
+    if breaker:
+        flags.append("daily-loss breaker " + ("pending" if breaker == 1 else "blocking today"))
+    if int(snap["state.derisk"][0]):
+        flags.append("de-risked (portfolio drawdown)")
+    head.add_row("trading", ", ".join(flags) or "normal")
+    out.print(head)
+    out.print(pod_table(result))
+    alerts = result.alerts.tail(5)
+    if alerts.height:
+        table = Table(title="Recent alerts", title_justify="left")
+        for col in ("time", "severity", "type", "message"):
+            table.add_column(col)
+        for r in alerts.iter_rows(named=True):
+            table.add_row(
+                str(r["timestamp"])[:16], r["severity"], r["alert_type"], r["message"] or ""
+            )
+        out.print(table)
+    else:
+        out.print("no alerts")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

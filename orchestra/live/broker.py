@@ -1,0 +1,76 @@
+"""Brokers: where the live loop's net orders go (SPEC §13.2).
+
+The step kernel nets the pods' trades per symbol and books the fills on the pods' books at the
+execution price with costs (SPEC §9). :func:`net_orders` turns one bar's external fills into the
+orders the exchange sees: one per symbol per bar, with a client order id derived from (run id, bar
+time, symbol) so a resend can be recognised. A broker receives them after the bar is computed and
+before it is committed.
+
+:class:`PaperBroker` fills them exactly as the backtest does — the kernel's own fills, same price,
+same fee, same venue — so a paper run's books are the backtest's. It keeps no state of its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Protocol
+
+import numpy as np
+
+from orchestra.kernels.state import EXTERNAL
+
+
+def client_order_id(run_id: str, ts: int, symbol: str) -> str:
+    """A stable id of the net order of ``symbol`` at bar ``ts`` in run ``run_id`` (≤ 32 chars)."""
+    digest = hashlib.sha256(f"{run_id}|{ts}|{symbol}".encode()).hexdigest()[:20]
+    return f"orc{digest}"
+
+
+def net_orders(engine, fills: dict[str, np.ndarray], run_id: str) -> list[dict[str, Any]]:
+    """The net order per (bar, symbol) of a chunk of fills: its external fills summed."""
+    ext = fills["venue"] == EXTERNAL
+    if not ext.any():
+        return []
+    inp = engine.inputs
+    symbols = engine.prepared.market.symbols
+    bars = fills["bar"][ext]
+    syms = inp.slot_sym[fills["slot"][ext]]
+    units, price, fee = fills["units"][ext], fills["price"][ext], fills["fee"][ext]
+    orders: dict[tuple[int, int], dict[str, Any]] = {}
+    for b, s, q, p, f in zip(bars.tolist(), syms.tolist(), units, price, fee, strict=True):
+        ts = int(inp.timestamps[b])
+        o = orders.setdefault(
+            (b, s),
+            {
+                "bar": b,
+                "ts": ts,
+                "symbol": symbols[s],
+                "units": 0.0,
+                "price": float(p),
+                "fee": 0.0,
+                "client_order_id": client_order_id(run_id, ts, symbols[s]),
+            },
+        )
+        o["units"] += float(q)
+        o["fee"] += float(f)
+    out = list(orders.values())
+    for o in out:
+        o["side"] = "buy" if o["units"] > 0 else "sell"
+    return out
+
+
+class Broker(Protocol):
+    """Receives a bar's net orders; returns them with their execution status."""
+
+    name: str
+
+    def execute(self, orders: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
+
+
+class PaperBroker:
+    """Fills every net order at the kernel's price and fee: the backtest's fills, no more."""
+
+    name = "paper"
+
+    def execute(self, orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{**o, "status": "filled", "filled": o["units"]} for o in orders]

@@ -1,0 +1,254 @@
+"""The live loop's state store: one SQLite file, one transaction per bar (SPEC §13.3).
+
+``<state dir>/live.sqlite`` (WAL journal, ``synchronous=FULL``) holds:
+
+* ``meta`` — schema version, the config (JSON) and its hash, run id, mode, the run's first bar and
+  the anchor of its history (the first warm-up day);
+* ``bars`` — the anchored history: every market bar the run has seen, from the anchor on (the
+  signals of bar t are computed from exactly these rows, as in the backtest);
+* ``journal`` — per committed step: the per-bar output rows, fills, lifecycle events, kernel
+  alerts (numpy arrays in one ``.npz`` blob), allocation records and net orders (JSON);
+* ``snapshot`` — the engine's persistent state after the last committed bar (``.npz``).
+
+A bar's market rows, journal row and snapshot are written in **one** transaction, so a process
+killed at any point (SIGKILL included) leaves either the whole bar or none of it; the restart
+resumes after the last committed bar and never books a fill twice. Arrays round-trip bit for bit
+(``np.save`` of float64; floats in JSON use Python's shortest round-trip repr).
+
+A test hook, ``ORCHESTRA_CRASH_AT=<bar>:<point>`` with point ``mid-write`` (inside the bar's
+transaction, after its rows are written) or ``after-commit``, kills the process with SIGKILL there;
+the crash-safety tests use it to land kills inside the write.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+SCHEMA_VERSION = 1
+DB_NAME = "live.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bars (
+    symbol TEXT NOT NULL, ts INTEGER NOT NULL,
+    open REAL NOT NULL, high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL,
+    volume REAL NOT NULL,
+    PRIMARY KEY (symbol, ts)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS journal (
+    first_bar INTEGER PRIMARY KEY, end_bar INTEGER NOT NULL, ts INTEGER NOT NULL,
+    arrays BLOB NOT NULL, allocations TEXT NOT NULL, orders TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshot (
+    id INTEGER PRIMARY KEY CHECK (id = 1), next_bar INTEGER NOT NULL, arrays BLOB NOT NULL
+);
+"""
+_TABLES = {"meta", "bars", "journal", "snapshot"}
+
+
+class StoreError(RuntimeError):
+    """The state directory cannot be used (another config, another version, a broken file)."""
+
+
+def pack(arrays: dict[str, np.ndarray]) -> bytes:
+    """Named arrays → ``.npz`` bytes (no pickles)."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def unpack(blob: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+@dataclass
+class Committed:
+    """What the store holds: enough to rebuild the engine exactly (see :meth:`Store.load`)."""
+
+    meta: dict[str, Any]
+    bars: pl.DataFrame
+    snapshot: dict[str, np.ndarray] | None
+    journal: list[dict[str, Any]]  # per step: arrays (dict), allocations (list), orders (list)
+
+
+def _crash_point(bar: int, point: str) -> None:
+    spec = os.environ.get("ORCHESTRA_CRASH_AT")
+    if spec and spec == f"{bar}:{point}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Store:
+    """The SQLite store of one state directory."""
+
+    def __init__(self, directory: str | Path, readonly: bool = False):
+        self.dir = Path(directory)
+        self.path = self.dir / DB_NAME
+        if readonly:
+            if not self.path.is_file():
+                raise StoreError(f"{self.dir} has no live state ({DB_NAME})")
+            uri = f"file:{self.path}?mode=ro"
+            self.db = sqlite3.connect(uri, uri=True, isolation_level=None)
+        else:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(_SCHEMA)
+        self._check_schema()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ checks
+    def _check_schema(self) -> None:
+        try:
+            names = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master")}
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a usable state file: {exc}") from None
+        if not _TABLES <= names:
+            raise StoreError(f"{self.path}: missing table(s) {sorted(_TABLES - names)}")
+        version = self.meta().get("schema_version")
+        if version is not None and int(version) != SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by state schema {version}; this orchestra reads "
+                f"{SCHEMA_VERSION}: finish that run with the orchestra version that started it"
+            )
+
+    def meta(self) -> dict[str, Any]:
+        rows = self.db.execute("SELECT key, value FROM meta").fetchall()
+        return {k: json.loads(v) for k, v in rows}
+
+    @property
+    def initialized(self) -> bool:
+        return bool(self.meta().get("initialized"))
+
+    # ------------------------------------------------------------------ writes
+    def initialize(self, meta: dict[str, Any], history: pl.DataFrame) -> None:
+        """Write the run's meta and its warm-up history in one transaction."""
+        with self._transaction():
+            for key, value in {**meta, "schema_version": SCHEMA_VERSION}.items():
+                self.db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value))
+                )
+            self._insert_bars(history)
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('initialized', 'true')")
+
+    def commit(
+        self,
+        first_bar: int,
+        end_bar: int,
+        ts: int,
+        bars: pl.DataFrame,
+        arrays: dict[str, np.ndarray],
+        allocations: list[dict[str, Any]],
+        orders: list[dict[str, Any]],
+        snapshot: dict[str, np.ndarray],
+    ) -> None:
+        """Bars ``first_bar .. end_bar-1`` (clock time ``ts`` = the last one's open): all or nothing."""
+        journal_blob, snap_blob = pack(arrays), pack(snapshot)
+        with self._transaction():
+            self._insert_bars(bars)
+            self.db.execute(
+                "INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?)",
+                (first_bar, end_bar, ts, journal_blob, json.dumps(allocations), json.dumps(orders)),
+            )
+            self.db.execute(
+                "INSERT OR REPLACE INTO snapshot VALUES (1, ?, ?)", (end_bar, snap_blob)
+            )
+            _crash_point(first_bar, "mid-write")
+        _crash_point(first_bar, "after-commit")
+
+    def _insert_bars(self, bars: pl.DataFrame) -> None:
+        if bars.height == 0:
+            return
+        ts = bars["timestamp"].dt.epoch("ms").to_list()
+        cols = [bars[c].to_list() for c in ("symbol", "open", "high", "low", "close", "volume")]
+        sym, o, h, lo, c, v = cols
+        self.db.executemany(
+            "INSERT INTO bars VALUES (?, ?, ?, ?, ?, ?, ?)",
+            zip(sym, ts, o, h, lo, c, v, strict=True),
+        )
+
+    def _transaction(self):
+        db = self.db
+
+        class _Tx:
+            def __enter__(self_inner):
+                db.execute("BEGIN IMMEDIATE")
+
+            def __exit__(self_inner, exc_type, exc, tb):
+                db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+                return False
+
+        return _Tx()
+
+    # ------------------------------------------------------------------ reads
+    def load(self) -> Committed:
+        """Everything committed, read in one transaction (consistent while a writer runs)."""
+        self.db.execute("BEGIN")
+        try:
+            meta = self.meta()
+            rows = self.db.execute(
+                "SELECT symbol, ts, open, high, low, close, volume FROM bars ORDER BY symbol, ts"
+            ).fetchall()
+            snap = self.db.execute("SELECT next_bar, arrays FROM snapshot").fetchone()
+            journal = self.db.execute(
+                "SELECT first_bar, end_bar, ts, arrays, allocations, orders FROM journal "
+                "ORDER BY first_bar"
+            ).fetchall()
+        finally:
+            self.db.execute("COMMIT")
+        from orchestra.data.schema import BAR_SCHEMA
+
+        cols = list(zip(*rows, strict=True)) if rows else [[] for _ in range(7)]
+        bars = pl.DataFrame(
+            {
+                "timestamp": pl.Series(cols[1], dtype=pl.Int64).cast(pl.Datetime("ms", "UTC")),
+                "symbol": pl.Series(cols[0], dtype=pl.String),
+                **{
+                    name: pl.Series(cols[i], dtype=pl.Float64)
+                    for i, name in enumerate(("open", "high", "low", "close", "volume"), start=2)
+                },
+            }
+        ).select(list(BAR_SCHEMA))
+        steps = [
+            {
+                "first_bar": r[0],
+                "end_bar": r[1],
+                "ts": r[2],
+                "arrays": unpack(r[3]),
+                "allocations": json.loads(r[4]),
+                "orders": json.loads(r[5]),
+            }
+            for r in journal
+        ]
+        expected = 0
+        for s in steps:  # the journal is contiguous: each step starts where the last one ended
+            if s["first_bar"] != expected:
+                raise StoreError(f"{self.path}: journal gap at bar {expected}")
+            expected = s["end_bar"]
+        snapshot = None
+        if snap is not None:
+            if snap[0] != expected:
+                raise StoreError(
+                    f"{self.path}: snapshot at bar {snap[0]} but the journal ends at {expected}"
+                )
+            snapshot = unpack(snap[1])
+        return Committed(meta, bars, snapshot, steps)
