@@ -102,10 +102,18 @@ class Store:
         else:
             self.dir.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.executescript(_SCHEMA)
-        self._check_schema()
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=FULL")
+                self.db.executescript(_SCHEMA)
+            except sqlite3.DatabaseError as exc:
+                self.db.close()
+                raise StoreError(f"{self.path} is not a usable state file: {exc}") from None
+        try:
+            self._check_schema()
+        except StoreError:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         self.db.close()
