@@ -5,6 +5,9 @@ Workloads:
   S  the example config (3 pods, 5 symbols, 2 years of daily synthetic bars)
   M  10 pods × 50 symbols × 5 years of hourly synthetic bars (each pod trades 25 of them)
   L  8 pods × 50 symbols × 1 year of minute synthetic bars (each pod trades 25 of them)
+  R  the live loop: `orch-live --paper --replay` of 10 pods × 50 symbols, daily bars, one year
+     (+ warm-up): ms per bar (build inputs from the anchored history, step, commit), beside the
+     backtest of the same config per bar
 
 Each workload runs in its own subprocess (so peak RSS is its own), twice: a first run that may
 compile/load numba caches, then a warm run that is reported. Throughput is pod-symbol-bars per
@@ -107,6 +110,61 @@ def erc_resolve_ms(eng, dates: int = 200, lookback: int = 90) -> float | None:
     return float(np.median(times[1:]) * 1000) if len(times) > 1 else None
 
 
+def replay_config():
+    """The R workload: the M pods on daily bars (a paper loop's typical clock)."""
+    from orchestra.config import parse_config
+
+    raw = workload_config("M").model_dump(mode="json")
+    for pod in raw["pods"]:
+        pod["timeframe"] = "1d"
+    raw["data"].update({"timeframe": "1d"})
+    raw["backtest"].update({"start": "2025-01-01", "end": "2025-12-31", "warmup_days": "auto"})
+    return parse_config(raw)
+
+
+def run_replay() -> dict:
+    """Replay the R workload bar by bar through the live loop; ms per bar by stage."""
+    import tempfile
+
+    import numpy as np
+
+    from orchestra.data import load_bars
+    from orchestra.data.files import write_files
+    from orchestra.engine import run_backtest
+    from orchestra.live.feeds import ReplayFeed
+    from orchestra.live.session import LiveSession
+
+    cfg = replay_config()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "bars"
+        write_files(load_bars(cfg).bars, folder, "1d")
+        run_backtest(cfg)  # compile / load the kernels
+        t = time.perf_counter()
+        bt = run_backtest(cfg)
+        backtest_s = time.perf_counter() - t
+        feed = ReplayFeed(cfg, folder)
+        session = LiveSession.open(
+            feed.config, Path(tmp) / "state", feed.label, feed.start_ms, feed.warmup, identity=cfg
+        )
+        session.run(feed.bars_after(feed.start_ms - 1))
+        session.close()
+    ms = np.array(session.bar_seconds) * 1000
+    n = ms.size
+    return {
+        "workload": "R",
+        "bars": n,
+        "pods": len(cfg.pods),
+        "symbols": len(cfg.symbols),
+        "history_bars": int(session.history["timestamp"].n_unique()),
+        "median_ms": float(np.median(ms)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "last_ms": float(np.median(ms[-20:])),
+        "stage_ms": {k: 1000 * v / n for k, v in session.timings.items()},
+        "backtest_ms_per_bar": 1000 * backtest_s / bt.equity.height,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
 def run_one(name: str, naive_bars: int) -> dict:
     import numpy as np
 
@@ -172,12 +230,13 @@ def run_one(name: str, naive_bars: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", default="S,M,L")
+    ap.add_argument("--only", default="S,M,L,R")
     ap.add_argument("--naive-bars", type=int, default=300)
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(run_one(args.child, args.naive_bars)))
+        result = run_replay() if args.child == "R" else run_one(args.child, args.naive_bars)
+        print(json.dumps(result))
         return
     from rich.console import Console
     from rich.table import Table
@@ -195,6 +254,8 @@ def main() -> None:
             print(proc.stderr[-3000:], file=sys.stderr)
             raise SystemExit(f"workload {name} failed")
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    replays = [r for r in rows if r["workload"] == "R"]
+    rows = [r for r in rows if r["workload"] != "R"]
     table = Table(title="orchestra benchmark (warm run; ratios from this run only)")
     for col in [
         "workload",
@@ -229,7 +290,36 @@ def main() -> None:
             "-" if r["resolve_ms_median"] is None else f"{r['resolve_ms_median']:.2f}",
             f"{r['peak_rss_mb']:.0f}",
         )
-    Console(width=220).print(table)
+    console = Console(width=220)
+    if rows:
+        console.print(table)
+    for r in replays:
+        live = Table(title="live loop: orch-live --paper --replay, ms per bar (excluding network)")
+        for col in [
+            "pods×symbols",
+            "bars replayed (history)",
+            "median ms/bar",
+            "p95",
+            "last 20",
+            "inputs / engine / commit ms",
+            "backtest ms/bar",
+            "× backtest",
+            "peak RSS MB",
+        ]:
+            live.add_column(col, justify="right")
+        st = r["stage_ms"]
+        live.add_row(
+            f"{r['pods']}×{r['symbols']}",
+            f"{r['bars']} ({r['history_bars']})",
+            f"{r['median_ms']:.1f}",
+            f"{r['p95_ms']:.1f}",
+            f"{r['last_ms']:.1f}",
+            f"{st['inputs']:.1f} / {st['engine']:.1f} / {st['commit']:.1f}",
+            f"{r['backtest_ms_per_bar']:.2f}",
+            f"{r['median_ms'] / r['backtest_ms_per_bar']:.0f}×",
+            f"{r['peak_rss_mb']:.0f}",
+        )
+        console.print(live)
 
 
 if __name__ == "__main__":

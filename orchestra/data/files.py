@@ -100,9 +100,11 @@ def write_files(bars: pl.DataFrame, path: str | Path, timeframe: str) -> list[Pa
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for (symbol,), part in bars.sort("symbol", "timestamp").partition_by(
-        "symbol", as_dict=True, maintain_order=True
-    ).items():
+    for (symbol,), part in (
+        bars.sort("symbol", "timestamp")
+        .partition_by("symbol", as_dict=True, maintain_order=True)
+        .items()
+    ):
         file = folder / f"{symbol_to_stem(str(symbol))}_{file_suffix(timeframe)}.parquet"
         tmp = file.with_suffix(".parquet.tmp")
         part.drop("symbol").write_parquet(tmp)

@@ -196,7 +196,12 @@ def prepare(
     loaded: LoadedData | None = None,
     timer=None,
 ) -> Prepared:
-    """Load data, compute signals and build the kernel inputs for the simulated window."""
+    """Load data, compute signals and build the kernel inputs for the simulated window.
+
+    ``start``/``end`` default to the backtest's; ``start`` may be a datetime (the live loop's
+    first bar need not open a day). With ``loaded`` the bars are taken as given (the live loop's
+    anchored history) instead of being loaded from the config's source.
+    """
     import time
 
     timings: dict[str, float] = {}

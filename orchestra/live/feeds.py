@@ -81,7 +81,9 @@ class ReplayFeed:
         """The clock bars opened after ``last_ts`` (``start_ms - 1`` for all of them)."""
         start = dt.datetime.fromtimestamp((last_ts + 1) / 1000, dt.UTC)
         rest = self.bars.filter(pl.col("_clock") >= start)
-        for (label,), part in rest.partition_by("_clock", as_dict=True, maintain_order=True).items():
+        for (label,), part in rest.partition_by(
+            "_clock", as_dict=True, maintain_order=True
+        ).items():
             yield epoch_ms(label), part.select(BAR_COLUMNS)
 
 

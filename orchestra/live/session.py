@@ -64,7 +64,10 @@ class LiveSession:
         self.engine: Engine | None = None
         self.broker = broker or PaperBroker()
         self._allocs_seen = 0
-        self.bar_seconds: list[float] = []  # wall time of each processed bar (build + step + commit)
+        self.bar_seconds: list[
+            float
+        ] = []  # wall time of each processed bar (build + step + commit)
+        self.timings = {"inputs": 0.0, "engine": 0.0, "commit": 0.0}  # seconds per stage, summed
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -150,7 +153,7 @@ class LiveSession:
     def _prepare(self, ts: int) -> Prepared:
         loaded = LoadedData(self.history, self.label, GapReport())
         start = dt.datetime.fromtimestamp(self.start_ms / 1000, dt.UTC)
-        return prepare(self.config, start=start, end=_date_of(ts), loaded=loaded)  # type: ignore[arg-type]
+        return prepare(self.config, start=start, end=_date_of(ts), loaded=loaded)
 
     def process(self, ts: int, bars: pl.DataFrame) -> int:
         """Process the clock bar opened at ``ts`` whose market rows are ``bars``; returns the
@@ -163,6 +166,8 @@ class LiveSession:
         self.history = _sorted(pl.concat(self._chunks))
         self._chunks = [self.history]
         prepared = self._prepare(ts)
+        t_engine = time.perf_counter()
+        self.timings["inputs"] += t_engine - t_start
         n = prepared.inputs.timestamps.shape[0]
         if n == 0 or int(prepared.inputs.timestamps[-1]) != ts:
             raise ValueError(f"the bars of {ts} do not extend the clock")
@@ -180,6 +185,8 @@ class LiveSession:
         arrays = {f"row.{k}": v for k, v in eng.rows(t0, n).items()}
         for kind, chunk in moved.items():
             arrays.update({f"{kind}.{k}": v for k, v in chunk.items()})
+        t_commit = time.perf_counter()
+        self.timings["engine"] += t_commit - t_engine
         self.store.commit(
             t0,
             n,
@@ -190,7 +197,9 @@ class LiveSession:
             orders,
             eng.snapshot(),
         )
-        self.bar_seconds.append(time.perf_counter() - t_start)
+        now = time.perf_counter()
+        self.timings["commit"] += now - t_commit
+        self.bar_seconds.append(now - t_start)
         return n - t0
 
     def run(

@@ -63,7 +63,7 @@ class StoreError(RuntimeError):
 def pack(arrays: dict[str, np.ndarray]) -> bytes:
     """Named arrays → ``.npz`` bytes (no pickles)."""
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
     return buf.getvalue()
 
 
@@ -225,7 +225,7 @@ class Store:
             self.db.execute("COMMIT")
         from orchestra.data.schema import BAR_SCHEMA
 
-        cols = list(zip(*rows, strict=True)) if rows else [[] for _ in range(7)]
+        cols: list[Any] = list(zip(*rows, strict=True)) if rows else [[] for _ in range(7)]
         bars = pl.DataFrame(
             {
                 "timestamp": pl.Series(cols[1], dtype=pl.Int64).cast(pl.Datetime("ms", "UTC")),
