@@ -419,3 +419,133 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(seed: int, tmp_path_
     kinds = {k for k, _, _ in kills}
     assert len(kills) == 20 and len(kinds) >= 3, kills
     assert_same_frames(run_backtest(cfg), OrchestratedResult.load(state))
+
+
+# ---------------------------------------------------------------------------- polling (ccxt)
+POLL_START = 1_704_067_200_000  # 2024-01-01
+
+
+def _poll_config(raw_data: dict, start: str, end: str):
+    return parse_config(
+        {
+            "data": raw_data,
+            "pods": [
+                {
+                    "pod_id": "trend",
+                    "strategy": "tsmom",
+                    "params": {"lookback": 10},
+                    "symbols": ["BTC/USDT", "ETH/USDT"],
+                    "initial_fraction": 0.5,
+                    "max_fraction": 0.7,
+                    "initial_state": "production",
+                    "risk": {"rebalance_threshold": 0.0},
+                },
+                {
+                    "pod_id": "breakout",
+                    "strategy": "donchian-ensemble",
+                    "params": {"lookbacks": [10, 20]},
+                    "symbols": ["ETH/USDT"],
+                    "initial_fraction": 0.4,
+                    "max_fraction": 0.7,
+                    "initial_state": "production",
+                },
+            ],
+            "backtest": {"start": start, "end": end},
+        },
+        source="poll.yaml",
+    )
+
+
+class FakeClock:
+    """Time for the poll feed: sleeping advances it (the bars' closes come at once)."""
+
+    def __init__(self, now_s: float):
+        self.now = now_s
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_paper_polling_through_real_ccxt_equals_the_backtest_of_the_same_bars(
+    tmp_path: Path,
+) -> None:
+    """Polling the local Binance-speaking server with the real ccxt client: the warm-up is
+    downloaded, each bar is fetched after its close (a 429 is retried), and the paper run equals
+    the backtest of the same bars."""
+    import itertools
+
+    from orchestra.data.ccxt_source import download
+    from orchestra.live.feeds import PollFeed
+    from tests.fake_binance import DAY_MS, FakeBinance, make_klines
+
+    klines = {
+        ("BTCUSDT", "1d"): make_klines(POLL_START, 200, DAY_MS, 1),
+        ("ETHUSDT", "1d"): make_klines(POLL_START, 200, DAY_MS, 2),
+    }
+    with FakeBinance(klines, page_limit=100) as server:
+        ex = server.exchange()
+        bars = pl.concat(
+            [download(ex, s, "1d", POLL_START, POLL_START + 200 * DAY_MS) for s in SYMBOLS[:2]]
+        )
+        write_files(bars, tmp_path / "bars", "1d")
+        cfg = _poll_config({"source": "ccxt", "exchange": "binance"}, "2024-04-01", "2024-04-30")
+        clock = FakeClock(dt.datetime(2024, 4, 1, 10, tzinfo=dt.UTC).timestamp())
+        feed = PollFeed(cfg, exchange=ex, clock=clock, sleep=clock.sleep, backoff_s=1.0)
+        assert feed.start_ms == int(dt.datetime(2024, 4, 1, tzinfo=dt.UTC).timestamp() * 1000)
+        session = LiveSession.open(cfg, tmp_path / "state", feed.label, feed.start_ms, feed.warmup)
+        server.fail_next = ["429"]
+        session.run(itertools.islice(feed.bars_after(feed.start_ms - DAY_MS), 30))
+        session.close()
+        assert server.fail_next == []  # the 429 was served, and retried
+    # each bar was asked for only after it closed
+    assert clock.now >= dt.datetime(2024, 5, 1, tzinfo=dt.UTC).timestamp()
+    files_cfg = _poll_config(
+        {"source": "files", "path": str(tmp_path / "bars")}, "2024-04-01", "2024-04-30"
+    )
+    bt = run_backtest(files_cfg)
+    assert bt.fills.height > 10
+    assert_same_frames(bt, OrchestratedResult.load(tmp_path / "state"))
+
+
+def test_polling_fills_a_bar_the_exchange_never_publishes(tmp_path: Path) -> None:
+    """ETH stops publishing: after max_wait the loop books a flat bar at its last close (and
+    keeps it), instead of stalling or changing history later."""
+    import itertools
+
+    from orchestra.live.feeds import PollFeed
+    from tests.fake_binance import DAY_MS, FakeBinance, make_klines
+
+    klines = {
+        ("BTCUSDT", "1d"): make_klines(POLL_START, 120, DAY_MS, 1),
+        ("ETHUSDT", "1d"): make_klines(POLL_START, 95, DAY_MS, 2),  # last bar 2024-04-04
+    }
+    with FakeBinance(klines) as server:
+        cfg = _poll_config({"source": "ccxt", "exchange": "binance"}, "2024-04-01", "2024-04-10")
+        clock = FakeClock(dt.datetime(2024, 4, 1, 1, tzinfo=dt.UTC).timestamp())
+        feed = PollFeed(
+            cfg, exchange=server.exchange(), clock=clock, sleep=clock.sleep, max_wait_s=30.0
+        )
+        session = LiveSession.open(cfg, tmp_path / "s", feed.label, feed.start_ms, feed.warmup)
+        session.run(itertools.islice(feed.bars_after(feed.start_ms - DAY_MS), 8))
+        session.close()
+    hist = session.history.filter(pl.col("symbol") == "ETH/USDT").sort("timestamp")
+    last_real = float(klines[("ETHUSDT", "1d")][-1][4])
+    tail = hist.filter(pl.col("timestamp") > dt.datetime(2024, 4, 4, tzinfo=dt.UTC))
+    assert tail.height == 4  # 04-05 .. 04-08
+    assert (tail["close"] == last_real).all() and (tail["volume"] == 0).all()
+    assert (tail["open"] == tail["high"]).all()
+    assert session.next_bar == 8
+
+
+def test_paper_without_replay_needs_a_ccxt_source(tmp_path: Path) -> None:
+    from orchestra.cli import live
+
+    res = CliRunner().invoke(
+        live.main, ["--paper", str(ROOT / "configs" / "example.yaml"), "--state", str(tmp_path)]
+    )
+    assert res.exit_code == 2 and "data.source: ccxt" in res.output, res.output
