@@ -64,12 +64,15 @@ def daily_monitor(
     max_single_pod_risk: float,
     min_history: int = 30,
     period: float = 1.0,
+    last_days: int | None = None,
 ) -> tuple[list[RiskSnapshot], list[RiskAlert]]:
     """Risk snapshots and alerts at each day end.
 
     ``navs`` and ``fractions`` are ``(n_days, P)`` at the day ends ``timestamps``; ``lookback``
     and ``min_history`` are calendar days, each day end covering ``period`` days (1 on a daily or
-    finer clock, the bar length on a coarser one).
+    finer clock, the bar length on a coarser one). With ``last_days`` only the last that many day
+    ends are evaluated (each depends on its own window only; an alert's once-per-episode rule
+    needs the day before, so pass 2 to get the last day's alerts right).
     """
     from orchestra.timeframes import days_to_periods
 
@@ -80,7 +83,8 @@ def daily_monitor(
     rets = navs[1:] / navs[:-1] - 1.0
     stressed = False
     concentrated = np.zeros(navs.shape[1], dtype=bool)
-    for d in range(min_history, rets.shape[0] + 1):
+    first = min_history if last_days is None else max(min_history, rets.shape[0] + 1 - last_days)
+    for d in range(first, rets.shape[0] + 1):
         ts = int(timestamps[d])
         f = fractions[d]
         window = rets[max(0, d - lookback) : d]

@@ -205,13 +205,30 @@ def validate(config: Path) -> None:
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--html", "html_report", is_flag=True, help="Write report.html into RUN_DIR.")
 @click.option("--pod", "pod", default=None, help="Show one pod only.")
+@click.option(
+    "--daily",
+    "daily",
+    callback=_date,
+    default=None,
+    help="Print the daily report of this UTC day (YYYY-MM-DD), as the live loop sends it.",
+)
 @user_errors
-def report(run_dir: Path, html_report: bool, pod: str | None) -> None:
+def report(run_dir: Path, html_report: bool, pod: str | None, daily: dt.date | None) -> None:
     """Print the summary of a saved run (and optionally write its HTML report)."""
     from orchestra import OrchestratedResult
     from orchestra.results.summary import print_summary
 
     result = OrchestratedResult.load(run_dir)
+    if daily is not None:
+        from orchestra.monitoring import day_view_from_result, format_daily_report
+
+        try:
+            view = day_view_from_result(result, daily)
+        except ValueError as exc:
+            err.print(f"[bold red]error[/]: --daily {daily}: {exc}", highlight=False)
+            sys.exit(2)
+        click.echo(format_daily_report(view))
+        return
     pods = result.metrics["entity"].to_list()[1:]
     if pod is not None and pod not in pods:
         err.print(f"[bold red]error[/]: no pod {pod!r} in {run_dir}; pods: {', '.join(pods)}")

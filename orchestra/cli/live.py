@@ -55,6 +55,11 @@ def _iso(ms: int | None) -> str:
     help="State directory (default runs/live-<config-stem>/); also a run directory for orch-bt "
     "report.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics.",
+)
 @click.option("--max-bars", type=click.IntRange(min=1), help="Stop after this many bars.")
 @click.option("--quiet", is_flag=True, help="No progress bar, no per-bar lines, no summary.")
 @click.version_option(package_name="orchestra")
@@ -65,14 +70,17 @@ def main(
     config: Path | None,
     replay: Path | None,
     state_dir: Path | None,
+    metrics_port: int | None,
     max_bars: int | None,
     quiet: bool,
 ) -> None:
     """orchestra live adapter: paper trading bar by bar with crash-safe state.
 
     \b
-    orch-live --paper CONFIG [--replay FOLDER] [--state DIR]
+    orch-live --paper CONFIG [--replay FOLDER] [--state DIR] [--metrics-port N]
     orch-live status [--state DIR]
+
+    Discord alerts: set ORCHESTRA_DISCORD_WEBHOOK to the webhook URL.
     """
     import warnings
 
@@ -86,11 +94,46 @@ def main(
         click.echo(ctx.get_help())
         err.print("[bold red]error[/]: give --paper CONFIG (or a subcommand, e.g. status)")
         sys.exit(2)
-    _paper(config, replay, state_dir or _default_state(config), max_bars, quiet)
+    _paper(config, replay, state_dir or _default_state(config), metrics_port, max_bars, quiet)
+
+
+def _monitor(cfg, session, state_dir: Path, metrics_port: int | None, quiet: bool):
+    import os
+
+    from orchestra import __version__
+    from orchestra.monitoring import Monitor
+    from orchestra.monitoring.notify import WEBHOOK_ENV, WebhookSender
+
+    metrics = None
+    if metrics_port is not None:
+        from orchestra.monitoring.prom import LiveMetrics
+
+        metrics = LiveMetrics(cfg, [p.pod_id for p in cfg.pods], __version__)
+        try:
+            metrics.serve(metrics_port)
+        except OSError as exc:
+            raise click.UsageError(f"--metrics-port {metrics_port}: {exc.strerror}") from None
+        if not quiet:
+            err.print(f"metrics: http://127.0.0.1:{metrics_port}/metrics")
+    sender = None
+    url = os.environ.get(WEBHOOK_ENV, "").strip()
+    if url:
+        sender = WebhookSender(state_dir / "live.sqlite", url, str(session.meta["run_id"]))
+        sender.start()
+        if not quiet:
+            err.print(f"alerts: Discord webhook from ${WEBHOOK_ENV}")
+    monitor = Monitor(metrics, sender)
+    monitor.start(session)
+    return monitor
 
 
 def _paper(
-    config: Path, replay: Path | None, state_dir: Path, max_bars: int | None, quiet: bool
+    config: Path,
+    replay: Path | None,
+    state_dir: Path,
+    metrics_port: int | None,
+    max_bars: int | None,
+    quiet: bool,
 ) -> None:
     import itertools
 
@@ -106,6 +149,11 @@ def _paper(
     session = LiveSession.open(
         feed.config, state_dir, feed.label, feed.start_ms, feed.warmup, identity=cfg
     )
+    try:
+        session.monitor = _monitor(cfg, session, state_dir, metrics_port, quiet)
+    except BaseException:
+        session.close()
+        raise
     step = timeframe_ms(cfg.clock_timeframe)
     last = session.last_ts if session.last_ts is not None else session.start_ms - step
     resumed = session.next_bar
@@ -126,8 +174,10 @@ def _paper(
             f"stopped after bar {session.next_bar - 1} ({_iso(session.last_ts)}); "
             "run the same command to resume"
         )
+        session.monitor.close(flush_s=2.0)
         session.close()
         sys.exit(130)
+    session.monitor.close()
     session.close()
     if session.engine is None:
         err.print("no new bar to process")

@@ -53,6 +53,7 @@ class LiveSession:
         history: pl.DataFrame,
         meta: dict[str, Any],
         broker: Broker | None = None,
+        monitor=None,
     ):
         self.config = config
         self.store = store
@@ -63,6 +64,7 @@ class LiveSession:
         self.history = history
         self.engine: Engine | None = None
         self.broker = broker or PaperBroker()
+        self.monitor = monitor  # orchestra.monitoring.Monitor: alerts into the outbox, metrics
         self._allocs_seen = 0
         self.bar_seconds: list[
             float
@@ -177,6 +179,7 @@ class LiveSession:
             self.engine.extend(prepared)
         eng = self.engine
         t0 = eng.next_bar
+        before = eng.state.pod_fraction.copy()
         eng.advance(n)
         moved = eng.flush()
         orders = self.broker.execute(net_orders(eng, moved["fills"], self.meta["run_id"]))
@@ -185,6 +188,7 @@ class LiveSession:
         arrays = {f"row.{k}": v for k, v in eng.rows(t0, n).items()}
         for kind, chunk in moved.items():
             arrays.update({f"{kind}.{k}": v for k, v in chunk.items()})
+        outbox = [] if self.monitor is None else self.monitor.messages(eng, moved, allocs, before)
         t_commit = time.perf_counter()
         self.timings["engine"] += t_commit - t_engine
         self.store.commit(
@@ -196,10 +200,14 @@ class LiveSession:
             [a.__dict__ for a in allocs],
             orders,
             eng.snapshot(),
+            outbox,
+            "unsent" if self.monitor is None else self.monitor.outbox_status,
         )
         now = time.perf_counter()
         self.timings["commit"] += now - t_commit
         self.bar_seconds.append(now - t_start)
+        if self.monitor is not None:
+            self.monitor.after_commit(self, moved, now - t_start, n - t0)
         return n - t0
 
     def run(

@@ -8,7 +8,9 @@
   signals of bar t are computed from exactly these rows, as in the backtest);
 * ``journal`` — per committed step: the per-bar output rows, fills, lifecycle events, kernel
   alerts (numpy arrays in one ``.npz`` blob), allocation records and net orders (JSON);
-* ``snapshot`` — the engine's persistent state after the last committed bar (``.npz``).
+* ``snapshot`` — the engine's persistent state after the last committed bar (``.npz``);
+* ``outbox`` — the bar's notifications (:mod:`orchestra.monitoring.notify`) and whether they
+  were delivered (``pending``, ``sent``, ``refused``, or ``unsent`` without a webhook).
 
 A bar's market rows, journal row and snapshot are written in **one** transaction, so a process
 killed at any point (SIGKILL included) leaves either the whole bar or none of it; the restart
@@ -52,8 +54,13 @@ CREATE TABLE IF NOT EXISTS journal (
 CREATE TABLE IF NOT EXISTS snapshot (
     id INTEGER PRIMARY KEY CHECK (id = 1), next_bar INTEGER NOT NULL, arrays BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, bar INTEGER NOT NULL,
+    kind TEXT NOT NULL, severity TEXT NOT NULL, status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, body TEXT NOT NULL
+);
 """
-_TABLES = {"meta", "bars", "journal", "snapshot"}
+_TABLES = {"meta", "bars", "journal", "snapshot", "outbox"}
 
 
 class StoreError(RuntimeError):
@@ -168,6 +175,8 @@ class Store:
         allocations: list[dict[str, Any]],
         orders: list[dict[str, Any]],
         snapshot: dict[str, np.ndarray],
+        outbox: list[dict[str, Any]] | None = None,
+        outbox_status: str = "pending",
     ) -> None:
         """Bars ``first_bar .. end_bar-1`` (clock time ``ts`` = the last one's open): all or nothing."""
         journal_blob, snap_blob = pack(arrays), pack(snapshot)
@@ -180,6 +189,14 @@ class Store:
             self.db.execute(
                 "INSERT OR REPLACE INTO snapshot VALUES (1, ?, ?)", (end_bar, snap_blob)
             )
+            self.db.executemany(
+                "INSERT INTO outbox (id, bar, kind, severity, status, body) VALUES (?,?,?,?,?,?)",
+                [
+                    (f"{first_bar}-{i}", first_bar, m["kind"], m["severity"], outbox_status,
+                     json.dumps(m))
+                    for i, m in enumerate(outbox or [])
+                ],
+            )  # fmt: skip
             _crash_point(first_bar, "mid-write")
         _crash_point(first_bar, "after-commit")
 
@@ -208,6 +225,18 @@ class Store:
         return _Tx()
 
     # ------------------------------------------------------------------ reads
+    def outbox(self, status: str | None = None) -> list[dict[str, Any]]:
+        """The notifications, oldest first (optionally only those with ``status``)."""
+        sql = "SELECT id, bar, status, attempts, body FROM outbox"
+        rows = self.db.execute(
+            sql + (" WHERE status=? ORDER BY seq" if status else " ORDER BY seq"),
+            (status,) if status else (),
+        ).fetchall()
+        return [
+            {**json.loads(b), "id": i, "bar": bar, "status": st, "attempts": a}
+            for i, bar, st, a, b in rows
+        ]
+
     def load(self) -> Committed:
         """Everything committed, read in one transaction (consistent while a writer runs)."""
         self.db.execute("BEGIN")
