@@ -321,7 +321,7 @@ def test_cli_serves_metrics_and_posts_alerts_without_leaking_the_webhook(
                 str(port),
                 "--max-bars",
                 "40",
-            ],  # fmt: skip
+            ],
             env={"ORCHESTRA_DISCORD_WEBHOOK": hook.url},
         )
         assert res.exit_code == 0, res.output
