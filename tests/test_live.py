@@ -549,3 +549,57 @@ def test_paper_without_replay_needs_a_ccxt_source(tmp_path: Path) -> None:
         live.main, ["--paper", str(ROOT / "configs" / "example.yaml"), "--state", str(tmp_path)]
     )
     assert res.exit_code == 2 and "data.source: ccxt" in res.output, res.output
+
+
+def test_shipped_paper_config_polls_the_exchange(tmp_path: Path) -> None:
+    """configs/paper-binance.yaml is valid and is a polling config: its feed starts at the bar in
+    progress and downloads the warm-up (from the local Binance server)."""
+    from orchestra.config import load_config
+    from orchestra.live.feeds import PollFeed
+    from tests.fake_binance import FakeBinance, make_klines
+
+    cfg = load_config(ROOT / "configs" / "paper-binance.yaml")
+    assert cfg.data.source == "ccxt" and cfg.clock_timeframe == "4h"
+    step = 4 * 3_600_000
+    klines = {
+        (s.replace("/", ""), "4h"): make_klines(POLL_START, 6 * 240, step, i)
+        for i, s in enumerate(cfg.symbols)
+    }
+    with FakeBinance(klines, page_limit=1000) as server:
+        clock = FakeClock(dt.datetime(2024, 8, 1, 9, 30, tzinfo=dt.UTC).timestamp())
+        feed = PollFeed(cfg, exchange=server.exchange(), clock=clock, sleep=clock.sleep)
+        assert feed.start_ms == int(dt.datetime(2024, 8, 1, 8, tzinfo=dt.UTC).timestamp() * 1000)
+        warm = feed.warmup()
+    assert set(warm["symbol"].unique()) == set(cfg.symbols)
+    assert warm["timestamp"].max() < dt.datetime(2024, 8, 1, 8, tzinfo=dt.UTC)
+    assert warm["timestamp"].min() >= dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+
+
+def test_ctrl_c_stops_after_the_last_committed_bar_and_the_same_command_resumes(
+    market: Path, tmp_path: Path
+) -> None:
+    import yaml
+
+    raw = churn_raw(backtest={**churn_raw()["backtest"], "end": "2024-05-31"})
+    raw["data"]["path"] = str(market)
+    cfg_file = tmp_path / "churn.yaml"
+    cfg_file.write_text(yaml.safe_dump(raw))
+    state = tmp_path / "state"
+    cmd = [
+        sys.executable, "-m", "orchestra.cli.live", "--paper", str(cfg_file),
+        "--replay", str(market), "--state", str(state),
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    while _next_bar(state) < 30 and proc.poll() is None:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr.decode()[-2000:]
+    stopped = _next_bar(state)
+    assert f"stopped after bar {stopped - 1}" in stderr.decode()
+    assert "stopping after the bar in flight" in stderr.decode()
+    assert "Traceback" not in stderr.decode()
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert f"resuming after bar {stopped}" in done.stderr.decode()
+    assert_same_frames(run_backtest(parse_config(raw)), OrchestratedResult.load(state))

@@ -4,16 +4,19 @@
   the backtest's driver, state committed after every bar; run it again to resume.
 * ``orch-live status [--state DIR]`` — pods, states, fractions, P&L, last bar, alerts.
 
-User errors exit with code 2 and one readable message; Ctrl-C stops after the last committed bar
-(exit 130) and the same command resumes.
+User errors exit with code 2 and one readable message. Ctrl-C (or SIGTERM) finishes and commits
+the bar in flight, then stops (exit 130 / 143); the same command resumes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -145,7 +148,12 @@ def _paper(
     cfg = load_config(config)
     if replay is not None and not replay.is_dir():
         raise FileNotFoundError(f"--replay {replay}: no such folder")
-    feed: ReplayFeed | PollFeed = ReplayFeed(cfg, replay) if replay is not None else PollFeed(cfg)
+    stop = _GracefulStop()
+    feed: ReplayFeed | PollFeed = (
+        ReplayFeed(cfg, replay)
+        if replay is not None
+        else PollFeed(cfg, sleep=stop.wait, stopped=stop.is_set)
+    )
     session = LiveSession.open(
         feed.config, state_dir, feed.label, feed.start_ms, feed.warmup, identity=cfg
     )
@@ -163,20 +171,25 @@ def _paper(
     bars = feed.bars_after(last)
     if max_bars is not None:
         bars = itertools.islice(bars, max_bars)
+    stop.install()
     try:
         if isinstance(feed, ReplayFeed):
-            _replay(session, bars, feed.n_bars - resumed, quiet)
+            _replay(session, bars, feed.n_bars - resumed, quiet, stop.is_set)
         else:
             logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-            session.run(bars, on_bar=None if quiet else _print_bar)
-    except KeyboardInterrupt:
+            session.run(bars, on_bar=None if quiet else _print_bar, should_stop=stop.is_set)
+    except KeyboardInterrupt:  # a second Ctrl-C: the bar in flight was not committed
+        stop.signum = signal.SIGINT
+    finally:
+        stop.uninstall()
+    if stop.signum is not None:
         err.print(
             f"stopped after bar {session.next_bar - 1} ({_iso(session.last_ts)}); "
             "run the same command to resume"
         )
         session.monitor.close(flush_s=2.0)
         session.close()
-        sys.exit(130)
+        sys.exit(128 + int(stop.signum))
     session.monitor.close()
     session.close()
     if session.engine is None:
@@ -196,11 +209,36 @@ def _paper(
     click.echo(f"state directory: {state_dir} (orch-bt report {state_dir} --html)")
 
 
-def _replay(session, bars, total: int, quiet: bool) -> None:
+class _GracefulStop(threading.Event):
+    """SIGINT / SIGTERM: finish the bar in flight, commit it, then stop. A second Ctrl-C stops at
+    once (the uncommitted bar is redone on resume)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handler(self, signum, frame) -> None:
+        if self.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        self.set()
+        err.print("stopping after the bar in flight (Ctrl-C again to stop at once)")
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handler)
+
+    def uninstall(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _replay(session, bars, total: int, quiet: bool, should_stop) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     if quiet or not sys.stderr.isatty():
-        session.run(bars)
+        session.run(bars, should_stop=should_stop)
         return
     with Progress(
         TextColumn("[bold]replay"),
@@ -211,7 +249,11 @@ def _replay(session, bars, total: int, quiet: bool) -> None:
         transient=True,
     ) as bar:
         task = bar.add_task("replay", total=max(total, 0), when="")
-        session.run(bars, on_bar=lambda s: bar.update(task, advance=1, when=_iso(s.last_ts)))
+        session.run(
+            bars,
+            on_bar=lambda s: bar.update(task, advance=1, when=_iso(s.last_ts)),
+            should_stop=should_stop,
+        )
 
 
 def _print_bar(session) -> None:

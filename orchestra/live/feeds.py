@@ -95,10 +95,11 @@ class PollFeed:
         config: Config,
         exchange: Any = None,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] = time.sleep,
         delay_s: float = 2.0,
         max_wait_s: float = 300.0,
         backoff_s: float = 5.0,
+        stopped: Callable[[], bool] = lambda: False,
     ):
         d = config.data
         if d.source != "ccxt":
@@ -119,6 +120,7 @@ class PollFeed:
         self.exchange = exchange
         self.clock, self.sleep = clock, sleep
         self.delay_s, self.max_wait_s, self.backoff_s = delay_s, max_wait_s, backoff_s
+        self.stopped = stopped  # a shutdown was requested: stop waiting, yield nothing more
         self.step = timeframe_ms(config.clock_timeframe)
         self.data_step = timeframe_ms(d.timeframe)
         self.label = f"ccxt: {d.exchange} {d.market}"
@@ -151,13 +153,13 @@ class PollFeed:
 
         ts = last_ts // self.step * self.step + self.step
         per_bar = max(self.step // self.data_step, 1)
-        while True:
+        while not self.stopped():
             close = ts + self.step
             wait = close / 1000 + self.delay_s - self.clock()
             if wait > 0:
                 self.sleep(wait)
             waited = 0.0
-            while True:
+            while not self.stopped():
                 try:
                     parts = [self._download(s, ts, close) for s in self.config.symbols]
                 except SourceUnavailable as exc:
@@ -174,6 +176,8 @@ class PollFeed:
                     break
                 self.sleep(self.backoff_s)
                 waited += self.backoff_s
+            if self.stopped():
+                return
             frames = [p for s, p in have.items() if s not in missing]
             for s in missing:
                 log.warning("bar %s: no bar for %s after %.0f s: flat bar", _iso(ts), s, waited)

@@ -214,15 +214,21 @@ class LiveSession:
         self,
         feed: Iterable[tuple[int, pl.DataFrame]],
         on_bar: Callable[[LiveSession], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> int:
-        """Process every clock bar ``feed`` yields after the last committed one."""
+        """Process every clock bar ``feed`` yields after the last committed one; with
+        ``should_stop``, stop between bars once it returns True (a graceful shutdown)."""
         done = 0
         for ts, bars in feed:
+            if should_stop is not None and should_stop():
+                break
             if self.last_ts is not None and ts <= self.last_ts:
                 continue
             done += self.process(ts, bars)
             if on_bar is not None:
                 on_bar(self)
+            if should_stop is not None and should_stop():
+                break
         return done
 
     def close(self) -> None:
