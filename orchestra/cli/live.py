@@ -318,6 +318,12 @@ def status(state_dir: Path | None) -> None:
     if int(snap["state.derisk"][0]):
         flags.append("de-risked (portfolio drawdown)")
     head.add_row("trading", ", ".join(flags) or "normal")
+    with Store(state_dir, readonly=True) as store:
+        counts: dict[str, int] = {}
+        for m in store.outbox():
+            counts[m["status"]] = counts.get(m["status"], 0) + 1
+    if counts:
+        head.add_row("notifications", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     out.print(head)
     out.print(pod_table(result))
     alerts = result.alerts.tail(5)

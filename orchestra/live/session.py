@@ -91,6 +91,7 @@ class LiveSession:
         its hash is the one checked.
         """
         user = identity or config
+        fresh = not (Path(state_dir) / "live.sqlite").exists()
         store = Store(state_dir)
         try:
             if store.initialized:
@@ -115,6 +116,9 @@ class LiveSession:
             return cls(config, store, history, store.meta(), broker)
         except BaseException:
             store.close()
+            if fresh:  # a run that never started leaves no half-made state behind
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{store.path}{suffix}").unlink(missing_ok=True)
             raise
 
     @classmethod

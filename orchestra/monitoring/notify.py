@@ -285,8 +285,9 @@ class WebhookSender(threading.Thread):
 
         try:
             resp = client.post(self.url, json=discord_payload(msg, self.run_id))
-        except httpx.HTTPError as exc:
-            log.warning("webhook: %s: %s (will retry)", type(exc).__name__, exc)
+        except httpx.HTTPError as exc:  # the URL holds a secret token: never log it
+            text = str(exc).replace(self.url, "<webhook>")
+            log.warning("webhook: %s: %s (will retry)", type(exc).__name__, text)
             return -1.0
         if resp.status_code < 300:
             return "sent"
