@@ -10,12 +10,43 @@ Public API (SPEC §11.1)::
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from orchestra import allocation, data, strategies
-from orchestra.config import Config, ConfigError, load_config
-from orchestra.engine import run_backtest
-from orchestra.results.result import OrchestratedResult
+if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): `orch-bt --help` and
+    # `import orchestra` do not pay for cvxpy, numba and polars until they are needed
+    from orchestra import allocation, data, strategies
+    from orchestra.config import Config, ConfigError, load_config
+    from orchestra.engine import run_backtest
+    from orchestra.results.result import OrchestratedResult
+
+_LAZY = {
+    "allocation": ("orchestra.allocation", None),
+    "data": ("orchestra.data", None),
+    "strategies": ("orchestra.strategies", None),
+    "Config": ("orchestra.config", "Config"),
+    "ConfigError": ("orchestra.config", "ConfigError"),
+    "load_config": ("orchestra.config", "load_config"),
+    "run_backtest": ("orchestra.engine", "run_backtest"),
+    "OrchestratedResult": ("orchestra.results.result", "OrchestratedResult"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'orchestra' has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    value = importlib.import_module(module)
+    value = value if attr is None else getattr(value, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "Config",

@@ -279,3 +279,26 @@ def test_problem_cache_rebuilds_only_when_the_pod_set_changes() -> None:
     assert cache.erc(("a", "b")) is p1 and cache.builds == 1
     cache.erc(("a", "c"))
     assert cache.builds == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    n=st.integers(2, 120),
+    p=st.integers(2, 12),
+    seed=st.integers(0, 2**32 - 1),
+    collinear=st.booleans(),
+)
+def test_numpy_ledoit_wolf_equals_scikit_learn_bit_for_bit(n, p, seed, collinear) -> None:
+    """The runtime does not import scikit-learn (2 s per process); its Ledoit-Wolf is the
+    reference, and ours performs the same float operations."""
+    from sklearn.covariance import ledoit_wolf as sk_ledoit_wolf
+
+    from orchestra.allocation.moments import ledoit_wolf
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, p)) * rng.uniform(1e-4, 1.0, p)
+    if collinear:
+        x[:, 1] = 2.0 * x[:, 0]
+    cov, shrink = ledoit_wolf(x)
+    ref_cov, ref_shrink = sk_ledoit_wolf(x)
+    assert np.array_equal(cov, ref_cov) and shrink == ref_shrink

@@ -8,7 +8,6 @@ annualised with ``periods_per_year`` (365 for daily returns, 365/3 on a 3-day cl
 from __future__ import annotations
 
 import numpy as np
-from sklearn.covariance import ledoit_wolf
 
 from orchestra.timeframes import DAYS_PER_YEAR
 
@@ -29,13 +28,41 @@ def shrunk_covariance(returns: np.ndarray, periods_per_year: float = DAYS_PER_YE
     """Annualised Ledoit–Wolf (2004) shrinkage covariance of ``(n_periods, n)`` returns.
 
     Ledoit, O. & Wolf, M. (2004), "A well-conditioned estimator for large-dimensional covariance
-    matrices", J. Multivariate Analysis 88(2). Computed by ``sklearn.covariance.ledoit_wolf``.
+    matrices", J. Multivariate Analysis 88(2). Computed by :func:`ledoit_wolf` (numpy).
     """
     r = np.asarray(returns, dtype=float)
     if r.shape[1] == 1:
         return np.array([[np.var(r[:, 0]) * periods_per_year]])
     cov, _ = ledoit_wolf(r)
     return cov * periods_per_year
+
+
+def ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """Ledoit–Wolf shrunk covariance of ``(n_samples, n_features)`` data and the shrinkage.
+
+    ``Σ̂ = (1 − δ)·S + δ·μ·I`` with ``S`` the (biased) sample covariance, ``μ = tr(S)/p`` and the
+    shrinkage ``δ = min(β, d)/d`` of Ledoit & Wolf (2004), with ``β`` and ``d`` as
+    ``sklearn.covariance.ledoit_wolf`` computes them (on the demeaned data, ``S = XᵀX/n``): the
+    same floating-point operations, so
+    the result equals scikit-learn's bit for bit (tested) without importing it (2 s per process).
+    """
+    x = np.asarray(x, dtype=float)
+    n, p = x.shape
+    xc = x - x.mean(0)
+    x2 = xc**2
+    trace = np.sum(x2, axis=0) / n
+    mu = np.sum(trace) / p
+    beta_ = 0.0 + np.sum(np.dot(x2.T, x2))
+    delta_ = (0.0 + np.sum(np.dot(xc.T, xc) ** 2)) / n**2
+    beta = 1.0 / (p * n) * (beta_ / n - delta_)
+    delta = (delta_ - 2.0 * mu * trace.sum() + p * mu**2) / p
+    beta = min(beta, delta)
+    shrinkage = 0.0 if beta == 0 else beta / delta
+    emp = np.dot(xc.T, xc) / n
+    mu_emp = np.sum(np.trace(emp)) / p
+    shrunk = (1.0 - shrinkage) * emp
+    shrunk.flat[:: p + 1] += shrinkage * mu_emp
+    return shrunk, float(shrinkage)
 
 
 def cholesky_factor(cov: np.ndarray, rel_tol: float = 1e-10) -> np.ndarray:

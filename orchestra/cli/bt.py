@@ -71,6 +71,14 @@ def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.d
         raise click.BadParameter(f"{value!r} is not a date; use YYYY-MM-DD") from None
 
 
+def _cold_start_note(quiet: bool) -> None:
+    """Say so when the numba kernels are about to be compiled (once per checkout)."""
+    from orchestra.engine.warm import kernels_cached
+
+    if not quiet and not kernels_cached():
+        err.print("compiling the numba kernels once (about a minute; later runs start at once)")
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Print the library's warnings (gaps filled, data range) as one readable line each."""
     err.print("[yellow]warning[/]: ", end="", highlight=False)
@@ -115,6 +123,7 @@ def run(
     from orchestra.results.summary import print_summary
 
     cfg = load_config(config)
+    _cold_start_note(quiet)
     show = not quiet and sys.stderr.isatty()
     if show:
         with Progress(

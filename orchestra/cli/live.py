@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from orchestra.cli.bt import _show_warning, err, out, user_errors
+from orchestra.cli.bt import _cold_start_note, _show_warning, err, out, user_errors
 
 STATE_ROOT = Path("runs")
 
@@ -146,6 +146,7 @@ def _paper(
     from orchestra.timeframes import timeframe_ms
 
     cfg = load_config(config)
+    _cold_start_note(quiet)
     if replay is not None and not replay.is_dir():
         raise FileNotFoundError(f"--replay {replay}: no such folder")
     stop = _GracefulStop()
