@@ -17,7 +17,8 @@ def kernels_cached() -> bool:
     from orchestra.kernels.step import run_segment_nb
 
     try:
-        return Path(run_segment_nb._cache._cache_file._index_path).is_file()
+        index = run_segment_nb._cache._cache_file._index_path  # type: ignore[attr-defined]
+        return Path(index).is_file()
     except AttributeError:  # another numba layout: assume cold, which only costs a message
         return False
 
