@@ -1,7 +1,14 @@
 """A local HTTP server that speaks the parts of Binance's spot REST API that ccxt uses for bars.
 
 Endpoints: ``GET /api/v3/exchangeInfo``, ``GET /fapi/v1/exchangeInfo``, ``GET /fapi/v1/fundingRate``
-(USDⓈ-M perpetuals) and ``GET /api/v3/klines`` (``symbol``, ``interval``,
+(USDⓈ-M perpetuals), ``GET /api/v3/klines``, and the signed spot trading endpoints
+``GET /api/v3/account``, ``POST /api/v3/order`` (market orders, ``newClientOrderId``),
+``GET /api/v3/order`` (by ``origClientOrderId``) and ``GET /api/v3/myTrades`` (by ``orderId``).
+Orders fill at ``prices[symbol]`` with a 0.1 % commission in the quote asset and move
+``balances``; ``order_script`` scripts the next order POSTs: ``"timeout-after-accept"`` (fills,
+then stalls past the client's timeout), ``"429"``, ``"500"``, ``"reject-funds"`` (Binance's -2010)
+and ``"partial"`` (fills half, status EXPIRED). ``order_posts`` records every POST attempt. The
+API key must come in the ``X-MBX-APIKEY`` header (``symbol``, ``interval``,
 ``startTime``, ``endTime``, ``limit``; pages are capped at ``page_limit`` rows like the real
 API's ``limit``). Failures can be scripted: ``fail_next = ["429", "timeout", "500"]`` makes the
 next klines requests answer 429, stall past the client's timeout, or answer 500. Every klines
@@ -63,6 +70,15 @@ class FakeBinance:
         self.stall_s = stall_s
         self.fail_next: list[str] = []
         self.requests: list[dict] = []
+        # trading
+        self.api_key: str | None = None
+        self.balances: dict[str, float] = {"USDT": 1_000_000.0}
+        self.prices: dict[str, float] = {}
+        self.orders: dict[str, dict] = {}  # by clientOrderId
+        self.trades: list[dict] = []
+        self.order_posts: list[dict] = []
+        self.order_script: list[str] = []
+        self.commission = 0.001
         self._lock = threading.Lock()
         handler = self._handler()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -81,23 +97,33 @@ class FakeBinance:
         self.server.shutdown()
         self.server.server_close()
 
-    def exchange(self, timeout_ms: int = 1000, market: str = "spot"):
+    def exchange(
+        self,
+        timeout_ms: int = 1000,
+        market: str = "spot",
+        api_key: str | None = None,
+        secret: str | None = None,
+    ):
         """A real ccxt binance client pointed at this server (spot, or USDⓈ-M perpetuals)."""
         import ccxt
 
         types = ["spot"] if market == "spot" else ["linear"]
+        keys = {"apiKey": api_key, "secret": secret} if api_key else {}
         ex = ccxt.binance(
             {
+                **keys,
                 "enableRateLimit": True,
                 "timeout": timeout_ms,
                 "options": {
                     "fetchMarkets": {"types": types},
                     "fetchCurrencies": False,
+                    "fetchMargins": False,
                     "defaultType": market,
                 },
             }
         )
         ex.urls["api"]["public"] = self.url + "/api/v3"
+        ex.urls["api"]["private"] = self.url + "/api/v3"
         ex.urls["api"]["fapiPublic"] = self.url + "/fapi/v1"
         return ex
 
@@ -116,9 +142,36 @@ class FakeBinance:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def do_POST(self) -> None:
+                url = urlparse(self.path)
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n).decode() if n else ""
+                q = {k: v[0] for k, v in parse_qs(url.query).items()}
+                q.update({k: v[0] for k, v in parse_qs(body).items()})
+                if url.path == "/api/v3/order":
+                    if not fake._authorized(self.headers):
+                        return self._json(401, {"code": -2015, "msg": "Invalid API-key."})
+                    return fake._post_order(self, q)
+                return self._json(404, {"code": -1, "msg": "not found"})
+
             def do_GET(self) -> None:
                 url = urlparse(self.path)
                 q = {k: v[0] for k, v in parse_qs(url.query).items()}
+                if url.path in ("/api/v3/account", "/api/v3/order", "/api/v3/myTrades"):
+                    if not fake._authorized(self.headers):
+                        return self._json(401, {"code": -2015, "msg": "Invalid API-key."})
+                    if url.path == "/api/v3/account":
+                        return self._json(200, fake.account())
+                    if url.path == "/api/v3/myTrades":
+                        oid = int(q.get("orderId", -1))
+                        with fake._lock:
+                            rows = [t for t in fake.trades if t["orderId"] == oid]
+                        return self._json(200, rows)
+                    with fake._lock:
+                        order = fake.orders.get(q.get("origClientOrderId", ""))
+                    if order is None:
+                        return self._json(400, {"code": -2013, "msg": "Order does not exist."})
+                    return self._json(200, {k: v for k, v in order.items() if k != "fills"})
                 if url.path == "/api/v3/exchangeInfo":
                     return self._json(200, fake.exchange_info())
                 if url.path == "/fapi/v1/exchangeInfo":
@@ -161,6 +214,98 @@ class FakeBinance:
                 return self._json(404, {"code": -1, "msg": "not found"})
 
         return Handler
+
+    # ------------------------------------------------------------------ trading
+    def _authorized(self, headers) -> bool:
+        return self.api_key is None or headers.get("X-MBX-APIKEY") == self.api_key
+
+    def account(self) -> dict:
+        with self._lock:
+            return {
+                "makerCommission": 10,
+                "takerCommission": 10,
+                "canTrade": True,
+                "accountType": "SPOT",
+                "updateTime": int(time.time() * 1000),
+                "balances": [
+                    {"asset": a, "free": f"{v:.8f}", "locked": "0.00000000"}
+                    for a, v in sorted(self.balances.items())
+                ],
+                "permissions": ["SPOT"],
+            }
+
+    def _post_order(self, handler, q: dict) -> None:
+        with self._lock:
+            self.order_posts.append(dict(q))
+            action = self.order_script.pop(0) if self.order_script else None
+        if action == "429":
+            return handler._json(429, {"code": -1003, "msg": "Too many requests"})
+        if action == "500":
+            return handler._json(500, {"code": -1000, "msg": "internal"})
+        symbol, side = q["symbol"], q["side"]
+        qty = float(q["quantity"])
+        base, quote = symbol[:-4], symbol[-4:]
+        price = self.prices[symbol]
+        if action == "partial":
+            qty = float(f"{qty / 2:.5f}")
+        cost = qty * price
+        fee = cost * self.commission
+        if action == "reject-funds":
+            return handler._json(
+                400,
+                {"code": -2010, "msg": "Account has insufficient balance for requested action."},
+            )
+        with self._lock:
+            oid = len(self.orders) + 1
+            sign = 1.0 if side == "BUY" else -1.0
+            self.balances[base] = self.balances.get(base, 0.0) + sign * qty
+            self.balances[quote] = self.balances.get(quote, 0.0) - sign * cost - fee
+            order = {
+                "symbol": symbol,
+                "orderId": oid,
+                "orderListId": -1,
+                "clientOrderId": q.get("newClientOrderId", f"auto{oid}"),
+                "transactTime": int(time.time() * 1000),
+                "price": "0.00000000",
+                "origQty": q["quantity"],
+                "executedQty": f"{qty:.8f}",
+                "cummulativeQuoteQty": f"{cost:.8f}",
+                "status": "EXPIRED" if action == "partial" else "FILLED",
+                "timeInForce": "GTC",
+                "type": "MARKET",
+                "side": side,
+                "workingTime": int(time.time() * 1000),
+                "fills": [
+                    {
+                        "price": f"{price:.8f}",
+                        "qty": f"{qty:.8f}",
+                        "commission": f"{fee:.8f}",
+                        "commissionAsset": quote,
+                        "tradeId": oid,
+                    }
+                ],
+            }
+            self.orders[order["clientOrderId"]] = order
+            self.trades.append(
+                {
+                    "symbol": symbol,
+                    "id": oid,
+                    "orderId": oid,
+                    "orderListId": -1,
+                    "price": f"{price:.8f}",
+                    "qty": f"{qty:.8f}",
+                    "quoteQty": f"{cost:.8f}",
+                    "commission": f"{fee:.8f}",
+                    "commissionAsset": quote,
+                    "time": order["transactTime"],
+                    "isBuyer": side == "BUY",
+                    "isMaker": False,
+                    "isBestMatch": True,
+                }
+            )
+        if action == "timeout-after-accept":
+            time.sleep(self.stall_s)
+        return handler._json(200, order)
 
     def futures_info(self) -> dict:
         symbols = sorted(self.funding)

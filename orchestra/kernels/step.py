@@ -1,6 +1,8 @@
 """The step kernel: one bar of pod rules, netting, execution, attribution and accounting.
 
-Order of work inside :func:`step_nb` for bar ``t`` (SPEC §9):
+Order of work inside :func:`step_nb` for bar ``t`` (SPEC §9); :func:`step_pre_nb` does the part
+up to the pods' targets and :func:`step_post_nb` the rest, so that the live broker can execute the
+net orders in between and book the exchange's fills (:func:`execute_nb`):
 
 * ``next_open``: new-day bookkeeping → move the capital requested at the last close
   (:mod:`orchestra.kernels.capital`) at ``open[t]`` → execute at ``open[t]`` the targets decided
@@ -237,8 +239,17 @@ def _update_entry(st, k, q0, q1, pfill):
 
 
 @njit(cache=True)
-def execute_nb(inp, st, out, t, prices):
-    """Net the slots' trades per symbol, fill ΔQ externally, cross the rest, attribute exactly."""
+def execute_nb(inp, st, out, t, prices, fill_qty, fill_px, fill_fee):
+    """Net the slots' trades per symbol, fill ΔQ externally, cross the rest, attribute exactly.
+
+    ``fill_qty[s]`` NaN: the modelled fill (the backtest): all of ΔQ at ``price·(1 ± slippage)``
+    with ``cost_bps``. Otherwise an actual exchange fill of symbol ``s`` (the live broker):
+    ``fill_qty`` units (signed like ΔQ, ``|fill_qty| ≤ |ΔQ|``; 0 when nothing was executed) at
+    the average price ``fill_px``, costing ``fill_fee`` (quote currency). The pods on the side of
+    the net trade then get the same share ``fill_qty / ΔQ`` of their external part (SPEC §9.3's
+    rule, scaled); internal crossing is unaffected. Their units end where the exchange left them,
+    short of their targets by the unfilled part (the next bar's targets include it again).
+    """
     cost = inp.params[P_COST]
     slip = inp.params[P_SLIPPAGE]
     for s in range(inp.sym_ptr.shape[0] - 1):
@@ -263,8 +274,15 @@ def execute_nb(inp, st, out, t, prices):
             k = inp.sym_slots[j]
             if st.scratch_delta[k] * sgn > 0.0:
                 same_side += abs(st.scratch_delta[k])
-        px_fill = px * (1.0 + sgn * slip)
-        fee_total = cost * abs(net) * px_fill
+        actual = not np.isnan(fill_qty[s])
+        ratio = 1.0
+        if actual:  # the exchange's fill (see the docstring)
+            ratio = fill_qty[s] / net if net != 0.0 else 0.0
+            px_fill = fill_px[s] if fill_qty[s] != 0.0 else px
+            fee_total = fill_fee[s]
+        else:
+            px_fill = px * (1.0 + sgn * slip)
+            fee_total = cost * abs(net) * px_fill
         for j in range(j0, j1):
             k = inp.sym_slots[j]
             d = st.scratch_delta[k]
@@ -282,13 +300,19 @@ def execute_nb(inp, st, out, t, prices):
             internal = d - ext
             q0 = st.units[k]
             q1 = st.scratch_target[k]
+            booked = d  # units the slot trades at this bar
+            if actual and ratio != 1.0:  # the exchange filled part of ΔQ (or none of it)
+                ext = ext * ratio
+                booked = ext + internal
+                q1 = q0 + booked
             st.pod_cash[p] -= ext * px_fill + internal * px + fee
             st.pod_fees[p] += fee
             st.pod_alone_fees[p] += cost * abs(d) * px * (1.0 + _sign(d) * slip)
-            st.pod_trades[p] += 1
-            st.pod_notional[p] += abs(d) * px
-            pfill = (ext * px_fill + internal * px) / d
-            _update_entry(st, k, q0, q1, pfill)
+            if booked != 0.0:
+                st.pod_trades[p] += 1
+                st.pod_notional[p] += abs(booked) * px
+                pfill = (ext * px_fill + internal * px) / booked
+                _update_entry(st, k, q0, q1, pfill)
             st.units[k] = q1
             if ext != 0.0:
                 _record_fill(out, t, k, ext, px_fill, fee, EXTERNAL, q1)
@@ -299,7 +323,7 @@ def execute_nb(inp, st, out, t, prices):
         for j in range(j0, j1):
             q_sum += st.units[inp.sym_slots[j]]
         st.account_units[s] = q_sum
-        st.account_cash[0] -= net * px_fill + fee_total
+        st.account_cash[0] -= (fill_qty[s] if actual else net) * px_fill + fee_total
         st.account_fees[0] += fee_total
     if st.breaker[0] == BREAKER_PENDING:
         st.breaker[0] = BREAKER_BLOCKED
@@ -397,23 +421,40 @@ def _alert(out, t, kind, value, threshold):
 
 
 @njit(cache=True)
-def step_nb(inp, st, out, t):
-    """Advance the State by bar ``t`` (see the module docstring for the order of work)."""
+def _prices(inp, t):
+    return inp.close[t] if inp.params[P_EXEC_MODE] == CLOSE else inp.open[t]
+
+
+@njit(cache=True)
+def step_pre_nb(inp, st, t):
+    """First half of bar ``t``, up to the targets: new day, (close mode) stops, capital moves,
+    pod rules. The net order per symbol is then ``Σ (scratch_target − units)`` over its slots."""
     new_day_nb(inp, st, t)
-    close_mode = inp.params[P_EXEC_MODE] == CLOSE
-    if close_mode:
+    prices = _prices(inp, t)
+    if inp.params[P_EXEC_MODE] == CLOSE:
         update_stops_nb(inp, st, t)
-        prices = inp.close[t]
-    else:
-        prices = inp.open[t]
     apply_transfers_nb(inp, st, prices)  # capital decided at the last close moves first
     pod_targets_nb(inp, st, t, prices)
-    execute_nb(inp, st, out, t, prices)
+
+
+@njit(cache=True)
+def step_post_nb(inp, st, out, t, fill_qty, fill_px, fill_fee):
+    """Second half of bar ``t``: execution (modelled, or the exchange's fills: see
+    :func:`execute_nb`), sweep, (next_open) stops, marking."""
+    prices = _prices(inp, t)
+    execute_nb(inp, st, out, t, prices, fill_qty, fill_px, fill_fee)
     sweep_nb(inp, st, prices)  # flat pods at fraction 0 hand their equity back
-    if not close_mode:
+    if inp.params[P_EXEC_MODE] != CLOSE:
         update_stops_nb(inp, st, t)
     mark_nb(inp, st, out, t)
     st.next_bar[0] = t + 1
+
+
+@njit(cache=True)
+def step_nb(inp, st, out, t, modelled):
+    """Advance the State by bar ``t`` with modelled fills (``modelled``: NaNs, one per symbol)."""
+    step_pre_nb(inp, st, t)
+    step_post_nb(inp, st, out, t, modelled, modelled, modelled)
 
 
 @njit(cache=True)
@@ -424,10 +465,11 @@ def run_segment_nb(inp, st, out, t0, t1):
     """
     k = st.units.shape[0]
     capacity = out.fill_bar.shape[0]
+    modelled = np.full(inp.sym_ptr.shape[0] - 1, np.nan)
     t = t0
     while t < t1:
         if out.fill_count[0] + 2 * k > capacity:
             return t
-        step_nb(inp, st, out, t)
+        step_nb(inp, st, out, t, modelled)
         t += 1
     return t
