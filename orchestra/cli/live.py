@@ -46,6 +46,25 @@ def _iso(ms: int | None) -> str:
     help="Paper-trade CONFIG (fills like the backtest; no orders leave the machine).",
 )
 @click.option(
+    "--live",
+    "live_config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Trade CONFIG with real orders through ccxt (keys from ORCHESTRA_API_KEY / "
+    "ORCHESTRA_API_SECRET; needs --i-understand-this-trades-real-money).",
+)
+@click.option(
+    "--i-understand-this-trades-real-money",
+    "confirmed",
+    is_flag=True,
+    help="Required with --live.",
+)
+@click.option(
+    "--rebaseline",
+    is_flag=True,
+    help="With --live: accept the exchange balances as they are now and lift a "
+    "reconciliation halt.",
+)
+@click.option(
     "--replay",
     type=click.Path(file_okay=False, path_type=Path),
     help="Replay the bars of a files folder (BTC-USDT_1d.parquet, ...) from backtest.start to "
@@ -71,6 +90,9 @@ def _iso(ms: int | None) -> str:
 def main(
     ctx: click.Context,
     config: Path | None,
+    live_config: Path | None,
+    confirmed: bool,
+    rebaseline: bool,
     replay: Path | None,
     state_dir: Path | None,
     metrics_port: int | None,
@@ -81,6 +103,7 @@ def main(
 
     \b
     orch-live --paper CONFIG [--replay FOLDER] [--state DIR] [--metrics-port N]
+    orch-live --live CONFIG --i-understand-this-trades-real-money [--rebaseline] [...]
     orch-live status [--state DIR]
 
     Discord alerts: set ORCHESTRA_DISCORD_WEBHOOK to the webhook URL.
@@ -90,14 +113,104 @@ def main(
     warnings.showwarning = _show_warning
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     if ctx.invoked_subcommand is not None:
-        if config is not None:
-            raise click.UsageError("--paper and a subcommand do not go together")
+        if config is not None or live_config is not None:
+            raise click.UsageError("--paper/--live and a subcommand do not go together")
+        return
+    if config is not None and live_config is not None:
+        raise click.UsageError("give --paper or --live, not both")
+    if live_config is not None:
+        _live(live_config, confirmed, rebaseline, replay, state_dir, metrics_port, max_bars, quiet)
         return
     if config is None:
         click.echo(ctx.get_help())
         err.print("[bold red]error[/]: give --paper CONFIG (or a subcommand, e.g. status)")
         sys.exit(2)
     _paper(config, replay, state_dir or _default_state(config), metrics_port, max_bars, quiet)
+
+
+def _refuse(message: str) -> None:
+    err.print(f"[bold red]refusing to trade[/]: {message}", highlight=False)
+    sys.exit(2)
+
+
+def _live(
+    config: Path,
+    confirmed: bool,
+    rebaseline: bool,
+    replay: Path | None,
+    state_dir: Path | None,
+    metrics_port: int | None,
+    max_bars: int | None,
+    quiet: bool,
+) -> None:
+    """Real orders: every safety check first (keys, confirmation, a valid ccxt config)."""
+    from orchestra import load_config
+    from orchestra.live.trading import KEY_ENV, SECRET_ENV, keys_from_env
+
+    if replay is not None:
+        _refuse("--replay is for paper trading; live trading polls the exchange")
+    try:
+        key, secret = keys_from_env()
+    except KeyError as exc:
+        _refuse(f"no API key: set {exc.args[0]} in the environment ({KEY_ENV}, {SECRET_ENV})")
+    if not confirmed:
+        _refuse("live trading sends real orders: add --i-understand-this-trades-real-money")
+    cfg = load_config(config)  # a config error exits here with its messages
+    if cfg.data.source != "ccxt":
+        _refuse(
+            f"{config}: data.source is {cfg.data.source!r}; live trading needs data.source: ccxt"
+        )
+    _cold_start_note(quiet)
+    _trade(cfg, config, key, secret, rebaseline, state_dir, metrics_port, max_bars, quiet)
+
+
+def _trade(cfg, config, key, secret, rebaseline, state_dir, metrics_port, max_bars, quiet):
+    import itertools
+
+    from orchestra.config import parse_config
+    from orchestra.data.ccxt_source import make_exchange
+    from orchestra.live.feeds import PollFeed
+    from orchestra.live.session import LiveSession
+    from orchestra.live.trading import CcxtBroker
+    from orchestra.timeframes import timeframe_ms
+
+    raw = cfg.model_dump(mode="json")
+    raw["backtest"]["execution"] = "close"  # live orders go out at the signal bar's close
+    live_cfg = parse_config(raw, source=cfg.source)
+    state = state_dir or STATE_ROOT / f"trade-{config.stem}"
+    stop = _GracefulStop()
+    feed = PollFeed(live_cfg, sleep=stop.wait, stopped=stop.is_set)
+    session = LiveSession.open(
+        live_cfg, state, feed.label, feed.start_ms, feed.warmup, identity=cfg, mode="live"
+    )
+    exchange = make_exchange(cfg.data.exchange, cfg.data.market, apiKey=key, secret=secret)
+    exchange.load_markets()
+    problems = session.start_trading(
+        CcxtBroker(exchange, session.store, str(session.meta["run_id"])), rebaseline
+    )
+    for p in problems:
+        err.print(f"[bold red]HALTED[/] reconciliation: {p}", highlight=False)
+    session.monitor = _monitor(live_cfg, session, state, metrics_port, quiet)
+    step = timeframe_ms(cfg.clock_timeframe)
+    last = session.last_ts if session.last_ts is not None else session.start_ms - step
+    if not quiet:
+        err.print(f"orch-live LIVE on {feed.label}; state {state}")
+    bars = feed.bars_after(last)
+    if max_bars is not None:
+        bars = itertools.islice(bars, max_bars)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    stop.install()
+    try:
+        session.run(bars, on_bar=None if quiet else _print_bar, should_stop=stop.is_set)
+    except KeyboardInterrupt:
+        stop.signum = signal.SIGINT
+    finally:
+        stop.uninstall()
+        session.monitor.close(flush_s=2.0 if stop.signum else 5.0)
+        session.close()
+    if stop.signum is not None:
+        err.print(f"stopped after bar {session.next_bar - 1}; run the same command to resume")
+        sys.exit(128 + int(stop.signum))
 
 
 def _monitor(cfg, session, state_dir: Path, metrics_port: int | None, quiet: bool):
@@ -285,7 +398,12 @@ def status(state_dir: Path | None) -> None:
     from orchestra.results.summary import pod_table
 
     if state_dir is None:
-        found = sorted(p for p in STATE_ROOT.glob("live-*") if (p / "live.sqlite").is_file())
+        found = sorted(
+            p
+            for pattern in ("live-*", "trade-*")
+            for p in STATE_ROOT.glob(pattern)
+            if (p / "live.sqlite").is_file()
+        )
         if len(found) != 1:
             listed = ", ".join(str(p) for p in found) or "none"
             raise StoreError(f"give --state DIR (live state directories under runs/: {listed})")
@@ -318,6 +436,9 @@ def status(state_dir: Path | None) -> None:
         flags.append("daily-loss breaker " + ("pending" if breaker == 1 else "blocking today"))
     if int(snap["state.derisk"][0]):
         flags.append("de-risked (portfolio drawdown)")
+    halt = meta.get("halt")
+    if halt:
+        flags.insert(0, f"HALTED (reconciliation: {halt['reason']})")
     head.add_row("trading", ", ".join(flags) or "normal")
     with Store(state_dir, readonly=True) as store:
         counts: dict[str, int] = {}

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -93,8 +94,15 @@ def describe_failure(exc: BaseException) -> str:
     return f"{where}: {cause}"
 
 
+URL_ENV = "ORCHESTRA_EXCHANGE_URL"
+
+
 def make_exchange(exchange_id: str, market: str = "spot", **options: Any) -> Any:
-    """A ccxt exchange instance with the rate limiter on (no API keys: public data only).
+    """A ccxt exchange instance with the rate limiter on (API keys only when passed in
+    ``options``: ``apiKey``, ``secret``).
+
+    ``ORCHESTRA_EXCHANGE_URL`` points a Binance-style spot client at another host that speaks the
+    same REST protocol (an exchange simulator, a testnet): its public and private ``/api/v3``.
 
     Raises :class:`SourceUnavailable` for an unknown id, listing close matches.
     """
@@ -104,13 +112,23 @@ def make_exchange(exchange_id: str, market: str = "spot", **options: Any) -> Any
     if problem is not None:
         raise SourceUnavailable(problem)
     cls = getattr(ccxt, exchange_id)
-    return cls(
+    extra = dict(options.pop("options", {}))
+    url = os.environ.get(URL_ENV, "").strip()
+    if url:  # an exchange simulator or testnet speaking the exchange's REST protocol
+        extra.update(fetchCurrencies=False, fetchMargins=False)
+    exchange = cls(
         {
             "enableRateLimit": True,
-            "options": {"defaultType": market, **options.pop("options", {})},
+            "options": {"defaultType": market, **extra},
             **options,
         }
     )
+    if url:
+        api = exchange.urls["api"]
+        for key in ("public", "private"):
+            if key in api:
+                api[key] = url.rstrip("/") + "/api/v3"
+    return exchange
 
 
 def fetch_with_retry(

@@ -25,13 +25,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from orchestra.engine.build import Prepared, history_days
 from orchestra.kernels.capital import request_fractions_nb, request_rebalance_nb
 from orchestra.kernels.state import (
+    CLOSE,
     INCUBATION,
+    P_EXEC_MODE,
     PRODUCTION,
     Outputs,
     State,
@@ -39,7 +42,7 @@ from orchestra.kernels.state import (
     new_state,
     seed_capital,
 )
-from orchestra.kernels.step import run_segment_nb
+from orchestra.kernels.step import run_segment_nb, step_post_nb, step_pre_nb
 from orchestra.timeframes import epoch_ms, timeframe_ms
 
 FILL_CHUNK = 1 << 16
@@ -169,6 +172,37 @@ class Engine:
             raise IndexError("no bars left")
         self.advance(t + 1)
         return t
+
+    def step_with_fills(self, execute: Callable) -> Any:
+        """The next bar with the exchange's fills (live trading; see :mod:`orchestra.live.trading`).
+
+        ``execute(t, net, prices) -> (qty, price, fee, extra)`` receives the net order per symbol
+        (units, 0 where nothing trades) and returns per symbol the filled units, average price
+        and fee; ``extra`` is returned.
+        """
+        t = self.next_bar
+        if t >= self.n_bars:
+            raise IndexError("no bars left")
+        inp, st = self.inputs, self.state
+        step_pre_nb(inp, st, t)
+        net = np.bincount(
+            inp.slot_sym, weights=st.scratch_target - st.units, minlength=st.account_units.size
+        )
+        net = np.where(st.scratch_changed, net, 0.0)
+        prices = inp.close[t] if inp.params[P_EXEC_MODE] == CLOSE else inp.open[t]
+        qty, px, fee, extra = execute(t, net, prices)
+        step_post_nb(
+            inp,
+            st,
+            self.out,
+            t,
+            np.ascontiguousarray(qty, dtype=np.float64),
+            np.ascontiguousarray(px, dtype=np.float64),
+            np.ascontiguousarray(fee, dtype=np.float64),
+        )
+        if self.is_event(t):
+            self._on_day_end(t)
+        return extra
 
     def extend(self, prepared: Prepared) -> None:
         """Continue with longer inputs (the live loop: the same run, more bars).

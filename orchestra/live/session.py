@@ -22,6 +22,7 @@ equals the backtest exactly, however often it is killed (tested with SIGKILL).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -37,6 +38,8 @@ from orchestra.engine.build import Prepared, prepare
 from orchestra.engine.core import ALERT_FIELDS, EVENT_FIELDS, FILL_FIELDS, ROW_FIELDS, Engine
 from orchestra.live.broker import Broker, PaperBroker, net_orders
 from orchestra.live.store import Committed, Store, StoreError
+
+log = logging.getLogger("orchestra.live")
 
 
 def _date_of(ms: int) -> dt.date:
@@ -65,6 +68,7 @@ class LiveSession:
         self.engine: Engine | None = None
         self.broker = broker or PaperBroker()
         self.monitor = monitor  # orchestra.monitoring.Monitor: alerts into the outbox, metrics
+        self.trader = None  # orchestra.live.trading.CcxtBroker: real orders (None: paper)
         self._allocs_seen = 0
         self.bar_seconds: list[
             float
@@ -82,6 +86,7 @@ class LiveSession:
         warmup: Callable[[], pl.DataFrame],
         broker: Broker | None = None,
         identity: Config | None = None,
+        mode: str = "paper",
     ) -> LiveSession:
         """Start a new run in ``state_dir`` or resume the one there.
 
@@ -97,6 +102,11 @@ class LiveSession:
             if store.initialized:
                 committed = store.load()
                 _check_resume(committed.meta, user, source, state_dir)
+                if committed.meta.get("mode", "paper") != mode:
+                    raise StoreError(
+                        f"{state_dir} holds a {committed.meta.get('mode')} run, not {mode}: use "
+                        "another --state directory"
+                    )
                 return cls.restore(config, store, committed, broker)
             meta = {
                 "config": config.model_dump(mode="json"),
@@ -105,7 +115,7 @@ class LiveSession:
                 "source": source,
                 "start_ms": int(start_ms),
                 "run_id": secrets.token_hex(6),
-                "mode": "paper",
+                "mode": mode,
                 "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             }
             from orchestra import __version__
@@ -184,15 +194,28 @@ class LiveSession:
         eng = self.engine
         t0 = eng.next_bar
         before = eng.state.pod_fraction.copy()
-        eng.advance(n)
-        moved = eng.flush()
-        orders = self.broker.execute(net_orders(eng, moved["fills"], self.meta["run_id"]))
+        meta_updates: dict[str, Any] = {}
+        alerts: list[dict[str, Any]] = []
+        if self.trader is None:
+            eng.advance(n)
+            moved = eng.flush()
+            orders = self.broker.execute(net_orders(eng, moved["fills"], self.meta["run_id"]))
+        else:
+            orders = []
+            while eng.next_bar < n:
+                orders += eng.step_with_fills(self._execute)
+            moved = eng.flush()
+            alerts += self._trading_alerts(orders, ts)
+            if not self.halted:
+                meta_updates, more = self.check_balances(ts)
+                alerts += more
         allocs = eng.allocator.allocations[self._allocs_seen :]
         self._allocs_seen = len(eng.allocator.allocations)
         arrays = {f"row.{k}": v for k, v in eng.rows(t0, n).items()}
         for kind, chunk in moved.items():
             arrays.update({f"{kind}.{k}": v for k, v in chunk.items()})
         outbox = [] if self.monitor is None else self.monitor.messages(eng, moved, allocs, before)
+        outbox = alerts + outbox
         t_commit = time.perf_counter()
         self.timings["engine"] += t_commit - t_engine
         self.store.commit(
@@ -206,13 +229,110 @@ class LiveSession:
             eng.snapshot(),
             outbox,
             "unsent" if self.monitor is None else self.monitor.outbox_status,
+            [o for o in orders if "client_order_id" in o and "status" in o] if self.trader else [],
+            meta_updates,
         )
+        self.meta.update(meta_updates)
         now = time.perf_counter()
         self.timings["commit"] += now - t_commit
         self.bar_seconds.append(now - t_start)
         if self.monitor is not None:
             self.monitor.after_commit(self, moved, now - t_start, n - t0)
         return n - t0
+
+    # ------------------------------------------------------------------ live trading
+    @property
+    def halted(self) -> dict[str, Any] | None:
+        """The reconciliation halt in force (reason, time), or None."""
+        return self.meta.get("halt") or None
+
+    def start_trading(self, trader, rebaseline: bool = False) -> list[str]:
+        """Attach a :class:`~orchestra.live.trading.CcxtBroker` and reconcile at start.
+
+        The first start records the account's balances of the traded assets as the baseline
+        (not ours). ``rebaseline`` accepts the balances as they are now (the baseline becomes
+        balances − Σ pod units) and lifts a halt. Returns the differences found (a halt).
+        """
+        from orchestra.live.trading import base_asset
+
+        self.trader = trader
+        symbols = (
+            self.config.symbols if self.engine is None else self.engine.prepared.market.symbols
+        )
+        units = np.zeros(len(symbols)) if self.engine is None else self.engine.state.account_units
+        assets: dict[str, float] = {}
+        for s, sym in enumerate(symbols):
+            a = base_asset(trader.ex, sym)
+            assets[a] = assets.get(a, 0.0) + float(units[s])
+        if "baseline" not in self.meta or rebaseline:
+            balances = trader.balances(sorted(assets))
+            update = {
+                "baseline": {a: balances[a] - assets[a] for a in assets},
+                "halt": None,
+            }
+            self.store.set_meta(update)
+            self.meta.update(update)
+            return []
+        meta, _alerts = self.check_balances(int(time.time() * 1000))
+        if meta:
+            self.store.set_meta(meta)
+            self.meta.update(meta)
+        return [meta["halt"]["reason"]] if meta else []
+
+    def _execute(self, t: int, net: np.ndarray, prices: np.ndarray):
+        assert self.engine is not None and self.trader is not None
+        symbols = self.engine.prepared.market.symbols
+        if self.halted:  # no orders while halted: nothing is booked
+            z = np.zeros(len(symbols))
+            return z, prices.copy(), z.copy(), []
+        ts = int(self.engine.inputs.timestamps[t])
+        return self.trader.execute(t, ts, symbols, net, prices)
+
+    def _trading_alerts(self, orders: list[dict[str, Any]], ts: int) -> list[dict[str, Any]]:
+        from orchestra.monitoring.notify import message
+
+        out = []
+        for o in orders:
+            if o.get("status") in ("rejected", "error"):
+                out.append(
+                    message(
+                        "order_rejected",
+                        "CRITICAL",
+                        f"order {o['status']}: {o['side']} {o['amount']} {o['symbol']}",
+                        o.get("reason", ""),
+                        int(o["ts"]),
+                        {
+                            "symbol": o["symbol"],
+                            "side": o["side"],
+                            "amount": o["amount"],
+                            "client_order_id": o["client_order_id"],
+                        },
+                    )
+                )
+        return out
+
+    def check_balances(self, ts: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Reconcile; on a difference: the halt (meta to commit) and its CRITICAL alert."""
+        from orchestra.monitoring.notify import message
+
+        assert self.trader is not None
+        eng = self.engine
+        symbols = self.config.symbols if eng is None else eng.prepared.market.symbols
+        units = np.zeros(len(symbols)) if eng is None else eng.state.account_units
+        problems = self.trader.reconcile(symbols, units, self.meta.get("baseline", {}))
+        if not problems:
+            return {}, []
+        halt = {"reason": "; ".join(problems), "ts": int(ts)}
+        log.critical("reconciliation: %s: trading halted", halt["reason"])
+        alert = message(
+            "reconciliation_halt",
+            "CRITICAL",
+            "trading halted: balances do not match the pods' books",
+            halt["reason"],
+            int(ts),
+            {"problems": len(problems)},
+        )
+        return {"halt": halt}, [alert]
 
     def run(
         self,

@@ -9,6 +9,8 @@
 * ``journal`` — per committed step: the per-bar output rows, fills, lifecycle events, kernel
   alerts (numpy arrays in one ``.npz`` blob), allocation records and net orders (JSON);
 * ``snapshot`` — the engine's persistent state after the last committed bar (``.npz``);
+* ``orders`` — live orders: the intent is committed **before** the order is sent, the result in
+  the bar's transaction (:mod:`orchestra.live.trading`);
 * ``outbox`` — the bar's notifications (:mod:`orchestra.monitoring.notify`) and whether they
   were delivered (``pending``, ``sent``, ``refused``, or ``unsent`` without a webhook).
 
@@ -54,13 +56,17 @@ CREATE TABLE IF NOT EXISTS journal (
 CREATE TABLE IF NOT EXISTS snapshot (
     id INTEGER PRIMARY KEY CHECK (id = 1), next_bar INTEGER NOT NULL, arrays BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS orders (
+    client_id TEXT PRIMARY KEY, bar INTEGER NOT NULL, ts INTEGER NOT NULL, symbol TEXT NOT NULL,
+    side TEXT NOT NULL, amount REAL NOT NULL, status TEXT NOT NULL, body TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, bar INTEGER NOT NULL,
     kind TEXT NOT NULL, severity TEXT NOT NULL, status TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0, body TEXT NOT NULL
 );
 """
-_TABLES = {"meta", "bars", "journal", "snapshot", "outbox"}
+_TABLES = {"meta", "bars", "journal", "snapshot", "outbox", "orders"}
 
 
 class StoreError(RuntimeError):
@@ -177,6 +183,8 @@ class Store:
         snapshot: dict[str, np.ndarray],
         outbox: list[dict[str, Any]] | None = None,
         outbox_status: str = "pending",
+        order_results: list[dict[str, Any]] | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> None:
         """Bars ``first_bar .. end_bar-1`` (clock time ``ts`` = the last one's open): all or nothing."""
         journal_blob, snap_blob = pack(arrays), pack(snapshot)
@@ -197,6 +205,16 @@ class Store:
                     for i, m in enumerate(outbox or [])
                 ],
             )  # fmt: skip
+            for o in order_results or []:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (o["client_order_id"], o["bar"], o["ts"], o["symbol"], o["side"],
+                     o["amount"], o["status"], json.dumps(o)),
+                )  # fmt: skip
+            for key, value in (meta or {}).items():
+                self.db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value))
+                )
             _crash_point(first_bar, "mid-write")
         _crash_point(first_bar, "after-commit")
 
@@ -223,6 +241,32 @@ class Store:
                 return False
 
         return _Tx()
+
+    def record_intent(self, order: dict[str, Any]) -> None:
+        """Commit an order's intent before it is sent (a restart then looks it up first)."""
+        with self._transaction():
+            self.db.execute(
+                "INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?, ?, 'intent', ?)",
+                (order["client_order_id"], order["bar"], order["ts"], order["symbol"],
+                 order["side"], order["amount"], json.dumps(order)),
+            )  # fmt: skip
+
+    def set_meta(self, values: dict[str, Any]) -> None:
+        with self._transaction():
+            for key, value in values.items():
+                self.db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value))
+                )
+
+    def order(self, client_id: str) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT status, body FROM orders WHERE client_id=?", (client_id,)
+        ).fetchone()
+        return None if row is None else {**json.loads(row[1]), "status": row[0]}
+
+    def orders(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT status, body FROM orders ORDER BY bar, symbol").fetchall()
+        return [{**json.loads(b), "status": st} for st, b in rows]
 
     # ------------------------------------------------------------------ reads
     def outbox(self, status: str | None = None) -> list[dict[str, Any]]:
