@@ -115,7 +115,8 @@ def make_exchange(exchange_id: str, market: str = "spot", **options: Any) -> Any
     extra = dict(options.pop("options", {}))
     url = os.environ.get(URL_ENV, "").strip()
     if url:  # an exchange simulator or testnet speaking the exchange's REST protocol
-        extra.update(fetchCurrencies=False, fetchMargins=False)
+        types = ["spot"] if market == "spot" else ["linear"]
+        extra.update(fetchCurrencies=False, fetchMargins=False, fetchMarkets={"types": types})
     exchange = cls(
         {
             "enableRateLimit": True,
@@ -125,9 +126,13 @@ def make_exchange(exchange_id: str, market: str = "spot", **options: Any) -> Any
     )
     if url:
         api = exchange.urls["api"]
-        for key in ("public", "private"):
+        for key, path in (
+            ("public", "/api/v3"),
+            ("private", "/api/v3"),
+            ("fapiPublic", "/fapi/v1"),
+        ):
             if key in api:
-                api[key] = url.rstrip("/") + "/api/v3"
+                api[key] = url.rstrip("/") + path
     return exchange
 
 

@@ -273,6 +273,12 @@ class LiveSession:
             self.store.set_meta(update)
             self.meta.update(update)
             return []
+        pending = [o for o in self.store.orders() if o["status"] == "intent"]
+        if pending:  # sent (or not) before a crash, in the bar not committed: that bar books them
+            log.warning(
+                "%d order(s) of an uncommitted bar: reconciling after it is redone", len(pending)
+            )
+            return []
         meta, _alerts = self.check_balances(int(time.time() * 1000))
         if meta:
             self.store.set_meta(meta)

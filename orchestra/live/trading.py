@@ -156,7 +156,7 @@ class CcxtBroker:
                 return self.ex.create_order(
                     symbol, "market", rec["side"], rec["amount"], None, {"newClientOrderId": cid}
                 )
-            except ccxt.NetworkError as exc:  # timeout, 429, 5xx, dropped connection
+            except ccxt.OperationFailed as exc:  # timeout, 429, 5xx, dropped connection
                 last = f"{type(exc).__name__}"
                 log.warning("order %s %s: %s; retrying", symbol, cid, last)
                 self.sleep(self.backoff_s * 2**attempt)
@@ -175,9 +175,9 @@ class CcxtBroker:
                 return self.ex.fetch_order(None, symbol, {"origClientOrderId": cid})
             except ccxt.OrderNotFound:
                 return None
-            except ccxt.NetworkError:
+            except ccxt.OperationFailed:
                 self.sleep(self.backoff_s * 2**attempt)
-        raise ccxt.NetworkError(f"cannot look up order {cid} on {self.ex.id}")
+        raise ccxt.OperationFailed(f"cannot look up order {cid} on {self.ex.id}")
 
     def _booked(self, rec: dict[str, Any], order: dict[str, Any]) -> dict[str, Any]:
         filled = float(order.get("filled") or 0.0)
