@@ -343,7 +343,18 @@ def test_sigkill_between_send_and_record_books_the_order_once(
         units = last.filter(pl.col("symbol") == sym)["units"].sum()
         asset = sym.split("/")[0]
         assert server.balances.get(asset, 0.0) - baseline[asset] == pytest.approx(units, abs=1e-8)
-    # the secrets are nowhere in what the run wrote or printed
+    # the secrets are nowhere in what the run wrote or printed (report and status included)
+    from orchestra.cli import bt, live
+
+    runner = CliRunner()
+    for args, main in (
+        ([str(state), "--html"], bt.main),
+        (["status", "--state", str(state)], live.main),
+    ):
+        res = runner.invoke(main, ["report", *args] if main is bt.main else args)
+        assert res.exit_code == 0, res.output
+        assert KEY not in res.output and SECRET not in res.output
+    assert (state / "report.html").is_file()
     for f in state.rglob("*"):
         if f.is_file():
             data = f.read_bytes()

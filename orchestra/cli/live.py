@@ -444,8 +444,13 @@ def status(state_dir: Path | None) -> None:
         counts: dict[str, int] = {}
         for m in store.outbox():
             counts[m["status"]] = counts.get(m["status"], 0) + 1
+        orders: dict[str, int] = {}
+        for o in store.orders():
+            orders[o["status"]] = orders.get(o["status"], 0) + 1
     if counts:
         head.add_row("notifications", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    if orders:
+        head.add_row("orders", ", ".join(f"{n} {s}" for s, n in sorted(orders.items())))
     out.print(head)
     out.print(pod_table(result))
     alerts = result.alerts.tail(5)

@@ -237,7 +237,8 @@ class LiveSession:
         self.timings["commit"] += now - t_commit
         self.bar_seconds.append(now - t_start)
         if self.monitor is not None:
-            self.monitor.after_commit(self, moved, now - t_start, n - t0)
+            errors = sum(1 for o in orders if o.get("status") in ("rejected", "error"))
+            self.monitor.after_commit(self, moved, now - t_start, n - t0, errors)
         return n - t0
 
     # ------------------------------------------------------------------ live trading

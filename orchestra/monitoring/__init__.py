@@ -50,13 +50,21 @@ class Monitor:
         self._view = day_view_from_engine(engine, t) if engine.inputs.day_end[t] else None
         return bar_messages(engine, moved, allocations, before, self._view)
 
-    def after_commit(self, session, moved, seconds: float, bars: int) -> None:
+    def after_commit(
+        self, session, moved, seconds: float, bars: int, order_errors: int = 0
+    ) -> None:
         if self.sender is not None:
             self.sender.notify()
         if self.metrics is not None:
             pending = self.sender.pending() if self.sender is not None else 0
             self.metrics.update(
-                session.engine, self._view, moved["fills"], seconds, bars, pending=pending
+                session.engine,
+                self._view,
+                moved["fills"],
+                seconds,
+                bars,
+                order_errors=order_errors,
+                pending=pending,
             )
 
     def start(self, session) -> None:
