@@ -391,3 +391,56 @@ def test_live_cli_refuses_without_keys_confirmation_or_a_valid_config(tmp_path: 
     assert res.exit_code == 2 and "data.source: ccxt" in res.output
     for r in (res,):
         assert KEY not in r.output and SECRET not in r.output
+
+
+def test_orch_live_live_trades_through_the_cli(tmp_path: Path, monkeypatch) -> None:
+    """The whole `orch-live --live` path: keys from the environment, the exchange at
+    ORCHESTRA_EXCHANGE_URL, polling (on a test clock), orders, reconciliation, then status."""
+    import yaml
+
+    from orchestra.cli import live
+    from orchestra.live import feeds
+    from tests.test_live import FakeClock
+
+    start = 1_704_067_200_000  # 2024-01-01
+    klines = {
+        (s.replace("/", ""), "1d"): make_klines(start, 150, DAY_MS, i)
+        for i, s in enumerate(SYMBOLS)
+    }
+    raw = trade_raw(Path("unused"))
+    raw["data"] = {"source": "ccxt", "exchange": "binance", "timeframe": "1d"}
+    raw["backtest"].update(start="2024-04-01", end="2024-05-01")
+    cfg_file = tmp_path / "live.yaml"
+    cfg_file.write_text(yaml.safe_dump(raw))
+    clock = FakeClock(dt.datetime(2024, 4, 1, 3, tzinfo=dt.UTC).timestamp())
+    real = feeds.PollFeed
+
+    class ClockedFeed(real):
+        def __init__(self, config, **kw):
+            kw.update(clock=clock, sleep=clock.sleep)
+            super().__init__(config, **kw)
+
+    monkeypatch.setattr(feeds, "PollFeed", ClockedFeed)
+    with FakeBinance(klines, page_limit=1000) as fake:
+        fake.api_key = KEY
+        for sym in SYMBOLS:
+            fake.prices[sym.replace("/", "")] = 100.0
+        env = {"ORCHESTRA_EXCHANGE_URL": fake.url, "ORCHESTRA_API_KEY": KEY,
+               "ORCHESTRA_API_SECRET": SECRET}  # fmt: skip
+        state = tmp_path / "state"
+        res = CliRunner().invoke(
+            live.main,
+            ["--live", str(cfg_file), "--i-understand-this-trades-real-money", "--state",
+             str(state), "--max-bars", "12", "--quiet"],
+            env=env,
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        assert len(fake.order_posts) > 0
+        with Store(state, readonly=True) as st:
+            meta = st.meta()
+            orders = st.orders()
+        assert meta["mode"] == "live" and not meta.get("halt")
+        assert sum(o["status"] == "filled" for o in orders) == len(fake.order_posts)
+        res = CliRunner().invoke(live.main, ["status", "--state", str(state)])
+        assert res.exit_code == 0 and "(live)" in res.output and "filled" in res.output
+    assert KEY not in res.output
