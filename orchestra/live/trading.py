@@ -14,7 +14,8 @@ bar's open: the live loop uses close-mode timing whatever the config's ``backtes
 rounds to 0 or is below the market's minimum amount or notional is not sent: the pods on its side
 keep their units for that part (nothing is booked that the exchange did not fill), and the next
 bar's targets ask for it again. Each order's client id is derived from (run id, bar time, symbol)
-and its intent is committed to the store **before** it is sent. A timeout, a 429, a 5xx or a
+and passed as ccxt's unified ``clientOrderId``; its intent is committed to the store **before**
+it is sent. A timeout, a 429, a 5xx or a
 dropped connection is retried with exponential backoff, and before every resend — and before the
 first send after a restart — the order is looked up by its client id, so it is never sent twice.
 A rejection (insufficient funds, an invalid order) books nothing and raises a CRITICAL alert.
@@ -154,7 +155,7 @@ class CcxtBroker:
         for attempt in range(self.retries + 1):
             try:
                 return self.ex.create_order(
-                    symbol, "market", rec["side"], rec["amount"], None, {"newClientOrderId": cid}
+                    symbol, "market", rec["side"], rec["amount"], None, {"clientOrderId": cid}
                 )
             except ccxt.OperationFailed as exc:  # timeout, 429, 5xx, dropped connection
                 last = f"{type(exc).__name__}"
@@ -172,7 +173,7 @@ class CcxtBroker:
 
         for attempt in range(self.retries + 1):
             try:
-                return self.ex.fetch_order(None, symbol, {"origClientOrderId": cid})
+                return self.ex.fetch_order(None, symbol, {"clientOrderId": cid})
             except ccxt.OrderNotFound:
                 return None
             except ccxt.OperationFailed:
