@@ -160,7 +160,7 @@ def replay(cfg, folder: Path, state: Path, max_bars: int | None = None) -> LiveS
     session = LiveSession.open(
         feed.config, state, feed.label, feed.start_ms, feed.warmup, identity=cfg
     )
-    last = session.last_ts if session.last_ts is not None else session.start_ms - 86_400_000
+    last = session.last_ts if session.last_ts is not None else session.start_ms - 1
     bars = feed.bars_after(last)
     session.run(bars if max_bars is None else itertools.islice(bars, max_bars))
     return session
@@ -603,3 +603,32 @@ def test_ctrl_c_stops_after_the_last_committed_bar_and_the_same_command_resumes(
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert f"resuming after bar {stopped}" in done.stderr.decode()
     assert_same_frames(run_backtest(parse_config(raw)), OrchestratedResult.load(state))
+
+
+@pytest.mark.parametrize("execution", ["next_open", "close"])
+def test_replay_parity_on_an_intraday_clock_from_finer_data(execution: str, tmp_path: Path) -> None:
+    """Hourly files, a 4h pod and a daily pod (clock 4h): the replay groups the data bars into
+    clock bars, and still equals the backtest."""
+    from orchestra.data.synthetic import generate
+
+    syms = SYMBOLS[:3]
+    write_files(
+        generate(syms, dt.date(2023, 11, 1), dt.date(2024, 2, 29), "1h", 3), tmp_path / "b", "1h"
+    )
+    raw = {
+        "data": {"source": "files", "path": str(tmp_path / "b"), "timeframe": "1h"},
+        "orchestrator": {"allocation_method": "risk_parity", "min_history": 10},
+        "pods": [
+            {"pod_id": "a", "strategy": "tsmom", "params": {"lookback": 12}, "symbols": syms[:2],
+             "timeframe": "4h", "initial_state": "production", "initial_fraction": 0.4},
+            {"pod_id": "b", "strategy": "donchian-ensemble", "params": {"lookbacks": [10, 20]},
+             "symbols": syms[1:], "timeframe": "1d", "initial_state": "production",
+             "initial_fraction": 0.4, "risk": {"use_trailing_stop": True}},
+        ],
+        "backtest": {"start": "2024-01-01", "end": "2024-02-15", "execution": execution},
+    }  # fmt: skip
+    cfg = parse_config(raw)
+    bt = run_backtest(cfg)
+    assert bt.fills.height > 20 and bt.allocations["timestamp"].n_unique() > 3
+    replay(cfg, tmp_path / "b", tmp_path / "s").close()
+    assert_same_frames(bt, OrchestratedResult.load(tmp_path / "s"))
