@@ -282,7 +282,9 @@ def _evaluate_nb(inp, st, out, t, p):
     dd = 1.0 - st.pod_nav[p] / st.pod_nav_peak[p] if st.pod_nav_peak[p] > 0.0 else 0.0
     # hard stops, from any state
     if dd > lc[L_BREACH_DD]:
-        _transition(inp, st, out, t, p, RETIRED, R_HARD_DRAWDOWN, dd, lc[L_BREACH_DD])
+        _transition(
+            inp, st, out, t, p, np.int64(RETIRED), np.int64(R_HARD_DRAWDOWN), dd, lc[L_BREACH_DD]
+        )
         return
     if st.pod_loss_months[p] >= lc[L_LOSS_MONTHS]:
         _transition(
@@ -291,9 +293,9 @@ def _evaluate_nb(inp, st, out, t, p):
             out,
             t,
             p,
-            RETIRED,
-            R_HARD_LOSS_MONTHS,
-            st.pod_loss_months[p],
+            np.int64(RETIRED),
+            np.int64(R_HARD_LOSS_MONTHS),
+            float(st.pod_loss_months[p]),
             lc[L_LOSS_MONTHS],
         )
         return
@@ -327,19 +329,49 @@ def _evaluate_nb(inp, st, out, t, p):
             and calmar >= lc[L_MIN_CALMAR]
             and corr <= lc[L_MAX_CORR]
         ):
-            _transition(inp, st, out, t, p, PRODUCTION, R_GRADUATION, sharpe, lc[L_MIN_SHARPE])
+            _transition(
+                inp,
+                st,
+                out,
+                t,
+                p,
+                np.int64(PRODUCTION),
+                np.int64(R_GRADUATION),
+                sharpe,
+                lc[L_MIN_SHARPE],
+            )
     elif state == PRODUCTION:
         if alarm:
-            _transition(inp, st, out, t, p, WARNING, R_PH_ALARM, score, lam)
+            _transition(inp, st, out, t, p, np.int64(WARNING), np.int64(R_PH_ALARM), score, lam)
         elif rs_valid and rs < floor:
-            _transition(inp, st, out, t, p, WARNING, R_SHARPE_FLOOR, rs, floor)
+            _transition(inp, st, out, t, p, np.int64(WARNING), np.int64(R_SHARPE_FLOOR), rs, floor)
         elif dd > inp.pod_drawdown_warning[p]:
-            _transition(inp, st, out, t, p, WARNING, R_DD_WARNING, dd, inp.pod_drawdown_warning[p])
+            _transition(
+                inp,
+                st,
+                out,
+                t,
+                p,
+                np.int64(WARNING),
+                np.int64(R_DD_WARNING),
+                dd,
+                inp.pod_drawdown_warning[p],
+            )
     elif state == WARNING:
         if dd > inp.pod_max_drawdown[p]:
-            _transition(inp, st, out, t, p, PROBATION, R_DD_MAX, dd, inp.pod_max_drawdown[p])
+            _transition(
+                inp,
+                st,
+                out,
+                t,
+                p,
+                np.int64(PROBATION),
+                np.int64(R_DD_MAX),
+                dd,
+                inp.pod_max_drawdown[p],
+            )
         elif not alarm and (not rs_valid or rs >= floor) and dd < inp.pod_drawdown_warning[p]:
-            _transition(inp, st, out, t, p, PRODUCTION, R_RECOVERED, rs, floor)
+            _transition(inp, st, out, t, p, np.int64(PRODUCTION), np.int64(R_RECOVERED), rs, floor)
         elif st.pod_state_days[p] >= lc[L_WARNING_DAYS]:
             _transition(
                 inp,
@@ -347,9 +379,9 @@ def _evaluate_nb(inp, st, out, t, p):
                 out,
                 t,
                 p,
-                PROBATION,
-                R_WARNING_EXPIRED,
-                st.pod_state_days[p],
+                np.int64(PROBATION),
+                np.int64(R_WARNING_EXPIRED),
+                float(st.pod_state_days[p]),
                 lc[L_WARNING_DAYS],
             )
     elif state == PROBATION:
@@ -362,7 +394,17 @@ def _evaluate_nb(inp, st, out, t, p):
             and not alarm
             and dd < inp.pod_max_drawdown[p]
         ):
-            _transition(inp, st, out, t, p, PRODUCTION, R_STRONG_RECOVERY, rs, 2.0 * floor)
+            _transition(
+                inp,
+                st,
+                out,
+                t,
+                p,
+                np.int64(PRODUCTION),
+                np.int64(R_STRONG_RECOVERY),
+                rs,
+                2.0 * floor,
+            )
         elif st.pod_state_days[p] >= lc[L_PROBATION_DAYS]:
             _transition(
                 inp,
@@ -370,8 +412,8 @@ def _evaluate_nb(inp, st, out, t, p):
                 out,
                 t,
                 p,
-                RETIRED,
-                R_PROBATION_EXPIRED,
-                st.pod_state_days[p],
+                np.int64(RETIRED),
+                np.int64(R_PROBATION_EXPIRED),
+                float(st.pod_state_days[p]),
                 lc[L_PROBATION_DAYS],
             )
