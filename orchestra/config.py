@@ -183,6 +183,19 @@ class RetirementConfig(_Frozen):
     rolling_sharpe_window: int = Field(180, ge=2, description="Days in the rolling Sharpe")
     probation_days: int = Field(30, ge=1, description="Days in probation before retirement")
     warning_days: int = Field(30, ge=1, description="Days in warning before probation")
+    min_dwell_days: int = Field(
+        5,
+        ge=0,
+        description="Hysteresis: days a pod stays in production or warning before it may move "
+        "between the two (hard stops and probation act at once)",
+    )
+    recovery_drawdown_ratio: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Hysteresis: recovery from warning needs the pod drawdown below this × "
+        "its drawdown_warning",
+    )
 
 
 class DegradationConfig(_Frozen):

@@ -90,6 +90,8 @@ def churning_configs(draw):
                 "max_portfolio_correlation": 1.0,
             },
             "retirement": {
+                "min_dwell_days": 0,  # no hysteresis: these configs must churn
+                "recovery_drawdown_ratio": 1.0,
                 "rolling_sharpe_window": 20,
                 "rolling_sharpe_floor": draw(st.sampled_from([-1.0, 0.5])),
                 "warning_days": draw(st.sampled_from([5, 30])),
@@ -177,6 +179,8 @@ def _fixed_churn_config():
                 "rebalance": {"trigger": "calendar", "calendar_days": 30},
                 "risk": {"max_portfolio_volatility": 5.0, "daily_loss_limit": 0.5},
                 "retirement": {
+                    "min_dwell_days": 0,  # no hysteresis: these configs must churn
+                    "recovery_drawdown_ratio": 1.0,
                     "rolling_sharpe_window": 20,
                     "rolling_sharpe_floor": -1.0,
                     "warning_days": 10,

@@ -18,6 +18,7 @@ from orchestra.config import parse_config
 from orchestra.kernels.state import (
     L_ENABLED,
     L_MIN_HISTORY,
+    L_RECOVERY_RATIO,
     L_SHARPE_WINDOW,
     N_LC,
     P_DRAWDOWN_ACTION,
@@ -435,7 +436,8 @@ def test_invariants_hold_under_lifecycle_and_risk_actions(case) -> None:
 def aggressive_lifecycle(inp, max_dd: float, action: int):
     lc = np.zeros(N_LC)
     lc[L_ENABLED] = 1
-    lc[1:] = [5, 0.0, 0.5, 0, -10, 1.0, 0.08, 2, 0.3, 20, 3, 3, 0.005, 3.0, 0.9999, 5, 20, 5, 1.0]
+    lc[1:20] = [5, 0.0, 0.5, 0, -10, 1.0, 0.08, 2, 0.3, 20, 3, 3, 0.005, 3.0, 0.9999, 5, 20, 5, 1.0]
+    lc[L_RECOVERY_RATIO] = 1.0  # no hysteresis band, no dwell (lc[L_MIN_DWELL] = 0)
     lc[L_MIN_HISTORY], lc[L_SHARPE_WINDOW] = 3, 10
     params = inp.params.copy()
     params[P_MAX_DRAWDOWN] = max_dd
@@ -462,3 +464,41 @@ def test_the_random_lifecycle_cases_do_exercise_transitions() -> None:
         alerts += out.al_count[0] > 0
         halts += state.halted[0] > 0
     assert events > 20 and alerts > 10 and halts > 3, (events, alerts, halts)
+
+
+def _pw_transitions(res) -> pl.DataFrame:
+    ev = res.lifecycle_events
+    return ev.filter(
+        pl.col("from_state").is_in(["production", "warning"])
+        & pl.col("to_state").is_in(["production", "warning"])
+    ).sort("pod_id", "timestamp")
+
+
+def test_hysteresis_bounds_the_production_warning_churn() -> None:
+    """min_dwell_days keeps a pod at least that long in production / warning before it moves
+    between the two, and recovery needs the drawdown under recovery_drawdown_ratio × warning."""
+    from orchestra.config import load_config
+    from orchestra.engine import run_backtest
+
+    base = load_config(Path(__file__).parents[1] / "configs" / "example.yaml")
+    raw = base.model_dump(mode="json")
+    for pod in raw["pods"]:
+        pod["risk"]["drawdown_warning"] = 0.06  # a low warning level: pods cross it often
+        pod["risk"]["max_drawdown"] = 0.9
+    raw["orchestrator"]["retirement"].update(max_drawdown_breach=0.95, warning_days=400)
+    counts = {}
+    for dwell, ratio in ((0, 1.0), (10, 0.8)):
+        raw["orchestrator"]["retirement"].update(
+            min_dwell_days=dwell, recovery_drawdown_ratio=ratio
+        )
+        res = run_backtest(parse_config(raw))
+        moves = _pw_transitions(res)
+        counts[dwell] = moves.height
+        if dwell:
+            gaps = moves.group_by("pod_id").agg(
+                pl.col("timestamp").diff().drop_nulls().alias("gap")
+            )
+            for g in gaps["gap"].to_list():
+                assert all(x >= dt.timedelta(days=dwell) for x in g), g
+    assert counts[0] >= 6, counts  # the config does churn without hysteresis
+    assert counts[10] < counts[0], counts

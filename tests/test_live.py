@@ -61,6 +61,8 @@ def churn_raw(**over) -> dict:
                 "max_portfolio_correlation": 1.0,
             },
             "retirement": {
+                "min_dwell_days": 0,  # no hysteresis: these configs must churn
+                "recovery_drawdown_ratio": 1.0,
                 "rolling_sharpe_window": 20,
                 "rolling_sharpe_floor": 0.5,
                 "warning_days": 10,

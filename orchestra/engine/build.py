@@ -28,6 +28,7 @@ from orchestra.kernels.state import (
     L_LOSS_MONTHS,
     L_MAX_CORR,
     L_MIN_CALMAR,
+    L_MIN_DWELL,
     L_MIN_HISTORY,
     L_MIN_LIVE_DAYS,
     L_MIN_SHARPE,
@@ -38,6 +39,7 @@ from orchestra.kernels.state import (
     L_PH_LAMBDA,
     L_PH_MIN,
     L_PROBATION_DAYS,
+    L_RECOVERY_RATIO,
     L_SHARPE_FLOOR,
     L_SHARPE_WINDOW,
     L_WARNING_DAYS,
@@ -177,6 +179,8 @@ def lifecycle_params(config: Config, enabled: bool = True) -> np.ndarray:
     lc[L_CORR_LOOKBACK] = days_to_periods(o.correlation.lookback, period)
     lc[L_MIN_HISTORY] = days_to_periods(o.min_history, period)
     lc[L_PERIOD_DAYS] = period
+    lc[L_MIN_DWELL] = r.min_dwell_days
+    lc[L_RECOVERY_RATIO] = r.recovery_drawdown_ratio
     return lc
 
 

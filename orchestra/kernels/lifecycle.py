@@ -32,6 +32,7 @@ from orchestra.kernels.state import (
     L_LOSS_MONTHS,
     L_MAX_CORR,
     L_MIN_CALMAR,
+    L_MIN_DWELL,
     L_MIN_HISTORY,
     L_MIN_LIVE_DAYS,
     L_MIN_SHARPE,
@@ -42,6 +43,7 @@ from orchestra.kernels.state import (
     L_PH_LAMBDA,
     L_PH_MIN,
     L_PROBATION_DAYS,
+    L_RECOVERY_RATIO,
     L_SHARPE_FLOOR,
     L_SHARPE_WINDOW,
     L_WARNING_DAYS,
@@ -341,6 +343,10 @@ def _evaluate_nb(inp, st, out, t, p):
                 lc[L_MIN_SHARPE],
             )
     elif state == PRODUCTION:
+        # hysteresis: a pod just promoted or recovered stays min_dwell days before a new warning
+        # (the hard stops above still apply at once)
+        if st.pod_state_days[p] < lc[L_MIN_DWELL]:
+            return
         if alarm:
             _transition(inp, st, out, t, p, np.int64(WARNING), np.int64(R_PH_ALARM), score, lam)
         elif rs_valid and rs < floor:
@@ -370,7 +376,12 @@ def _evaluate_nb(inp, st, out, t, p):
                 dd,
                 inp.pod_max_drawdown[p],
             )
-        elif not alarm and (not rs_valid or rs >= floor) and dd < inp.pod_drawdown_warning[p]:
+        elif (
+            st.pod_state_days[p] >= lc[L_MIN_DWELL]
+            and not alarm
+            and (not rs_valid or rs >= floor)
+            and dd < inp.pod_drawdown_warning[p] * lc[L_RECOVERY_RATIO]
+        ):
             _transition(inp, st, out, t, p, np.int64(PRODUCTION), np.int64(R_RECOVERED), rs, floor)
         elif st.pod_state_days[p] >= lc[L_WARNING_DAYS]:
             _transition(

@@ -109,7 +109,9 @@ L_PH_MIN = 16
 L_CORR_LOOKBACK = 17
 L_MIN_HISTORY = 18  # returns (day ends) before a rolling Sharpe / correlation counts
 L_PERIOD_DAYS = 19  # calendar days one day-end step covers (1, or the bar length on a coarse clock)
-N_LC = 20
+L_MIN_DWELL = 20  # days a pod stays in production / warning before moving between them
+L_RECOVERY_RATIO = 21  # recovery from warning needs drawdown < this × drawdown_warning
+N_LC = 22
 
 # lifecycle transition reasons (codes in the event buffer; names in REASONS)
 R_GRADUATION = 0
