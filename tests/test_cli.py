@@ -17,6 +17,7 @@ from tests.conftest import CONFIGS, needs_shared
 
 CHART_IDS = [
     "equity",
+    "pod_nav",
     "drawdowns",
     "allocation",
     "prc",
@@ -154,3 +155,34 @@ def test_validate_warns_when_weights_never_reach_the_threshold(tmp_path: Path) -
     assert "pod wide" in res.output and "seldom trade" in res.output
     ok = CliRunner().invoke(main, ["validate", str(CONFIGS / "example.yaml")])
     assert "seldom trade" not in ok.output
+
+
+def test_every_report_chart_has_a_title_and_axis_titles() -> None:
+    """A documented check of the report's readability: titles and axis titles (with units) on
+    every chart; pods on their own NAV chart; the correlation heatmap shows its values."""
+    from orchestra import run_backtest
+    from orchestra.config import load_config
+    from orchestra.results.report import charts
+
+    figs = charts(run_backtest(load_config(CONFIGS / "example.yaml")))
+    assert set(CHART_IDS) <= set(figs)
+    for fid, fig in figs.items():
+        lay = fig.layout
+        assert lay.title.text, fid
+        assert lay.xaxis.title.text and lay.yaxis.title.text, fid
+    assert figs["correlation"].data[0].texttemplate
+    assert {t.name for t in figs["equity"].data} == {"account equity", "unallocated cash"}
+
+
+def test_long_lines_are_thinned_for_display_keeping_peaks_and_troughs() -> None:
+    import numpy as np
+
+    from orchestra.results.report import MAX_POINTS, thin
+
+    rng = np.random.default_rng(0)
+    y = np.cumsum(rng.normal(size=100_000))
+    x = list(range(y.size))
+    tx, ty = thin(x, y)
+    assert len(tx) <= MAX_POINTS + 2 and tx == sorted(tx)
+    assert max(ty) == y.max() and min(ty) == y.min() and tx[0] == 0 and tx[-1] == y.size - 1
+    assert thin(x[:10], y[:10]) == (x[:10], y[:10].tolist())

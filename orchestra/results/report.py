@@ -1,8 +1,14 @@
-"""The self-contained HTML report (plotly; opens offline: plotly.js is embedded).
+"""The self-contained HTML report (plotly; opens offline: plotly.js is embedded once).
 
-Charts (SPEC §11), as far as the result has data for them: account and pod equity, drawdowns,
-allocation history (stacked), PRC over time, lifecycle timeline, net exposure per symbol, pod
-correlation heatmap, netting savings, and tables of metrics and events.
+Charts (SPEC §11), as far as the result has data for them: account equity, pod NAVs rebased to 1,
+drawdowns, allocation history (stacked), PRC over time, diversification, a lifecycle Gantt (one
+row per pod), net exposure per symbol, the pod correlation heatmap with its values, netting
+savings, and tables of metrics (percentages where they are ratios) and events. Every chart has
+axis titles with units.
+
+Long runs are **thinned for display only** (:func:`thin`): a line of more than
+``MAX_POINTS`` points keeps, per bucket, its first, lowest and highest points (so peaks and
+troughs survive) — the run directory's data is never touched.
 """
 
 from __future__ import annotations
@@ -17,12 +23,59 @@ from plotly.io import to_html
 
 from orchestra.results.result import OrchestratedResult
 
+MAX_POINTS = 2000  # per line, for display
+PCT_METRICS = {"total_return", "cagr", "volatility", "max_drawdown", "win_rate", "exposure"}
+TIME_AXIS = {"title": {"text": "date (UTC)"}}
+
+
+def thin(x: list, y, max_points: int = MAX_POINTS) -> tuple[list, list]:
+    """``(x, y)`` with at most about ``max_points`` points: per bucket the first, lowest and
+    highest points, in time order (display only)."""
+    y = np.asarray(y, dtype=float)
+    n = y.size
+    if n <= max_points:
+        return list(x), y.tolist()
+    size = int(np.ceil(n / (max_points / 3)))
+    keep = set()
+    for lo in range(0, n, size):
+        seg = y[lo : lo + size]
+        keep.add(lo)
+        if np.isfinite(seg).any():
+            keep.add(lo + int(np.nanargmin(seg)))
+            keep.add(lo + int(np.nanargmax(seg)))
+    keep.add(n - 1)
+    idx = sorted(keep)
+    return [x[i] for i in idx], y[idx].tolist()
+
+
+def _line(fig: go.Figure, x: list, y, name: str, **kw) -> None:
+    tx, ty = thin(x, y)
+    fig.add_scatter(x=tx, y=ty, name=name, **kw)
+
 
 def _fig_html(fig: go.Figure, first: bool) -> str:
     fig.update_layout(
-        height=380, margin={"l": 50, "r": 20, "t": 50, "b": 40}, template="plotly_white"
+        height=380, margin={"l": 60, "r": 20, "t": 50, "b": 45}, template="plotly_white"
     )
     return to_html(fig, full_html=False, include_plotlyjs=True if first else False)
+
+
+def _metrics_table(frame: pl.DataFrame) -> pl.DataFrame:
+    """Metrics for reading: ratios as percentages, money with thousands separators."""
+    out = {}
+    for c in frame.columns:
+        col = frame[c]
+        if c in PCT_METRICS:
+            out[c] = [f"{v:.1%}" for v in col.to_list()]
+        elif c in ("fees", "netting_savings"):
+            out[c] = [f"{v:,.2f}" for v in col.to_list()]
+        elif c == "trade_count":
+            out[c] = [f"{v:,.0f}" for v in col.to_list()]
+        elif col.dtype == pl.Float64:
+            out[c] = [f"{v:.2f}" for v in col.to_list()]
+        else:
+            out[c] = col.to_list()
+    return pl.DataFrame(out)
 
 
 def _table_html(frame: pl.DataFrame, floats: str = "{:.4g}") -> str:
@@ -47,22 +100,37 @@ def charts(result: OrchestratedResult) -> dict[str, go.Figure]:
     pods = pe["pod_id"].unique(maintain_order=True).to_list()
     ts = eq["timestamp"].to_list()
 
+    currency = "quote currency"
     f = go.Figure()
-    f.add_scatter(x=ts, y=eq["equity"].to_list(), name="account")
-    for pid in pods:
-        sub = pe.filter(pl.col("pod_id") == pid)
-        f.add_scatter(x=sub["timestamp"].to_list(), y=sub["equity"].to_list(), name=pid)
-    f.update_layout(title="Equity: account and pods")
+    _line(f, ts, eq["equity"].to_numpy(), "account equity")
+    _line(f, ts, eq["unallocated"].to_numpy(), "unallocated cash", line={"dash": "dot"})
+    f.update_layout(title="Account equity", xaxis=TIME_AXIS, yaxis_title=f"equity ({currency})")
     figs["equity"] = f
 
     f = go.Figure()
-    f.add_scatter(x=ts, y=(-eq["drawdown"]).to_list(), name="account", fill="tozeroy")
+    for pid in pods:
+        sub = pe.filter(pl.col("pod_id") == pid)
+        _line(f, sub["timestamp"].to_list(), sub["nav"].to_numpy(), pid)
+    f.update_layout(
+        title="Pod NAV, rebased to 1 (performance with capital moves removed)",
+        xaxis=TIME_AXIS,
+        yaxis_title="NAV (start = 1)",
+    )
+    figs["pod_nav"] = f
+
+    f = go.Figure()
+    _line(f, ts, (-eq["drawdown"]).to_numpy(), "account", fill="tozeroy")
     for pid in pods:
         nav = pe.filter(pl.col("pod_id") == pid)
         v = nav["nav"].to_numpy()
-        dd = 1 - v / np.maximum.accumulate(v)
-        f.add_scatter(x=nav["timestamp"].to_list(), y=(-dd).tolist(), name=pid)
-    f.update_layout(title="Drawdowns (pods on NAV, transfers removed)", yaxis_tickformat=".0%")
+        peak = np.maximum.accumulate(v)
+        dd = np.where(peak > 0, 1 - v / np.where(peak > 0, peak, 1.0), 0.0)
+        _line(f, nav["timestamp"].to_list(), -dd, pid)
+    f.update_layout(
+        title="Drawdowns (account on equity, pods on NAV)",
+        xaxis=TIME_AXIS,
+        yaxis={"title": {"text": "drawdown from peak"}, "tickformat": ".0%"},
+    )
     figs["drawdowns"] = f
 
     f = go.Figure()
@@ -83,7 +151,11 @@ def charts(result: OrchestratedResult) -> dict[str, go.Figure]:
         name="(unallocated)",
         stackgroup="alloc",
     )
-    f.update_layout(title="Allocation history (fractions)", yaxis_tickformat=".0%")
+    f.update_layout(
+        title="Allocation history (daily)",
+        xaxis=TIME_AXIS,
+        yaxis={"title": {"text": "fraction of account equity"}, "tickformat": ".0%"},
+    )
     figs["allocation"] = f
 
     rc = result.risk_contributions
@@ -91,8 +163,12 @@ def charts(result: OrchestratedResult) -> dict[str, go.Figure]:
         f = go.Figure()
         for pid in pods:
             sub = rc.filter(pl.col("pod_id") == pid)
-            f.add_scatter(x=sub["timestamp"].to_list(), y=sub["prc"].to_list(), name=pid)
-        f.update_layout(title="Percentage risk contribution (PRC)", yaxis_tickformat=".0%")
+            _line(f, sub["timestamp"].to_list(), sub["prc"].to_numpy(), pid)
+        f.update_layout(
+            title="Percentage risk contribution (PRC, daily)",
+            xaxis=TIME_AXIS,
+            yaxis={"title": {"text": "share of portfolio risk"}, "tickformat": ".0%"},
+        )
         figs["prc"] = f
 
     pr = result.portfolio_risk
@@ -109,28 +185,56 @@ def charts(result: OrchestratedResult) -> dict[str, go.Figure]:
         )
         f.update_layout(
             title="Diversification: effective number of strategies and average pod correlation",
-            yaxis2={"overlaying": "y", "side": "right", "range": [-1, 1]},
+            xaxis=TIME_AXIS,
+            yaxis_title="effective N (strategies)",
+            yaxis2={
+                "overlaying": "y",
+                "side": "right",
+                "range": [-1, 1],
+                "title": {"text": "average correlation"},
+            },
         )
         figs["diversification"] = f
 
     f = go.Figure()
-    codes = {"incubation": 0, "production": 1, "warning": 2, "probation": 3, "retired": 4}
-    for pid in pods:
-        sub = (
-            pe.filter(pl.col("pod_id") == pid)
-            .group_by_dynamic("timestamp", every="1d")
-            .agg(pl.col("state").last())
+    colors = {
+        "incubation": "#9e9e9e",
+        "production": "#2e7d32",
+        "warning": "#f9a825",
+        "probation": "#ef6c00",
+        "retired": "#c62828",
+    }
+    end = eq["timestamp"].max() if eq.height else None
+    shown = set()
+    for pid in pods:  # one row per pod: a bar per stretch of days in one state
+        sub = pe.filter(pl.col("pod_id") == pid).select("timestamp", "state")
+        runs = (
+            sub.with_columns((pl.col("state") != pl.col("state").shift(1)).cum_sum().alias("run"))
+            .group_by("run", maintain_order=True)
+            .agg(pl.col("state").first(), pl.col("timestamp").first().alias("start"))
         )
-        f.add_scatter(
-            x=sub["timestamp"].to_list(),
-            y=[codes[s] for s in sub["state"].to_list()],
-            name=pid,
-            mode="lines",
-            line_shape="hv",
-        )
+        starts = runs["start"].to_list()
+        stops = [*starts[1:], end]
+        for state, a, b in zip(runs["state"].to_list(), starts, stops, strict=True):
+            f.add_bar(
+                base=[a],
+                x=[(b - a).total_seconds() * 1000 if b is not None else 0],
+                y=[pid],
+                orientation="h",
+                marker_color=colors.get(state, "#607d8b"),
+                name=state,
+                legendgroup=state,
+                showlegend=state not in shown,
+                hovertemplate=f"{pid}: {state}<br>%{{base|%Y-%m-%d}} → {b:%Y-%m-%d}<extra></extra>"
+                if b is not None
+                else None,
+            )
+            shown.add(state)
     f.update_layout(
-        title="Lifecycle timeline",
-        yaxis={"tickvals": list(codes.values()), "ticktext": list(codes)},
+        title="Lifecycle: state of each pod over time",
+        barmode="overlay",
+        xaxis={"type": "date", "title": {"text": "date (UTC)"}},
+        yaxis={"title": {"text": "pod"}, "autorange": "reversed"},
     )
     figs["lifecycle"] = f
 
@@ -139,11 +243,11 @@ def charts(result: OrchestratedResult) -> dict[str, go.Figure]:
         f = go.Figure()
         for sym in expo["symbol"].unique(maintain_order=True).to_list():
             s = expo.filter(pl.col("symbol") == sym)
-            f.add_scatter(
-                x=s["timestamp"].to_list(), y=s["weight"].to_list(), name=sym, line_shape="hv"
-            )
+            _line(f, s["timestamp"].to_list(), s["weight"].to_numpy(), sym, line_shape="hv")
         f.update_layout(
-            title="Net exposure per symbol (account weight, daily)", yaxis_tickformat=".0%"
+            title="Net exposure per symbol (daily)",
+            xaxis=TIME_AXIS,
+            yaxis={"title": {"text": "net weight (units × price / equity)"}, "tickformat": ".0%"},
         )
         figs["net_exposure"] = f
 
@@ -162,9 +266,15 @@ def charts(result: OrchestratedResult) -> dict[str, go.Figure]:
                 zmin=-1,
                 zmax=1,
                 colorscale="RdBu",
+                texttemplate="%{z:.2f}",
+                colorbar={"title": {"text": "correlation"}},
             )
         )
-        f.update_layout(title="Pod return correlation")
+        f.update_layout(
+            title="Pod return correlation (bar returns of NAV, whole run)",
+            xaxis_title="pod",
+            yaxis_title="pod",
+        )
         figs["correlation"] = f
 
     fills = result.fills
@@ -177,13 +287,18 @@ def charts(result: OrchestratedResult) -> dict[str, go.Figure]:
             .agg(pl.col("alone").sum(), pl.col("fee").sum())
             .with_columns((pl.col("alone") - pl.col("fee")).clip(0, None).cum_sum().alias("saved"))
         )
-        f.add_scatter(
-            x=per_day["timestamp"].to_list(),
-            y=per_day["saved"].to_list(),
-            name="cumulative savings",
-        )
+        days = per_day["timestamp"].to_list()
+        if ts and days and days[-1] < ts[-1]:  # the line runs to the end of the run
+            days.append(ts[-1])
+            saved = [*per_day["saved"].to_list(), per_day["saved"][-1]]
+        else:
+            saved = per_day["saved"].to_list()
+        _line(f, days, saved, "cumulative savings", line_shape="hv")
     f.update_layout(
-        title=f"Netting savings (fees not paid thanks to internal crossing): {result.summary.get('netting_savings', 0):,.2f}"
+        title="Netting savings (fees not paid thanks to internal crossing): "
+        f"{result.summary.get('netting_savings', 0):,.2f}",
+        xaxis={**TIME_AXIS, "range": [ts[0], ts[-1]] if ts else None},
+        yaxis_title="fees saved, cumulative (quote currency)",
     )
     figs["netting"] = f
     return figs
@@ -204,7 +319,7 @@ td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}}th{{background:#f
 <p>Data: <b>{html.escape(str(s.get("data_source", "?")))}</b> · range {html.escape(str(s.get("data_range", {}).get("first_bar")))} →
 {html.escape(str(s.get("data_range", {}).get("last_bar")))} · config hash <code>{html.escape(str(s.get("config_hash", "")))}</code> · orchestra {html.escape(str(s.get("version", "")))}</p>
 <p class="warn">Execution: {html.escape(str(s.get("execution_note", "")))}</p>
-<h2>Metrics</h2>{_table_html(metrics)}
+<h2>Metrics</h2>{_table_html(_metrics_table(metrics))}
 {"".join(parts)}
 <h2>Lifecycle events</h2>{_table_html(result.lifecycle_events)}
 <h2>Alerts</h2>{_table_html(result.alerts)}
