@@ -109,7 +109,7 @@ def _move(st, p, delta, total, e):
     anchor_nb(st, p, nav, e + delta, total)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def apply_transfers_nb(inp, st, prices):
     """Apply the pending fraction requests at execution prices (before the pods re-target)."""
     n_pods = st.pod_fraction.shape[0]
@@ -147,7 +147,7 @@ def apply_transfers_nb(inp, st, prices):
     st.pending[:] = False
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def sweep_nb(inp, st, prices):
     """Hand the equity of flat pods at fraction 0 back to the unallocated pool.
 

@@ -77,7 +77,7 @@ def _sign(x: float) -> float:
     return 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def new_day_nb(inp, st, t):
     """At the first bar of a UTC day: reset the day's opening equity and lift a breaker block."""
     d = inp.day_id[t]
@@ -88,7 +88,7 @@ def new_day_nb(inp, st, t):
             st.breaker[0] = BREAKER_OFF
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def update_stops_nb(inp, st, t):
     """Track extremes since entry and fire the system stop-loss and ATR trailing stop at close."""
     for k in range(st.units.shape[0]):
@@ -121,7 +121,7 @@ def update_stops_nb(inp, st, t):
                     st.stop_pending[k] = True
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def pod_targets_nb(inp, st, t, prices):
     """Pod rules (SPEC §9.2): target units per slot into ``st.scratch_target``.
 
@@ -241,7 +241,7 @@ def _update_entry(st, k, q0, q1, pfill):
         st.avg_price[k] = (abs(q0) * st.avg_price[k] + (abs(q1) - abs(q0)) * pfill) / abs(q1)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def execute_nb(inp, st, out, t, prices, fill_qty, fill_px, fill_fee):
     """Net the slots' trades per symbol, fill ΔQ externally, cross the rest, attribute exactly.
 
@@ -332,7 +332,7 @@ def execute_nb(inp, st, out, t, prices, fill_qty, fill_px, fill_fee):
         st.breaker[0] = BREAKER_BLOCKED
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def mark_nb(inp, st, out, t):
     """Funding, valuation at close, per-bar outputs, day-end bookkeeping, breaker check."""
     prices = inp.close[t]
@@ -423,12 +423,12 @@ def _alert(out, t, kind, value, threshold):
     out.al_count[0] = i + 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _prices(inp, t):
     return inp.close[t] if inp.params[P_EXEC_MODE] == CLOSE else inp.open[t]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def step_pre_nb(inp, st, t):
     """First half of bar ``t``, up to the targets: new day, (close mode) stops, capital moves,
     pod rules. The net order per symbol is then ``Σ (scratch_target − units)`` over its slots."""
@@ -440,7 +440,7 @@ def step_pre_nb(inp, st, t):
     pod_targets_nb(inp, st, t, prices)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def step_post_nb(inp, st, out, t, fill_qty, fill_px, fill_fee):
     """Second half of bar ``t``: execution (modelled, or the exchange's fills: see
     :func:`execute_nb`), sweep, (next_open) stops, marking."""
@@ -453,7 +453,7 @@ def step_post_nb(inp, st, out, t, fill_qty, fill_px, fill_fee):
     st.next_bar[0] = t + 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def step_nb(inp, st, out, t, modelled):
     """Advance the State by bar ``t`` with modelled fills (``modelled``: NaNs, one per symbol)."""
     step_pre_nb(inp, st, t)
