@@ -186,3 +186,39 @@ def test_long_lines_are_thinned_for_display_keeping_peaks_and_troughs() -> None:
     assert len(tx) <= MAX_POINTS + 2 and tx == sorted(tx)
     assert max(ty) == y.max() and min(ty) == y.min() and tx[0] == 0 and tx[-1] == y.size - 1
     assert thin(x[:10], y[:10]) == (x[:10], y[:10].tolist())
+
+
+def test_report_compares_several_runs(tmp_path: Path) -> None:
+    """`orch-bt report RUN_A RUN_B --html`: one column per run, and compare.html with their
+    equity rebased to 1 and drawdowns."""
+    from orchestra.config import load_config, parse_config
+
+    raw = load_config(CONFIGS / "example.yaml").model_dump(mode="json")
+    raw["backtest"].update(start="2024-01-01", end="2024-06-30")
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    import yaml
+
+    a.write_text(yaml.safe_dump(raw))
+    raw["orchestrator"]["allocation_method"] = "equal_weight"
+    b.write_text(yaml.safe_dump(raw))
+    for cfg, out in ((a, "run-a"), (b, "run-b")):
+        res = CliRunner().invoke(main, ["run", str(cfg), "--out", str(tmp_path / out), "--quiet"])
+        assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(
+        main,
+        [
+            "report",
+            str(tmp_path / "run-a"),
+            str(tmp_path / "run-b"),
+            "--html",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "run-a" in res.output and "run-b" in res.output and "sharpe" in res.output
+    html = (tmp_path / "compare.html").read_text()
+    assert "2 runs compared" in html and "rebased to 1" in html and "run-b" in html
+    assert parse_config(raw).orchestrator.allocation_method == "equal_weight"
+    bad = CliRunner().invoke(main, ["report", str(tmp_path / "run-a"), str(tmp_path / "nope")])
+    assert bad.exit_code == 2 and "nope" in bad.output and "Traceback" not in bad.output

@@ -211,8 +211,23 @@ def validate(config: Path) -> None:
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--html", "html_report", is_flag=True, help="Write report.html into RUN_DIR.")
+@click.argument(
+    "run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path)
+)
+@click.option(
+    "--html",
+    "html_report",
+    is_flag=True,
+    help="Write report.html into RUN_DIR (with several runs: compare.html into --out).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs"),
+    show_default=True,
+    help="Folder for compare.html when several runs are given.",
+)
 @click.option("--pod", "pod", default=None, help="Show one pod only.")
 @click.option(
     "--daily",
@@ -222,11 +237,27 @@ def validate(config: Path) -> None:
     help="Print the daily report of this UTC day (YYYY-MM-DD), as the live loop sends it.",
 )
 @user_errors
-def report(run_dir: Path, html_report: bool, pod: str | None, daily: dt.date | None) -> None:
-    """Print the summary of a saved run (and optionally write its HTML report)."""
+def report(
+    run_dirs: tuple[Path, ...],
+    html_report: bool,
+    out_dir: Path,
+    pod: str | None,
+    daily: dt.date | None,
+) -> None:
+    """Print the summary of a saved run (and optionally write its HTML report).
+
+    With several RUN_DIRs: a side-by-side comparison (metrics table; with --html, compare.html
+    with their equity rebased to 1, drawdowns and metrics).
+    """
     from orchestra import OrchestratedResult
     from orchestra.results.summary import print_summary
 
+    if len(run_dirs) > 1:
+        if pod is not None or daily is not None:
+            raise click.UsageError("--pod and --daily take one run directory")
+        _compare(run_dirs, html_report, out_dir)
+        return
+    run_dir = run_dirs[0]
     result = OrchestratedResult.load(run_dir)
     if daily is not None:
         from orchestra.monitoring import day_view_from_result, format_daily_report
@@ -255,6 +286,34 @@ def report(run_dir: Path, html_report: bool, pod: str | None, daily: dt.date | N
                 title=f"orchestra — pod {pod} ({run_dir.name})",
             )
         click.echo(f"HTML report: {path}")
+
+
+def _compare(run_dirs: tuple[Path, ...], html_report: bool, out_dir: Path) -> None:
+    from rich.table import Table
+
+    from orchestra import OrchestratedResult
+    from orchestra.results.report import compare_table
+
+    results = {_run_label(d, run_dirs): OrchestratedResult.load(d) for d in run_dirs}
+    table = compare_table(results)
+    t = Table(title="Runs compared (account)", title_justify="left")  # one column per run
+    t.add_column("")
+    for label in table["run"].to_list():
+        t.add_column(label, justify="right")
+    for field in table.columns[1:]:
+        t.add_row(field, *[str(v) for v in table[field].to_list()])
+    out.print(t)
+    if html_report:
+        from orchestra.results.report import write_compare_html
+
+        path = write_compare_html(results, out_dir / "compare.html")
+        click.echo(f"HTML comparison: {path}")
+
+
+def _run_label(d: Path, all_dirs: tuple[Path, ...]) -> str:
+    """The run's folder name, or its path when two runs share a name."""
+    names = [x.name for x in all_dirs]
+    return d.name if names.count(d.name) == 1 else str(d)
 
 
 def _advance(bar: Progress, task: Any, _symbol: str, n: int) -> None:

@@ -329,3 +329,60 @@ td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}}th{{background:#f
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(body)
     return out
+
+
+COMPARE_METRICS = ["total_return", "cagr", "volatility", "sharpe", "max_drawdown", "calmar"]
+
+
+def compare_table(results: dict[str, OrchestratedResult]) -> pl.DataFrame:
+    """One row per run: its data, window and account metrics, formatted for reading."""
+    rows = []
+    for label, res in results.items():
+        m = res.metrics.filter(pl.col("entity") == "account").row(0, named=True)
+        s = res.summary
+        row = {
+            "run": label,
+            "data": str(s.get("data_source", "?")),
+            "window": f"{str(s.get('data_range', {}).get('first_bar'))[:10]} → "
+            f"{str(s.get('data_range', {}).get('last_bar'))[:10]}",
+            "final equity": f"{s.get('final_equity', float('nan')):,.0f}",
+        }
+        for k in COMPARE_METRICS:
+            v = m[k]
+            row[k] = f"{v:.1%}" if k in PCT_METRICS else f"{v:.2f}"
+        row["fees"] = f"{m['fees']:,.0f}"
+        row["pods"] = str(res.metrics.height - 1)
+        rows.append(row)
+    return pl.DataFrame(rows)
+
+
+def write_compare_html(results: dict[str, OrchestratedResult], path: str | Path) -> Path:
+    """Several runs side by side: equity rebased to 1, drawdowns, and the metrics table."""
+    f = go.Figure()
+    g = go.Figure()
+    for label, res in results.items():
+        eq = res.equity
+        ts = eq["timestamp"].to_list()
+        start = float(res.summary.get("capital") or eq["equity"][0])
+        _line(f, ts, eq["equity"].to_numpy() / start, label)
+        _line(g, ts, (-eq["drawdown"]).to_numpy(), label)
+    f.update_layout(
+        title="Account equity, rebased to 1", xaxis=TIME_AXIS, yaxis_title="equity (start = 1)"
+    )
+    g.update_layout(
+        title="Account drawdown",
+        xaxis=TIME_AXIS,
+        yaxis={"title": {"text": "drawdown from peak"}, "tickformat": ".0%"},
+    )
+    parts = [_fig_html(f, first=True), _fig_html(g, first=False)]
+    body = f"""<!doctype html><html><head><meta charset="utf-8"><title>orchestra — comparison</title>
+<style>body{{font-family:system-ui,sans-serif;margin:24px;max-width:1200px}}table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}}th{{background:#f4f4f4}}</style></head><body>
+<h1>orchestra — {len(results)} runs compared</h1>
+<h2>Account metrics</h2>{_table_html(compare_table(results))}
+{"".join(f"<section>{p}</section>" for p in parts)}
+</body></html>"""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(body)
+    return out
