@@ -316,6 +316,88 @@ def _run_label(d: Path, all_dirs: tuple[Path, ...]) -> str:
     return d.name if names.count(d.name) == 1 else str(d)
 
 
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--grid",
+    "grid_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML: grid / random / walk_forward (see docs/sweeps.md).",
+)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for results (default runs/sweep-<config-stem>-<grid-stem>/).",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar and no tables.")
+@user_errors
+def sweep(config: Path, grid_file: Path, workers: int, out_dir: Path | None, quiet: bool) -> None:
+    """Run CONFIG over a grid (and random draws) of settings; rank them; walk-forward."""
+    from orchestra import load_config
+    from orchestra.results.report import _table_html
+    from orchestra.sweep import jobs_count, load_spec, run_sweep
+
+    cfg = load_config(config)
+    spec = load_spec(grid_file)
+    _cold_start_note(quiet)
+    total = jobs_count(spec, cfg)
+    show = not quiet and sys.stderr.isatty()
+    with Progress(
+        TextColumn("[bold]sweep"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("backtests"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not show,
+    ) as bar:
+        task = bar.add_task("sweep", total=total)
+        results, folds = run_sweep(cfg, spec, workers, lambda n: bar.advance(task, n))
+    target = out_dir or Path("runs") / f"sweep-{config.stem}-{grid_file.stem}"
+    target.mkdir(parents=True, exist_ok=True)
+    results.write_parquet(target / "results.parquet")
+    parts = [f"<h2>Ranking by {spec.metric}</h2>{_table_html(results.head(50))}"]
+    if folds is not None:
+        folds.write_parquet(target / "walk_forward.parquet")
+        parts.append(f"<h2>Walk-forward (out of sample)</h2>{_table_html(folds)}")
+    (target / "ranking.html").write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>sweep {config.stem}</title>"
+        "<style>body{font-family:system-ui,sans-serif;margin:24px}table{border-collapse:collapse;"
+        "font-size:13px}td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}</style>"
+        f"</head><body><h1>Sweep of {config.name} ({results.height} variants)</h1>"
+        + "".join(parts)
+        + "</body></html>"
+    )
+    if not quiet:
+        params = [c for c in results.columns if "." in c]
+        keep = ["variant", *params, spec.metric, "total_return", "max_drawdown"]
+        _print_frame(
+            results.head(10).select(list(dict.fromkeys(keep))),
+            f"Top variants by {spec.metric} (of {results.height})",
+        )
+        if folds is not None:
+            _print_frame(
+                folds.drop("chosen", "train"),
+                "Walk-forward: chosen on the training window, measured on the next test window",
+            )
+    click.echo(f"sweep results: {target} (results.parquet, ranking.html)")
+
+
+def _print_frame(frame, title: str) -> None:
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for c in frame.columns:
+        t.add_column(c, justify="right")
+    for row in frame.iter_rows():
+        t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+    out.print(t)
+
+
 def _advance(bar: Progress, task: Any, _symbol: str, n: int) -> None:
     bar.advance(task, n)
 

@@ -1,0 +1,291 @@
+"""Parameter sweeps and walk-forward (``orch-bt sweep CONFIG --grid grid.yaml``).
+
+A grid file names config fields by dotted path and the values to try::
+
+    grid:                                   # every combination (cartesian product)
+      orchestrator.allocation_method: [risk_parity, equal_weight]
+      pods.pod-tsmom-major.params.lookback: [20, 30, 60]   # a pod by its pod_id (or index)
+    random:                                 # optional: n random draws (after the grid's)
+      n: 10
+      seed: 1
+      space:
+        orchestrator.kelly_fraction: {float: [0.0, 0.5]}
+        pods.pod-tsmom-major.params.lookback: {int: [10, 90]}
+    walk_forward:                           # optional: out-of-sample check of the choice
+      train_days: 365
+      test_days: 90
+      metric: sharpe                        # any account metric; higher is better
+      # (max_drawdown, volatility: lower is better)
+
+Each variant is the base config with those fields replaced, validated like a config file (a bad
+path or value names the variant and the field). Variants run in ``--workers`` processes (joblib,
+loky backend); each worker loads the compiled kernels from numba's cache, and the results do not
+depend on the number of workers (tested equal). Results: one row per variant with its
+parameters and the account's metrics (``results.parquet``), ranked by the metric; walk-forward
+adds one row per fold: the variant chosen on the training window and its metric on the test
+window that follows (``walk_forward.parquet``), so the best in-sample row is not mistaken for an
+out-of-sample result.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from orchestra.config import Config, ConfigError, parse_config
+
+LOWER_IS_BETTER = {"max_drawdown", "volatility"}
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    random_n: int = 0
+    random_seed: int = 0
+    space: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    train_days: int | None = None
+    test_days: int | None = None
+    metric: str = "sharpe"
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and check a grid file (raises :class:`ConfigError` naming the problem)."""
+    import yaml
+
+    src = str(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(src, [f"cannot read the grid file: {exc}"]) from None
+    problems = []
+    unknown = set(raw) - {"grid", "random", "walk_forward"}
+    if unknown:
+        problems.append(f"unknown section(s) {sorted(unknown)}: use grid, random, walk_forward")
+    grid = raw.get("grid") or {}
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            problems.append(f"grid.{key}: give a non-empty list of values")
+    rnd = raw.get("random") or {}
+    space = rnd.get("space") or {}
+    for key, dist in space.items():
+        if not (isinstance(dist, dict) and len(dist) == 1 and set(dist) <= {"int", "float"}):
+            problems.append(f"random.space.{key}: use {{int: [lo, hi]}} or {{float: [lo, hi]}}")
+    wf = raw.get("walk_forward") or {}
+    from orchestra.results.metrics import METRIC_COLUMNS
+
+    metric = wf.get("metric", "sharpe")
+    if metric not in METRIC_COLUMNS:
+        problems.append(f"walk_forward.metric {metric!r}: one of {', '.join(METRIC_COLUMNS)}")
+    if wf and not (int(wf.get("train_days", 0)) > 0 and int(wf.get("test_days", 0)) > 0):
+        problems.append("walk_forward: train_days and test_days must be positive")
+    if not grid and not int(rnd.get("n", 0) or 0):
+        problems.append("nothing to sweep: give a grid or random.n")
+    if problems:
+        raise ConfigError(src, problems)
+    return SweepSpec(
+        grid={k: list(v) for k, v in grid.items()},
+        random_n=int(rnd.get("n", 0) or 0),
+        random_seed=int(rnd.get("seed", 0) or 0),
+        space=space,
+        train_days=int(wf["train_days"]) if wf else None,
+        test_days=int(wf["test_days"]) if wf else None,
+        metric=metric,
+    )
+
+
+def expand(spec: SweepSpec) -> list[dict[str, Any]]:
+    """The variants: the grid's cartesian product (in file order), then the random draws."""
+    keys = list(spec.grid)
+    out = [
+        dict(zip(keys, values, strict=True))
+        for values in itertools.product(*(spec.grid[k] for k in keys))
+    ] if keys else []  # fmt: skip
+    rng = np.random.default_rng(spec.random_seed)
+    for _ in range(spec.random_n):
+        draw: dict[str, Any] = {}
+        for key, dist in spec.space.items():
+            kind, (lo, hi) = next(iter(dist.items()))
+            if kind == "int":
+                draw[key] = int(rng.integers(int(lo), int(hi) + 1))
+            else:
+                draw[key] = float(rng.uniform(lo, hi))
+        out.append(draw)
+    return out
+
+
+def apply(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` (a config as a dict) with the dotted-path ``overrides`` set; pods by id or index."""
+    raw = copy.deepcopy(raw)
+    for path, value in overrides.items():
+        parts = path.split(".")
+        node: Any = raw
+        for i, part in enumerate(parts[:-1]):
+            if isinstance(node, list):
+                node = _pod(node, part, path)
+            else:
+                if part not in node or node[part] is None:
+                    node[part] = {}
+                node = node[part]
+            if not isinstance(node, dict | list):
+                raise KeyError(f"{path}: {'.'.join(parts[: i + 1])} is not a section")
+        if isinstance(node, list):
+            raise KeyError(f"{path}: name a field of the pod")
+        node[parts[-1]] = value
+    return raw
+
+
+def _pod(pods: list, key: str, path: str) -> dict:
+    for p in pods:
+        if p.get("pod_id") == key:
+            return p
+    if key.isdigit() and int(key) < len(pods):
+        return pods[int(key)]
+    ids = ", ".join(str(p.get("pod_id")) for p in pods)
+    raise KeyError(f"{path}: no pod {key!r} (pods: {ids})")
+
+
+def variant_config(base: Config, overrides: dict[str, Any], label: str) -> Config:
+    raw = base.model_dump(mode="json")
+    try:
+        return parse_config(apply(raw, overrides), source=f"{base.source} [{label}]")
+    except KeyError as exc:
+        raise ConfigError(f"{base.source} [{label}]", [str(exc.args[0])]) from None
+
+
+def _metrics(cfg: Config, start: dt.date | None, end: dt.date | None) -> dict[str, float]:
+    from orchestra.engine import run_backtest
+
+    res = run_backtest(cfg, start=start, end=end)
+    row = res.metrics.filter(pl.col("entity") == "account").row(0, named=True)
+    row.pop("entity")
+    row["final_equity"] = float(res.summary["final_equity"])
+    return row
+
+
+def _run(job: tuple[Config, dt.date | None, dt.date | None]) -> dict[str, float]:
+    return _metrics(*job)
+
+
+def run_jobs(
+    jobs: list[tuple[Config, dt.date | None, dt.date | None]],
+    workers: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> list[dict[str, float]]:
+    """Run backtests in order (``workers > 1``: joblib's loky processes; same results)."""
+    if workers <= 1:
+        out = []
+        for job in jobs:
+            out.append(_run(job))
+            if progress:
+                progress(1)
+        return out
+    from joblib import Parallel, delayed
+
+    results: list[dict[str, float]] = []
+    gen = Parallel(n_jobs=workers, backend="loky", return_as="generator")(
+        delayed(_run)(job) for job in jobs
+    )
+    for r in gen:
+        results.append(r)
+        if progress:
+            progress(1)
+    return results
+
+
+def run_sweep(
+    base: Config,
+    spec: SweepSpec,
+    workers: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """(results ranked by the metric, walk-forward folds or None)."""
+    variants = expand(spec)
+    configs = [variant_config(base, v, f"variant {i}") for i, v in enumerate(variants)]
+    rows = run_jobs([(c, None, None) for c in configs], workers, progress)
+    params = list(dict.fromkeys(k for v in variants for k in v))
+    results = pl.DataFrame(
+        [
+            {
+                "variant": i,
+                **{k: str(variants[i].get(k, "(config)")) for k in params},
+                **rows[i],
+            }
+            for i in range(len(variants))
+        ]
+    )
+    results = results.sort(spec.metric, descending=spec.metric not in LOWER_IS_BETTER)
+    folds = None
+    if spec.train_days and spec.test_days:
+        folds = walk_forward(base, spec, configs, variants, workers, progress)
+    return results, folds
+
+
+def fold_windows(start: dt.date, end: dt.date, train: int, test: int) -> list[tuple[dt.date, ...]]:
+    """(train start, train end, test start, test end) per fold, stepping by ``test`` days.
+
+    >>> fold_windows(dt.date(2024, 1, 1), dt.date(2024, 12, 31), 180, 90)[0]
+    (datetime.date(2024, 1, 1), datetime.date(2024, 6, 28), datetime.date(2024, 6, 29), datetime.date(2024, 9, 26))
+    """
+    out: list[tuple[dt.date, ...]] = []
+    t0 = start
+    while True:
+        train_end = t0 + dt.timedelta(days=train - 1)
+        test_start = train_end + dt.timedelta(days=1)
+        test_end = test_start + dt.timedelta(days=test - 1)
+        if test_end > end:
+            break
+        out.append((t0, train_end, test_start, test_end))
+        t0 = t0 + dt.timedelta(days=test)
+    return out
+
+
+def walk_forward(base, spec, configs, variants, workers, progress) -> pl.DataFrame:
+    """Choose on each training window, measure on the test window that follows."""
+    assert spec.train_days and spec.test_days
+    windows = fold_windows(base.backtest.start, base.backtest.end, spec.train_days, spec.test_days)
+    if not windows:
+        raise ConfigError(
+            base.source,
+            [
+                f"walk_forward: train_days + test_days ({spec.train_days + spec.test_days}) do "
+                f"not fit in {base.backtest.start} → {base.backtest.end}"
+            ],
+        )
+    sign = -1.0 if spec.metric in LOWER_IS_BETTER else 1.0
+    rows = []
+    for k, (a, b, c, d) in enumerate(windows):
+        train = run_jobs([(cfg, a, b) for cfg in configs], workers, progress)
+        scores = [sign * float(np.nan_to_num(r[spec.metric], nan=-np.inf)) for r in train]
+        best = int(np.argmax(scores))
+        (test,) = run_jobs([(configs[best], c, d)], 1, progress)
+        rows.append(
+            {
+                "fold": k,
+                "train": f"{a} → {b}",
+                "test": f"{c} → {d}",
+                "chosen_variant": best,
+                "chosen": ", ".join(f"{p}={v}" for p, v in variants[best].items()),
+                f"in_sample_{spec.metric}": train[best][spec.metric],
+                f"out_of_sample_{spec.metric}": test[spec.metric],
+                "out_of_sample_return": test["total_return"],
+            }
+        )
+    return pl.DataFrame(rows)
+
+
+def jobs_count(spec: SweepSpec, base: Config) -> int:
+    n = len(expand(spec))
+    if spec.train_days and spec.test_days:
+        folds = len(
+            fold_windows(base.backtest.start, base.backtest.end, spec.train_days, spec.test_days)
+        )
+        n += folds * (n + 1)
+    return n
