@@ -1,0 +1,159 @@
+"""Sweeps (issue #14): the grid expands as specified, each row equals a single run of the same
+config, 2 joblib workers equal 1 worker exactly, walk-forward folds measure out of sample, and a
+bad grid file is a clear error."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from orchestra.config import ConfigError, load_config
+from orchestra.engine import run_backtest
+from orchestra.sweep import (
+    SweepSpec,
+    apply,
+    expand,
+    fold_windows,
+    load_spec,
+    run_sweep,
+    variant_config,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def base():
+    raw = load_config(ROOT / "configs" / "example.yaml").model_dump(mode="json")
+    raw["backtest"].update(start="2024-01-01", end="2024-09-30")
+    from orchestra.config import parse_config
+
+    return parse_config(raw, source="example (short)")
+
+
+def test_the_grid_expands_as_specified() -> None:
+    spec = SweepSpec(
+        grid={"a.b": [1, 2], "pods.x.params.lookback": [10, 20, 30]},
+        random_n=3,
+        random_seed=5,
+        space={"c": {"float": [0.0, 1.0]}, "d": {"int": [1, 3]}},
+    )
+    v = expand(spec)
+    assert v[:6] == [
+        {"a.b": a, "pods.x.params.lookback": lb} for a in (1, 2) for lb in (10, 20, 30)
+    ]
+    assert len(v) == 9 and all(set(x) == {"c", "d"} for x in v[6:])
+    assert all(0.0 <= x["c"] <= 1.0 and x["d"] in (1, 2, 3) for x in v[6:])
+    assert expand(spec) == v  # seeded
+    raw = {"orchestrator": {"a": 1}, "pods": [{"pod_id": "x", "params": {}}, {"pod_id": "y"}]}
+    out = apply(raw, {"pods.x.params.lookback": 5, "pods.1.min_fraction": 0.1, "orchestrator.a": 2})
+    assert out["pods"][0]["params"]["lookback"] == 5 and out["pods"][1]["min_fraction"] == 0.1
+    assert raw["pods"][0]["params"] == {}  # the base is not modified
+    with pytest.raises(KeyError, match="no pod 'z'"):
+        apply(raw, {"pods.z.params.lookback": 1})
+
+
+def test_rows_equal_single_runs_and_workers_do_not_change_results(base) -> None:
+    spec = SweepSpec(
+        grid={
+            "orchestrator.allocation_method": ["risk_parity", "equal_weight"],
+            "pods.pod-tsmom-major.params.lookback": [20, 40],
+        }
+    )
+    one, _ = run_sweep(base, spec, workers=1)
+    two, _ = run_sweep(base, spec, workers=2)
+    assert one.height == 4 and one.equals(two)
+    for row in one.iter_rows(named=True):
+        overrides = {
+            "orchestrator.allocation_method": row["orchestrator.allocation_method"],
+            "pods.pod-tsmom-major.params.lookback": int(
+                row["pods.pod-tsmom-major.params.lookback"]
+            ),
+        }
+        single = run_backtest(variant_config(base, overrides, "check"))
+        acct = single.metrics.filter(pl.col("entity") == "account").row(0, named=True)
+        assert row["sharpe"] == acct["sharpe"] and row["total_return"] == acct["total_return"]
+        assert row["final_equity"] == single.summary["final_equity"]
+    assert one["sharpe"].is_sorted(descending=True)
+
+
+def test_walk_forward_chooses_in_sample_and_measures_out_of_sample(base) -> None:
+    spec = SweepSpec(
+        grid={"pods.pod-tsmom-major.params.lookback": [15, 45]},
+        train_days=120,
+        test_days=60,
+        metric="sharpe",
+    )
+    _, folds = run_sweep(base, spec)
+    windows = fold_windows(base.backtest.start, base.backtest.end, 120, 60)
+    assert folds is not None and folds.height == len(windows) == 2
+    for row, (a, b, c, d) in zip(folds.iter_rows(named=True), windows, strict=True):
+        assert row["train"] == f"{a} → {b}"
+        assert row["test"] == f"{c} → {d}" and c == b + dt.timedelta(days=1)
+        chosen = variant_config(
+            base, {"pods.pod-tsmom-major.params.lookback": [15, 45][row["chosen_variant"]]}, "x"
+        )
+        test = run_backtest(chosen, start=c, end=d)
+        acct = test.metrics.filter(pl.col("entity") == "account").row(0, named=True)
+        assert row["out_of_sample_sharpe"] == acct["sharpe"]
+
+
+def test_cli_sweep_writes_results_and_ranking(tmp_path: Path) -> None:
+    from orchestra.cli.bt import main
+
+    raw = load_config(ROOT / "configs" / "example.yaml").model_dump(mode="json")
+    raw["backtest"].update(start="2024-01-01", end="2024-06-30")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    grid = tmp_path / "g.yaml"
+    grid.write_text(
+        yaml.safe_dump(
+            {"grid": {"orchestrator.allocation_method": ["risk_parity", "equal_weight"]}}
+        )
+    )
+    res = CliRunner().invoke(
+        main,
+        ["sweep", str(cfg), "--grid", str(grid), "--out", str(tmp_path / "s"), "--workers", "2"],
+    )
+    assert res.exit_code == 0, res.output
+    table = pl.read_parquet(tmp_path / "s" / "results.parquet")
+    assert table.height == 2 and "sharpe" in table.columns
+    assert "Ranking by sharpe" in (tmp_path / "s" / "ranking.html").read_text()
+
+
+@pytest.mark.parametrize(
+    "grid, message",
+    [
+        ({"grid": {"orchestrator.allocation_method": []}}, "non-empty list"),
+        ({"grdi": {}}, "unknown section"),
+        ({"grid": {"pods.nope.params.lookback": [1]}}, "no pod 'nope'"),
+        ({"grid": {"orchestrator.allocation_method": ["magic"]}}, "allocation_method"),
+        ({"walk_forward": {"train_days": 0, "test_days": 5}, "random": {"n": 1}}, "positive"),
+    ],
+)
+def test_bad_grid_files_are_clear_errors(tmp_path: Path, grid: dict, message: str) -> None:
+    from orchestra.cli.bt import main
+
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    res = CliRunner().invoke(
+        main,
+        [
+            "sweep",
+            str(ROOT / "configs" / "example.yaml"),
+            "--grid",
+            str(path),
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert res.exit_code == 2 and message in res.output, res.output
+    assert "Traceback" not in res.output
+    if "pods.nope" in str(grid) or "magic" in str(grid):
+        with pytest.raises(ConfigError):
+            run_sweep(load_config(ROOT / "configs" / "example.yaml"), load_spec(path))
