@@ -157,3 +157,11 @@ def test_bad_grid_files_are_clear_errors(tmp_path: Path, grid: dict, message: st
     if "pods.nope" in str(grid) or "magic" in str(grid):
         with pytest.raises(ConfigError):
             run_sweep(load_config(ROOT / "configs" / "example.yaml"), load_spec(path))
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "grids").glob("*.yaml")), ids=str)
+def test_shipped_grid_files_load(path: Path) -> None:
+    spec = load_spec(path)
+    base = load_config(ROOT / "configs" / f"{path.stem}.yaml")
+    for i, v in enumerate(expand(spec)):
+        variant_config(base, v, f"variant {i}")  # every variant is a valid config
