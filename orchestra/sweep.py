@@ -19,8 +19,9 @@ A grid file names config fields by dotted path and the values to try::
 
 Each variant is the base config with those fields replaced, validated like a config file (a bad
 path or value names the variant and the field). Variants run in ``--workers`` processes (joblib,
-loky backend); each worker loads the compiled kernels from numba's cache, and the results do not
-depend on the number of workers (tested equal). Results: one row per variant with its
+loky backend), or on Ray (``--backend ray``: the cluster at ``RAY_ADDRESS``, else a local Ray);
+each worker loads the compiled kernels from numba's cache, and the results do not depend on the
+number of workers or the backend (tested equal). Results: one row per variant with its
 parameters and the account's metrics (``results.parquet``), ranked by the metric; walk-forward
 adds one row per fold: the variant chosen on the training window and its metric on the test
 window that follows (``walk_forward.parquet``), so the best in-sample row is not mistaken for an
@@ -174,22 +175,40 @@ def _run(job: tuple[Config, dt.date | None, dt.date | None]) -> dict[str, float]
     return _metrics(*job)
 
 
+BACKENDS = ("loky", "ray")
+
+
 def run_jobs(
     jobs: list[tuple[Config, dt.date | None, dt.date | None]],
     workers: int = 1,
     progress: Callable[[int], None] | None = None,
+    backend: str = "loky",
 ) -> list[dict[str, float]]:
-    """Run backtests in order (``workers > 1``: joblib's loky processes; same results)."""
-    if workers <= 1:
+    """Run backtests, results in job order whatever the parallelism.
+
+    ``backend="loky"``: ``workers`` local processes (1: in this process). ``backend="ray"``:
+    joblib's Ray backend — the Ray cluster at ``RAY_ADDRESS`` when set, else a local Ray with
+    ``workers`` CPUs (``pip install orchestra[ray]``).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r}: one of {', '.join(BACKENDS)}")
+    if workers <= 1 and backend == "loky":
         out = []
         for job in jobs:
             out.append(_run(job))
             if progress:
                 progress(1)
         return out
-    from joblib import Parallel, delayed
+    from joblib import Parallel, delayed, parallel_backend
 
     results: list[dict[str, float]] = []
+    if backend == "ray":
+        _start_ray(workers)
+        with parallel_backend("ray"):  # (no generator results there: progress at the end)
+            results = list(Parallel(n_jobs=workers)(delayed(_run)(j) for j in jobs))
+        if progress:
+            progress(len(results))
+        return results
     gen = Parallel(n_jobs=workers, backend="loky", return_as="generator")(
         delayed(_run)(job) for job in jobs
     )
@@ -200,16 +219,40 @@ def run_jobs(
     return results
 
 
+def _start_ray(workers: int) -> None:
+    import os
+
+    try:
+        import ray
+        from ray.util.joblib import register_ray
+    except ImportError:
+        raise ConfigError(
+            "--backend ray", ["Ray is not installed: pip install 'orchestra[ray]'"]
+        ) from None
+    register_ray()
+    if not ray.is_initialized():
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(ignore_reinit_error=True, log_to_driver=False)
+        else:
+            ray.init(
+                num_cpus=workers,
+                include_dashboard=False,
+                ignore_reinit_error=True,
+                log_to_driver=False,
+            )
+
+
 def run_sweep(
     base: Config,
     spec: SweepSpec,
     workers: int = 1,
     progress: Callable[[int], None] | None = None,
+    backend: str = "loky",
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """(results ranked by the metric, walk-forward folds or None)."""
     variants = expand(spec)
     configs = [variant_config(base, v, f"variant {i}") for i, v in enumerate(variants)]
-    rows = run_jobs([(c, None, None) for c in configs], workers, progress)
+    rows = run_jobs([(c, None, None) for c in configs], workers, progress, backend)
     params = list(dict.fromkeys(k for v in variants for k in v))
     results = pl.DataFrame(
         [
@@ -224,7 +267,7 @@ def run_sweep(
     results = results.sort(spec.metric, descending=spec.metric not in LOWER_IS_BETTER)
     folds = None
     if spec.train_days and spec.test_days:
-        folds = walk_forward(base, spec, configs, variants, workers, progress)
+        folds = walk_forward(base, spec, configs, variants, workers, progress, backend)
     return results, folds
 
 
@@ -247,7 +290,9 @@ def fold_windows(start: dt.date, end: dt.date, train: int, test: int) -> list[tu
     return out
 
 
-def walk_forward(base, spec, configs, variants, workers, progress) -> pl.DataFrame:
+def walk_forward(
+    base, spec, configs, variants, workers, progress, backend: str = "loky"
+) -> pl.DataFrame:
     """Choose on each training window, measure on the test window that follows."""
     assert spec.train_days and spec.test_days
     windows = fold_windows(base.backtest.start, base.backtest.end, spec.train_days, spec.test_days)
@@ -262,7 +307,7 @@ def walk_forward(base, spec, configs, variants, workers, progress) -> pl.DataFra
     sign = -1.0 if spec.metric in LOWER_IS_BETTER else 1.0
     rows = []
     for k, (a, b, c, d) in enumerate(windows):
-        train = run_jobs([(cfg, a, b) for cfg in configs], workers, progress)
+        train = run_jobs([(cfg, a, b) for cfg in configs], workers, progress, backend)
         scores = [sign * float(np.nan_to_num(r[spec.metric], nan=-np.inf)) for r in train]
         best = int(np.argmax(scores))
         (test,) = run_jobs([(configs[best], c, d)], 1, progress)

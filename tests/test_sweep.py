@@ -165,3 +165,16 @@ def test_shipped_grid_files_load(path: Path) -> None:
     base = load_config(ROOT / "configs" / f"{path.stem}.yaml")
     for i, v in enumerate(expand(spec)):
         variant_config(base, v, f"variant {i}")  # every variant is a valid config
+
+
+@pytest.mark.slow
+def test_the_ray_backend_equals_local_processes(base) -> None:
+    """joblib's Ray backend on a local Ray instance (2 CPUs) gives the loky results exactly."""
+    pytest.importorskip("ray", reason="ray is a dev dependency: uv sync installs it")
+    spec = SweepSpec(grid={"pods.pod-tsmom-major.params.lookback": [20, 40, 60]})
+    loky, _ = run_sweep(base, spec, workers=2)
+    ray_res, _ = run_sweep(base, spec, workers=2, backend="ray")
+    import ray
+
+    ray.shutdown()
+    assert loky.equals(ray_res)

@@ -327,6 +327,13 @@ def _run_label(d: Path, all_dirs: tuple[Path, ...]) -> str:
 )
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option(
+    "--backend",
+    type=click.Choice(["loky", "ray"]),
+    default="loky",
+    show_default=True,
+    help="loky: local processes; ray: the Ray cluster at RAY_ADDRESS, else a local Ray.",
+)
+@click.option(
     "--out",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -334,7 +341,9 @@ def _run_label(d: Path, all_dirs: tuple[Path, ...]) -> str:
 )
 @click.option("--quiet", is_flag=True, help="No progress bar and no tables.")
 @user_errors
-def sweep(config: Path, grid_file: Path, workers: int, out_dir: Path | None, quiet: bool) -> None:
+def sweep(
+    config: Path, grid_file: Path, workers: int, backend: str, out_dir: Path | None, quiet: bool
+) -> None:
     """Run CONFIG over a grid (and random draws) of settings; rank them; walk-forward."""
     from orchestra import load_config
     from orchestra.results.report import _table_html
@@ -356,7 +365,7 @@ def sweep(config: Path, grid_file: Path, workers: int, out_dir: Path | None, qui
         disable=not show,
     ) as bar:
         task = bar.add_task("sweep", total=total)
-        results, folds = run_sweep(cfg, spec, workers, lambda n: bar.advance(task, n))
+        results, folds = run_sweep(cfg, spec, workers, lambda n: bar.advance(task, n), backend)
     target = out_dir or Path("runs") / f"sweep-{config.stem}-{grid_file.stem}"
     target.mkdir(parents=True, exist_ok=True)
     results.write_parquet(target / "results.parquet")
