@@ -103,11 +103,25 @@ GRID = {
     "probation_days": [30, 90],
     "max_drawdown_breach": [0.45, 0.6],
 }
+# the second pass: around the first pass's best, with the pods' drawdown limits and the
+# losing-months hard stop (``pod.`` keys set every pod's risk)
+GRID2 = {
+    "rolling_sharpe_floor": [-0.25, -0.5],
+    "rolling_sharpe_window": [365],
+    "warning_days": [90],
+    "probation_days": [60, 90],
+    "max_drawdown_breach": [0.6],
+    "consecutive_loss_months": [6, 9],
+    "pod.drawdown_warning": [0.25, 0.35],
+    "pod.max_drawdown": [0.35, 0.5],
+}
 
 
-def config(data: dict, start: str, end: str, retirement: dict):
+def config(data: dict, start: str, end: str, setting: dict):
     from orchestra.config import parse_config
 
+    retirement = {k: v for k, v in setting.items() if not k.startswith("pod.")}
+    pod_risk = {k[4:]: v for k, v in setting.items() if k.startswith("pod.")}
     pods = []
     for pod in [*SOUND, BROKEN]:
         pods.append(
@@ -116,7 +130,12 @@ def config(data: dict, start: str, end: str, retirement: dict):
                 "initial_state": "production",
                 "max_fraction": 0.5,
                 "min_fraction": 0.05,
-                "risk": {"drawdown_warning": 0.25, "max_drawdown": 0.35, **pod["risk"]},
+                "risk": {
+                    "drawdown_warning": 0.25,
+                    "max_drawdown": 0.35,
+                    **pod["risk"],
+                    **pod_risk,
+                },
             }
         )
     return parse_config(
@@ -157,10 +176,11 @@ def measure(res) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="one synthetic seed and a smaller grid")
+    ap.add_argument("--second", action="store_true", help="the second pass (GRID2)")
     args = ap.parse_args()
     from orchestra.engine import run_backtest
 
-    grid = dict(GRID)
+    grid = dict(GRID2 if args.second else GRID)
     if args.quick:
         grid = {k: v[:2] for k, v in grid.items()}
     rows = []
@@ -169,6 +189,8 @@ def main() -> None:
     for values in itertools.product(*(grid[k] for k in keys)):
         retirement = dict(zip(keys, values, strict=True))
         per = [measure(run_backtest(config(d, s, e, retirement))) for _, d, s, e in sets]
+        for (name, *_), m in zip(sets, per, strict=True):
+            print(f"  {name}: {m}", file=sys.stderr)
         days = [m["broken_retired_day"] for m in per]
         rows.append(
             {
