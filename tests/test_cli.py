@@ -172,6 +172,14 @@ def test_every_report_chart_has_a_title_and_axis_titles() -> None:
         assert lay.xaxis.title.text and lay.yaxis.title.text, fid
     assert figs["correlation"].data[0].texttemplate
     assert {t.name for t in figs["equity"].data} == {"account equity", "unallocated cash"}
+    from orchestra.results.report import pod_section
+
+    res = run_backtest(load_config(CONFIGS / "example.yaml"))
+    pods = pod_section(res)
+    assert pods["pod"].to_list() == [p.pod_id for p in load_config(CONFIGS / "example.yaml").pods]
+    assert {"state at end", "return (NAV)", "netting savings", "lifecycle moves"} <= set(
+        pods.columns
+    )
 
 
 def test_long_lines_are_thinned_for_display_keeping_peaks_and_troughs() -> None:

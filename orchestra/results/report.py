@@ -304,6 +304,37 @@ def charts(result: OrchestratedResult) -> dict[str, go.Figure]:
     return figs
 
 
+def pod_section(result: OrchestratedResult) -> pl.DataFrame:
+    """One row per pod: what it trades, where it ended, how it did and what it went through."""
+    cfg = result.summary.get("config", {})
+    pods_cfg = {p["pod_id"]: p for p in cfg.get("pods", [])}
+    last = result.pod_equity.group_by("pod_id", maintain_order=True).last()
+    equity = float(result.equity["equity"][-1]) if result.equity.height else 0.0
+    rows = []
+    for r in last.iter_rows(named=True):
+        pid = r["pod_id"]
+        m = result.pod_metrics(pid)
+        ev = result.lifecycle_events.filter(pl.col("pod_id") == pid)
+        pc = pods_cfg.get(pid, {})
+        rows.append(
+            {
+                "pod": pid,
+                "strategy": str(pc.get("strategy", "")),
+                "symbols": ", ".join(pc.get("symbols", [])),
+                "state at end": r["state"],
+                "share of equity": f"{r['equity'] / equity:.1%}" if equity else "-",
+                "return (NAV)": f"{m.get('total_return', 0.0):.1%}",
+                "Sharpe": f"{m.get('sharpe', 0.0):.2f}",
+                "max DD": f"{m.get('max_drawdown', 0.0):.1%}",
+                "trades": f"{m.get('trade_count', 0.0):,.0f}",
+                "fees": f"{m.get('fees', 0.0):,.2f}",
+                "netting savings": f"{m.get('netting_savings', 0.0):,.2f}",
+                "lifecycle moves": str(ev.height),
+            }
+        )
+    return pl.DataFrame(rows)
+
+
 def write_html(result: OrchestratedResult, path: str | Path, title: str | None = None) -> Path:
     """Write the report to ``path`` and return it."""
     s = result.summary
@@ -312,6 +343,7 @@ def write_html(result: OrchestratedResult, path: str | Path, title: str | None =
     for i, (fid, fig) in enumerate(charts(result).items()):
         parts.append(f'<section id="chart-{fid}">{_fig_html(fig, first=i == 0)}</section>')
     metrics = result.metrics
+    pods_html = _table_html(pod_section(result))
     body = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:24px;max-width:1200px}}table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}}th{{background:#f4f4f4}}.warn{{color:#a60}}</style></head><body>
@@ -320,6 +352,8 @@ td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}}th{{background:#f
 {html.escape(str(s.get("data_range", {}).get("last_bar")))} · config hash <code>{html.escape(str(s.get("config_hash", "")))}</code> · orchestra {html.escape(str(s.get("version", "")))}</p>
 <p class="warn">Execution: {html.escape(str(s.get("execution_note", "")))}</p>
 <h2>Metrics</h2>{_table_html(_metrics_table(metrics))}
+<h2>Pods</h2>{pods_html}
+<p>One pod's own report: <code>orch-bt report RUN --html --pod POD_ID</code> (report-POD_ID.html).</p>
 {"".join(parts)}
 <h2>Lifecycle events</h2>{_table_html(result.lifecycle_events)}
 <h2>Alerts</h2>{_table_html(result.alerts)}
