@@ -366,3 +366,61 @@ def test_bust_account_stops_trading_with_a_critical_alert() -> None:
     assert fills.max() <= bust_bar + 1  # flattened (here already at bar 5's open), then nothing
     assert st_.units[0] == 0.0 and st_.account_units[0] == 0.0
     assert np.all(out.pod_nav >= 0.0) and out.pod_nav[-1, 0] == 0.0
+
+
+def test_a_bust_account_with_an_unfunded_pod_does_not_divide_by_zero() -> None:
+    """Found by hypothesis: a short doubling wipes the account out while another pod holds
+    nothing; re-anchoring an empty pod against a negative account equity marked it funded, and
+    its NAV divided by zero."""
+    from orchestra.kernels.state import N_LC, Inputs
+    from tests.kernel_cases import run_kernel
+
+    close = np.array(
+        [
+            [862.47145715, 34.02148685, 733.33009224],
+            [926.10157465, 34.965043 * 2.0, 726.7192034],
+            [864.28965036, 34.3411885, 727.10576728],
+        ]
+    )
+    inp = Inputs(
+        timestamps=np.array([1641600000000, 1641686400000, 1641772800000]),
+        day_id=np.array([19000, 19001, 19002]),
+        day_end=np.ones(3, dtype=bool),
+        month_end=np.zeros(3, dtype=bool),
+        open=np.array(
+            [
+                [856.17892741, 33.83682482, 731.01423247],
+                [929.92154823, 35.33146493, 725.78571738],
+                [876.18091256, 34.11351083, 729.66611458],
+            ]
+        ),
+        close=close,
+        tradable=np.ones((3, 3), dtype=bool),
+        atr=np.full((3, 3), np.nan),
+        target=np.array(
+            [
+                [0.45137783, 0.56534019, 0.0, -1.09471048, 0.0],
+                [0.45137783, 0.56534019, 0.0, -1.09471048, 0.0],
+                [0.45137783, 0.0, 0.0, 0.28290009, 0.0],
+            ]
+        ),
+        funding=np.zeros((3, 3)),
+        slot_pod=np.array([0, 0, 1, 1, 1]),
+        slot_sym=np.array([1, 2, 0, 1, 2]),
+        pod_ptr=np.array([0, 2, 5]),
+        sym_ptr=np.array([0, 1, 3, 5]),
+        sym_slots=np.array([2, 0, 3, 1, 4]),
+        pod_max_leverage=np.array([2.72483889, 2.55593457]),
+        pod_threshold=np.array([0.0, 0.02]),
+        pod_stop_loss=np.array([0.18623543, np.nan]),
+        pod_trailing=np.array([False, True]),
+        pod_trail_mult=np.array([3.75856061, 0.64178749]),
+        pod_max_drawdown=np.array([0.15, 0.15]),
+        pod_drawdown_warning=np.array([0.1, 0.1]),
+        pod_min_fraction=np.array([0.05, 0.05]),
+        params=np.array([0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0]),
+        lifecycle=np.zeros(N_LC),
+    )
+    st_, out = run_kernel(inp, np.array([0.0, 1.0]))
+    assert st_.halted[0] != 0 and out.equity[1] <= 0.0  # the account is bust
+    assert np.all(np.isfinite(out.pod_nav)) and np.all(out.pod_nav >= 0.0)

@@ -85,7 +85,7 @@ def request_rebalance_nb(st, fractions):
 @njit(cache=True)
 def current_nav_nb(st, p, equity):
     """The pod's NAV at equity ``equity`` (frozen when unfunded, never below 0)."""
-    if not st.pod_funded[p]:
+    if not st.pod_funded[p] or st.pod_anchor_equity[p] <= 0.0:
         return st.pod_anchor_nav[p]
     nav = st.pod_anchor_nav[p] * (equity / st.pod_anchor_equity[p])
     return nav if nav > 0.0 else 0.0
@@ -96,7 +96,8 @@ def anchor_nb(st, p, nav, equity, account_equity):
     """Re-anchor the pod's NAV at ``nav`` for equity ``equity``."""
     st.pod_anchor_nav[p] = nav
     st.pod_anchor_equity[p] = equity
-    st.pod_funded[p] = nav > 0.0 and equity > EQUITY_EPS * account_equity
+    # equity > 0 too: once the account is bust (equity ≤ 0) the relative test alone would pass
+    st.pod_funded[p] = nav > 0.0 and equity > 0.0 and equity > EQUITY_EPS * account_equity
 
 
 @njit(cache=True)
