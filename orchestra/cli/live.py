@@ -165,14 +165,11 @@ def _live(
 
 
 def _trade(cfg, config, key, secret, rebaseline, state_dir, metrics_port, max_bars, quiet):
-    import itertools
-
     from orchestra.config import parse_config
     from orchestra.data.ccxt_source import make_exchange
     from orchestra.live.feeds import PollFeed
     from orchestra.live.session import LiveSession
     from orchestra.live.trading import CcxtBroker
-    from orchestra.timeframes import timeframe_ms
 
     raw = cfg.model_dump(mode="json")
     raw["backtest"]["execution"] = "close"  # live orders go out at the signal bar's close
@@ -191,25 +188,46 @@ def _trade(cfg, config, key, secret, rebaseline, state_dir, metrics_port, max_ba
     for p in problems:
         err.print(f"[bold red]HALTED[/] reconciliation: {p}", highlight=False)
     session.monitor = _monitor(live_cfg, session, state, metrics_port, quiet)
-    step = timeframe_ms(cfg.clock_timeframe)
-    last = session.last_ts if session.last_ts is not None else session.start_ms - step
     if not quiet:
         err.print(f"orch-live LIVE on {feed.label}; state {state}")
+    _run_loop(session, feed, stop, max_bars, quiet)
+    _finish(session, stop)
+
+
+def _run_loop(session, feed, stop, max_bars: int | None, quiet: bool, replay_total=None) -> None:
+    """The bar loop of paper and live alike: from the bar after the last committed one; SIGINT /
+    SIGTERM stop it after the bar in flight (``stop.signum`` says which)."""
+    import itertools
+
+    from orchestra.timeframes import timeframe_ms
+
+    step = timeframe_ms(session.config.clock_timeframe)
+    last = session.last_ts if session.last_ts is not None else session.start_ms - step
     bars = feed.bars_after(last)
     if max_bars is not None:
         bars = itertools.islice(bars, max_bars)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     stop.install()
     try:
-        session.run(bars, on_bar=None if quiet else _print_bar, should_stop=stop.is_set)
-    except KeyboardInterrupt:
+        if replay_total is not None:
+            _replay(session, bars, replay_total, quiet, stop.is_set)
+        else:
+            logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+            session.run(bars, on_bar=None if quiet else _print_bar, should_stop=stop.is_set)
+    except KeyboardInterrupt:  # a second Ctrl-C: the bar in flight was not committed
         stop.signum = signal.SIGINT
     finally:
         stop.uninstall()
-        session.monitor.close(flush_s=2.0 if stop.signum else 5.0)
-        session.close()
+
+
+def _finish(session, stop) -> None:
+    """Close the monitor and the store; after a signal, say where to resume and exit 128+N."""
+    session.monitor.close(flush_s=2.0 if stop.signum is not None else 5.0)
+    session.close()
     if stop.signum is not None:
-        err.print(f"stopped after bar {session.next_bar - 1}; run the same command to resume")
+        err.print(
+            f"stopped after bar {session.next_bar - 1} ({_iso(session.last_ts)}); "
+            "run the same command to resume"
+        )
         sys.exit(128 + int(stop.signum))
 
 
@@ -251,12 +269,9 @@ def _paper(
     max_bars: int | None,
     quiet: bool,
 ) -> None:
-    import itertools
-
     from orchestra import load_config
     from orchestra.live.feeds import PollFeed, ReplayFeed
     from orchestra.live.session import LiveSession
-    from orchestra.timeframes import timeframe_ms
 
     cfg = load_config(config)
     _cold_start_note(quiet)
@@ -276,36 +291,13 @@ def _paper(
     except BaseException:
         session.close()
         raise
-    step = timeframe_ms(cfg.clock_timeframe)
-    last = session.last_ts if session.last_ts is not None else session.start_ms - step
     resumed = session.next_bar
     if not quiet:
         verb = f"resuming after bar {resumed} ({_iso(session.last_ts)})" if resumed else "starting"
         err.print(f"orch-live paper: {verb}; source {feed.label}; state {state_dir}")
-    bars = feed.bars_after(last)
-    if max_bars is not None:
-        bars = itertools.islice(bars, max_bars)
-    stop.install()
-    try:
-        if isinstance(feed, ReplayFeed):
-            _replay(session, bars, feed.n_bars - resumed, quiet, stop.is_set)
-        else:
-            logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-            session.run(bars, on_bar=None if quiet else _print_bar, should_stop=stop.is_set)
-    except KeyboardInterrupt:  # a second Ctrl-C: the bar in flight was not committed
-        stop.signum = signal.SIGINT
-    finally:
-        stop.uninstall()
-    if stop.signum is not None:
-        err.print(
-            f"stopped after bar {session.next_bar - 1} ({_iso(session.last_ts)}); "
-            "run the same command to resume"
-        )
-        session.monitor.close(flush_s=2.0)
-        session.close()
-        sys.exit(128 + int(stop.signum))
-    session.monitor.close()
-    session.close()
+    total = feed.n_bars - resumed if isinstance(feed, ReplayFeed) else None
+    _run_loop(session, feed, stop, max_bars, quiet, total)
+    _finish(session, stop)
     if session.engine is None:
         err.print("no new bar to process")
         return

@@ -85,7 +85,7 @@ def request_rebalance_nb(st, fractions):
 @njit(cache=True)
 def current_nav_nb(st, p, equity):
     """The pod's NAV at equity ``equity`` (frozen when unfunded, never below 0)."""
-    if not st.pod_funded[p] or st.pod_anchor_equity[p] <= 0.0:
+    if not st.pod_funded[p]:  # funded implies anchor equity > 0 (anchor_nb, seed_capital)
         return st.pod_anchor_nav[p]
     nav = st.pod_anchor_nav[p] * (equity / st.pod_anchor_equity[p])
     return nav if nav > 0.0 else 0.0

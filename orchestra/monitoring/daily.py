@@ -21,15 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from orchestra.kernels.state import STATE_NAMES
+from orchestra.results.summary import STATE_SHORT
 from orchestra.timeframes import DAY_MS, DAYS_PER_YEAR, period_days, timeframe_ms
-
-STATE_SHORT = {
-    "incubation": "INCUB",
-    "production": "PROD",
-    "warning": "WARN",
-    "probation": "PROB",
-    "retired": "RETIRED",
-}
 
 
 @dataclass(frozen=True)
