@@ -230,3 +230,24 @@ def test_report_compares_several_runs(tmp_path: Path) -> None:
     assert parse_config(raw).orchestrator.allocation_method == "equal_weight"
     bad = CliRunner().invoke(main, ["report", str(tmp_path / "run-a"), str(tmp_path / "nope")])
     assert bad.exit_code == 2 and "nope" in bad.output and "Traceback" not in bad.output
+
+
+def test_the_cli_starts_without_importing_the_heavy_libraries() -> None:
+    """`orch-bt --help` and `orch-live --help` stay fast: the top level imports lazily."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, orchestra, orchestra.cli.bt, orchestra.cli.live; "
+        "heavy = [m for m in ('cvxpy', 'numba', 'polars', 'sklearn') if m in sys.modules]; "
+        "print(heavy); assert not heavy, heavy; orchestra.Config  # still reachable"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_kernels_report_their_cache() -> None:
+    from orchestra.engine.warm import kernels_cached, warm_kernels
+
+    warm_kernels()  # compiles or loads: either way the step kernel is cached afterwards
+    assert kernels_cached()

@@ -634,3 +634,14 @@ def test_replay_parity_on_an_intraday_clock_from_finer_data(execution: str, tmp_
     assert bt.fills.height > 20 and bt.allocations["timestamp"].n_unique() > 3
     replay(cfg, tmp_path / "b", tmp_path / "s").close()
     assert_same_frames(bt, OrchestratedResult.load(tmp_path / "s"))
+
+
+def test_a_paper_state_is_not_resumed_as_a_live_run(market: Path, tmp_path: Path) -> None:
+    cfg = config_for(market)
+    replay(cfg, market, tmp_path / "s", max_bars=2).close()
+    feed = ReplayFeed(cfg, market)
+    with pytest.raises(StoreError, match="holds a paper run, not live"):
+        LiveSession.open(
+            feed.config, tmp_path / "s", feed.label, feed.start_ms, feed.warmup, identity=cfg,
+            mode="live",
+        )  # fmt: skip
