@@ -96,30 +96,58 @@ def atr_matrix(market: Market, window: int = ATR_BARS) -> np.ndarray:
 def pod_weight_matrix(
     config: Config, bars: pl.DataFrame, market: Market, clock_tf: str
 ) -> np.ndarray:
-    """Every pod's weights on the clock in one ``(T_all, K)`` slot matrix (pods' slots in order)."""
+    """Every pod's weights on the clock in one ``(T_all, K)`` slot matrix (pods' slots in order).
+
+    A pod on the clock's timeframe whose strategy has a wide form (every built-in) is computed
+    on the market matrices directly (:func:`~orchestra.strategies.weights_matrix`); any other
+    pod (a coarser timeframe, a user's long-frame strategy) goes through the long-frame
+    contract. Both give the same numbers. Pods are independent and computed on a thread per
+    core (the kernels and polars release the GIL); the result does not depend on the order.
+    """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from orchestra.strategies import StrategyError, weights_matrix
+
     t0 = int(market.timestamps[0])
     step = timeframe_ms(clock_tf)
-    n_slots = sum(len(p.symbols) for p in config.pods)
-    mat = np.zeros((market.n_bars, n_slots))
-    offset = 0
-    from orchestra.strategies import StrategyError
+    widths = [len(p.symbols) for p in config.pods]
+    offsets = np.concatenate([[0], np.cumsum(widths)]).astype(int)
+    mat = np.zeros((market.n_bars, int(offsets[-1])))
 
-    for i, pod in enumerate(config.pods):
-        pod_bars = bars.filter(pl.col("symbol").is_in(pod.symbols))
+    def one(i: int) -> None:
+        pod = config.pods[i]
+        block = mat[:, offsets[i] : offsets[i + 1]]  # a view
         try:
-            w = weights_on_clock(pod.strategy, pod_bars, pod_params(pod), pod.timeframe, clock_tf)
+            wide = None
+            if timeframe_ms(pod.timeframe) == step:
+                wide = weights_matrix(pod.strategy, pod_params(pod), market, pod.symbols)
+            if wide is not None:
+                block[:] = wide
+            else:
+                pod_bars = bars.filter(pl.col("symbol").is_in(pod.symbols))
+                w = weights_on_clock(
+                    pod.strategy, pod_bars, pod_params(pod), pod.timeframe, clock_tf
+                )
+                index = {s: j for j, s in enumerate(pod.symbols)}
+                rows = ((w["timestamp"].dt.epoch("ms").to_numpy() - t0) // step).astype(np.int64)
+                cols = w["symbol"].replace_strict(index, return_dtype=pl.Int64).to_numpy()
+                block[rows, cols] = w["weight"].to_numpy()
         except StrategyError as exc:
             raise StrategyError(f"pods[{i}] ({pod.pod_id}): {exc}") from None
-        index = {s: offset + j for j, s in enumerate(pod.symbols)}
-        rows = ((w["timestamp"].dt.epoch("ms").to_numpy() - t0) // step).astype(np.int64)
-        cols = w["symbol"].replace_strict(index, return_dtype=pl.Int64).to_numpy()
-        mat[rows, cols] = w["weight"].to_numpy()
         # the pod's leverage cap, on its dense block (a per-timestamp group-by in polars costs
         # more than the strategy itself on long frames)
-        block = mat[:, offset : offset + len(pod.symbols)]
         cap_matrix(block, pod.risk.max_leverage)
-        mat[:, offset : offset + len(pod.symbols)] = block
-        offset += len(pod.symbols)
+
+    workers = min(len(config.pods), os.cpu_count() or 1)
+    if workers <= 1:
+        for i in range(len(config.pods)):
+            one(i)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            futures = [pool.submit(one, i) for i in range(len(config.pods))]
+        for f in futures:  # the first pod's error, whatever finished first
+            f.result()
     return mat
 
 

@@ -1,4 +1,4 @@
-"""Strategies: whole-history polars functions from a pod's bars to internal target weights.
+"""Strategies: whole-history functions from a pod's bars to internal target weights.
 
 Contract (SPEC §6): ``fn(bars, params) -> DataFrame[timestamp, symbol, weight]`` where ``bars`` is
 the pod's bar frame (all its symbols, whole history) and ``params`` its validated params model. The
@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from orchestra.data.align import Market
 from orchestra.data.schema import is_sorted_by_symbol_time
 from orchestra.strategies import donchian, ensemble, tsmom, vol_adaptive, vw_tsmom  # noqa: F401  (registers)
+from orchestra.strategies.common import MarketFields, long_form, per_year_from_step
 from orchestra.strategies.registry import (
     StrategyError,
     StrategyNotFound,
@@ -40,8 +42,10 @@ __all__ = [
     "compute_weights",
     "get_strategy",
     "is_sorted_by_symbol_time",
+    "long_form",
     "registered_names",
     "strategy",
+    "weights_matrix",
     "weights_on_clock",
 ]
 
@@ -109,19 +113,20 @@ def compute_weights(
         )
     except pl.exceptions.PolarsError as exc:
         raise StrategyError(f"strategy {name!r} returned unusable columns: {exc}") from None
-    dup = weights.filter(pl.struct("timestamp", "symbol").is_duplicated())
-    if dup.height:
-        first = dup.row(0, named=True)
-        raise StrategyError(
-            f"strategy {name!r} returned {dup.height} rows with a duplicate (timestamp, symbol), "
-            f"first {first['symbol']} {first['timestamp']}: return one weight per bar"
-        )
     aligned = (
         weights.height == bars.height
         and weights["timestamp"].equals(bars["timestamp"])
         and weights["symbol"].equals(bars["symbol"])
     )
     if not aligned:  # the strategy returned other rows or another order: align on the keys
+        # (aligned rows mirror the validated bars' unique keys: only other rows need the check)
+        dup = weights.filter(pl.struct("timestamp", "symbol").is_duplicated())
+        if dup.height:
+            first = dup.row(0, named=True)
+            raise StrategyError(
+                f"strategy {name!r} returned {dup.height} rows with a duplicate (timestamp, "
+                f"symbol), first {first['symbol']} {first['timestamp']}: return one weight per bar"
+            )
         weights = (
             bars.select("timestamp", "symbol")
             .join(weights, on=["timestamp", "symbol"], how="left")
@@ -138,6 +143,64 @@ def compute_weights(
     if max_leverage is not None:
         out = apply_leverage_cap(out, max_leverage)
     return out
+
+
+def weights_matrix(
+    name: str,
+    params: dict[str, Any] | StrategyParams | None,
+    market: Market,
+    symbols: list[str],
+) -> np.ndarray | None:
+    """The engine's fast path: a strategy's weights for ``symbols`` on the market's clock.
+
+    A strategy with a wide form (every built-in: ``func.wide``, see
+    :mod:`orchestra.strategies.common`) runs on the pod's rows of the ``(T, S)`` market matrices
+    instead of a long frame: the same kernels on the same numbers, so the weights equal
+    :func:`compute_weights`'s bit for bit (tested). Returns ``(T, len(symbols))`` weights, 0
+    where a symbol has no bar, or None when the strategy has no wide form or a symbol's bars
+    have holes (then use :func:`compute_weights`).
+    """
+    spec = get_strategy(name)
+    wide = getattr(spec.func, "wide", None)
+    if wide is None:
+        return None
+    model = params if isinstance(params, StrategyParams) else spec.parse_params(params)
+    index = {s: j for j, s in enumerate(market.symbols)}
+    columns = [index[s] for s in symbols]
+    present = market.tradable[:, columns]
+    n_bars = present.shape[0]
+    has = present.any(axis=0)
+    start = np.where(has, present.argmax(axis=0), 0).astype(np.int64)
+    stop = np.where(has, n_bars - present[::-1].argmax(axis=0), 0).astype(np.int64)
+    if any(not present[start[j] : stop[j], j].all() for j in range(len(columns))):
+        return None  # a symbol's bars have holes: the long form sees rows, not the clock
+    # the long form infers the bar step from consecutive bars of any symbol
+    step = timeframe_ms(market.timeframe) if bool(((stop - start) >= 2).any()) else None
+    matrices = {
+        "open": market.open,
+        "high": market.high,
+        "low": market.low,
+        "close": market.close,
+        "volume": market.volume,
+    }
+    fields = MarketFields(matrices, columns)
+    try:
+        w = wide(model, fields, start, stop, per_year_from_step(step), int(has.sum()))
+    except Exception as exc:
+        if name in _builtin_names():
+            raise
+        raise StrategyError(f"strategy {name!r} raised {type(exc).__name__}: {exc}") from exc
+    if w is None:
+        return None
+    w = w.T
+    if not np.isfinite(w).all():
+        t, j = np.argwhere(~np.isfinite(w))[0]
+        when = np.datetime64(int(market.timestamps[t]), "ms")
+        raise StrategyError(
+            f"strategy {name!r} returned {int((~np.isfinite(w)).sum())} non-finite weight(s), "
+            f"first {symbols[j]} {when}: {w[t, j]}"
+        )
+    return w
 
 
 def _builtin_names() -> set[str]:

@@ -1,48 +1,129 @@
-"""Polars building blocks shared by the built-in strategies.
+"""The two layouts a built-in strategy runs on, and the long-frame contract built from them.
 
-Every expression here is evaluated per symbol (``.over("symbol")``) on a frame sorted by
-``symbol, timestamp``, and uses only the current and earlier rows (no look-ahead).
+A built-in strategy is written once, as a **wide** function
+``wide(params, fields, start, stop, per_year, n) -> (S, L) weights`` over ``(S, L)`` arrays (one row
+per symbol in time order; symbol s has bars in columns ``start[s] .. stop[s]-1``), calling the
+numba kernels of :mod:`orchestra.strategies.kernels`. It runs on two layouts of the same numbers:
+
+* :class:`SymbolRows` — a long bar frame sorted by ``symbol, timestamp``: each symbol's rows,
+  left-aligned. This gives the public contract ``fn(bars, params) -> weights`` (:func:`long_form`).
+* :class:`MarketFields` — the engine's ``(T, S)`` market matrices on the clock, a pod's symbols
+  transposed: no frame is built, and nothing is pivoted back and forth.
+
+Both hand the kernels the same rows, so the weights are equal bit for bit (tested).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any, Protocol
+
 import numpy as np
 import polars as pl
 
+from orchestra.data.schema import is_sorted_by_symbol_time
+from orchestra.strategies.kernels import VOL_FLOOR
 from orchestra.timeframes import DAYS_PER_YEAR
 
-VOL_FLOOR = 1e-6  # annualised; keeps 1/σ finite on flat (zero-volume, gap-filled) stretches
+__all__ = [
+    "VOL_FLOOR",
+    "MarketFields",
+    "SymbolRows",
+    "bars_per_year",
+    "long_form",
+    "per_year_from_step",
+]
+
+DAY_MS = 86_400_000
+
+
+class Fields(Protocol):
+    def __getitem__(self, field: str) -> np.ndarray: ...
+
+
+WideFn = Callable[[Any, Fields, np.ndarray, np.ndarray, float, int], np.ndarray | None]
+
+
+def per_year_from_step(step_ms: float | None) -> float:
+    """Annualisation factor, 365 × bars per day, for bars ``step_ms`` apart (daily if unknown)."""
+    return DAYS_PER_YEAR * DAY_MS / (step_ms or float(DAY_MS))
 
 
 def bars_per_year(bars: pl.DataFrame) -> float:
-    """Annualisation factor (365 × bars per day) inferred from the frame's bar spacing."""
+    """Annualisation factor (365 × bars per day) inferred from the frame's bar spacing: the
+    smallest positive step between consecutive bars of a symbol."""
     ts = bars.select(pl.col("timestamp").dt.epoch("ms").diff().over("symbol").alias("d"))["d"]
     ts = ts.filter(ts > 0)
-    step = float(ts.min()) if ts.len() else 86_400_000.0  # type: ignore[arg-type]
-    return DAYS_PER_YEAR * 86_400_000.0 / step
+    return per_year_from_step(float(ts.min()) if ts.len() else None)  # type: ignore[arg-type]
 
 
-def log_return() -> pl.Expr:
-    """Bar log-return ``ln(close_t / close_{t-1})`` per symbol (null on the first bar)."""
-    return (pl.col("close") / pl.col("close").shift(1)).log().over("symbol")
+class SymbolRows:
+    """A long frame sorted by ``symbol, timestamp`` as ``(S, L)`` rows, one per symbol."""
+
+    def __init__(self, bars: pl.DataFrame):
+        self.bars = bars
+        runs = bars["symbol"].rle()
+        self.lengths = runs.struct.field("len").to_numpy().astype(np.int64)
+        self.n_symbols = self.lengths.size
+        self.width = int(self.lengths.max()) if self.n_symbols else 0
+        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
+        self.start = np.zeros(self.n_symbols, dtype=np.int64)
+        self.stop = self.lengths.copy()
+        self._cache: dict[str, np.ndarray] = {}
+
+    def pivot(self, values: np.ndarray) -> np.ndarray:
+        """A column in the frame's row order → ``(S, L)`` (columns past a symbol's end are 0)."""
+        values = np.asarray(values, dtype=np.float64)
+        if self.n_symbols and (self.lengths == self.width).all():
+            return values.reshape(self.n_symbols, self.width)
+        out = np.zeros((self.n_symbols, self.width))
+        for s in range(self.n_symbols):
+            out[s, : self.lengths[s]] = values[self.offsets[s] : self.offsets[s + 1]]
+        return out
+
+    def unpivot(self, wide: np.ndarray) -> np.ndarray:
+        """``(S, L)`` → a column in the frame's row order."""
+        if self.n_symbols and (self.lengths == self.width).all():
+            return wide.reshape(-1)
+        return np.concatenate([wide[s, : self.lengths[s]] for s in range(self.n_symbols)])
+
+    def __getitem__(self, field: str) -> np.ndarray:
+        if field not in self._cache:
+            self._cache[field] = self.pivot(self.bars[field].to_numpy())
+        return self._cache[field]
 
 
-def realised_vol(window: int, per_year: float, returns: pl.Expr | None = None) -> pl.Expr:
-    """Annualised rolling standard deviation of ``returns`` (default log-returns) per symbol."""
-    r = log_return() if returns is None else returns
-    return r.rolling_std(window).over("symbol") * np.sqrt(per_year)
+class MarketFields:
+    """A pod's symbols of ``(T, S_all)`` market matrices, transposed to ``(S, T)`` on demand."""
+
+    def __init__(self, matrices: dict[str, np.ndarray], columns: list[int]):
+        self.matrices = matrices
+        self.columns = columns
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, field: str) -> np.ndarray:
+        if field not in self._cache:
+            self._cache[field] = np.ascontiguousarray(self.matrices[field][:, self.columns].T)
+        return self._cache[field]
 
 
-def vol_scaled(signal: pl.Expr, vol: pl.Expr, vol_target: float, n_symbols: int) -> pl.Expr:
-    """``signal · vol_target / σ / n_symbols`` with σ floored at :data:`VOL_FLOOR`."""
-    return signal * vol_target / vol.clip(lower_bound=VOL_FLOOR) / n_symbols
+def long_form(wide: WideFn) -> Callable[[pl.DataFrame, Any], pl.DataFrame]:
+    """The long-frame strategy function (SPEC §6 contract) of a wide function.
 
+    The returned function carries ``wide`` as ``.wide`` so the engine can run it on the market
+    matrices instead.
+    """
 
-def finish(frame: pl.LazyFrame | pl.DataFrame, weight: pl.Expr) -> pl.DataFrame:
-    """Select ``timestamp, symbol, weight`` with nulls and NaNs (not enough history) as 0."""
-    lf = frame.lazy() if isinstance(frame, pl.DataFrame) else frame
-    return (
-        lf.select("timestamp", "symbol", weight.alias("weight"))
-        .with_columns(pl.col("weight").fill_nan(0.0).fill_null(0.0))
-        .collect()
-    )
+    @functools.wraps(wide)
+    def func(bars: pl.DataFrame, params: Any) -> pl.DataFrame:
+        if not is_sorted_by_symbol_time(bars):
+            bars = bars.sort("symbol", "timestamp")
+        rows = SymbolRows(bars)
+        w = wide(params, rows, rows.start, rows.stop, bars_per_year(bars), rows.n_symbols)
+        if w is None:
+            raise ValueError(f"{wide.__name__} cannot run on these params")
+        return bars.select("timestamp", "symbol", pl.Series("weight", rows.unpivot(w)))
+
+    func.wide = wide  # type: ignore[attr-defined]
+    return func

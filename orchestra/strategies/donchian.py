@@ -9,10 +9,11 @@ holds until the opposite breakout). The pod weight is the mean signal over lookb
 
 from __future__ import annotations
 
-import polars as pl
+import numpy as np
 from pydantic import Field, field_validator
 
-from orchestra.strategies.common import bars_per_year, finish, realised_vol, vol_scaled
+from orchestra.strategies.common import Fields, long_form
+from orchestra.strategies.kernels import donchian_nb
 from orchestra.strategies.registry import StrategyParams, register
 
 
@@ -33,25 +34,14 @@ class DonchianParams(StrategyParams):
         return max(*self.lookbacks, self.vol_window) + 1
 
 
-def breakout_signal(lookback: int, long_only: bool) -> pl.Expr:
-    """+1 / −1 (0 if long_only) on a close beyond the prior ``lookback``-bar channel, held."""
-    upper = pl.col("high").shift(1).rolling_max(lookback)
-    lower = pl.col("low").shift(1).rolling_min(lookback)
-    down = 0.0 if long_only else -1.0
-    raw = (
-        pl.when(pl.col("close") > upper)
-        .then(1.0)
-        .when(pl.col("close") < lower)
-        .then(down)
-        .otherwise(None)
-    )
-    return raw.forward_fill().fill_null(0.0).over("symbol")
-
-
 @register("donchian-ensemble", DonchianParams)
-def donchian_ensemble(bars: pl.DataFrame, params: DonchianParams) -> pl.DataFrame:
+@long_form
+def donchian_ensemble(
+    p: DonchianParams, f: Fields, start, stop, per_year: float, n: int
+) -> np.ndarray:
     """Mean of the breakout signals over ``lookbacks``, vol-targeted."""
-    n = bars["symbol"].n_unique()
-    signal = pl.mean_horizontal([breakout_signal(L, params.long_only) for L in params.lookbacks])
-    vol = realised_vol(params.vol_window, bars_per_year(bars))
-    return finish(bars, vol_scaled(signal, vol, params.vol_target, n))
+    lookbacks = np.asarray(p.lookbacks, dtype=np.int64)
+    return donchian_nb(
+        f["high"], f["low"], f["close"], start, stop, lookbacks, p.long_only, p.vol_window,
+        p.vol_target, per_year, n,
+    )  # fmt: skip

@@ -18,9 +18,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
 import polars as pl
 from pydantic import Field
 
+from orchestra.data.schema import is_sorted_by_symbol_time
+from orchestra.strategies.common import Fields, SymbolRows
+from orchestra.strategies.kernels import combine_nb
 from orchestra.strategies.registry import StrategyParams, get_strategy, register
 
 
@@ -47,35 +51,54 @@ class EnsembleParams(StrategyParams):
         )
 
 
+def _combine(params: EnsembleParams, subs: list[np.ndarray], f: Fields, start, stop) -> np.ndarray:
+    return combine_nb(
+        np.stack(subs), f["close"], start, stop, params.aggregation == "inverse_volatility",
+        params.vol_window,
+    )  # fmt: skip
+
+
+def _wide(
+    params: EnsembleParams, f: Fields, start, stop, per_year: float, n: int
+) -> np.ndarray | None:
+    """Each sub-strategy's wide weights, combined; None if one is a user's long-frame function."""
+    if not params.sub_strategies:
+        raise ValueError("ensemble needs at least one sub-strategy")
+    subs = []
+    for sub in params.sub_strategies:
+        spec = get_strategy(sub.name)
+        wide = getattr(spec.func, "wide", None)
+        w = (
+            None
+            if wide is None
+            else wide(spec.parse_params(sub.params), f, start, stop, per_year, n)
+        )
+        if w is None:
+            return None
+        subs.append(w)
+    return _combine(params, subs, f, start, stop)
+
+
 @register("ensemble", EnsembleParams)
 def ensemble(bars: pl.DataFrame, params: EnsembleParams) -> pl.DataFrame:
-    """Combine the sub-strategies' weights per symbol (see module docstring)."""
+    """Combine the sub-strategies' weights per symbol (see module docstring).
+
+    Each sub-strategy's weights come from :func:`~orchestra.strategies.compute_weights` (so a
+    user's own strategy can be a sub-strategy); the combination is the same kernel either way.
+    """
     if not params.sub_strategies:
         raise ValueError("ensemble needs at least one sub-strategy")
     from orchestra.strategies import compute_weights
 
-    base = bars.select("timestamp", "symbol", "close").sort("symbol", "timestamp")
-    cols = []
-    for i, sub in enumerate(params.sub_strategies):
-        w = compute_weights(sub.name, bars, sub.params).rename({"weight": f"w{i}"})
-        base = base.join(w, on=["timestamp", "symbol"], how="left")
-        cols.append(f"w{i}")
-    base = base.with_columns(pl.col(cols).fill_null(0.0))
-    if params.aggregation == "equal":
-        return base.select("timestamp", "symbol", pl.mean_horizontal(cols).alias("weight"))
-    ret = (pl.col("close") / pl.col("close").shift(1) - 1).over("symbol")
-    sig = [
-        (pl.col(c).shift(1) * ret)
-        .over("symbol")
-        .rolling_std(params.vol_window)
-        .over("symbol")
-        .alias(f"s{i}")
-        for i, c in enumerate(cols)
+    if not is_sorted_by_symbol_time(bars):
+        bars = bars.sort("symbol", "timestamp")
+    rows = SymbolRows(bars)
+    subs = [
+        rows.pivot(compute_weights(sub.name, bars, sub.params)["weight"].to_numpy())
+        for sub in params.sub_strategies
     ]
-    base = base.with_columns(sig)
-    s = [pl.col(f"s{i}") for i in range(len(cols))]
-    known = pl.all_horizontal([(x.is_not_null()) & (x > 0) for x in s])
-    inv = [pl.when(known).then(1.0 / x).otherwise(1.0) for x in s]
-    total = pl.sum_horizontal(inv)
-    combined = pl.sum_horizontal([iv / total * pl.col(c) for iv, c in zip(inv, cols, strict=True)])
-    return base.select("timestamp", "symbol", combined.fill_nan(0.0).fill_null(0.0).alias("weight"))
+    w = _combine(params, subs, rows, rows.start, rows.stop)
+    return bars.select("timestamp", "symbol", pl.Series("weight", rows.unpivot(w)))
+
+
+ensemble.wide = _wide  # type: ignore[attr-defined]

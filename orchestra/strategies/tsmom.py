@@ -9,10 +9,11 @@ with ``L = lookback`` bars, ``σ`` the annualised standard deviation of log-retu
 
 from __future__ import annotations
 
-import polars as pl
+import numpy as np
 from pydantic import Field
 
-from orchestra.strategies.common import bars_per_year, finish, realised_vol, vol_scaled
+from orchestra.strategies.common import Fields, long_form
+from orchestra.strategies.kernels import tsmom_nb
 from orchestra.strategies.registry import StrategyParams, register
 
 
@@ -26,9 +27,7 @@ class TsmomParams(StrategyParams):
 
 
 @register("tsmom", TsmomParams)
-def tsmom(bars: pl.DataFrame, params: TsmomParams) -> pl.DataFrame:
+@long_form
+def tsmom(p: TsmomParams, f: Fields, start, stop, per_year: float, n: int) -> np.ndarray:
     """Sign of the ``lookback`` return, scaled to ``vol_target`` and split across symbols."""
-    n = bars["symbol"].n_unique()
-    momentum = (pl.col("close") / pl.col("close").shift(params.lookback) - 1).over("symbol")
-    vol = realised_vol(params.vol_window, bars_per_year(bars))
-    return finish(bars, vol_scaled(momentum.sign(), vol, params.vol_target, n))
+    return tsmom_nb(f["close"], start, stop, p.lookback, p.vol_window, p.vol_target, per_year, n)

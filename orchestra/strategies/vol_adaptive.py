@@ -9,10 +9,11 @@ adaptive trend filters (Kaufman 1995; cf. Moskowitz et al. 2012 for the vol targ
 
 from __future__ import annotations
 
-import polars as pl
+import numpy as np
 from pydantic import Field, model_validator
 
-from orchestra.strategies.common import bars_per_year, finish, realised_vol, vol_scaled
+from orchestra.strategies.common import Fields, long_form
+from orchestra.strategies.kernels import vol_adaptive_nb
 from orchestra.strategies.registry import StrategyParams, register
 
 
@@ -36,19 +37,12 @@ class VolAdaptiveParams(StrategyParams):
 
 
 @register("vol-adaptive", VolAdaptiveParams)
-def vol_adaptive(bars: pl.DataFrame, params: VolAdaptiveParams) -> pl.DataFrame:
+@long_form
+def vol_adaptive(
+    p: VolAdaptiveParams, f: Fields, start, stop, per_year: float, n: int
+) -> np.ndarray:
     """Trend sign with a lookback chosen by the volatility regime, vol-targeted."""
-    n = bars["symbol"].n_unique()
-    per_year = bars_per_year(bars)
-    short = realised_vol(params.vol_short, per_year)
-    long = realised_vol(params.vol_long, per_year)
-
-    def mom(lb: int) -> pl.Expr:
-        return (pl.col("close") / pl.col("close").shift(lb) - 1).over("symbol").sign()
-
-    signal = (
-        pl.when(short > long).then(mom(params.fast_lookback)).otherwise(mom(params.slow_lookback))
-    )
-    # the long-vol window gates the regime: no signal until both estimates exist
-    signal = pl.when(long.is_null()).then(0.0).otherwise(signal)
-    return finish(bars, vol_scaled(signal, short, params.vol_target, n))
+    return vol_adaptive_nb(
+        f["close"], start, stop, p.fast_lookback, p.slow_lookback, p.vol_short, p.vol_long,
+        p.vol_target, per_year, n,
+    )  # fmt: skip

@@ -8,10 +8,11 @@ on volume and return predictability). A window with zero total volume gives weig
 
 from __future__ import annotations
 
-import polars as pl
+import numpy as np
 from pydantic import Field
 
-from orchestra.strategies.common import bars_per_year, finish, log_return, realised_vol, vol_scaled
+from orchestra.strategies.common import Fields, long_form
+from orchestra.strategies.kernels import vw_tsmom_nb
 from orchestra.strategies.registry import StrategyParams, register
 
 
@@ -25,12 +26,9 @@ class VwTsmomParams(StrategyParams):
 
 
 @register("vw-tsmom", VwTsmomParams)
-def vw_tsmom(bars: pl.DataFrame, params: VwTsmomParams) -> pl.DataFrame:
+@long_form
+def vw_tsmom(p: VwTsmomParams, f: Fields, start, stop, per_year: float, n: int) -> np.ndarray:
     """Sign of the volume-weighted mean return over ``lookback`` bars, vol-targeted."""
-    n = bars["symbol"].n_unique()
-    r = log_return()
-    num = (r * pl.col("volume")).rolling_sum(params.lookback).over("symbol")
-    den = pl.col("volume").rolling_sum(params.lookback).over("symbol")
-    signal = pl.when(den > 0).then((num / den).sign()).otherwise(0.0)
-    vol = realised_vol(params.vol_window, bars_per_year(bars))
-    return finish(bars, vol_scaled(signal, vol, params.vol_target, n))
+    return vw_tsmom_nb(
+        f["close"], f["volume"], start, stop, p.lookback, p.vol_window, p.vol_target, per_year, n
+    )
