@@ -138,7 +138,8 @@ def load_bars(config, start: dt.date | None = None, end: dt.date | None = None) 
         pl.Datetime("ms", "UTC")
     )
     bars = bars.filter((pl.col("timestamp") >= lo) & (pl.col("timestamp") < hi))
-    missing = [s for s in symbols if bars.filter(pl.col("symbol") == s).height == 0]
+    present = set(bars["symbol"].unique())
+    missing = [s for s in symbols if s not in present]
     if missing:
         raise DataError([f"{s}: no bars between {first_day} and {end}" for s in missing], label)
     notes = range_notes(bars, first_day, start, end)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from orchestra.data.schema import BAR_COLUMNS
+from orchestra.data.schema import BAR_COLUMNS, is_sorted_by_symbol_time
 from orchestra.timeframes import polars_every, timeframe_ms
 
 
@@ -82,18 +82,35 @@ def to_matrices(bars: pl.DataFrame, symbols: list[str], timeframe: str) -> Marke
     step = timeframe_ms(timeframe)
     index = {s: j for j, s in enumerate(symbols)}
     sub = bars.filter(pl.col("symbol").is_in(symbols))
-    rows = ((sub["timestamp"].dt.epoch("ms").to_numpy() - times[0]) // step).astype(np.int64)
-    cols = sub["symbol"].replace_strict(index, return_dtype=pl.Int64).to_numpy()
-    out = {}
-    for c in ("open", "high", "low", "close", "volume"):
-        m = np.full((n, k), np.nan)
-        m[rows, cols] = sub[c].to_numpy()
-        out[c] = m
+    if sub.height == bars.height:
+        sub = bars  # keeps polars' sortedness flags
+    fields = ("open", "high", "low", "close", "volume")
+    out = {c: np.full((n, k), np.nan) for c in fields}
     tradable = np.zeros((n, k), dtype=np.bool_)
-    tradable[rows, cols] = True
-    # after a symbol's last bar: hold the last close for marking (not tradable)
     last = np.full(k, -1, dtype=np.int64)
-    np.maximum.at(last, cols, rows)
+    ts = sub["timestamp"].dt.epoch("ms").to_numpy()
+    values = {c: sub[c].to_numpy() for c in fields}
+    if is_sorted_by_symbol_time(sub):  # validated data: one run of rows per symbol
+        runs = sub["symbol"].rle()
+        ends = np.cumsum(runs.struct.field("len").to_numpy())
+        starts = np.r_[0, ends[:-1]]
+        for sym, a, b in zip(runs.struct.field("value"), starts, ends, strict=True):
+            j = index[sym]
+            rows = (ts[a:b] - times[0]) // step
+            gapless = rows[-1] - rows[0] == b - a - 1
+            where = slice(int(rows[0]), int(rows[-1]) + 1) if gapless else rows
+            for c in fields:
+                out[c][where, j] = values[c][a:b]
+            tradable[where, j] = True
+            last[j] = rows[-1]
+    else:
+        rows = ((ts - times[0]) // step).astype(np.int64)
+        cols = sub["symbol"].replace_strict(index, return_dtype=pl.Int64).to_numpy()
+        for c in fields:
+            out[c][rows, cols] = values[c]
+        tradable[rows, cols] = True
+        np.maximum.at(last, cols, rows)
+    # after a symbol's last bar: hold the last close for marking (not tradable)
     for j in np.flatnonzero((last >= 0) & (last + 1 < n)):
         last_close = out["close"][last[j], j]
         for c in ("open", "high", "low", "close"):

@@ -163,10 +163,10 @@ def _intraday_bars(symbols, first_day: int, last_day: int, per_day: int, seed: i
     n_days = last_day + 1 - first_day
     load = np.array([_symbol_profile(s, seed)[2] for s in symbols])
 
-    def per_day_draws(key: tuple[int, ...], draw, width: int = per_day) -> np.ndarray:
+    def per_day_draws(key: tuple[int, ...], draw, width: int = per_day, out=None) -> np.ndarray:
         # chunk c of the stream holds days c·IC .. (c+1)·IC-1, each a row of `width` draws
         ic = INTRADAY_CHUNK
-        out = np.empty((n_days, width))
+        out = np.empty((n_days, width)) if out is None else out
         for c in range(first_day // ic, last_day // ic + 1):
             rng = np.random.default_rng([seed, *key, per_day, c])
             block = draw(rng, (ic, width))
@@ -176,30 +176,52 @@ def _intraday_bars(symbols, first_day: int, last_day: int, per_day: int, seed: i
 
     t_draw = lambda rng, shape: rng.standard_t(DOF, size=shape)  # noqa: E731
     factor = per_day_draws((20,), t_draw) * T_SCALE
-    opens, highs, lows, closes, volumes = [], [], [], [], []
+    k = len(symbols)
+    # written in place, symbol by symbol, into preallocated arrays: long minute histories are
+    # gigabytes, and fresh temporaries per symbol cost more than the arithmetic
+    opens, highs, lows, closes, volumes = (np.empty((k, n_days, per_day)) for _ in range(5))
+    path = np.empty((n_days, per_day))
+    scratch = np.empty((n_days, per_day))
+    wick = np.empty((n_days, 2 * per_day))
     steps = np.arange(1, per_day + 1) / per_day
     for j, s in enumerate(symbols):
         crc = zlib.crc32(s.encode())
-        e = per_day_draws((crc, 21), t_draw) * T_SCALE
-        z = load[j] * factor + np.sqrt(1 - load[j] ** 2) * e
-        w = np.cumsum(z, axis=1)
-        bridge = w - steps[None, :] * w[:, -1:]  # 0 at the day's open and at its close
+        e = per_day_draws((crc, 21), t_draw, out=path)
+        e *= T_SCALE
+        e *= np.sqrt(1 - load[j] ** 2)
+        np.multiply(load[j], factor, out=scratch)
+        np.add(scratch, e, out=scratch)  # z: the one-factor shocks
+        w = np.cumsum(scratch, axis=1, out=scratch)
+        np.multiply(steps[None, :], w[:, -1:], out=path)
+        np.subtract(w, path, out=path)  # the bridge: 0 at the day's open and at its close
         total = np.log(d_close[j] / d_open[j])
         sig = vols[j] / np.sqrt(per_day)
-        path = steps[None, :] * total[:, None] + sig * bridge
-        c = d_open[j][:, None] * np.exp(path)
-        o = np.concatenate([d_open[j][:, None], c[:, :-1]], axis=1)
-        wick = np.abs(per_day_draws((crc, 22), lambda r, sh: r.standard_normal(sh), 2 * per_day))
-        hi_ = np.maximum(o, c) * np.exp(wick[:, :per_day] * 0.5 * sig)
-        lo_ = np.minimum(o, c) * np.exp(-wick[:, per_day:] * 0.5 * sig)
-        share = np.exp(per_day_draws((crc, 23), lambda r, sh: r.normal(0.0, 0.5, sh)))
+        path *= sig
+        np.multiply(steps[None, :], total[:, None], out=scratch)
+        np.add(scratch, path, out=path)
+        c, o = closes[j], opens[j]
+        np.exp(path, out=path)
+        np.multiply(d_open[j][:, None], path, out=c)
+        o[:, 0] = d_open[j]
+        o[:, 1:] = c[:, :-1]
+        per_day_draws((crc, 22), lambda r, sh: r.standard_normal(sh), 2 * per_day, out=wick)
+        np.abs(wick, out=wick)
+        np.multiply(wick[:, :per_day], 0.5, out=path)
+        path *= sig
+        np.exp(path, out=path)
+        np.maximum(o, c, out=highs[j])
+        highs[j] *= path
+        np.negative(wick[:, per_day:], out=path)
+        path *= 0.5
+        path *= sig
+        np.exp(path, out=path)
+        np.minimum(o, c, out=lows[j])
+        lows[j] *= path
+        share = per_day_draws((crc, 23), lambda r, sh: r.normal(0.0, 0.5, sh), out=path)
+        np.exp(share, out=share)
         share /= share.sum(axis=1, keepdims=True)
-        opens.append(o.ravel())
-        highs.append(hi_.ravel())
-        lows.append(lo_.ravel())
-        closes.append(c.ravel())
-        volumes.append((share * d_volume[j][:, None]).ravel())
-    return tuple(np.stack(x) for x in (opens, highs, lows, closes, volumes))
+        np.multiply(share, d_volume[j][:, None], out=volumes[j])
+    return tuple(x.reshape(k, n_days * per_day) for x in (opens, highs, lows, closes, volumes))
 
 
 def generate(
@@ -228,6 +250,7 @@ def generate(
     last_day = max((t_end - 1) // DAY_MS, first_day)
     if step % DAY_MS == 0:  # whole days: align the first day on the timeframe's grid
         first_day -= first_day % (step // DAY_MS)
+    symbols = sorted(set(symbols))  # a symbol's bars do not depend on the others
     k = len(symbols)
     if base >= DAY_MS:
         o, h, lo, c, v, _ = _day_bars(symbols, first_day, last_day, seed)
@@ -253,6 +276,5 @@ def generate(
         frame = resample(frame, timeframe)
     t_first = -(-t0 // step) * step
     ms = pl.col("timestamp").dt.epoch("ms")
-    return frame.filter((ms >= t_first) & (ms + step <= max(t_end, t_first + step))).sort(
-        "symbol", "timestamp"
-    )
+    # symbols were generated in sorted order, each in time order: the frame is sorted already
+    return frame.filter((ms >= t_first) & (ms + step <= max(t_end, t_first + step)))
