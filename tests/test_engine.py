@@ -321,3 +321,37 @@ def test_daily_risk_monitor_matches_its_definitions() -> None:
     expect[keep] = risk_contributions(f[keep], shrunk_covariance(window[:, keep]))
     got = prc.filter(pl.col("timestamp") == day).sort("pod_id")["prc"].to_numpy()
     assert np.allclose(got, expect, atol=1e-12)
+
+
+def test_atr_equals_wilders_ewm_and_is_known_for_a_symbol_listed_late() -> None:
+    """ATR(14) equals polars' Wilder EWM of the true range bit for bit; a symbol listed after the
+    first bar gets its ATR 14 bars after its listing (regression: the NaNs before its listing
+    used to poison the average, so its trailing stop could never fire), and none before."""
+    from orchestra.data import Market
+    from orchestra.engine.build import atr_matrix
+
+    rng = np.random.default_rng(3)
+    n, late = 300, 120
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, (n, 2)), axis=0))
+    high = close * (1 + np.abs(rng.normal(0, 0.01, (n, 2))))
+    low = close * (1 - np.abs(rng.normal(0, 0.01, (n, 2))))
+    tradable = np.ones((n, 2), dtype=bool)
+    for m in (close, high, low):
+        m[:late, 1] = np.nan
+    tradable[:late, 1] = False
+    market = Market(
+        np.arange(n, dtype=np.int64), ["A", "B"], close, high, low, close, close, tradable, "1d"
+    )
+    atr = atr_matrix(market, 14)
+    prev = np.r_[np.nan, close[:-1, 0]]
+    tr = np.fmax(high[:, 0] - low[:, 0], np.fmax(abs(high[:, 0] - prev), abs(low[:, 0] - prev)))
+    want = pl.Series(tr).ewm_mean(alpha=1 / 14, adjust=False, min_samples=14).to_numpy()
+    assert np.array_equal(atr[:, 0], want, equal_nan=True)
+    assert np.isnan(atr[: late + 13, 1]).all() and not np.isnan(atr[late + 13 :, 1]).any()
+    prev_b = np.r_[np.nan, close[late:-1, 1]]
+    tr_b = np.fmax(
+        high[late:, 1] - low[late:, 1],
+        np.fmax(abs(high[late:, 1] - prev_b), abs(low[late:, 1] - prev_b)),
+    )
+    want_b = pl.Series(tr_b).ewm_mean(alpha=1 / 14, adjust=False, min_samples=14).to_numpy()
+    assert np.array_equal(atr[late:, 1], want_b, equal_nan=True)

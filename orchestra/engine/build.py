@@ -76,21 +76,10 @@ class Prepared:
 
 
 def atr_matrix(market: Market, window: int = ATR_BARS) -> np.ndarray:
-    """Wilder's ATR(window) per symbol, ``(T, S)``; NaN until ``window`` true ranges exist.
+    """Wilder's ATR(window) per symbol, ``(T, S)`` (see :func:`orchestra.kernels.market.atr_nb`)."""
+    from orchestra.kernels.market import atr_nb
 
-    ``TR_t = max(h_t − l_t, |h_t − c_{t−1}|, |l_t − c_{t−1}|)``, ``ATR = EMA(TR, α = 1/window)``.
-    """
-    prev_close = np.vstack([np.full((1, market.close.shape[1]), np.nan), market.close[:-1]])
-    tr = np.fmax(
-        market.high - market.low,
-        np.fmax(np.abs(market.high - prev_close), np.abs(market.low - prev_close)),
-    )
-    tr = np.where(market.tradable, tr, np.nan)
-    frame = pl.DataFrame(tr, schema=[str(i) for i in range(tr.shape[1])], orient="row")
-    atr = frame.select(
-        pl.all().ewm_mean(alpha=1.0 / window, adjust=False, min_samples=window, ignore_nulls=True)
-    ).to_numpy()
-    return np.where(np.isnan(market.close), np.nan, atr)
+    return atr_nb(market.high, market.low, market.close, market.tradable, window)
 
 
 def pod_weight_matrix(
