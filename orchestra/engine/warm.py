@@ -24,12 +24,24 @@ def kernels_cached() -> bool:
 
 
 def warm_kernels() -> float:
-    """Run a tiny synthetic backtest that reaches every kernel (a rebalance, a pod joining, the
-    lifecycle); returns the seconds it took."""
+    """Run a tiny synthetic backtest that reaches every kernel (every built-in strategy, a
+    rebalance, a pod joining, the lifecycle); returns the seconds it took."""
     from orchestra.config import parse_config
     from orchestra.engine import run_backtest
 
     pod = {"strategy": "tsmom", "params": {"lookback": 5}, "symbols": ["BTC/USDT"]}
+    subs = [{"name": "tsmom", "params": {"lookback": 5}}, {"name": "vw-tsmom", "params": {}}]
+    others = [  # every built-in strategy's kernel
+        {"strategy": "vw-tsmom", "params": {"lookback": 5}},
+        {"strategy": "donchian-ensemble", "params": {"lookbacks": [5, 10]}},
+        {"strategy": "vol-adaptive", "params": {"vol_short": 5, "vol_long": 20}},
+        {
+            "strategy": "ensemble",
+            "params": {"aggregation": "inverse_volatility"},
+            "sub_strategies": subs,
+        },
+        {"strategy": "ensemble", "params": {}, "sub_strategies": subs},
+    ]
     cfg = parse_config(
         {
             "data": {"source": "synthetic"},
@@ -38,6 +50,7 @@ def warm_kernels() -> float:
                 {**pod, "pod_id": "a", "initial_state": "production"},
                 {**pod, "pod_id": "b", "symbols": ["ETH/USDT"], "initial_state": "production"},
                 {**pod, "pod_id": "c", "start": "2024-01-20"},
+                *[{**pod, **o, "pod_id": f"s{i}"} for i, o in enumerate(others)],
             ],
             "backtest": {"start": "2024-01-01", "end": "2024-02-29", "warmup_days": 10},
         },

@@ -75,6 +75,8 @@ class SymbolRows:
     def pivot(self, values: np.ndarray) -> np.ndarray:
         """A column in the frame's row order → ``(S, L)`` (columns past a symbol's end are 0)."""
         values = np.asarray(values, dtype=np.float64)
+        if not values.flags.writeable:  # one numba specialisation: writable arrays, as the engine's
+            values = values.copy()
         if self.n_symbols and (self.lengths == self.width).all():
             return values.reshape(self.n_symbols, self.width)
         out = np.zeros((self.n_symbols, self.width))
