@@ -165,6 +165,147 @@ def run_replay() -> dict:
     }
 
 
+VBT_PROJECT = ROOT / "research" / "vectorbt"
+
+
+def single_pod_config(n_symbols: int):
+    """One pod trading ``n_symbols`` at its target weights every bar, at the close, with every
+    orchestration rule switched off: the work vectorbt's ``from_orders(targetpercent)`` does."""
+    from orchestra.config import parse_config
+
+    off = {"max_drawdown": 1.0, "drawdown_warning": 1.0, "system_stop_loss": None}
+    return parse_config(
+        {
+            "data": {"source": "synthetic", "timeframe": "1h", "seed": 1},
+            "orchestrator": {
+                "allocation_method": "equal_weight",
+                "risk": {
+                    "daily_loss_limit": 0.99,
+                    "max_portfolio_drawdown": 0.99,
+                    "max_portfolio_volatility": 1e6,
+                },
+                "retirement": {
+                    "max_drawdown_breach": 1.0,
+                    "consecutive_loss_months": 10_000,
+                    "rolling_sharpe_floor": -1e9,
+                },
+                "degradation": {"lambda_": 1e12},
+            },
+            "pods": [
+                {
+                    "pod_id": "solo",
+                    "strategy": "tsmom",
+                    "params": {"lookback": 48},
+                    "timeframe": "1h",
+                    "symbols": SYMBOLS[:n_symbols],
+                    "initial_fraction": 1.0,
+                    "max_fraction": 1.0,
+                    "initial_state": "production",
+                    "risk": {
+                        **off,
+                        "max_leverage": 0.95,  # vectorbt needs cash (free cash for shorts)
+                        "use_trailing_stop": False,
+                        "rebalance_threshold": 0.0,
+                    },
+                }
+            ],
+            "portfolio": {"cost_bps": 10, "slippage_bps": 0},
+            "backtest": {
+                "start": "2021-01-01",
+                "end": "2025-12-31",
+                "capital": 1e6,
+                "execution": "close",
+                "warmup_days": 10,
+            },
+        }
+    )
+
+
+def vectorbt(close, target, group, init_cash, fees: float, repeats: int = 3) -> dict:
+    """Run ``research/vectorbt/run_vbt.py`` in vectorbt's own environment on these arrays."""
+    import tempfile
+
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
+        np.savez(
+            src, close=close, target=target, group=group, init_cash=init_cash, fees=fees,
+            repeats=repeats,
+        )  # fmt: skip
+        subprocess.run(
+            ["uv", "run", "-q", "--project", str(VBT_PROJECT), "python",
+             str(VBT_PROJECT / "run_vbt.py"), str(src), str(dst)],
+            check=True,
+        )  # fmt: skip
+        out = np.load(dst)
+        return {k: out[k] for k in out.files}
+
+
+def run_vectorbt_workload() -> dict:
+    """Single pod at 10 and 50 symbols (equity must agree within 1e-9), then the M workload's 10
+    pods as vectorbt column groups (independent books) beside orchestra's netted run."""
+    import numpy as np
+
+    from orchestra.engine import Engine, prepare
+
+    rows = []
+    for n in (10, 50):
+        cfg = single_pod_config(n)
+        prep = prepare(cfg)
+        Engine(prep).run()  # compile / load the kernels
+        times = []
+        for _ in range(3):
+            eng = Engine(prep)
+            t = time.perf_counter()
+            eng.run()
+            times.append((time.perf_counter() - t, eng.timings["kernels"]))
+        run_s, kernel_s = np.median(np.array(times), axis=0)
+        inp = prep.inputs
+        vb = vectorbt(
+            inp.close, inp.target, np.zeros(inp.target.shape[1], dtype=np.int64),
+            np.array([cfg.backtest.capital]), cfg.portfolio.cost_bps / 1e4,
+        )  # fmt: skip
+        ours = eng.out.equity
+        theirs = vb["value"][:, 0]
+        rows.append(
+            {
+                "what": f"1 pod × {n} symbols",
+                "bars": int(inp.target.shape[0]),
+                "orchestra_kernel_s": float(kernel_s),
+                "orchestra_run_s": float(run_s),
+                "vectorbt_s": float(vb["seconds"]),
+                "max_rel_diff": float(np.max(np.abs(ours - theirs) / np.abs(theirs))),
+                "fills": int(eng.out.fill_count[0]),
+            }
+        )
+    cfg = workload_config("M")
+    prep = prepare(cfg)
+    Engine(prep).run()
+    eng = Engine(prep)
+    t = time.perf_counter()
+    eng.run()
+    run_s = time.perf_counter() - t
+    inp = prep.inputs
+    fr = np.array([p.initial_fraction for p in cfg.pods])
+    vb = vectorbt(
+        inp.close[:, inp.slot_sym], inp.target, inp.slot_pod, fr * cfg.backtest.capital,
+        cfg.portfolio.cost_bps / 1e4,
+    )  # fmt: skip
+    rows.append(
+        {
+            "what": f"{len(cfg.pods)} pods × 25 symbols (vectorbt: column groups, no netting)",
+            "bars": int(inp.target.shape[0]),
+            "orchestra_kernel_s": float(eng.timings["kernels"]),
+            "orchestra_run_s": run_s,
+            "vectorbt_s": float(vb["seconds"]),
+            "max_rel_diff": None,
+            "fills": int(eng.out.fill_count[0]),
+        }
+    )
+    return {"workload": "V", "rows": rows, "vectorbt": str(vb["version"])}
+
+
 def run_one(name: str, naive_bars: int) -> dict:
     import numpy as np
 
