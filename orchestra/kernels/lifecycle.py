@@ -204,7 +204,7 @@ def day_end_nb(inp, st, out, t):
     lc = inp.lifecycle
     enabled = lc[L_ENABLED] != 0.0
     # -- the day's returns (pod, and the rest of the portfolio without the pod)
-    eq = np.empty(n_pods)
+    eq = st.scratch_equity
     pnl_total = 0.0
     base_total = 0.0
     for p in range(n_pods):

@@ -218,6 +218,8 @@ class State(NamedTuple):
     scratch_delta: np.ndarray
     scratch_changed: np.ndarray  # (S,) bool: a slot of this symbol has a target != its units
     scratch_fraction: np.ndarray  # (P,) fraction a pod asks for at this day end (-1 = none)
+    scratch_nan: np.ndarray  # (S,) all NaN, never written: "modelled fills" for the bar loop
+    scratch_equity: np.ndarray  # (P,) pod equities at a day end
 
 
 class Outputs(NamedTuple):
@@ -323,6 +325,8 @@ def new_state(n_pods: int, n_syms: int, n_slots: int, history: int = 2) -> State
         scratch_delta=f(n_slots),
         scratch_changed=np.zeros(n_syms, dtype=np.bool_),
         scratch_fraction=np.full(n_pods, -1.0),
+        scratch_nan=np.full(n_syms, np.nan),
+        scratch_equity=f(n_pods),
     )
 
 

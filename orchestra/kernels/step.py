@@ -460,15 +460,17 @@ def step_nb(inp, st, out, t, modelled):
     step_post_nb(inp, st, out, t, modelled, modelled, modelled)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def run_segment_nb(inp, st, out, t0, t1):
     """Step bars ``t0 .. t1-1``; stop early when the fill buffer may not hold another bar.
 
-    Returns the next bar to process (``t1`` when the segment is done).
+    Returns the next bar to process (``t1`` when the segment is done). Compiled without numba's
+    reference counting (``_nrt=False``): the loop allocates nothing, and counting references to
+    the ~100 arrays of the inputs, state and outputs at every inlined call cost ~5 µs per bar.
     """
     k = st.units.shape[0]
     capacity = out.fill_bar.shape[0]
-    modelled = np.full(inp.sym_ptr.shape[0] - 1, np.nan)
+    modelled = st.scratch_nan  # all NaN: modelled fills
     t = t0
     while t < t1:
         if out.fill_count[0] + 2 * k > capacity:
