@@ -8,6 +8,11 @@ Workloads:
   R  the live loop: `orch-live --paper --replay` of 10 pods × 50 symbols, daily bars, one year
      (+ warm-up): ms per bar (build inputs from the anchored history, step, commit), beside the
      backtest of the same config per bar
+  V  vectorbt 1.x on the same work, in its own environment (research/vectorbt, `uv run
+     --project`): one pod at its target weights at 10 and 50 symbols (equity must agree within
+     1e-9), and M's 10 pods as vectorbt column groups beside orchestra's netted run
+  C  cold start: `orch-bt run configs/example.yaml` in a fresh process with an empty numba cache,
+     then again with the cache that run left (what a user sees after `make install`)
 
 Each workload runs in its own subprocess (so peak RSS is its own), twice: a first run that may
 compile/load numba caches, then a warm run that is reported. Throughput is pod-symbol-bars per
@@ -15,7 +20,7 @@ second of the kernel stage. The naive loop runs the same inputs for a slice of b
 throughput is compared in the same run (ratio = kernel / naive). Figures are only comparable
 within one run: the machine is shared and noisy.
 
-  python research/bench.py [--only S,M,L] [--naive-bars N]
+  python research/bench.py [--only S,M,L,R,V,C] [--naive-bars N]
 """
 
 from __future__ import annotations
@@ -306,6 +311,26 @@ def run_vectorbt_workload() -> dict:
     return {"workload": "V", "rows": rows, "vectorbt": str(vb["version"])}
 
 
+def run_cold() -> dict:
+    """`orch-bt run configs/example.yaml` in fresh processes: empty numba cache, then warm."""
+    import os
+    import tempfile
+
+    out = {"workload": "C"}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(Path(tmp) / "numba")}
+        for attempt in ("cold", "warm"):
+            cmd = [
+                sys.executable, "-c", "from orchestra.cli.bt import main; main()", "run",
+                str(ROOT / "configs" / "example.yaml"), "--quiet", "--out",
+                str(Path(tmp) / f"run-{attempt}"),
+            ]  # fmt: skip
+            t = time.perf_counter()
+            subprocess.run(cmd, env=env, check=True, capture_output=True)
+            out[attempt] = time.perf_counter() - t
+    return out
+
+
 def run_one(name: str, naive_bars: int) -> dict:
     import numpy as np
 
@@ -371,12 +396,14 @@ def run_one(name: str, naive_bars: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", default="S,M,L,R")
+    ap.add_argument("--only", default="S,M,L,R,V,C")
     ap.add_argument("--naive-bars", type=int, default=300)
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        result = run_replay() if args.child == "R" else run_one(args.child, args.naive_bars)
+        special = {"R": run_replay, "V": run_vectorbt_workload, "C": run_cold}
+        child = special.get(args.child)
+        result = child() if child else run_one(args.child, args.naive_bars)
         print(json.dumps(result))
         return
     from rich.console import Console
@@ -396,7 +423,9 @@ def main() -> None:
             raise SystemExit(f"workload {name} failed")
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     replays = [r for r in rows if r["workload"] == "R"]
-    rows = [r for r in rows if r["workload"] != "R"]
+    versus = [r for r in rows if r["workload"] == "V"]
+    cold = [r for r in rows if r["workload"] == "C"]
+    rows = [r for r in rows if r["workload"] not in ("R", "V", "C")]
     table = Table(title="orchestra benchmark (warm run; ratios from this run only)")
     for col in [
         "workload",
@@ -461,6 +490,37 @@ def main() -> None:
             f"{r['peak_rss_mb']:.0f}",
         )
         console.print(live)
+    for r in versus:
+        vt = Table(title=f"against vectorbt {r['vectorbt']} (from_orders, targetpercent at the close)")
+        for col in [
+            "work",
+            "bars",
+            "orchestra kernel s",
+            "orchestra engine s",
+            "vectorbt s",
+            "× vectorbt (kernel)",
+            "× vectorbt (engine)",
+            "equity max rel. diff",
+        ]:
+            vt.add_column(col, justify="right")
+        for x in r["rows"]:
+            vt.add_row(
+                x["what"],
+                f"{x['bars']:,}",
+                f"{x['orchestra_kernel_s']:.3f}",
+                f"{x['orchestra_run_s']:.3f}",
+                f"{x['vectorbt_s']:.3f}",
+                f"{x['vectorbt_s'] / x['orchestra_kernel_s']:.1f}×",
+                f"{x['vectorbt_s'] / x['orchestra_run_s']:.1f}×",
+                "-" if x["max_rel_diff"] is None else f"{x['max_rel_diff']:.1e}",
+            )
+        console.print(vt)
+    for r in cold:
+        ct = Table(title="cold start: orch-bt run configs/example.yaml, fresh process")
+        ct.add_column("empty numba cache s", justify="right")
+        ct.add_column("cache warm (after make install) s", justify="right")
+        ct.add_row(f"{r['cold']:.1f}", f"{r['warm']:.1f}")
+        console.print(ct)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 
 def kernels_cached() -> bool:
@@ -17,7 +18,7 @@ def kernels_cached() -> bool:
     from orchestra.kernels.step import run_segment_nb
 
     try:
-        index = run_segment_nb._cache._cache_file._index_path  # type: ignore[attr-defined]
+        index = run_segment_nb._cache._cache_file._index_path
         return Path(index).is_file()
     except AttributeError:  # another numba layout: assume cold, which only costs a message
         return False
@@ -31,7 +32,7 @@ def warm_kernels() -> float:
 
     pod = {"strategy": "tsmom", "params": {"lookback": 5}, "symbols": ["BTC/USDT"]}
     subs = [{"name": "tsmom", "params": {"lookback": 5}}, {"name": "vw-tsmom", "params": {}}]
-    others = [  # every built-in strategy's kernel
+    others: list[dict[str, Any]] = [  # every built-in strategy's kernel
         {"strategy": "vw-tsmom", "params": {"lookback": 5}},
         {"strategy": "donchian-ensemble", "params": {"lookbacks": [5, 10]}},
         {"strategy": "vol-adaptive", "params": {"vol_short": 5, "vol_long": 20}},

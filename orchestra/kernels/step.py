@@ -460,7 +460,7 @@ def step_nb(inp, st, out, t, modelled):
     step_post_nb(inp, st, out, t, modelled, modelled, modelled)
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False)  # type: ignore[call-overload]  # numba option, not in its stubs
 def run_segment_nb(inp, st, out, t0, t1):
     """Step bars ``t0 .. t1-1``; stop early when the fill buffer may not hold another bar.
 

@@ -5,10 +5,9 @@ Each sub-strategy ``i`` gives weights ``w_i[t,s]``. Aggregation:
 * ``equal``: ``w[t,s] = mean_i w_i[t,s]``;
 * ``inverse_volatility``: ``w[t,s] = Σ_i c_i[t,s] · w_i[t,s]`` with ``c_i ∝ 1/σ_i`` normalised to
   sum to 1, where ``σ_i[t,s]`` is the rolling standard deviation over ``vol_window`` bars of the
-  sub-strategy's own return stream on that symbol, ``w_i[t-1,s] · r[t,s]`` (known at t's close).
-  A sub-strategy whose stream has zero or unknown volatility (flat, or too little history) gets
-  equal weight with the others until its volatility is known... precisely: while any σ is unknown
-  or zero, the symbol falls back to ``equal``.
+  sub-strategy's own return stream on that symbol, ``w_i[t-1,s] · r[t,s]`` (known at t's close)
+  with ``r`` the simple return. While any sub-strategy's σ is unknown (too little history) or
+  zero (a flat stream), the symbol falls back to ``equal``.
 
 The sub-strategies come from the pod's ``sub_strategies`` list (the engine passes them in as
 ``params.sub_strategies``).
