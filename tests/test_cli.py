@@ -251,3 +251,19 @@ def test_kernels_report_their_cache() -> None:
 
     warm_kernels()  # compiles or loads: either way the step kernel is cached afterwards
     assert kernels_cached()
+
+
+def test_the_kernel_warm_up_reaches_every_built_in_strategy() -> None:
+    """`make install` compiles every built-in strategy's kernel, not only the step kernel."""
+    from orchestra.engine.warm import warm_config
+    from orchestra.strategies import registered_names
+
+    cfg = warm_config()
+    used = {p.strategy for p in cfg.pods} | {
+        s.name for p in cfg.pods for s in (p.sub_strategies or [])
+    }
+    assert set(registered_names()) <= used
+    assert {p.params.get("aggregation", "equal") for p in cfg.pods if p.strategy == "ensemble"} == {
+        "equal",
+        "inverse_volatility",
+    }

@@ -76,7 +76,7 @@ def _cold_start_note(quiet: bool) -> None:
     from orchestra.engine.warm import kernels_cached
 
     if not quiet and not kernels_cached():
-        err.print("compiling the numba kernels once (about a minute; later runs start at once)")
+        err.print("compiling the numba kernels once (30–40 s; later runs start at once)")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

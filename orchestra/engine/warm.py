@@ -2,7 +2,7 @@
 
 The kernels are compiled on first use and cached by numba next to their source
 (``orchestra/kernels/__pycache__``; numba's user cache when that folder is read-only). A fresh
-checkout pays about a minute once: ``make install`` runs ``python -m orchestra.engine.warm``, and
+checkout pays 30–40 s once: ``make install`` runs ``python -m orchestra.engine.warm``, and
 ``orch-bt run`` / ``orch-live`` say so when the cache is still cold.
 """
 
@@ -24,11 +24,10 @@ def kernels_cached() -> bool:
         return False
 
 
-def warm_kernels() -> float:
-    """Run a tiny synthetic backtest that reaches every kernel (every built-in strategy, a
-    rebalance, a pod joining, the lifecycle); returns the seconds it took."""
+def warm_config():
+    """A tiny synthetic config that reaches every kernel: every built-in strategy, a rebalance,
+    a pod joining, the lifecycle."""
     from orchestra.config import parse_config
-    from orchestra.engine import run_backtest
 
     pod = {"strategy": "tsmom", "params": {"lookback": 5}, "symbols": ["BTC/USDT"]}
     subs = [{"name": "tsmom", "params": {"lookback": 5}}, {"name": "vw-tsmom", "params": {}}]
@@ -43,7 +42,7 @@ def warm_kernels() -> float:
         },
         {"strategy": "ensemble", "params": {}, "sub_strategies": subs},
     ]
-    cfg = parse_config(
+    return parse_config(
         {
             "data": {"source": "synthetic"},
             "orchestrator": {"allocation_method": "risk_parity", "min_history": 5},
@@ -57,6 +56,13 @@ def warm_kernels() -> float:
         },
         source="kernel warm-up",
     )
+
+
+def warm_kernels() -> float:
+    """Run :func:`warm_config`'s backtest; returns the seconds it took."""
+    from orchestra.engine import run_backtest
+
+    cfg = warm_config()
     t = time.perf_counter()
     run_backtest(cfg)
     return time.perf_counter() - t
@@ -66,7 +72,7 @@ def main() -> None:
     if kernels_cached():
         print("numba kernels: cached")
         return
-    print("numba kernels: compiling once (about a minute on a fresh checkout) ...", flush=True)
+    print("numba kernels: compiling once (30–40 s on a fresh checkout) ...", flush=True)
     print(f"numba kernels: compiled and cached in {warm_kernels():.0f} s")
 
 
