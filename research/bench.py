@@ -491,7 +491,9 @@ def main() -> None:
         )
         console.print(live)
     for r in versus:
-        vt = Table(title=f"against vectorbt {r['vectorbt']} (from_orders, targetpercent at the close)")
+        vt = Table(
+            title=f"against vectorbt {r['vectorbt']} (from_orders, targetpercent at the close)"
+        )
         for col in [
             "work",
             "bars",
