@@ -215,7 +215,7 @@ def pod_targets_nb(inp, st, t, prices):
                             st.scratch_changed[s] = True
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)  # called from kernels only
 def _record_fill(out, t, k, units, price, fee, venue, after):
     i = out.fill_count[0]
     out.fill_bar[i] = t
@@ -228,7 +228,7 @@ def _record_fill(out, t, k, units, price, fee, venue, after):
     out.fill_count[0] = i + 1
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)  # called from kernels only
 def _update_entry(st, k, q0, q1, pfill):
     """Average entry price and extreme-since-entry after a slot goes from q0 to q1 at pfill."""
     if q1 == 0.0:
@@ -411,7 +411,7 @@ def mark_nb(inp, st, out, t):
         out.pod_state[t, p] = st.pod_state[p]
 
 
-@njit(cache=True)
+@njit(cache=True, no_cpython_wrapper=True)  # called from kernels only
 def _alert(out, t, kind, value, threshold):
     i = out.al_count[0]
     if i >= out.al_bar.shape[0]:
