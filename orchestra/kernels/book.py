@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from numba import njit
+from orchestra.kernels.jit import kernel_helper
 
 
-@njit(cache=True, no_cpython_wrapper=True)  # called from kernels only
+@kernel_helper
 def pod_equity_nb(inp, st, p, prices):
     """Pod ``p``'s equity: cash + Σ units · price (a flat slot counts nothing, even at NaN)."""
     e = st.pod_cash[p]
@@ -16,7 +16,7 @@ def pod_equity_nb(inp, st, p, prices):
     return e
 
 
-@njit(cache=True, no_cpython_wrapper=True)  # called from kernels only
+@kernel_helper
 def account_equity_nb(inp, st, prices):
     """Account equity: cash + Σ_s Q[s] · price[s]."""
     e = st.account_cash[0]

@@ -29,10 +29,11 @@ from __future__ import annotations
 from numba import njit
 
 from orchestra.kernels.book import account_equity_nb, pod_equity_nb
+from orchestra.kernels.jit import kernel_helper
 from orchestra.kernels.state import EQUITY_EPS
 
 
-@njit(cache=True, no_cpython_wrapper=True)  # called from kernels only
+@kernel_helper
 def _request(st, p, f):
     st.pod_fraction[p] = f
     st.pending[p] = True
@@ -82,7 +83,7 @@ def request_rebalance_nb(st, fractions):
         st.pending[p] = True
 
 
-@njit(cache=True, no_cpython_wrapper=True)  # called from kernels only
+@kernel_helper
 def current_nav_nb(st, p, equity):
     """The pod's NAV at equity ``equity`` (frozen when unfunded, never below 0)."""
     if not st.pod_funded[p]:  # funded implies anchor equity > 0 (anchor_nb, seed_capital)
@@ -91,7 +92,7 @@ def current_nav_nb(st, p, equity):
     return nav if nav > 0.0 else 0.0
 
 
-@njit(cache=True, no_cpython_wrapper=True)  # called from kernels only
+@kernel_helper
 def anchor_nb(st, p, nav, equity, account_equity):
     """Re-anchor the pod's NAV at ``nav`` for equity ``equity``."""
     st.pod_anchor_nav[p] = nav
@@ -100,7 +101,7 @@ def anchor_nb(st, p, nav, equity, account_equity):
     st.pod_funded[p] = nav > 0.0 and equity > 0.0 and equity > EQUITY_EPS * account_equity
 
 
-@njit(cache=True, no_cpython_wrapper=True)  # called from kernels only
+@kernel_helper
 def _move(st, p, delta, total, e):
     """Move ``delta`` of cash from the unallocated pool to pod ``p`` (equity ``e`` before)."""
     nav = current_nav_nb(st, p, e)

@@ -23,6 +23,7 @@ from numba import njit
 
 from orchestra.kernels.book import account_equity_nb, pod_equity_nb
 from orchestra.kernels.capital import anchor_nb, request_fractions_nb
+from orchestra.kernels.jit import kernel_helper
 from orchestra.kernels.state import (
     INCUBATION,
     L_BREACH_DD,
@@ -100,7 +101,7 @@ def page_hinkley_stream_nb(values, delta, lam, alpha, min_instances):
     return alarms, scores
 
 
-@njit(cache=True, no_cpython_wrapper=True)  # called from kernels only
+@kernel_helper
 def ph_reset_nb(st, p):
     st.ph_n[p] = 0
     st.ph_mean[p] = 0.0
@@ -109,7 +110,7 @@ def ph_reset_nb(st, p):
     st.ph_score[p] = 0.0
 
 
-@njit(cache=True, no_cpython_wrapper=True)  # called from kernels only
+@kernel_helper
 def _ring_stats(st, p, window, ring):
     """Mean and std (ddof=1) of the last ``window`` values of ``ring[:, p]`` (``n`` ≤ window)."""
     size = ring.shape[0]
@@ -127,7 +128,7 @@ def _ring_stats(st, p, window, ring):
     return n, mean, np.sqrt(ss / (n - 1))
 
 
-@njit(cache=True, no_cpython_wrapper=True)  # called from kernels only
+@kernel_helper
 def _correlation(st, p, window):
     size = st.hist_ret.shape[0]
     n = min(st.hist_count[p], window, size)
@@ -156,7 +157,7 @@ def _correlation(st, p, window):
     return sab / np.sqrt(saa * sbb)
 
 
-@njit(cache=True, no_cpython_wrapper=True)  # called from kernels only
+@kernel_helper
 def _event(out, t, p, old, new, reason, value, threshold):
     i = out.ev_count[0]
     if i >= out.ev_bar.shape[0]:
@@ -171,7 +172,7 @@ def _event(out, t, p, old, new, reason, value, threshold):
     out.ev_count[0] = i + 1
 
 
-@njit(cache=True, no_cpython_wrapper=True)  # called from kernels only
+@kernel_helper
 def _transition(inp, st, out, t, p, new, reason, value, threshold):
     old = st.pod_state[p]
     _event(out, t, p, old, new, reason, value, threshold)
@@ -195,7 +196,7 @@ def _transition(inp, st, out, t, p, new, reason, value, threshold):
             st.scratch_fraction[p] = st.pod_warning_fraction[p]
 
 
-@njit(cache=True, no_cpython_wrapper=True)  # called from kernels only
+@kernel_helper
 def day_end_nb(inp, st, out, t):
     """Close the UTC day: record pod returns, run Page-Hinkley and the state machine, then set
     the next day's starting equities (after any transition's capital move)."""
@@ -274,7 +275,7 @@ def day_end_nb(inp, st, out, t):
         out.ph_score[t, p] = st.ph_score[p]
 
 
-@njit(cache=True, no_cpython_wrapper=True)  # called from kernels only
+@kernel_helper
 def _evaluate_nb(inp, st, out, t, p):
     lc = inp.lifecycle
     state = st.pod_state[p]

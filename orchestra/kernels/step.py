@@ -38,6 +38,7 @@ from numba import njit
 
 from orchestra.kernels.book import account_equity_nb
 from orchestra.kernels.capital import apply_transfers_nb, current_nav_nb, sweep_nb
+from orchestra.kernels.jit import kernel_helper
 from orchestra.kernels.lifecycle import day_end_nb
 from orchestra.kernels.state import (
     A_ACCOUNT_BUST,
@@ -215,7 +216,7 @@ def pod_targets_nb(inp, st, t, prices):
                             st.scratch_changed[s] = True
 
 
-@njit(cache=True, no_cpython_wrapper=True)  # called from kernels only
+@kernel_helper
 def _record_fill(out, t, k, units, price, fee, venue, after):
     i = out.fill_count[0]
     out.fill_bar[i] = t
@@ -228,7 +229,7 @@ def _record_fill(out, t, k, units, price, fee, venue, after):
     out.fill_count[0] = i + 1
 
 
-@njit(cache=True, no_cpython_wrapper=True)  # called from kernels only
+@kernel_helper
 def _update_entry(st, k, q0, q1, pfill):
     """Average entry price and extreme-since-entry after a slot goes from q0 to q1 at pfill."""
     if q1 == 0.0:
@@ -411,7 +412,7 @@ def mark_nb(inp, st, out, t):
         out.pod_state[t, p] = st.pod_state[p]
 
 
-@njit(cache=True, no_cpython_wrapper=True)  # called from kernels only
+@kernel_helper
 def _alert(out, t, kind, value, threshold):
     i = out.al_count[0]
     if i >= out.al_bar.shape[0]:
