@@ -101,6 +101,9 @@ def page_hinkley_stream_nb(values, delta, lam, alpha, min_instances):
     return alarms, scores
 
 
+_NO_TRANSITION = (np.int64(-1), np.int64(0), 0.0, 0.0)
+
+
 @kernel_helper
 def ph_reset_nb(st, p):
     st.ph_n[p] = 0
@@ -277,6 +280,17 @@ def day_end_nb(inp, st, out, t):
 
 @kernel_helper
 def _evaluate_nb(inp, st, out, t, p):
+    """The lifecycle rules for pod ``p`` at day end ``t``: at most one transition."""
+    new, reason, value, threshold = _decide_nb(inp, st, p)
+    if new >= 0:
+        _transition(inp, st, out, t, p, new, reason, value, threshold)
+
+
+@kernel_helper
+def _decide_nb(inp, st, p):
+    """The transition the rules ask for: ``(new state, reason, value, threshold)``, new = -1 for
+    none. One call site of :func:`_transition` instead of eleven: each call passes the ~100 arrays
+    of the records, and lowering them was most of this function's compile time."""
     lc = inp.lifecycle
     state = st.pod_state[p]
     min_hist = int(lc[L_MIN_HISTORY])
@@ -285,23 +299,14 @@ def _evaluate_nb(inp, st, out, t, p):
     dd = 1.0 - st.pod_nav[p] / st.pod_nav_peak[p] if st.pod_nav_peak[p] > 0.0 else 0.0
     # hard stops, from any state
     if dd > lc[L_BREACH_DD]:
-        _transition(
-            inp, st, out, t, p, np.int64(RETIRED), np.int64(R_HARD_DRAWDOWN), dd, lc[L_BREACH_DD]
-        )
-        return
+        return np.int64(RETIRED), np.int64(R_HARD_DRAWDOWN), dd, lc[L_BREACH_DD]
     if st.pod_loss_months[p] >= lc[L_LOSS_MONTHS]:
-        _transition(
-            inp,
-            st,
-            out,
-            t,
-            p,
+        return (
             np.int64(RETIRED),
             np.int64(R_HARD_LOSS_MONTHS),
             float(st.pod_loss_months[p]),
             lc[L_LOSS_MONTHS],
         )
-        return
     window = int(lc[L_SHARPE_WINDOW])
     n_rs, m_rs, sd_rs = _ring_stats(st, p, window, st.hist_ret)
     # a rolling Sharpe counts only over a full window: 30 days of daily returns are mostly noise
@@ -315,7 +320,7 @@ def _evaluate_nb(inp, st, out, t, p):
     if state == INCUBATION:
         n = st.hist_count[p]
         if n < 2 or st.pod_live_days[p] < lc[L_MIN_LIVE_DAYS]:
-            return
+            return _NO_TRANSITION
         mean = st.pod_sum_r[p] / n
         var = (st.pod_sum_r2[p] - n * mean * mean) / (n - 1)
         sharpe = mean / np.sqrt(var) * np.sqrt(per_year) if var > 0.0 else 0.0
@@ -332,65 +337,30 @@ def _evaluate_nb(inp, st, out, t, p):
             and calmar >= lc[L_MIN_CALMAR]
             and corr <= lc[L_MAX_CORR]
         ):
-            _transition(
-                inp,
-                st,
-                out,
-                t,
-                p,
-                np.int64(PRODUCTION),
-                np.int64(R_GRADUATION),
-                sharpe,
-                lc[L_MIN_SHARPE],
-            )
+            return np.int64(PRODUCTION), np.int64(R_GRADUATION), sharpe, lc[L_MIN_SHARPE]
     elif state == PRODUCTION:
         # hysteresis: a pod just promoted or recovered stays min_dwell days before a new warning
         # (the hard stops above still apply at once)
         if st.pod_state_days[p] < lc[L_MIN_DWELL]:
-            return
+            return _NO_TRANSITION
         if alarm:
-            _transition(inp, st, out, t, p, np.int64(WARNING), np.int64(R_PH_ALARM), score, lam)
+            return np.int64(WARNING), np.int64(R_PH_ALARM), score, lam
         elif rs_valid and rs < floor:
-            _transition(inp, st, out, t, p, np.int64(WARNING), np.int64(R_SHARPE_FLOOR), rs, floor)
+            return np.int64(WARNING), np.int64(R_SHARPE_FLOOR), rs, floor
         elif dd > inp.pod_drawdown_warning[p]:
-            _transition(
-                inp,
-                st,
-                out,
-                t,
-                p,
-                np.int64(WARNING),
-                np.int64(R_DD_WARNING),
-                dd,
-                inp.pod_drawdown_warning[p],
-            )
+            return np.int64(WARNING), np.int64(R_DD_WARNING), dd, inp.pod_drawdown_warning[p]
     elif state == WARNING:
         if dd > inp.pod_max_drawdown[p]:
-            _transition(
-                inp,
-                st,
-                out,
-                t,
-                p,
-                np.int64(PROBATION),
-                np.int64(R_DD_MAX),
-                dd,
-                inp.pod_max_drawdown[p],
-            )
+            return np.int64(PROBATION), np.int64(R_DD_MAX), dd, inp.pod_max_drawdown[p]
         elif (
             st.pod_state_days[p] >= lc[L_MIN_DWELL]
             and not alarm
             and (not rs_valid or rs >= floor)
             and dd < inp.pod_drawdown_warning[p] * lc[L_RECOVERY_RATIO]
         ):
-            _transition(inp, st, out, t, p, np.int64(PRODUCTION), np.int64(R_RECOVERED), rs, floor)
+            return np.int64(PRODUCTION), np.int64(R_RECOVERED), rs, floor
         elif st.pod_state_days[p] >= lc[L_WARNING_DAYS]:
-            _transition(
-                inp,
-                st,
-                out,
-                t,
-                p,
+            return (
                 np.int64(PROBATION),
                 np.int64(R_WARNING_EXPIRED),
                 float(st.pod_state_days[p]),
@@ -406,26 +376,12 @@ def _evaluate_nb(inp, st, out, t, p):
             and not alarm
             and dd < inp.pod_max_drawdown[p]
         ):
-            _transition(
-                inp,
-                st,
-                out,
-                t,
-                p,
-                np.int64(PRODUCTION),
-                np.int64(R_STRONG_RECOVERY),
-                rs,
-                2.0 * floor,
-            )
+            return np.int64(PRODUCTION), np.int64(R_STRONG_RECOVERY), rs, 2.0 * floor
         elif st.pod_state_days[p] >= lc[L_PROBATION_DAYS]:
-            _transition(
-                inp,
-                st,
-                out,
-                t,
-                p,
+            return (
                 np.int64(RETIRED),
                 np.int64(R_PROBATION_EXPIRED),
                 float(st.pod_state_days[p]),
                 lc[L_PROBATION_DAYS],
             )
+    return _NO_TRANSITION

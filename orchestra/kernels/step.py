@@ -1,8 +1,9 @@
 """The step kernel: one bar of pod rules, netting, execution, attribution and accounting.
 
-Order of work inside :func:`step_nb` for bar ``t`` (SPEC §9); :func:`step_pre_nb` does the part
-up to the pods' targets and :func:`step_post_nb` the rest, so that the live broker can execute the
-net orders in between and book the exchange's fills (:func:`execute_nb`):
+Order of work for bar ``t`` (SPEC §9): :func:`step_pre_nb` does the part up to the pods' targets
+and :func:`step_post_nb` the rest (the bar loop :func:`run_segment_nb` calls both), so that the
+live broker can execute the net orders in between and book the exchange's fills
+(:func:`execute_nb`):
 
 * ``next_open``: new-day bookkeeping → move the capital requested at the last close
   (:mod:`orchestra.kernels.capital`) at ``open[t]`` → execute at ``open[t]`` the targets decided
@@ -454,13 +455,6 @@ def step_post_nb(inp, st, out, t, fill_qty, fill_px, fill_fee):
     st.next_bar[0] = t + 1
 
 
-@njit(cache=True, inline="always")
-def step_nb(inp, st, out, t, modelled):
-    """Advance the State by bar ``t`` with modelled fills (``modelled``: NaNs, one per symbol)."""
-    step_pre_nb(inp, st, t)
-    step_post_nb(inp, st, out, t, modelled, modelled, modelled)
-
-
 @njit(cache=True, _nrt=False)  # type: ignore[call-overload]  # numba option, not in its stubs
 def run_segment_nb(inp, st, out, t0, t1):
     """Step bars ``t0 .. t1-1``; stop early when the fill buffer may not hold another bar.
@@ -476,6 +470,9 @@ def run_segment_nb(inp, st, out, t0, t1):
     while t < t1:
         if out.fill_count[0] + 2 * k > capacity:
             return t
-        step_nb(inp, st, out, t, modelled)
+        # one bar with modelled fills (one inlining layer less than a step_nb wrapper: numba
+        # copies the inlined IR once per layer, seconds of compile time here)
+        step_pre_nb(inp, st, t)
+        step_post_nb(inp, st, out, t, modelled, modelled, modelled)
         t += 1
     return t
