@@ -162,7 +162,9 @@ def run_kernel(
         if per_bar is not None:
             per_bar(t, st_)
         if transfers and t in transfers:
-            request_rebalance_nb(st_, np.asarray(transfers[t], dtype=float))
+            request_rebalance_nb(
+                st_.pod_fraction, st_.pending, np.asarray(transfers[t], dtype=float)
+            )
     return st_, out
 
 

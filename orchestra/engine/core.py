@@ -310,7 +310,7 @@ class Engine:
             st.pod_state[p] = INCUBATION
             st.scratch_fraction[p] = self.prepared.config.pods[p].initial_fraction
         if joins:
-            request_fractions_nb(st)
+            request_fractions_nb(st.pod_fraction, st.pending, st.scratch_fraction)
         fractions = st.pod_fraction.copy()
         day_index = self.day_index(t)
         if self.allocator.is_check_day(day_index):
@@ -326,7 +326,9 @@ class Engine:
                 joined=st.pod_joined.copy(),
             )
             if new is not None:
-                request_rebalance_nb(st, np.ascontiguousarray(new, dtype=np.float64))
+                request_rebalance_nb(
+                    st.pod_fraction, st.pending, np.ascontiguousarray(new, dtype=np.float64)
+                )
 
     # ---------------------------------------------------------------- persistence
     def snapshot(self) -> dict[str, np.ndarray]:

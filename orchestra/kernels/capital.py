@@ -34,32 +34,33 @@ from orchestra.kernels.state import EQUITY_EPS
 
 
 @kernel_helper
-def _request(st, p, f):
-    st.pod_fraction[p] = f
-    st.pending[p] = True
+def _request(pod_fraction, pending, p, f):
+    pod_fraction[p] = f
+    pending[p] = True
 
 
 @njit(cache=True)
-def request_fractions_nb(st):
-    """Apply the single-pod requests in ``st.scratch_fraction`` (≥ 0 where a pod asks for a new
+def request_fractions_nb(pod_fraction, pending, scratch_fraction):
+    """Apply the single-pod requests in ``scratch_fraction`` (≥ 0 where a pod asks for a new
     fraction: lifecycle transitions, joins), then clear them.
 
     Order-independent: every decrease is granted first; the increases then share the room
     ``1 − Σ f`` in proportion to what they ask for, so ``Σ f ≤ 1`` holds and the pods' order in
-    the config changes nothing. The cash moves at the next execution.
+    the config changes nothing. The cash moves at the next execution. (The State's arrays, not
+    the State: called from Python too, and unboxing the whole record costs compile time.)
     """
-    n = st.pod_fraction.shape[0]
+    n = pod_fraction.shape[0]
     for p in range(n):
-        w = st.scratch_fraction[p]
-        if w >= 0.0 and w <= st.pod_fraction[p]:
-            _request(st, p, w)
-            st.scratch_fraction[p] = -1.0
+        w = scratch_fraction[p]
+        if w >= 0.0 and w <= pod_fraction[p]:
+            _request(pod_fraction, pending, p, w)
+            scratch_fraction[p] = -1.0
     asked = 0.0
     total = 0.0
     for p in range(n):
-        total += st.pod_fraction[p]
-        if st.scratch_fraction[p] >= 0.0:
-            asked += st.scratch_fraction[p] - st.pod_fraction[p]
+        total += pod_fraction[p]
+        if scratch_fraction[p] >= 0.0:
+            asked += scratch_fraction[p] - pod_fraction[p]
     if asked <= 0.0:
         return
     room = 1.0 - total
@@ -67,20 +68,20 @@ def request_fractions_nb(st):
     if asked > room:
         scale = room / asked if room > 0.0 else 0.0
     for p in range(n):
-        w = st.scratch_fraction[p]
+        w = scratch_fraction[p]
         if w >= 0.0:
-            f = st.pod_fraction[p]
-            _request(st, p, f + scale * (w - f))
-            st.scratch_fraction[p] = -1.0
+            f = pod_fraction[p]
+            _request(pod_fraction, pending, p, f + scale * (w - f))
+            scratch_fraction[p] = -1.0
 
 
 @njit(cache=True)
-def request_rebalance_nb(st, fractions):
+def request_rebalance_nb(pod_fraction, pending, fractions):
     """Request new fractions for every pod (the allocator's output, Σ f ≤ 1)."""
     for p in range(fractions.shape[0]):
         f = fractions[p]
-        st.pod_fraction[p] = f if f > 0.0 else 0.0
-        st.pending[p] = True
+        pod_fraction[p] = f if f > 0.0 else 0.0
+        pending[p] = True
 
 
 @kernel_helper

@@ -268,7 +268,7 @@ def day_end_nb(inp, st, out, t):
         for p in range(n_pods):
             if st.pod_joined[p] and st.pod_state[p] != RETIRED:
                 _evaluate_nb(inp, st, out, t, p)
-        request_fractions_nb(st)
+        request_fractions_nb(st.pod_fraction, st.pending, st.scratch_fraction)
     total = account_equity_nb(inp, st, prices)
     for p in range(n_pods):
         e = pod_equity_nb(inp, st, p, prices)
