@@ -71,12 +71,17 @@ def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.d
         raise click.BadParameter(f"{value!r} is not a date; use YYYY-MM-DD") from None
 
 
-def _cold_start_note(quiet: bool) -> None:
-    """Say so when the numba kernels are about to be compiled (once per checkout)."""
-    from orchestra.engine.warm import kernels_cached
+def _cold_start(quiet: bool, group: str = "bar-loop") -> None:
+    """When the numba kernels are not compiled yet (once per checkout): say so, and compile the
+    ``group`` kernels (see :func:`orchestra.kernels.precompile.start`) in a second process while
+    this one loads data and computes signals; the engine waits for it before its first bar."""
+    from orchestra.kernels import precompile
 
-    if not quiet and not kernels_cached():
-        err.print("compiling the numba kernels once (30–40 s; later runs start at once)")
+    if precompile.kernel_cached(precompile.GROUPS[group][0]):
+        return
+    if not quiet:
+        err.print("compiling the numba kernels once (~20 s; later runs start at once)")
+    precompile.start(group)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -123,7 +128,7 @@ def run(
     from orchestra.results.summary import print_summary
 
     cfg = load_config(config)
-    _cold_start_note(quiet)
+    _cold_start(quiet)
     show = not quiet and sys.stderr.isatty()
     if show:
         with Progress(
@@ -351,7 +356,10 @@ def sweep(
 
     cfg = load_config(config)
     spec = load_spec(grid_file)
-    _cold_start_note(quiet)
+    _cold_start(quiet)
+    from orchestra.kernels import precompile
+
+    precompile.wait()  # before the workers start: they load the kernel instead of each compiling it
     total = jobs_count(spec, cfg)
     show = not quiet and sys.stderr.isatty()
     with Progress(

@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from orchestra.cli.bt import _cold_start_note, _show_warning, err, out, user_errors
+from orchestra.cli.bt import _cold_start, _show_warning, err, out, user_errors
 
 STATE_ROOT = Path("runs")
 
@@ -160,7 +160,7 @@ def _live(
         _refuse(
             f"{config}: data.source is {cfg.data.source!r}; live trading needs data.source: ccxt"
         )
-    _cold_start_note(quiet)
+    _cold_start(quiet, "live")  # live trading steps each bar around the exchange's fills
     _trade(cfg, config, key, secret, rebaseline, state_dir, metrics_port, max_bars, quiet)
 
 
@@ -274,7 +274,7 @@ def _paper(
     from orchestra.live.session import LiveSession
 
     cfg = load_config(config)
-    _cold_start_note(quiet)
+    _cold_start(quiet)
     if replay is not None and not replay.is_dir():
         raise FileNotFoundError(f"--replay {replay}: no such folder")
     stop = _GracefulStop()

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from orchestra.engine.build import Prepared, history_days
+from orchestra.kernels import precompile
 from orchestra.kernels.capital import request_fractions_nb, request_rebalance_nb
 from orchestra.kernels.state import (
     CLOSE,
@@ -184,6 +185,7 @@ class Engine:
         if t >= self.n_bars:
             raise IndexError("no bars left")
         inp, st = self.inputs, self.state
+        precompile.wait()
         step_pre_nb(inp, st, t)
         net = np.bincount(
             inp.slot_sym, weights=st.scratch_target - st.units, minlength=st.account_units.size
@@ -237,6 +239,7 @@ class Engine:
 
     # ---------------------------------------------------------------- internals
     def _segment(self, t0: int, t1: int) -> None:
+        precompile.wait()  # a fresh checkout's bar loop compiling in a second process, if any
         start = time.perf_counter()
         t = t0
         while t < t1:

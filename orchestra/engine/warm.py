@@ -2,26 +2,22 @@
 
 The kernels are compiled on first use and cached by numba next to their source
 (``orchestra/kernels/__pycache__``; numba's user cache when that folder is read-only). A fresh
-checkout pays 30–40 s once: ``make install`` runs ``python -m orchestra.engine.warm``, and
-``orch-bt run`` / ``orch-live`` say so when the cache is still cold.
+checkout pays ~20–30 s once: ``make install`` runs ``python -m orchestra.engine.warm``, and
+``orch-bt run`` / ``orch-live`` say so when the cache is still cold. Both compile the bar loop in
+a second process meanwhile (:mod:`orchestra.kernels.precompile`).
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 
 def kernels_cached() -> bool:
     """Whether the step kernel has a compiled version in numba's cache."""
-    from orchestra.kernels.step import run_segment_nb
+    from orchestra.kernels.precompile import kernel_cached
 
-    try:
-        index = run_segment_nb._cache._cache_file._index_path
-        return Path(index).is_file()
-    except AttributeError:  # another numba layout: assume cold, which only costs a message
-        return False
+    return kernel_cached()
 
 
 def warm_config():
@@ -59,20 +55,31 @@ def warm_config():
 
 
 def warm_kernels() -> float:
-    """Run :func:`warm_config`'s backtest; returns the seconds it took."""
+    """Compile (or load) every kernel: the bar loop in a second process when its cache is cold
+    (:mod:`orchestra.kernels.precompile`), meanwhile live trading's step halves here, then
+    :func:`warm_config`'s backtest (every strategy's kernel). Returns the seconds it took."""
     from orchestra.engine import run_backtest
+    from orchestra.kernels import precompile
 
     cfg = warm_config()
     t = time.perf_counter()
-    run_backtest(cfg)
+    precompile.start("bar-loop")
+    precompile.compile_live_kernels()
+    run_backtest(cfg)  # waits for the second process before its first bar
     return time.perf_counter() - t
 
 
+def kernels_all_cached() -> bool:
+    from orchestra.kernels.precompile import GROUPS, kernel_cached
+
+    return all(kernel_cached(name) for name, _ in GROUPS.values())
+
+
 def main() -> None:
-    if kernels_cached():
+    if kernels_all_cached():
         print("numba kernels: cached")
         return
-    print("numba kernels: compiling once (30–40 s on a fresh checkout) ...", flush=True)
+    print("numba kernels: compiling once (~20–30 s on a fresh checkout) ...", flush=True)
     print(f"numba kernels: compiled and cached in {warm_kernels():.0f} s")
 
 

@@ -1,0 +1,161 @@
+"""Compile the bar-loop kernel in a second process while the first one gets on with its work.
+
+With an empty numba cache, compiling ``run_segment_nb`` and the day-end chain it calls is
+~12 of the ~20 s a backtest's kernels take, and nothing a run does before its first bar needs
+it: loading data and the strategies' kernels and signals come first. :func:`start` launches
+``python -m orchestra.kernels.precompile <group>``, which imports numpy, numba and the kernels
+only, calls the group's kernels on a tiny State of the engine's exact types
+(:func:`probe_arguments`; a test checks them against the engine's) and so writes them to numba's
+cache; :func:`wait`, called by the engine before its first bar, waits for it, and the kernel then
+loads from the cache. On two cores a fresh checkout's first run takes the longer of the two paths
+instead of their sum (``make bench``, workload C, shows both). The compile work is the same.
+
+Nothing depends on the child succeeding: if it fails, is killed, or the cache cannot be written,
+the engine compiles the kernel itself as before (only slower). ``ORCHESTRA_PRECOMPILE=0`` turns
+it off.
+
+Two processes writing numba's cache at once is safe here: numba writes each file to a temporary
+name and renames it, and a function both processes compile (a helper of the bar loop and of the
+live step halves, say) has one signature, so both store the same entry under the same key. (Two
+*different* signatures of one function compiled at once could pick the same data file name; no
+kernel compiled while the child runs has a second signature: only ``prior_extreme``, a strategy
+helper the child never compiles, has two.)
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from orchestra.kernels.state import N_LC, N_PARAMS, Inputs, State, new_outputs, new_state
+
+_job: subprocess.Popen | None = None
+
+
+def kernel_cached(name: str = "run_segment_nb") -> bool:
+    """Whether the kernel ``name`` of :mod:`orchestra.kernels.step` has a compiled version in
+    numba's cache (any signature; the engine uses one)."""
+    from orchestra.kernels import step
+
+    try:
+        index = getattr(step, name)._cache._cache_file._index_path
+        return Path(index).is_file()
+    except AttributeError:  # another numba layout: assume cold, which only costs a compile
+        return False
+
+
+def probe_arguments() -> tuple[Inputs, State, object]:
+    """``(inputs, state, outputs)`` of one pod trading one symbol over two bars, with the
+    dtypes and layouts :func:`orchestra.engine.build.prepare` gives (numba compiles per type)."""
+    t, s, p, k = 2, 1, 1, 1
+    f2 = np.zeros((t, s))
+    i1 = lambda n: np.zeros(n, dtype=np.int64)  # noqa: E731
+    inputs = Inputs(
+        timestamps=i1(t),
+        day_id=i1(t),
+        day_end=np.zeros(t, dtype=np.bool_),
+        month_end=np.zeros(t, dtype=np.bool_),
+        open=f2,
+        close=f2.copy(),
+        tradable=np.zeros((t, s), dtype=np.bool_),
+        atr=f2.copy(),
+        target=np.zeros((t, k)),
+        funding=f2.copy(),
+        slot_pod=i1(k),
+        slot_sym=i1(k),
+        pod_ptr=i1(p + 1),
+        sym_ptr=i1(s + 1),
+        sym_slots=i1(k),
+        pod_max_leverage=np.ones(p),
+        pod_threshold=np.zeros(p),
+        pod_stop_loss=np.zeros(p),
+        pod_trailing=np.zeros(p, dtype=np.bool_),
+        pod_trail_mult=np.zeros(p),
+        pod_max_drawdown=np.zeros(p),
+        pod_drawdown_warning=np.zeros(p),
+        pod_min_fraction=np.zeros(p),
+        params=np.zeros(N_PARAMS),
+        lifecycle=np.zeros(N_LC),
+    )
+    return inputs, new_state(p, s, k), new_outputs(t, p, 4)
+
+
+def start(group: str = "bar-loop") -> bool:
+    """Compile ``group``'s kernels in a background process if the cache does not hold them yet
+    (and ``ORCHESTRA_PRECOMPILE`` is not ``0``); returns whether a process was started.
+
+    ``"bar-loop"``: ``run_segment_nb`` (backtests, paper trading, replays). ``"live"``:
+    ``step_pre_nb`` / ``step_post_nb``, the halves live trading calls around the exchange's fills.
+    """
+    global _job
+    if group not in GROUPS:
+        raise ValueError(f"unknown kernel group {group!r}; one of {sorted(GROUPS)}")
+    if _job is not None or os.environ.get("ORCHESTRA_PRECOMPILE", "1") == "0":
+        return False
+    if kernel_cached(GROUPS[group][0]):
+        return False
+    try:
+        _job = subprocess.Popen(
+            [sys.executable, "-m", "orchestra.kernels.precompile", group],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    except OSError:  # no process to spare: the engine compiles in-process
+        return False
+    atexit.register(_stop)
+    return True
+
+
+def wait() -> None:
+    """Block until a background compile started by :func:`start` has finished (no-op if none)."""
+    global _job
+    job, _job = _job, None
+    if job is not None:
+        job.wait()
+
+
+def _stop() -> None:
+    """At exit (an error or Ctrl-C before the engine ran): do not leave the child behind."""
+    if _job is not None and _job.poll() is None:
+        _job.kill()
+        _job.wait()
+
+
+def compile_step_kernel() -> float:
+    """Compile (or load) ``run_segment_nb`` for the engine's types; returns the seconds taken."""
+    from orchestra.kernels.step import run_segment_nb
+
+    t = time.perf_counter()
+    run_segment_nb(*probe_arguments(), 0, 0)
+    return time.perf_counter() - t
+
+
+def compile_live_kernels() -> float:
+    """Compile (or load) ``step_pre_nb`` / ``step_post_nb`` for the engine's types (the live
+    loop passes its fills as float64 arrays); returns the seconds taken."""
+    from orchestra.kernels.step import step_post_nb, step_pre_nb
+
+    t = time.perf_counter()
+    inputs, state, outputs = probe_arguments()
+    step_pre_nb(inputs, state, 0)
+    none = state.scratch_nan  # NaN fills: modelled (only the types matter here)
+    step_post_nb(inputs, state, outputs, 0, none, none, none)
+    return time.perf_counter() - t
+
+
+# group -> (the kernel whose cache entry says the group is compiled, the function compiling it)
+GROUPS = {
+    "bar-loop": ("run_segment_nb", compile_step_kernel),
+    "live": ("step_post_nb", compile_live_kernels),
+}
+
+
+if __name__ == "__main__":
+    GROUPS[sys.argv[1] if len(sys.argv) > 1 else "bar-loop"][1]()

@@ -1,0 +1,81 @@
+"""The bar loop compiled in a second process on a cold cache (:mod:`orchestra.kernels.precompile`)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numba
+import pytest
+
+from orchestra.config import load_config
+from orchestra.engine import Engine, prepare
+from orchestra.engine.warm import warm_config
+from orchestra.kernels import precompile
+from tests.conftest import CONFIGS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("source", ["example", "warm"])
+def test_the_probe_has_the_engines_types(source: str) -> None:
+    """The child compiles for the probe's types; were they not the engine's, numba would compile
+    the kernel again in the parent and the second process would be wasted work."""
+    cfg = load_config(CONFIGS / "example.yaml") if source == "example" else warm_config()
+    eng = Engine(prepare(cfg))
+    engine_types = numba.typeof((eng.inputs, eng.state, eng.out))
+    assert numba.typeof(precompile.probe_arguments()) == engine_types
+
+
+def test_live_trading_calls_the_step_halves_with_the_probes_types() -> None:
+    """The "live" group compiles ``step_pre_nb`` / ``step_post_nb`` for the types
+    :meth:`Engine.step_with_fills` passes: stepping adds no second signature."""
+    import numpy as np
+
+    from orchestra.kernels.step import step_post_nb, step_pre_nb
+
+    precompile.compile_live_kernels()
+    eng = Engine(prepare(load_config(CONFIGS / "example.yaml")))
+    nan = lambda n: np.full(n, np.nan)  # noqa: E731  (NaN fills: modelled)
+    for _ in range(3):
+        eng.step_with_fills(lambda t, net, px: (nan(net.size), nan(net.size), nan(net.size), None))
+    assert len(step_pre_nb.signatures) == 1 and len(step_post_nb.signatures) == 1
+
+
+def test_unknown_group_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown kernel group"):
+        precompile.start("nope")
+
+
+def test_nothing_starts_when_the_kernel_is_cached_or_it_is_turned_off(monkeypatch) -> None:
+    precompile.compile_step_kernel()  # compiles or loads: cached afterwards
+    assert precompile.kernel_cached()
+    assert precompile.start() is False
+    precompile.wait()  # no job: returns at once
+    monkeypatch.setattr(precompile, "kernel_cached", lambda: False)
+    monkeypatch.setenv("ORCHESTRA_PRECOMPILE", "0")
+    assert precompile.start() is False
+
+
+@pytest.mark.slow
+def test_a_cold_run_loads_the_kernel_the_second_process_compiled(tmp_path: Path) -> None:
+    """Fresh process, empty numba cache: the child compiles ``run_segment_nb``, the engine waits
+    and loads it from the cache (a hit, no compile of its own), and the run completes."""
+    code = (
+        "from orchestra.kernels import precompile\n"
+        "assert precompile.start(), 'cold cache: a process should start'\n"
+        "from orchestra import run_backtest\n"
+        f"res = run_backtest({str(CONFIGS / 'example.yaml')!r})\n"
+        "from orchestra.kernels.step import run_segment_nb as k\n"
+        "print(sum(k.stats.cache_hits.values()), sum(k.stats.cache_misses.values()))\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    env.pop("ORCHESTRA_PRECOMPILE", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    hits, misses = map(int, proc.stdout.split()[-2:])
+    assert (hits, misses) == (1, 0)
