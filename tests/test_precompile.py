@@ -1,4 +1,4 @@
-"""The bar loop compiled in a second process on a cold cache (:mod:`orchestra.kernels.precompile`)."""
+"""The bar loop compiled in a second process on a cold cache (:mod:`orchestra.precompile`)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 import numba
 import pytest
 
+from orchestra import precompile
 from orchestra.config import load_config
 from orchestra.engine import Engine, prepare
 from orchestra.engine.warm import warm_config
-from orchestra.kernels import precompile
 from tests.conftest import CONFIGS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ def test_a_cold_run_loads_the_kernel_the_second_process_compiled(tmp_path: Path)
     """Fresh process, empty numba cache: the child compiles ``run_segment_nb``, the engine waits
     and loads it from the cache (a hit, no compile of its own), and the run completes."""
     code = (
-        "from orchestra.kernels import precompile\n"
+        "from orchestra import precompile\n"
         "assert precompile.start(), 'cold cache: a process should start'\n"
         "from orchestra import run_backtest\n"
         f"res = run_backtest({str(CONFIGS / 'example.yaml')!r})\n"

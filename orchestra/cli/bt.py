@@ -73,9 +73,9 @@ def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.d
 
 def _cold_start(quiet: bool, group: str = "bar-loop") -> None:
     """When the numba kernels are not compiled yet (once per checkout): say so, and compile the
-    ``group`` kernels (see :func:`orchestra.kernels.precompile.start`) in a second process while
+    ``group`` kernels (see :func:`orchestra.precompile.start`) in a second process while
     this one loads data and computes signals; the engine waits for it before its first bar."""
-    from orchestra.kernels import precompile
+    from orchestra import precompile
 
     if precompile.kernel_cached(precompile.GROUPS[group][0]):
         return
@@ -357,7 +357,7 @@ def sweep(
     cfg = load_config(config)
     spec = load_spec(grid_file)
     _cold_start(quiet)
-    from orchestra.kernels import precompile
+    from orchestra import precompile
 
     precompile.wait()  # before the workers start: they load the kernel instead of each compiling it
     total = jobs_count(spec, cfg)

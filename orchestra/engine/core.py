@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from orchestra import precompile
 from orchestra.engine.build import Prepared, history_days
-from orchestra.kernels import precompile
 from orchestra.kernels.capital import request_fractions_nb, request_rebalance_nb
 from orchestra.kernels.state import (
     CLOSE,

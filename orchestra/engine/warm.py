@@ -4,7 +4,7 @@ The kernels are compiled on first use and cached by numba next to their source
 (``orchestra/kernels/__pycache__``; numba's user cache when that folder is read-only). A fresh
 checkout pays ~20–30 s once: ``make install`` runs ``python -m orchestra.engine.warm``, and
 ``orch-bt run`` / ``orch-live`` say so when the cache is still cold. Both compile the bar loop in
-a second process meanwhile (:mod:`orchestra.kernels.precompile`).
+a second process meanwhile (:mod:`orchestra.precompile`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 def kernels_cached() -> bool:
     """Whether the step kernel has a compiled version in numba's cache."""
-    from orchestra.kernels.precompile import kernel_cached
+    from orchestra.precompile import kernel_cached
 
     return kernel_cached()
 
@@ -56,10 +56,10 @@ def warm_config():
 
 def warm_kernels() -> float:
     """Compile (or load) every kernel: the bar loop in a second process when its cache is cold
-    (:mod:`orchestra.kernels.precompile`), meanwhile live trading's step halves here, then
+    (:mod:`orchestra.precompile`), meanwhile live trading's step halves here, then
     :func:`warm_config`'s backtest (every strategy's kernel). Returns the seconds it took."""
+    from orchestra import precompile
     from orchestra.engine import run_backtest
-    from orchestra.kernels import precompile
 
     cfg = warm_config()
     t = time.perf_counter()
@@ -70,7 +70,7 @@ def warm_kernels() -> float:
 
 
 def kernels_all_cached() -> bool:
-    from orchestra.kernels.precompile import GROUPS, kernel_cached
+    from orchestra.precompile import GROUPS, kernel_cached
 
     return all(kernel_cached(name) for name, _ in GROUPS.values())
 

@@ -3,7 +3,7 @@
 With an empty numba cache, compiling ``run_segment_nb`` and the day-end chain it calls is
 ~12 of the ~20 s a backtest's kernels take, and nothing a run does before its first bar needs
 it: loading data and the strategies' kernels and signals come first. :func:`start` launches
-``python -m orchestra.kernels.precompile <group>``, which imports numpy, numba and the kernels
+``python -m orchestra.precompile <group>``, which imports numpy, numba and the kernels
 only, calls the group's kernels on a tiny State of the engine's exact types
 (:func:`probe_arguments`; a test checks them against the engine's) and so writes them to numba's
 cache; :func:`wait`, called by the engine before its first bar, waits for it, and the kernel then
@@ -102,7 +102,7 @@ def start(group: str = "bar-loop") -> bool:
         return False
     try:
         _job = subprocess.Popen(
-            [sys.executable, "-m", "orchestra.kernels.precompile", group],
+            [sys.executable, "-m", "orchestra.precompile", group],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
