@@ -44,6 +44,22 @@ def test_live_trading_calls_the_step_halves_with_the_probes_types() -> None:
     assert len(step_pre_nb.signatures) == 1 and len(step_post_nb.signatures) == 1
 
 
+def test_a_failed_or_killed_child_only_costs_the_compile(monkeypatch) -> None:
+    """The engine waits for the child whatever becomes of it, then runs (compiling the kernel
+    itself if the child left nothing in the cache)."""
+    from orchestra import run_backtest
+
+    for code in (
+        "import sys; sys.exit(3)",
+        "import os, signal; os.kill(os.getpid(), signal.SIGKILL)",
+    ):
+        child = subprocess.Popen([sys.executable, "-c", code])
+        monkeypatch.setattr(precompile, "_job", child)
+        res = run_backtest(CONFIGS / "example.yaml")
+        assert precompile._job is None and child.returncode != 0
+        assert res.equity.height > 0
+
+
 def test_unknown_group_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown kernel group"):
         precompile.start("nope")
