@@ -86,6 +86,11 @@ def probe_arguments() -> tuple[Inputs, State, object]:
     return inputs, new_state(p, s, k), new_outputs(t, p, 4)
 
 
+def probe_stops() -> np.ndarray:
+    """The driver's ``stops`` array (int8 per bar) of :func:`probe_arguments`' two bars."""
+    return np.zeros(2, dtype=np.int8)
+
+
 def start(group: str = "bar-loop") -> bool:
     """Compile ``group``'s kernels in a background process if the cache does not hold them yet
     (and ``ORCHESTRA_PRECOMPILE`` is not ``0``); returns whether a process was started.
@@ -133,7 +138,7 @@ def compile_step_kernel() -> float:
     from orchestra.kernels.step import run_segment_nb
 
     t = time.perf_counter()
-    run_segment_nb(*probe_arguments(), 0, 0)
+    run_segment_nb(*probe_arguments(), 0, 0, probe_stops())
     return time.perf_counter() - t
 
 

@@ -157,8 +157,9 @@ def run_kernel(
     T = inp.timestamps.shape[0]
     st_ = fresh_state(inp, fractions, capital)
     out = new_outputs(T, inp.pod_ptr.shape[0] - 1, 4 * T * max(inp.slot_pod.shape[0], 1) + 8, T)
+    no_stops = np.zeros(T, dtype=np.int8)  # the driver's day-end stops: none here
     for t in range(T):
-        run_segment_nb(inp, st_, out, t, t + 1)
+        run_segment_nb(inp, st_, out, t, t + 1, no_stops)
         if per_bar is not None:
             per_bar(t, st_)
         if transfers and t in transfers:

@@ -355,3 +355,46 @@ def test_atr_equals_wilders_ewm_and_is_known_for_a_symbol_listed_late() -> None:
     )
     want_b = pl.Series(tr_b).ewm_mean(alpha=1 / 14, adjust=False, min_samples=14).to_numpy()
     assert np.array_equal(atr[late:, 1], want_b, equal_nan=True)
+
+
+def _day_end_calls(eng: Engine) -> list[int]:
+    calls: list[int] = []
+    inner = eng._day_end
+    eng._day_end = lambda t: (calls.append(t), inner(t))[1]  # type: ignore[method-assign]
+    return calls
+
+
+@pytest.mark.parametrize("trigger", ["calendar", "threshold", "hybrid"])
+@pytest.mark.parametrize("n_pods", [1, 3])
+def test_the_bar_loop_returns_only_where_the_allocator_can_act(trigger: str, n_pods: int) -> None:
+    """The kernel skips the driver's threshold checks while fewer than two joined pods are in
+    production (PRC drift is undefined there): the run equals a driver that stops at every
+    check day, bit for bit, allocation records included."""
+    from orchestra.kernels.state import STOP_ALWAYS, STOP_IF_SHARED
+
+    base = small_config()
+    raw = base.model_dump(mode="json")
+    raw["orchestrator"]["rebalance"]["trigger"] = trigger
+    raw["pods"] = raw["pods"][:n_pods]
+    if n_pods == 1:
+        raw["pods"][0].update(initial_fraction=1.0, max_fraction=1.0)
+    cfg = parse_config(raw)
+    prep = prepare(cfg)
+    fast, every = Engine(prep), Engine(prep)
+    every._stops[every._stops == STOP_IF_SHARED] = STOP_ALWAYS  # the driver before the change
+    fast_calls, every_calls = _day_end_calls(fast), _day_end_calls(every)
+    fast.run()
+    every.run()
+    for x, y in zip(fast.state, every.state, strict=True):
+        assert np.array_equal(x, y, equal_nan=True)
+    for x, y in zip(fast.out, every.out, strict=True):
+        assert np.array_equal(x, y, equal_nan=True)
+    for name in ("fills", "events", "alerts"):
+        a, b = getattr(fast, name)(), getattr(every, name)()
+        assert all(np.array_equal(a[k], b[k]) for k in a), name
+    assert [r.__dict__ for r in fast.allocator.allocations] == [
+        r.__dict__ for r in every.allocator.allocations
+    ]
+    assert set(fast_calls) <= set(every_calls)
+    if trigger != "calendar" and n_pods == 1:
+        assert len(fast_calls) < len(every_calls)  # the skip happened

@@ -116,7 +116,8 @@ def test_segment_equals_bar_by_bar(case) -> None:
     T = inp.timestamps.shape[0]
     s1 = fresh_state(inp, fractions)
     o1 = new_outputs(T, inp.pod_ptr.shape[0] - 1, 4 * T * inp.slot_pod.shape[0] + 8)
-    run_segment_nb(inp, s1, o1, 0, T)
+    t, stopped = run_segment_nb(inp, s1, o1, 0, T, np.zeros(T, dtype=np.int8))
+    assert (t, stopped) == (T, False)
     s2, o2 = run_kernel(inp, fractions)
     for a, b in zip(s1, s2, strict=True):
         if a is s1.scratch_target or a is s1.scratch_delta:

@@ -27,6 +27,7 @@ def test_the_probe_has_the_engines_types(source: str) -> None:
     eng = Engine(prepare(cfg))
     engine_types = numba.typeof((eng.inputs, eng.state, eng.out))
     assert numba.typeof(precompile.probe_arguments()) == engine_types
+    assert numba.typeof(precompile.probe_stops()) == numba.typeof(eng._stops)
 
 
 def test_live_trading_calls_the_step_halves_with_the_probes_types() -> None:

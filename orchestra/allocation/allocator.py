@@ -39,7 +39,16 @@ from orchestra.allocation.moments import (
     shrunk_covariance,
 )
 from orchestra.allocation.problems import ProblemCache, SolveError
-from orchestra.kernels.state import INCUBATION, PROBATION, PRODUCTION, RETIRED, WARNING
+from orchestra.kernels.state import (
+    INCUBATION,
+    PROBATION,
+    PRODUCTION,
+    RETIRED,
+    STOP_ALWAYS,
+    STOP_IF_SHARED,
+    STOP_NONE,
+    WARNING,
+)
 from orchestra.timeframes import DAYS_PER_YEAR, days_to_periods, period_days
 
 _CACHE = ProblemCache()  # module-level cache for the public one-shot functions
@@ -235,6 +244,17 @@ class Allocator:
         if self.o.rebalance.trigger == "calendar":
             return self.calendar_due(day_index)
         return True
+
+    def stop_kind(self, day_index: int) -> int:
+        """What the driver needs at day end ``day_index`` (``STOP_*`` of the kernels' state):
+        ``STOP_ALWAYS`` when :meth:`on_day_end` may rebalance whatever the pods' states (the
+        first day end, a calendar date), ``STOP_IF_SHARED`` when only a PRC drift could (it needs
+        two or more production pods: with fewer :meth:`on_day_end` returns None and changes
+        nothing), ``STOP_NONE`` when nothing can happen."""
+        trig = self.o.rebalance.trigger
+        if day_index == 0 or (trig in ("calendar", "hybrid") and self.calendar_due(day_index)):
+            return STOP_ALWAYS
+        return STOP_IF_SHARED if trig in ("threshold", "hybrid") else STOP_NONE
 
     # ------------------------------------------------------------------ decision
     def on_day_end(

@@ -37,6 +37,8 @@ from orchestra.kernels.state import (
     INCUBATION,
     P_EXEC_MODE,
     PRODUCTION,
+    STOP_ALWAYS,
+    STOP_NONE,
     Outputs,
     State,
     new_outputs,
@@ -93,6 +95,7 @@ class Engine:
             [NO_JOIN if p.start is None else epoch_ms(p.start) for p in cfg.pods], dtype=np.int64
         )
         self.allocator = Allocator(cfg, prepared.pod_ids)
+        self._day_kinds: list[int] = []
         self._index_inputs()
         st = self.state
         joined = self.join_ts <= int(inp.timestamps[0])
@@ -109,7 +112,33 @@ class Engine:
 
     # ---------------------------------------------------------------- schedule (pure functions)
     def _index_inputs(self) -> None:
-        self._day_count = np.cumsum(self.inputs.day_end)  # day ends up to and including bar t
+        """The schedule's lookups, computed once per inputs (the driver asks at every day end)."""
+        inp = self.inputs
+        self._day_count = np.cumsum(inp.day_end)  # day ends up to and including bar t
+        self._day_ends = np.flatnonzero(inp.day_end)
+        ts = inp.timestamps
+        # pod p joins after bar t when join_ts[p] - step <= ts[t] < join_ts[p]
+        self._joins: dict[int, list[int]] = {}
+        for p, join in enumerate(self.join_ts.tolist()):
+            if join == NO_JOIN:
+                continue
+            lo = int(np.searchsorted(ts, join - self.step_ms, side="left"))
+            for t in range(lo, int(np.searchsorted(ts, join, side="left"))):
+                self._joins.setdefault(t, []).append(p)
+        jb = np.searchsorted(ts, np.maximum(self.join_ts, ts[0]))
+        self._join_day = np.where(jb > 0, self._day_count[np.maximum(jb - 1, 0)], 0).astype(
+            np.int64
+        )
+        # where the kernel returns to the driver (STOP_*), per day end; kinds depend on the day
+        # index only, so the live loop's growing inputs compute each day's once
+        kinds = self._day_kinds
+        for d in range(len(kinds), self._day_ends.size):
+            kinds.append(self.allocator.stop_kind(d))
+        self._stops = np.zeros(ts.shape[0], dtype=np.int8)
+        self._stops[self._day_ends] = kinds[: self._day_ends.size]
+        for t in self._joins:
+            if inp.day_end[t]:
+                self._stops[t] = STOP_ALWAYS
 
     def day_index(self, t: int) -> int:
         """0-based index of day-end bar ``t`` among the run's day ends."""
@@ -117,25 +146,18 @@ class Engine:
 
     def joins_at(self, t: int) -> list[int]:
         """Pods that join at day-end bar ``t``: the next bar opens at or after their start."""
-        ts = int(self.inputs.timestamps[t])
-        return np.flatnonzero((self.join_ts > ts) & (self.join_ts <= ts + self.step_ms)).tolist()
+        return list(self._joins.get(t, ()))
 
     def is_event(self, t: int) -> bool:
-        """Whether the driver stops after bar ``t`` for :meth:`_day_end`."""
-        if not self.inputs.day_end[t]:
-            return False
-        return self.allocator.is_check_day(self.day_index(t)) or bool(self.joins_at(t))
-
-    def event_bars(self, t0: int, t1: int) -> list[int]:
-        """The event bars in ``[t0, t1)`` (the stops of :meth:`advance`)."""
-        ends = np.flatnonzero(self.inputs.day_end[t0:t1]) + t0
-        return [int(t) for t in ends if self.is_event(int(t))]
+        """Whether the driver may have to act after bar ``t`` (:meth:`_day_end`): a day end where
+        the allocator may rebalance or a pod joins. The bar loop returns to the driver at such a
+        bar only when something can happen (see :func:`~orchestra.kernels.step.run_segment_nb`);
+        acting at the others is a no-op."""
+        return bool(self._stops[t] != STOP_NONE)
 
     def join_day(self) -> np.ndarray:
         """The day index from which each pod counts as live (0 for pods there from the start)."""
-        ts = self.inputs.timestamps
-        jb = np.searchsorted(ts, np.maximum(self.join_ts, ts[0]))
-        return np.where(jb > 0, self._day_count[np.maximum(jb - 1, 0)], 0).astype(np.int64)
+        return self._join_day.copy()
 
     # ---------------------------------------------------------------- the driver
     @property
@@ -147,18 +169,24 @@ class Engine:
         return int(self.state.next_bar[0])
 
     def advance(self, t1: int, progress: Callable[[int], None] | None = None) -> None:
-        """Run bars ``next_bar .. t1-1``, stopping after each event bar for :meth:`_day_end`."""
+        """Run bars ``next_bar .. t1-1``; the kernel returns after each bar where the allocator
+        may act or a pod joins, for :meth:`_day_end`, and when its fill buffer is full."""
         t = self.next_bar
         if t1 > self.n_bars:
             raise IndexError(f"bar {t1 - 1} is beyond the inputs ({self.n_bars} bars)")
-        for e in self.event_bars(t, t1):
-            self._segment(t, e + 1)
-            self._on_day_end(e)
-            t = e + 1
-            if progress is not None:
-                progress(t)
-        if t < t1:
-            self._segment(t, t1)
+        precompile.wait()  # a fresh checkout's bar loop compiling in a second process, if any
+        inp, st, out, stops = self.inputs, self.state, self.out, self._stops
+        while t < t1:
+            start = time.perf_counter()
+            t_next, stopped = run_segment_nb(inp, st, out, t, t1, stops)
+            self.timings["kernels"] += time.perf_counter() - start
+            t = int(t_next)
+            if stopped:
+                self._on_day_end(t - 1)
+                if progress is not None:
+                    progress(t)
+            elif t < t1:
+                self.flush()  # the fill buffer is full
         if progress is not None:
             progress(t1)
 
@@ -238,16 +266,6 @@ class Engine:
         self.out = self.out._replace(**grown)
 
     # ---------------------------------------------------------------- internals
-    def _segment(self, t0: int, t1: int) -> None:
-        precompile.wait()  # a fresh checkout's bar loop compiling in a second process, if any
-        start = time.perf_counter()
-        t = t0
-        while t < t1:
-            t = int(run_segment_nb(self.inputs, self.state, self.out, t, t1))
-            if t < t1:
-                self.flush()
-        self.timings["kernels"] += time.perf_counter() - start
-
     def flush(self) -> dict[str, dict[str, np.ndarray]]:
         """Move the kernels' fill, event and alert buffers into the journal; returns what moved."""
         o = self.out
@@ -288,7 +306,11 @@ class Engine:
     def day_end_bars(self, t: int | None = None) -> np.ndarray:
         """The day-end bars up to and including ``t`` (default: every processed bar)."""
         last = self.next_bar - 1 if t is None else t
-        return np.flatnonzero(self.inputs.day_end[: last + 1])
+        return (
+            self._day_ends[: int(self._day_count[last])].copy()
+            if last >= 0
+            else self._day_ends[:0].copy()
+        )
 
     def daily_navs(self, t: int) -> np.ndarray:
         """Pod NAVs at every day end up to and including bar ``t``: ``(n_days, P)``."""

@@ -147,6 +147,11 @@ ALERT_TYPES = ("daily_loss_circuit_breaker", "portfolio_drawdown", "account_equi
 
 EQUITY_EPS = 1e-9  # a pod equity at most this share of the account's counts as zero (unfunded)
 
+# driver stops after a bar (the ``stops`` array run_segment_nb takes): the allocator's day ends
+STOP_NONE = 0
+STOP_ALWAYS = 1  # a calendar rebalance, the first day end, a pod joining
+STOP_IF_SHARED = 2  # a threshold check: only with >= 2 joined production pods can PRC drift
+
 # State.halted values
 HALT_NONE = 0
 HALT_DRAWDOWN = 1  # drawdown_action flatten fired

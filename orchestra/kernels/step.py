@@ -64,7 +64,10 @@ from orchestra.kernels.state import (
     P_MAX_DRAWDOWN,
     P_MAX_GROSS,
     P_SLIPPAGE,
+    PRODUCTION,
     RETIRED,
+    STOP_ALWAYS,
+    STOP_IF_SHARED,
 )
 
 WEIGHT_EPS = 1e-9  # weight changes below this are float noise, never a trade (even at threshold 0)
@@ -455,13 +458,32 @@ def step_post_nb(inp, st, out, t, fill_qty, fill_px, fill_fee):
     st.next_bar[0] = t + 1
 
 
-@njit(cache=True, _nrt=False)  # type: ignore[call-overload]  # numba option, not in its stubs
-def run_segment_nb(inp, st, out, t0, t1):
-    """Step bars ``t0 .. t1-1``; stop early when the fill buffer may not hold another bar.
+@njit(cache=True, inline="always")
+def shared_nb(st):
+    """Whether at least two pods that have joined are in production (PRC drift needs two)."""
+    n = 0
+    for p in range(st.pod_state.shape[0]):
+        if st.pod_state[p] == PRODUCTION and st.pod_joined[p]:
+            n += 1
+            if n == 2:
+                return True
+    return False
 
-    Returns the next bar to process (``t1`` when the segment is done). Compiled without numba's
-    reference counting (``_nrt=False``): the loop allocates nothing, and counting references to
-    the ~100 arrays of the inputs, state and outputs at every inlined call cost ~5 µs per bar.
+
+@njit(cache=True, _nrt=False)  # type: ignore[call-overload]  # numba option, not in its stubs
+def run_segment_nb(inp, st, out, t0, t1, stops):
+    """Step bars ``t0 .. t1-1``; return after a bar the driver must see, or early when the fill
+    buffer may not hold another bar.
+
+    ``stops[t]`` (int8, ``STOP_*``) says whether the driver's allocator may act after bar ``t``:
+    always (``STOP_ALWAYS``), or only when two or more joined pods are in production
+    (``STOP_IF_SHARED``: a threshold check, whose PRC drift is undefined with fewer; the lifecycle
+    may have changed the states during this very call, so the kernel decides).
+
+    Returns ``(t, stopped)``: the next bar to process (``t1`` when the segment is done) and
+    whether bar ``t - 1`` is a stop. Compiled without numba's reference counting (``_nrt=False``):
+    the loop allocates nothing, and counting references to the ~100 arrays of the inputs, state
+    and outputs at every inlined call cost ~5 µs per bar.
     """
     k = st.units.shape[0]
     capacity = out.fill_bar.shape[0]
@@ -469,10 +491,13 @@ def run_segment_nb(inp, st, out, t0, t1):
     t = t0
     while t < t1:
         if out.fill_count[0] + 2 * k > capacity:
-            return t
+            return t, False
         # one bar with modelled fills (one inlining layer less than a step_nb wrapper: numba
         # copies the inlined IR once per layer, seconds of compile time here)
         step_pre_nb(inp, st, t)
         step_post_nb(inp, st, out, t, modelled, modelled, modelled)
+        kind = stops[t]
         t += 1
-    return t
+        if kind == STOP_ALWAYS or (kind == STOP_IF_SHARED and shared_nb(st)):
+            return t, True
+    return t, False

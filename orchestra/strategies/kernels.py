@@ -37,7 +37,12 @@ def log_returns(c: np.ndarray) -> np.ndarray:
 @njit(cache=True, nogil=True)
 def rolling_std(x: np.ndarray, window: int) -> np.ndarray:
     """Sample standard deviation (ddof 1) of the last ``window`` values; NaN unless all are
-    numbers; exactly 0 when they are all 0."""
+    numbers; exactly 0 when they are all 0.
+
+    Welford's update with removal, O(1) per value. Its variance error is absolute, about eps
+    times the squared scale of the values so far: a window much calmer than the data before it
+    has a larger relative error (6e-9 for a std of 3e-4 in unit-variance data; for volatility
+    scaling, far below anything that moves a weight)."""
     out = np.full(x.size, np.nan)
     count, nonzero, mean, m2 = 0, 0, 0.0, 0.0
     for t in range(x.size):
