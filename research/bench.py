@@ -17,7 +17,8 @@ Workloads:
      a user sees after `make install`)
 
 Each workload runs in its own subprocess (so peak RSS is its own), twice: a first run that may
-compile/load numba caches, then a warm run that is reported. Throughput is pod-symbol-bars per
+compile/load numba caches, then a warm run that is reported (the cold run's objects are freed
+first, so the peak RSS is one run's). Throughput is pod-symbol-bars per
 second of the kernel stage. The naive loop runs the same inputs for a slice of bars and its
 throughput is compared in the same run (ratio = kernel / naive). Figures are only comparable
 within one run: the machine is shared and noisy.
@@ -28,6 +29,7 @@ within one run: the machine is shared and noisy.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import resource
 import subprocess
@@ -348,6 +350,11 @@ def run_one(name: str, naive_bars: int) -> dict:
     cfg = workload_config(name)
     out: dict = {"workload": name}
     for attempt in ("cold", "warm"):
+        if attempt == "warm":
+            # free the cold run's data first: the warm run should not allocate beside it (slower
+            # fresh pages, and a peak RSS of two runs)
+            del loaded, prep, eng
+            gc.collect()
         t_all = time.perf_counter()
         t = time.perf_counter()
         loaded = load_bars(cfg)
