@@ -350,11 +350,6 @@ def run_one(name: str, naive_bars: int) -> dict:
     cfg = workload_config(name)
     out: dict = {"workload": name}
     for attempt in ("cold", "warm"):
-        if attempt == "warm":
-            # free the cold run's data first: the warm run should not allocate beside it (slower
-            # fresh pages, and a peak RSS of two runs)
-            del loaded, prep, eng
-            gc.collect()
         t_all = time.perf_counter()
         t = time.perf_counter()
         loaded = load_bars(cfg)
@@ -374,6 +369,11 @@ def run_one(name: str, naive_bars: int) -> dict:
             "results": t_results,
             "total": wall,
         }
+        if attempt == "cold":
+            # free the cold run's data: the warm run should not allocate beside it (slower
+            # fresh pages, and a peak RSS of two runs)
+            del loaded, prep, eng
+            gc.collect()
     inp = prep.inputs
     T, K = inp.target.shape
     out["bars"], out["slots"], out["psb"] = T, K, T * K
