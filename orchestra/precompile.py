@@ -8,7 +8,9 @@ only, calls the group's kernels on a tiny State of the engine's exact types
 (:func:`probe_arguments`; a test checks them against the engine's) and so writes them to numba's
 cache; :func:`wait`, called by the engine before its first bar, waits for it, and the kernel then
 loads from the cache. On two cores a fresh checkout's first run takes the longer of the two paths
-instead of their sum (``make bench``, workload C, shows both). The compile work is the same.
+instead of their sum (``make bench``, workload C, shows both). The compile work is the same, so
+with a single core available to the process no child starts (it would only compete with the
+parent and import everything twice).
 
 Nothing depends on the child succeeding: if it fails, is killed, or the cache cannot be written,
 the engine compiles the kernel itself as before (only slower). ``ORCHESTRA_PRECOMPILE=0`` turns
@@ -48,6 +50,15 @@ def kernel_cached(name: str = "run_segment_nb") -> bool:
         return Path(index).is_file()
     except AttributeError:  # another numba layout: assume cold, which only costs a compile
         return False
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one, as under taskset
+    or a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def probe_arguments() -> tuple[Inputs, State, object]:
@@ -103,7 +114,7 @@ def start(group: str = "bar-loop") -> bool:
         raise ValueError(f"unknown kernel group {group!r}; one of {sorted(GROUPS)}")
     if _job is not None or os.environ.get("ORCHESTRA_PRECOMPILE", "1") == "0":
         return False
-    if kernel_cached(GROUPS[group][0]):
+    if kernel_cached(GROUPS[group][0]) or usable_cores() < 2:
         return False
     try:
         _job = subprocess.Popen(

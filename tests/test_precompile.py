@@ -76,10 +76,32 @@ def test_nothing_starts_when_the_kernel_is_cached_or_it_is_turned_off(monkeypatc
     assert precompile.start() is False
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_no_child_on_a_single_core(tmp_path: Path) -> None:
+    """Pinned to one CPU (as under ``taskset -c 0``), a cold cache starts no second process: it
+    would only share the core with the parent."""
+    code = (
+        "import os\n"
+        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "from orchestra import precompile\n"
+        "assert not precompile.kernel_cached(), 'the cache should be empty'\n"
+        "print(precompile.usable_cores(), precompile.start())\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    env.pop("ORCHESTRA_PRECOMPILE", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["1", "False"]
+
+
 @pytest.mark.slow
 def test_a_cold_run_loads_the_kernel_the_second_process_compiled(tmp_path: Path) -> None:
     """Fresh process, empty numba cache: the child compiles ``run_segment_nb``, the engine waits
     and loads it from the cache (a hit, no compile of its own), and the run completes."""
+    if precompile.usable_cores() < 2:
+        pytest.skip("one CPU: no second process starts (test_no_child_on_a_single_core)")
     code = (
         "from orchestra import precompile\n"
         "assert precompile.start(), 'cold cache: a process should start'\n"
