@@ -207,10 +207,12 @@ def test_paper_replay_equals_the_backtest_exactly(market: Path, tmp_path: Path) 
     assert_same_frames(bt, OrchestratedResult.load(tmp_path / "state"))
 
 
-def test_replay_of_a_synthetic_config_through_the_cli(tmp_path: Path) -> None:
+def test_replay_of_a_synthetic_config_through_the_cli(tmp_path: Path, monkeypatch) -> None:
     """`orch-bt data export` + `orch-live --paper --replay` reproduce `orch-bt run` of the shipped
     example (synthetic data), and `orch-live status` / `orch-bt report` read the state dir."""
     from orchestra.cli import bt, live
+
+    monkeypatch.delenv("ORCHESTRA_DISCORD_WEBHOOK", raising=False)
 
     runner = CliRunner()
     cfg = ROOT / "configs" / "example.yaml"
@@ -225,6 +227,7 @@ def test_replay_of_a_synthetic_config_through_the_cli(tmp_path: Path) -> None:
     res = runner.invoke(live.main, ["status", "--state", str(state)])
     assert res.exit_code == 0, res.output
     assert "last bar" in res.output and "2024-04-09" in res.output  # bar 99
+    assert "unsent (no webhook was set: ORCHESTRA_DISCORD_WEBHOOK)" in res.output  # daily reports
     res = runner.invoke(live.main, args)  # resumes after bar 99 and finishes
     assert res.exit_code == 0, res.output
     assert "resuming after bar 100" in res.output

@@ -440,7 +440,10 @@ def status(state_dir: Path | None) -> None:
         for o in store.orders():
             orders[o["status"]] = orders.get(o["status"], 0) + 1
     if counts:
-        head.add_row("notifications", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        why = {"unsent": "unsent (no webhook was set: ORCHESTRA_DISCORD_WEBHOOK)"}
+        head.add_row(
+            "notifications", ", ".join(f"{n} {why.get(s, s)}" for s, n in sorted(counts.items()))
+        )
     if orders:
         head.add_row("orders", ", ".join(f"{n} {s}" for s, n in sorted(orders.items())))
     out.print(head)
