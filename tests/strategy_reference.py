@@ -23,8 +23,28 @@ def _vol(window: int, per_year: float, r: pl.Expr | None = None) -> pl.Expr:
     return r.rolling_std(window).over("symbol") * np.sqrt(per_year)
 
 
-def _scaled(signal: pl.Expr, vol: pl.Expr, vol_target: float, n: int) -> pl.Expr:
+def _scaled(signal: pl.Expr, vol: pl.Expr, vol_target: float, n: pl.Expr) -> pl.Expr:
     return signal * vol_target / vol.clip(lower_bound=VOL_FLOOR) / n
+
+
+def _with_listed(bars: pl.DataFrame) -> pl.DataFrame:
+    """Add ``_listed``: how many symbols have had a bar by each row's timestamp (an as-of join
+    on the symbols' first bars)."""
+    firsts = (
+        bars.group_by("symbol")
+        .agg(pl.col("timestamp").min().alias("first"))
+        .sort("first")
+        .with_columns(pl.int_range(1, pl.len() + 1).alias("_listed"))
+        .group_by("first")
+        .agg(pl.col("_listed").max())
+        .sort("first")
+    )
+    return (
+        bars.sort("timestamp")
+        .join_asof(firsts, left_on="timestamp", right_on="first", strategy="backward")
+        .drop("first")
+        .sort("symbol", "timestamp")
+    )
 
 
 def _mom(lb: int) -> pl.Expr:
@@ -44,7 +64,7 @@ def _breakout(lookback: int, long_only: bool) -> pl.Expr:
     return raw.forward_fill().fill_null(0.0).over("symbol")
 
 
-def _expr(name: str, p: dict[str, Any], per_year: float, n: int) -> pl.Expr:
+def _expr(name: str, p: dict[str, Any], per_year: float, n: pl.Expr) -> pl.Expr:
     vt = p.get("vol_target", 0.35)
     if name == "tsmom":
         vol = _vol(p.get("vol_window", 30), per_year)
@@ -72,9 +92,10 @@ def _expr(name: str, p: dict[str, Any], per_year: float, n: int) -> pl.Expr:
 def reference_weights(name: str, bars: pl.DataFrame, params: dict[str, Any]) -> pl.DataFrame:
     """``timestamp, symbol, weight`` sorted by symbol and time, NaN/null as 0 (no leverage cap)."""
     bars = bars.sort("symbol", "timestamp")
-    per_year, n = bars_per_year(bars), bars["symbol"].n_unique()
+    per_year = bars_per_year(bars)
     if name != "ensemble":
-        w = _expr(name, params, per_year, n)
+        w = _expr(name, params, per_year, pl.col("_listed"))
+        bars = _with_listed(bars)
         return bars.select("timestamp", "symbol", w.fill_nan(0.0).fill_null(0.0).alias("weight"))
     subs = params["sub_strategies"]
     base = bars.select("timestamp", "symbol", "close")

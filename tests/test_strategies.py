@@ -134,19 +134,57 @@ def _check_contract(
     frac=st.floats(0, 1),
     lev=st.sampled_from([0.1, 1.0, 2.5]),
     zero_vol=st.booleans(),
+    ragged=st.booleans(),
 )
 def test_contract_on_generated_bars(
-    case: str, seed: int, n_syms: int, n_bars: int, frac: float, lev: float, zero_vol: bool
+    case: str,
+    seed: int,
+    n_syms: int,
+    n_bars: int,
+    frac: float,
+    lev: float,
+    zero_vol: bool,
+    ragged: bool,
 ) -> None:
+    """The contract, with every symbol trading from the first bar or (``ragged``) listed later and
+    delisted earlier than the others: a truncation before a listing must not change a weight."""
     bars = random_bars(seed, n_syms, n_bars, zero_volume=zero_vol)
-    _check_contract(case, bars, int(frac * (n_bars - 1)), lev, seed)
+    if ragged:
+        bars = _ragged(bars, np.random.default_rng(seed))
+    n_times = bars["timestamp"].n_unique()
+    _check_contract(case, bars, int(frac * (n_times - 1)), lev, seed)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_later_listing_does_not_change_earlier_weights(case: str) -> None:
+    """A symbol listing at bar 30 (and another at 50) must not change any weight before it: the
+    weights are divided across the symbols listed so far, not across every symbol the data will
+    ever hold (which is what a live loop, seeing bars up to t only, would compute)."""
+    bars = random_bars(11, 3, 80)
+    t0 = bars["timestamp"].min()
+    listing = {"S1/USDT": 30, "S2/USDT": 50}
+    bars = bars.filter(
+        pl.col("timestamp")
+        >= pl.col("symbol").replace_strict(listing, default=0, return_dtype=pl.Int64)
+        * pl.duration(days=1)
+        + t0
+    )
+    full = _run(case, bars, 2.0)
+    for cut in (20, 40, 60):
+        when = t0 + dt.timedelta(days=cut)
+        early = bars.filter(pl.col("timestamp") <= when)
+        head = full.filter(pl.col("timestamp") <= when)
+        assert head.equals(_run(case, early, 2.0)), f"cut at bar {cut}"
+        assert (head["weight"] != 0).any()  # the check compares real positions
+        _check_contract(case, bars, cut, 2.0, cut)
 
 
 @needs_shared
 @pytest.mark.parametrize("case", CASES)
 def test_contract_on_real_binance_bars(case: str, shared_data) -> None:
+    # SOL lists on 2020-08-11, bar 223: the first cut is before it
     bars = read_files(shared_data / "binance-1d", ["BTC/USDT", "SOL/USDT", "DOGE/USDT"], "1d")
-    for i, t in enumerate([250, 900, 1800]):
+    for i, t in enumerate([150, 250, 900, 1800]):
         _check_contract(case, bars, t, 2.0, i)
 
 

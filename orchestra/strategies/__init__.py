@@ -184,8 +184,11 @@ def weights_matrix(
         "volume": market.volume,
     }
     fields = MarketFields(matrices, columns)
+    # symbols listed by each bar of the clock (see orchestra.strategies.common), one row per symbol
+    by_bar = np.cumsum(np.bincount(start[has], minlength=n_bars)).astype(np.float64)
+    listed = np.tile(by_bar, (len(columns), 1))
     try:
-        w = wide(model, fields, start, stop, per_year_from_step(step), int(has.sum()))
+        w = wide(model, fields, start, stop, per_year_from_step(step), listed)
     except Exception as exc:
         if name in _builtin_names():
             raise

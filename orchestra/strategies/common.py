@@ -1,9 +1,14 @@
 """The two layouts a built-in strategy runs on, and the long-frame contract built from them.
 
 A built-in strategy is written once, as a **wide** function
-``wide(params, fields, start, stop, per_year, n) -> (S, L) weights`` over ``(S, L)`` arrays (one row
-per symbol in time order; symbol s has bars in columns ``start[s] .. stop[s]-1``), calling the
-numba kernels of :mod:`orchestra.strategies.kernels`. It runs on two layouts of the same numbers:
+``wide(params, fields, start, stop, per_year, listed) -> (S, L) weights`` over ``(S, L)`` arrays
+(one row per symbol in time order; symbol s has bars in columns ``start[s] .. stop[s]-1``), calling
+the numba kernels of :mod:`orchestra.strategies.kernels`. ``listed[s, j]`` is the number of the
+pod's symbols listed by the time of symbol s's bar j (their first bar at or before it, symbol s
+included): the ``N`` a weight is divided by. It counts listings so far, never symbols that list
+later, so a weight at bar t does not depend on what the data holds after t (a symbol listing
+later lowers the others' weights from its first bar on, not before). It runs on two layouts of
+the same numbers:
 
 * :class:`SymbolRows` — a long bar frame sorted by ``symbol, timestamp``: each symbol's rows,
   left-aligned. This gives the public contract ``fn(bars, params) -> weights`` (:func:`long_form`).
@@ -42,7 +47,7 @@ class Fields(Protocol):
     def __getitem__(self, field: str) -> np.ndarray: ...
 
 
-WideFn = Callable[[Any, Fields, np.ndarray, np.ndarray, float, int], np.ndarray | None]
+WideFn = Callable[[Any, Fields, np.ndarray, np.ndarray, float, np.ndarray], np.ndarray | None]
 
 
 def per_year_from_step(step_ms: float | None) -> float:
@@ -84,6 +89,13 @@ class SymbolRows:
             out[s, : self.lengths[s]] = values[self.offsets[s] : self.offsets[s + 1]]
         return out
 
+    def listed(self) -> np.ndarray:
+        """``(S, L)``: at each symbol's bar, how many of the frame's symbols have a bar at or
+        before its timestamp (see the module docstring)."""
+        ts = self.bars["timestamp"].dt.epoch("ms").to_numpy()
+        first = np.sort(ts[self.offsets[:-1]])
+        return self.pivot(np.searchsorted(first, ts, side="right").astype(np.float64))
+
     def unpivot(self, wide: np.ndarray) -> np.ndarray:
         """``(S, L)`` → a column in the frame's row order."""
         if self.n_symbols and (self.lengths == self.width).all():
@@ -122,7 +134,7 @@ def long_form(wide: WideFn) -> Callable[[pl.DataFrame, Any], pl.DataFrame]:
         if not is_sorted_by_symbol_time(bars):
             bars = bars.sort("symbol", "timestamp")
         rows = SymbolRows(bars)
-        w = wide(params, rows, rows.start, rows.stop, bars_per_year(bars), rows.n_symbols)
+        w = wide(params, rows, rows.start, rows.stop, bars_per_year(bars), rows.listed())
         if w is None:
             raise ValueError(f"{wide.__name__} cannot run on these params")
         return bars.select("timestamp", "symbol", pl.Series("weight", rows.unpivot(w)))

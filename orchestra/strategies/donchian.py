@@ -4,7 +4,7 @@ For each ``L`` in ``lookbacks``: ``upper = max(high[t-L..t-1])``, ``lower = min(
 (the prior ``L`` bars, bar t excluded). The signal becomes +1 on ``close[t] > upper``, −1 (or 0 with
 ``long_only``) on ``close[t] < lower``, and otherwise keeps its previous value (a breakout system
 holds until the opposite breakout). The pod weight is the mean signal over lookbacks, scaled to
-``vol_target`` by realised volatility and divided by the number of symbols.
+``vol_target`` by realised volatility and divided by the number of symbols listed by bar t.
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ class DonchianParams(StrategyParams):
 @register("donchian-ensemble", DonchianParams)
 @long_form
 def donchian_ensemble(
-    p: DonchianParams, f: Fields, start, stop, per_year: float, n: int
+    p: DonchianParams, f: Fields, start, stop, per_year: float, listed: np.ndarray
 ) -> np.ndarray:
     """Mean of the breakout signals over ``lookbacks``, vol-targeted."""
     lookbacks = np.asarray(p.lookbacks, dtype=np.int64)
     return donchian_nb(
         f["high"], f["low"], f["close"], start, stop, lookbacks, p.long_only, p.vol_window,
-        p.vol_target, per_year, n,
+        p.vol_target, per_year, listed,
     )  # fmt: skip

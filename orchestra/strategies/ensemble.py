@@ -58,7 +58,7 @@ def _combine(params: EnsembleParams, subs: list[np.ndarray], f: Fields, start, s
 
 
 def _wide(
-    params: EnsembleParams, f: Fields, start, stop, per_year: float, n: int
+    params: EnsembleParams, f: Fields, start, stop, per_year: float, listed: np.ndarray
 ) -> np.ndarray | None:
     """Each sub-strategy's wide weights, combined; None if one is a user's long-frame function."""
     if not params.sub_strategies:
@@ -70,7 +70,7 @@ def _wide(
         w = (
             None
             if wide is None
-            else wide(spec.parse_params(sub.params), f, start, stop, per_year, n)
+            else wide(spec.parse_params(sub.params), f, start, stop, per_year, listed)
         )
         if w is None:
             return None

@@ -120,7 +120,7 @@ def momentum_sign(c: np.ndarray, lookback: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def vol_scaled(signal: float, vol: float, vol_target: float, n: int) -> float:
+def vol_scaled(signal: float, vol: float, vol_target: float, n: float) -> float:
     """``signal · vol_target / max(σ, floor) / n``; 0 while either is unknown (NaN)."""
     if np.isnan(signal) or np.isnan(vol):
         return 0.0
@@ -128,7 +128,7 @@ def vol_scaled(signal: float, vol: float, vol_target: float, n: int) -> float:
 
 
 @njit(cache=True, nogil=True)
-def tsmom_nb(close, start, stop, lookback, vol_window, vol_target, per_year, n):
+def tsmom_nb(close, start, stop, lookback, vol_window, vol_target, per_year, listed):
     out = np.zeros(close.shape)
     scale = np.sqrt(per_year)
     for s in range(close.shape[0]):
@@ -137,12 +137,12 @@ def tsmom_nb(close, start, stop, lookback, vol_window, vol_target, per_year, n):
         sigma = rolling_std(log_returns(c), vol_window)
         mom = momentum_sign(c, lookback)
         for t in range(c.size):
-            out[s, lo + t] = vol_scaled(mom[t], sigma[t] * scale, vol_target, n)
+            out[s, lo + t] = vol_scaled(mom[t], sigma[t] * scale, vol_target, listed[s, lo + t])
     return out
 
 
 @njit(cache=True, nogil=True)
-def vw_tsmom_nb(close, volume, start, stop, lookback, vol_window, vol_target, per_year, n):
+def vw_tsmom_nb(close, volume, start, stop, lookback, vol_window, vol_target, per_year, listed):
     out = np.zeros(close.shape)
     scale = np.sqrt(per_year)
     for s in range(close.shape[0]):
@@ -154,13 +154,13 @@ def vw_tsmom_nb(close, volume, start, stop, lookback, vol_window, vol_target, pe
         den = rolling_sum(v, lookback)
         for t in range(c.size):
             signal = np.sign(num[t] / den[t]) if den[t] > 0 else 0.0
-            out[s, lo + t] = vol_scaled(signal, sigma[t] * scale, vol_target, n)
+            out[s, lo + t] = vol_scaled(signal, sigma[t] * scale, vol_target, listed[s, lo + t])
     return out
 
 
 @njit(cache=True, nogil=True)
 def donchian_nb(
-    high, low, close, start, stop, lookbacks, long_only, vol_window, vol_target, per_year, n
+    high, low, close, start, stop, lookbacks, long_only, vol_window, vol_target, per_year, listed
 ):
     out = np.zeros(close.shape)
     scale = np.sqrt(per_year)
@@ -182,12 +182,16 @@ def donchian_nb(
                     held = down
                 total[t] += held
         for t in range(c.size):
-            out[s, lo + t] = vol_scaled(total[t] / k, sigma[t] * scale, vol_target, n)
+            out[s, lo + t] = vol_scaled(
+                total[t] / k, sigma[t] * scale, vol_target, listed[s, lo + t]
+            )
     return out
 
 
 @njit(cache=True, nogil=True)
-def vol_adaptive_nb(close, start, stop, fast, slow, vol_short, vol_long, vol_target, per_year, n):
+def vol_adaptive_nb(
+    close, start, stop, fast, slow, vol_short, vol_long, vol_target, per_year, listed
+):
     out = np.zeros(close.shape)
     scale = np.sqrt(per_year)
     for s in range(close.shape[0]):
@@ -202,7 +206,7 @@ def vol_adaptive_nb(close, start, stop, fast, slow, vol_short, vol_long, vol_tar
             if np.isnan(long[t]):
                 continue  # the long window gates the regime: no signal before it is full
             signal = m_fast[t] if short[t] > long[t] else m_slow[t]
-            out[s, lo + t] = vol_scaled(signal, short[t] * scale, vol_target, n)
+            out[s, lo + t] = vol_scaled(signal, short[t] * scale, vol_target, listed[s, lo + t])
     return out
 
 

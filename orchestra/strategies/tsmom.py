@@ -3,7 +3,8 @@
 ``w[t,s] = sign(close[t,s] / close[t-L,s] - 1) · vol_target / σ[t,s] / N``
 
 with ``L = lookback`` bars, ``σ`` the annualised standard deviation of log-returns over
-``vol_window`` bars (up to and including t), and ``N`` the number of the pod's symbols. Zero until
+``vol_window`` bars (up to and including t), and ``N`` the number of the pod's symbols
+listed by bar t (:mod:`orchestra.strategies.common`). Zero until
 ``max(lookback, vol_window) + 1`` bars of history.
 """
 
@@ -28,6 +29,10 @@ class TsmomParams(StrategyParams):
 
 @register("tsmom", TsmomParams)
 @long_form
-def tsmom(p: TsmomParams, f: Fields, start, stop, per_year: float, n: int) -> np.ndarray:
+def tsmom(
+    p: TsmomParams, f: Fields, start, stop, per_year: float, listed: np.ndarray
+) -> np.ndarray:
     """Sign of the ``lookback`` return, scaled to ``vol_target`` and split across symbols."""
-    return tsmom_nb(f["close"], start, stop, p.lookback, p.vol_window, p.vol_target, per_year, n)
+    return tsmom_nb(
+        f["close"], start, stop, p.lookback, p.vol_window, p.vol_target, per_year, listed
+    )

@@ -39,10 +39,10 @@ class VolAdaptiveParams(StrategyParams):
 @register("vol-adaptive", VolAdaptiveParams)
 @long_form
 def vol_adaptive(
-    p: VolAdaptiveParams, f: Fields, start, stop, per_year: float, n: int
+    p: VolAdaptiveParams, f: Fields, start, stop, per_year: float, listed: np.ndarray
 ) -> np.ndarray:
     """Trend sign with a lookback chosen by the volatility regime, vol-targeted."""
     return vol_adaptive_nb(
         f["close"], start, stop, p.fast_lookback, p.slow_lookback, p.vol_short, p.vol_long,
-        p.vol_target, per_year, n,
+        p.vol_target, per_year, listed,
     )  # fmt: skip

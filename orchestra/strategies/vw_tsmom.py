@@ -27,8 +27,18 @@ class VwTsmomParams(StrategyParams):
 
 @register("vw-tsmom", VwTsmomParams)
 @long_form
-def vw_tsmom(p: VwTsmomParams, f: Fields, start, stop, per_year: float, n: int) -> np.ndarray:
+def vw_tsmom(
+    p: VwTsmomParams, f: Fields, start, stop, per_year: float, listed: np.ndarray
+) -> np.ndarray:
     """Sign of the volume-weighted mean return over ``lookback`` bars, vol-targeted."""
     return vw_tsmom_nb(
-        f["close"], f["volume"], start, stop, p.lookback, p.vol_window, p.vol_target, per_year, n
+        f["close"],
+        f["volume"],
+        start,
+        stop,
+        p.lookback,
+        p.vol_window,
+        p.vol_target,
+        per_year,
+        listed,
     )
