@@ -28,6 +28,7 @@ from orchestra.engine import prepare, run_backtest
 from orchestra.live import LiveSession, StoreError
 from orchestra.live.feeds import ReplayFeed
 from orchestra.live.store import Store
+from tests.conftest import needs_shared
 
 ROOT = Path(__file__).resolve().parents[1]
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT"]
@@ -203,6 +204,27 @@ def test_paper_replay_equals_the_backtest_exactly(market: Path, tmp_path: Path) 
         assert other.equity["equity"][-1] != bt.equity["equity"][-1], switch
 
     session = replay(cfg, market, tmp_path / "state")
+    session.close()
+    assert_same_frames(bt, OrchestratedResult.load(tmp_path / "state"))
+
+
+@needs_shared
+def test_replay_equals_the_backtest_on_real_bars_with_listings_inside_the_run(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """binance-majors' pods from 2020-03-01, before SOL, DOT and AVAX list: the replay sees each
+    listing when it happens and must still equal the backtest bit for bit."""
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "configs" / "binance-majors.yaml").read_text())
+    raw["data"]["path"] = str(shared_data / "binance-1d")
+    raw["backtest"].update({"start": "2020-03-01", "end": "2021-02-28"})
+    cfg = parse_config(raw, source="binance-majors.yaml")
+    bt = run_backtest(cfg)
+    first = bt.fills.group_by("symbol").agg(pl.col("timestamp").min())
+    late = first.filter(pl.col("timestamp") > dt.datetime(2020, 8, 1, tzinfo=dt.UTC))
+    assert {"SOL/USDT", "DOT/USDT", "AVAX/USDT"} <= set(late["symbol"])  # traded once listed
+    session = replay(cfg, shared_data / "binance-1d", tmp_path / "state")
     session.close()
     assert_same_frames(bt, OrchestratedResult.load(tmp_path / "state"))
 
