@@ -76,6 +76,17 @@ def test_nothing_starts_when_the_kernel_is_cached_or_it_is_turned_off(monkeypatc
     assert precompile.start() is False
 
 
+def run_with_empty_cache(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """``python -c code`` in a fresh process whose numba cache is an empty folder (must succeed)."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    env.pop("ORCHESTRA_PRECOMPILE", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
 def test_no_child_on_a_single_core(tmp_path: Path) -> None:
     """Pinned to one CPU (as under ``taskset -c 0``), a cold cache starts no second process: it
@@ -87,12 +98,7 @@ def test_no_child_on_a_single_core(tmp_path: Path) -> None:
         "assert not precompile.kernel_cached(), 'the cache should be empty'\n"
         "print(precompile.usable_cores(), precompile.start())\n"
     )
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
-    env.pop("ORCHESTRA_PRECOMPILE", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_with_empty_cache(code, tmp_path)
     assert proc.stdout.split() == ["1", "False"]
 
 
@@ -110,11 +116,6 @@ def test_a_cold_run_loads_the_kernel_the_second_process_compiled(tmp_path: Path)
         "from orchestra.kernels.step import run_segment_nb as k\n"
         "print(sum(k.stats.cache_hits.values()), sum(k.stats.cache_misses.values()))\n"
     )
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
-    env.pop("ORCHESTRA_PRECOMPILE", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_with_empty_cache(code, tmp_path)
     hits, misses = map(int, proc.stdout.split()[-2:])
     assert (hits, misses) == (1, 0)
