@@ -77,9 +77,10 @@ class Prepared:
 
 def atr_matrix(market: Market, window: int = ATR_BARS) -> np.ndarray:
     """Wilder's ATR(window) per symbol, ``(T, S)`` (see :func:`orchestra.kernels.market.atr_nb`)."""
-    from orchestra.kernels.market import atr_nb
+    from orchestra.kernels.market import atr_nb, new_atr_state
 
-    return atr_nb(market.high, market.low, market.close, market.tradable, window)
+    state = new_atr_state(len(market.symbols))
+    return atr_nb(market.high, market.low, market.close, market.tradable, window, state)
 
 
 def pod_weight_matrix(

@@ -16,11 +16,17 @@ the same numbers:
   transposed: no frame is built, and nothing is pivoted back and forth.
 
 Both hand the kernels the same rows, so the weights are equal bit for bit (tested).
+
+The wide function is the whole-history pass of the strategy's :class:`StepForm`: its state, a
+whole-history run that leaves the state after the last bar, and a one-bar step (the live loop,
+:mod:`orchestra.strategies.live`). The run is a loop over the step's per-symbol kernel, so the
+two agree bit for bit by construction.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -34,6 +40,7 @@ from orchestra.timeframes import DAYS_PER_YEAR
 __all__ = [
     "VOL_FLOOR",
     "MarketFields",
+    "StepForm",
     "SymbolRows",
     "bars_per_year",
     "long_form",
@@ -61,6 +68,41 @@ def bars_per_year(bars: pl.DataFrame) -> float:
     ts = bars.select(pl.col("timestamp").dt.epoch("ms").diff().over("symbol").alias("d"))["d"]
     ts = ts.filter(ts > 0)
     return per_year_from_step(float(ts.min()) if ts.len() else None)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class StepForm:
+    """A built-in strategy in step form (see :mod:`orchestra.strategies.kernels`).
+
+    * ``init(params, n_symbols) -> state``: the state before any bar (an array, or for the
+      ensemble a list of its parts);
+    * ``run(params, fields, start, stop, per_year, listed, state) -> (S, L) weights``: the whole
+      history in the ``(S, L)`` layout, leaving ``state`` after each symbol's last bar;
+    * ``step(params, row, has, n, per_year, state) -> (S,) weights``: one bar, where ``row``
+      maps a field to its ``(S,)`` values, ``has`` marks the symbols with a bar now and ``n``
+      is the number of the pod's symbols listed so far (weight 0 where ``has`` is False);
+    * ``supports(params)``: whether these params have a step form (an ensemble of a user's
+      long-frame strategy has none; ``run`` then returns None).
+    """
+
+    fields: tuple[str, ...]
+    init: Callable[[Any, int], Any]
+    run: Callable[..., np.ndarray | None]
+    step: Callable[..., np.ndarray]
+    supports: Callable[[Any], bool] = lambda params: True  # False: use the long form
+
+    def wide(
+        self, params: Any, f: Fields, start, stop, per_year: float, listed: np.ndarray
+    ) -> np.ndarray | None:
+        """The whole history from a fresh state (the engine's and the long form's path)."""
+        return self.run(params, f, start, stop, per_year, listed, self.init(params, len(start)))
+
+
+def first_close_state(n_symbols: int, width: int) -> np.ndarray:
+    """A built-in's state before any bar: zeros, and NaN for the previous close (column 0)."""
+    state = np.zeros((n_symbols, width))
+    state[:, 0] = np.nan
+    return state
 
 
 class SymbolRows:
@@ -122,21 +164,31 @@ class MarketFields:
         return self._cache[field]
 
 
-def long_form(wide: WideFn) -> Callable[[pl.DataFrame, Any], pl.DataFrame]:
-    """The long-frame strategy function (SPEC §6 contract) of a wide function.
+def long_form(form: StepForm) -> Callable[[Callable], Callable[[pl.DataFrame, Any], pl.DataFrame]]:
+    """The long-frame strategy function (SPEC §6 contract) of a step form.
 
-    The returned function carries ``wide`` as ``.wide`` so the engine can run it on the market
-    matrices instead.
+    The decorated function (whose docstring and name the result takes) carries the form as
+    ``.step_form`` and its whole-history pass as ``.wide``, so the engine can run it on the
+    market matrices and the live loop one bar at a time.
     """
 
-    @functools.wraps(wide)
+    def deco(doc: Callable) -> Callable[[pl.DataFrame, Any], pl.DataFrame]:
+        func = _long_form(form.wide, doc)
+        func.step_form = form  # type: ignore[attr-defined]
+        return func
+
+    return deco
+
+
+def _long_form(wide: WideFn, doc: Callable) -> Callable[[pl.DataFrame, Any], pl.DataFrame]:
+    @functools.wraps(doc)
     def func(bars: pl.DataFrame, params: Any) -> pl.DataFrame:
         if not is_sorted_by_symbol_time(bars):
             bars = bars.sort("symbol", "timestamp")
         rows = SymbolRows(bars)
         w = wide(params, rows, rows.start, rows.stop, bars_per_year(bars), rows.listed())
         if w is None:
-            raise ValueError(f"{wide.__name__} cannot run on these params")
+            raise ValueError(f"{doc.__name__} cannot run on these params")
         return bars.select("timestamp", "symbol", pl.Series("weight", rows.unpivot(w)))
 
     func.wide = wide  # type: ignore[attr-defined]

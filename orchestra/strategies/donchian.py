@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, field_validator
 
-from orchestra.strategies.common import Fields, long_form
-from orchestra.strategies.kernels import donchian_nb
+from orchestra.strategies.common import Fields, StepForm, first_close_state, long_form
+from orchestra.strategies.kernels import donchian_nb, donchian_size, donchian_step_nb
 from orchestra.strategies.registry import StrategyParams, register
 
 
@@ -34,14 +34,26 @@ class DonchianParams(StrategyParams):
         return max(*self.lookbacks, self.vol_window) + 1
 
 
-@register("donchian-ensemble", DonchianParams)
-@long_form
-def donchian_ensemble(
-    p: DonchianParams, f: Fields, start, stop, per_year: float, listed: np.ndarray
-) -> np.ndarray:
-    """Mean of the breakout signals over ``lookbacks``, vol-targeted."""
-    lookbacks = np.asarray(p.lookbacks, dtype=np.int64)
+def _run(p: DonchianParams, f: Fields, start, stop, per_year: float, listed, state) -> np.ndarray:
     return donchian_nb(
-        f["high"], f["low"], f["close"], start, stop, lookbacks, p.long_only, p.vol_window,
-        p.vol_target, per_year, listed,
+        f["high"], f["low"], f["close"], start, stop, np.asarray(p.lookbacks, dtype=np.int64),
+        p.long_only, p.vol_window, p.vol_target, per_year, listed, state,
     )  # fmt: skip
+
+
+def _step(p: DonchianParams, row, has, n: float, per_year: float, state) -> np.ndarray:
+    return donchian_step_nb(
+        row["high"], row["low"], row["close"], has, n, np.asarray(p.lookbacks, dtype=np.int64),
+        p.long_only, p.vol_window, p.vol_target, per_year, state,
+    )  # fmt: skip
+
+
+def _init(p: DonchianParams, n_symbols: int) -> np.ndarray:
+    width = donchian_size(np.asarray(p.lookbacks, dtype=np.int64), p.vol_window)
+    return first_close_state(n_symbols, width)
+
+
+@register("donchian-ensemble", DonchianParams)
+@long_form(StepForm(("high", "low", "close"), _init, _run, _step))
+def donchian_ensemble(bars, params):
+    """Mean of the breakout signals over ``lookbacks``, vol-targeted."""

@@ -22,8 +22,8 @@ import polars as pl
 from pydantic import Field
 
 from orchestra.data.schema import is_sorted_by_symbol_time
-from orchestra.strategies.common import Fields, SymbolRows
-from orchestra.strategies.kernels import combine_nb
+from orchestra.strategies.common import Fields, StepForm, SymbolRows, first_close_state
+from orchestra.strategies.kernels import combine_nb, combine_size, combine_step_nb
 from orchestra.strategies.registry import StrategyParams, get_strategy, register
 
 
@@ -50,32 +50,59 @@ class EnsembleParams(StrategyParams):
         )
 
 
-def _combine(params: EnsembleParams, subs: list[np.ndarray], f: Fields, start, stop) -> np.ndarray:
-    return combine_nb(
-        np.stack(subs), f["close"], start, stop, params.aggregation == "inverse_volatility",
-        params.vol_window,
-    )  # fmt: skip
+def _subs(params: EnsembleParams) -> list[tuple[Any, Any]]:
+    """Each sub-strategy's (step form or None, parsed params)."""
+    out = []
+    for sub in params.sub_strategies:
+        spec = get_strategy(sub.name)
+        out.append((getattr(spec.func, "step_form", None), spec.parse_params(sub.params)))
+    return out
 
 
-def _wide(
-    params: EnsembleParams, f: Fields, start, stop, per_year: float, listed: np.ndarray
+def _supports(params: EnsembleParams) -> bool:
+    subs = _subs(params)
+    return bool(subs) and all(form is not None and form.supports(p) for form, p in subs)
+
+
+def _init(params: EnsembleParams, n_symbols: int) -> list[np.ndarray]:
+    """Each sub-strategy's state, then the combination's."""
+    parts = [form.init(p, n_symbols) for form, p in _subs(params)]
+    k = len(parts)
+    return [*parts, first_close_state(n_symbols, combine_size(k, params.vol_window))]
+
+
+def _run(
+    params: EnsembleParams, f: Fields, start, stop, per_year: float, listed: np.ndarray, state
 ) -> np.ndarray | None:
     """Each sub-strategy's wide weights, combined; None if one is a user's long-frame function."""
     if not params.sub_strategies:
         raise ValueError("ensemble needs at least one sub-strategy")
-    subs = []
-    for sub in params.sub_strategies:
-        spec = get_strategy(sub.name)
-        wide = getattr(spec.func, "wide", None)
-        w = (
-            None
-            if wide is None
-            else wide(spec.parse_params(sub.params), f, start, stop, per_year, listed)
-        )
-        if w is None:
-            return None
-        subs.append(w)
-    return _combine(params, subs, f, start, stop)
+    if not _supports(params):
+        return None
+    subs = [
+        form.run(p, f, start, stop, per_year, listed, part)
+        for (form, p), part in zip(_subs(params), state, strict=False)
+    ]
+    return _combine(params, subs, f["close"], start, stop, state[-1])
+
+
+def _step(params: EnsembleParams, row, has, n: float, per_year: float, state) -> np.ndarray:
+    subs = [
+        form.step(p, row, has, n, per_year, part)
+        for (form, p), part in zip(_subs(params), state, strict=False)
+    ]
+    inverse = params.aggregation == "inverse_volatility"
+    return combine_step_nb(np.stack(subs), row["close"], has, inverse, params.vol_window, state[-1])
+
+
+def _combine(params: EnsembleParams, subs, close, start, stop, state) -> np.ndarray:
+    return combine_nb(
+        np.stack(subs), close, start, stop, params.aggregation == "inverse_volatility",
+        params.vol_window, state,
+    )  # fmt: skip
+
+
+FORM = StepForm(("open", "high", "low", "close", "volume"), _init, _run, _step, _supports)
 
 
 @register("ensemble", EnsembleParams)
@@ -96,8 +123,10 @@ def ensemble(bars: pl.DataFrame, params: EnsembleParams) -> pl.DataFrame:
         rows.pivot(compute_weights(sub.name, bars, sub.params)["weight"].to_numpy())
         for sub in params.sub_strategies
     ]
-    w = _combine(params, subs, rows, rows.start, rows.stop)
+    state = first_close_state(rows.n_symbols, combine_size(len(subs), params.vol_window))
+    w = _combine(params, subs, rows["close"], rows.start, rows.stop, state)
     return bars.select("timestamp", "symbol", pl.Series("weight", rows.unpivot(w)))
 
 
-ensemble.wide = _wide  # type: ignore[attr-defined]
+ensemble.wide = FORM.wide  # type: ignore[attr-defined]
+ensemble.step_form = FORM  # type: ignore[attr-defined]

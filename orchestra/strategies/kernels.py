@@ -1,18 +1,33 @@
-"""Numba kernels of the built-in strategies.
+"""Numba kernels of the built-in strategies, in step form.
 
-Layout: every field is a ``(S, L)`` array, one row per symbol in time order; symbol ``s`` has bars
-in columns ``start[s] .. stop[s]-1`` (one contiguous run) and weight 0 outside it. Each symbol is
-computed on its own run only, from its first bar, exactly as a per-symbol ``.over("symbol")``
-would see it. Every kernel is causal: the weight at column t reads columns ≤ t only.
+Every window primitive is a small **state** plus a **step**: the state lives in a segment of a
+float64 row (one row per symbol), the step takes the bar's value, updates the state in O(1) and
+returns the statistic. Each strategy is one per-symbol step (``*_sym``) over those primitives, and
+it runs in two ways that execute the same float operations in the same order:
 
-Windows are maintained incrementally (O(1) per bar whatever the window): a rolling sample
-standard deviation by Welford's update with removal, rolling sums, and the channel's max/min by
-a monotone deque. Exact zeros stay exact: a window whose values are all 0 gives a standard
-deviation (or sum) of exactly 0, not a rounding residue, so "no volatility" and "no volume" tests
-keep their meaning on flat, gap-filled stretches.
+* whole history — ``*_nb(..., state)`` loops the step over each symbol's bars in an ``(S, L)``
+  layout (one row per symbol in time order; symbol ``s`` has bars in columns
+  ``start[s] .. stop[s]-1`` and weight 0 outside) and leaves each symbol's state after its last
+  bar in ``state``;
+* one bar — ``*_step_nb(..., state)`` steps every symbol that has a bar now (the live loop).
 
-A rolling statistic is NaN until its window is full of numbers (like polars' ``rolling_*`` with
-``min_samples = window``); a NaN weight becomes 0 (no opinion yet).
+So a live update equals the backtest's value bit for bit by construction, and the state after a
+whole-history pass is exactly the state the live loop would hold after the same bars (a restart
+rebuilds it that way). Every kernel is causal: the weight at bar t reads bars ≤ t only.
+
+The primitives (state layout ``[...]`` as float64; counters are exact integers in float64):
+
+* rolling sample standard deviation (ddof 1) by Welford's update with removal:
+  ``[n_seen, count, nonzero, mean, m2, ring(window)]``;
+* rolling sum: ``[n_seen, count, nonzero, total, ring(window)]``;
+* the prior ``window`` bars' max or min (bar t excluded) by a monotone deque:
+  ``[n_seen, head, tail, index ring(window+1), value ring(window+1)]``;
+* the value ``lag`` bars ago (momentum): ``[n_seen, ring(lag)]``.
+
+Exact zeros stay exact: a window whose values are all 0 gives a standard deviation (or sum) of
+exactly 0, not a rounding residue, so "no volatility" and "no volume" tests keep their meaning on
+flat, gap-filled stretches. A rolling statistic is NaN until its window is full of numbers (like
+polars' ``rolling_*`` with ``min_samples = window``); a NaN weight becomes 0 (no opinion yet).
 """
 
 from __future__ import annotations
@@ -22,227 +37,425 @@ from numba import njit
 
 VOL_FLOOR = 1e-6  # annualised; keeps 1/σ finite on flat (zero-volume, gap-filled) stretches
 
+_jit = njit(cache=True, nogil=True)
 
-@njit(cache=True, nogil=True)
-def log_returns(c: np.ndarray) -> np.ndarray:
-    """``ln(c[t] / c[t-1])``, NaN at t = 0."""
-    out = np.empty(c.size)
-    if c.size:
-        out[0] = np.nan
-    for t in range(1, c.size):
-        out[t] = np.log(c[t] / c[t - 1])
+
+# ---------------------------------------------------------------------------- primitives
+@_jit
+def rstd_size(window):
+    return 5 + window
+
+
+@_jit
+def rstd_push(st, o, window, v):
+    """Push ``v``; the sample std of the last ``window`` values (NaN unless all are numbers;
+    exactly 0 when all are 0).
+
+    Welford's update with removal. Its variance error is absolute, about eps times the squared
+    scale of the values so far: a window much calmer than the data before it has a larger
+    relative error (6e-9 for a std of 3e-4 in unit-variance data; for volatility scaling, far
+    below anything that moves a weight)."""
+    t = int(st[o])
+    count, nonzero, mean, m2 = int(st[o + 1]), int(st[o + 2]), st[o + 3], st[o + 4]
+    slot = o + 5 + t % window
+    u = st[slot]  # the value leaving the window (when t >= window)
+    st[slot] = v
+    if not np.isnan(v):
+        count += 1
+        nonzero += v != 0.0
+        d = v - mean
+        mean += d / count
+        m2 += d * (v - mean)
+    if t >= window and not np.isnan(u):
+        count -= 1
+        nonzero -= u != 0.0
+        if count == 0:
+            mean, m2 = 0.0, 0.0
+        else:
+            d = u - mean
+            mean -= d / count
+            m2 -= d * (u - mean)
+    st[o] = t + 1
+    st[o + 1], st[o + 2], st[o + 3], st[o + 4] = count, nonzero, mean, m2
+    if count == window:
+        return 0.0 if nonzero == 0 else np.sqrt(max(m2, 0.0) / (window - 1))
+    return np.nan
+
+
+@_jit
+def rsum_size(window):
+    return 4 + window
+
+
+@_jit
+def rsum_push(st, o, window, v):
+    """Push ``v``; the sum of the last ``window`` values (NaN unless all are numbers; exactly 0
+    when all are 0)."""
+    t = int(st[o])
+    count, nonzero, total = int(st[o + 1]), int(st[o + 2]), st[o + 3]
+    slot = o + 4 + t % window
+    u = st[slot]
+    st[slot] = v
+    if not np.isnan(v):
+        count += 1
+        nonzero += v != 0.0
+        total += v
+    if t >= window and not np.isnan(u):
+        count -= 1
+        nonzero -= u != 0.0
+        total -= u
+    st[o] = t + 1
+    st[o + 1], st[o + 2], st[o + 3] = count, nonzero, total
+    if count == window:
+        return total if nonzero else 0.0
+    return np.nan
+
+
+@_jit
+def extreme_size(window):
+    return 3 + 2 * (window + 1)
+
+
+@_jit
+def extreme_push(st, o, window, v, highest):
+    """The max (``highest``) or min of the ``window`` values before ``v`` (NaN until there are
+    ``window``), then push ``v``. A monotone deque of (index, value) in two rings."""
+    cap = window + 1
+    t, head, tail = int(st[o]), int(st[o + 1]), int(st[o + 2])
+    idx, val = o + 3, o + 3 + cap
+    out = np.nan
+    if t >= window:
+        while st[idx + head % cap] < t - window:
+            head += 1
+        out = st[val + head % cap]
+    while tail > head and (
+        (st[val + (tail - 1) % cap] <= v) if highest else (st[val + (tail - 1) % cap] >= v)
+    ):
+        tail -= 1
+    st[idx + tail % cap] = t
+    st[val + tail % cap] = v
+    tail += 1
+    st[o], st[o + 1], st[o + 2] = t + 1, head, tail
     return out
 
 
-@njit(cache=True, nogil=True)
-def rolling_std(x: np.ndarray, window: int) -> np.ndarray:
-    """Sample standard deviation (ddof 1) of the last ``window`` values; NaN unless all are
-    numbers; exactly 0 when they are all 0.
+@_jit
+def lag_size(lag):
+    return 1 + lag
 
-    Welford's update with removal, O(1) per value. Its variance error is absolute, about eps
-    times the squared scale of the values so far: a window much calmer than the data before it
-    has a larger relative error (6e-9 for a std of 3e-4 in unit-variance data; for volatility
-    scaling, far below anything that moves a weight)."""
-    out = np.full(x.size, np.nan)
-    count, nonzero, mean, m2 = 0, 0, 0.0, 0.0
-    for t in range(x.size):
-        v = x[t]
-        if not np.isnan(v):
-            count += 1
-            nonzero += v != 0.0
-            d = v - mean
-            mean += d / count
-            m2 += d * (v - mean)
-        if t >= window:
-            u = x[t - window]
-            if not np.isnan(u):
-                count -= 1
-                nonzero -= u != 0.0
-                if count == 0:
-                    mean, m2 = 0.0, 0.0
-                else:
-                    d = u - mean
-                    mean -= d / count
-                    m2 -= d * (u - mean)
-        if count == window:
-            out[t] = 0.0 if nonzero == 0 else np.sqrt(max(m2, 0.0) / (window - 1))
+
+@_jit
+def lag_push(st, o, lag, v):
+    """The value pushed ``lag`` steps ago (NaN before there is one), then push ``v``."""
+    t = int(st[o])
+    slot = o + 1 + t % lag
+    out = st[slot] if t >= lag else np.nan
+    st[slot] = v
+    st[o] = t + 1
     return out
 
 
-@njit(cache=True, nogil=True)
-def rolling_sum(x: np.ndarray, window: int) -> np.ndarray:
-    """Sum of the last ``window`` values; NaN unless all are numbers; exactly 0 when all are 0."""
-    out = np.full(x.size, np.nan)
-    count, nonzero, total = 0, 0, 0.0
-    for t in range(x.size):
-        v = x[t]
-        if not np.isnan(v):
-            count += 1
-            nonzero += v != 0.0
-            total += v
-        if t >= window:
-            u = x[t - window]
-            if not np.isnan(u):
-                count -= 1
-                nonzero -= u != 0.0
-                total -= u
-        if count == window:
-            out[t] = total if nonzero else 0.0
-    return out
+@_jit
+def log_return_push(st, o, c):
+    """``ln(c / previous c)``; NaN on the first bar (the state starts at NaN)."""
+    prev = st[o]
+    st[o] = c
+    return np.log(c / prev)
 
 
-@njit(cache=True, nogil=True)
-def prior_extreme(x: np.ndarray, window: int, highest: bool) -> np.ndarray:
-    """Max (``highest``) or min of ``x[t-window .. t-1]`` (bar t excluded); NaN for t < window."""
-    out = np.full(x.size, np.nan)
-    dq = np.empty(x.size, np.int64)  # indices, their values monotone from head to tail
-    head, tail = 0, 0
-    for t in range(x.size):
-        if t >= window:
-            while dq[head] < t - window:
-                head += 1
-            out[t] = x[dq[head]]
-        v = x[t]
-        while tail > head and ((x[dq[tail - 1]] <= v) if highest else (x[dq[tail - 1]] >= v)):
-            tail -= 1
-        dq[tail] = t
-        tail += 1
-    return out
-
-
-@njit(cache=True, nogil=True)
-def momentum_sign(c: np.ndarray, lookback: int) -> np.ndarray:
-    """``sign(c[t] / c[t-lookback] - 1)``, NaN for t < lookback."""
-    out = np.full(c.size, np.nan)
-    for t in range(lookback, c.size):
-        out[t] = np.sign(c[t] / c[t - lookback] - 1.0)
-    return out
-
-
-@njit(cache=True, nogil=True)
-def vol_scaled(signal: float, vol: float, vol_target: float, n: float) -> float:
+@_jit
+def vol_scaled(signal, vol, vol_target, n):
     """``signal · vol_target / max(σ, floor) / n``; 0 while either is unknown (NaN)."""
     if np.isnan(signal) or np.isnan(vol):
         return 0.0
     return signal * vol_target / (vol if vol > VOL_FLOOR else VOL_FLOOR) / n
 
 
-@njit(cache=True, nogil=True)
-def tsmom_nb(close, start, stop, lookback, vol_window, vol_target, per_year, listed):
+# ---------------------------------------------------------------------------- tsmom
+@_jit
+def tsmom_size(lookback, vol_window):
+    return 1 + rstd_size(vol_window) + lag_size(lookback)
+
+
+@_jit
+def tsmom_sym(st, c, n, lookback, vol_window, vol_target, scale):
+    r = log_return_push(st, 0, c)
+    sigma = rstd_push(st, 1, vol_window, r)
+    mom = np.sign(c / lag_push(st, 1 + rstd_size(vol_window), lookback, c) - 1.0)
+    return vol_scaled(mom, sigma * scale, vol_target, n)
+
+
+@_jit
+def tsmom_nb(close, start, stop, lookback, vol_window, vol_target, per_year, listed, state):
     out = np.zeros(close.shape)
     scale = np.sqrt(per_year)
     for s in range(close.shape[0]):
-        lo, hi = start[s], stop[s]
-        c = close[s, lo:hi]
-        sigma = rolling_std(log_returns(c), vol_window)
-        mom = momentum_sign(c, lookback)
-        for t in range(c.size):
-            out[s, lo + t] = vol_scaled(mom[t], sigma[t] * scale, vol_target, listed[s, lo + t])
-    return out
-
-
-@njit(cache=True, nogil=True)
-def vw_tsmom_nb(close, volume, start, stop, lookback, vol_window, vol_target, per_year, listed):
-    out = np.zeros(close.shape)
-    scale = np.sqrt(per_year)
-    for s in range(close.shape[0]):
-        lo, hi = start[s], stop[s]
-        c, v = close[s, lo:hi], volume[s, lo:hi]
-        r = log_returns(c)
-        sigma = rolling_std(r, vol_window)
-        num = rolling_sum(r * v, lookback)
-        den = rolling_sum(v, lookback)
-        for t in range(c.size):
-            signal = np.sign(num[t] / den[t]) if den[t] > 0 else 0.0
-            out[s, lo + t] = vol_scaled(signal, sigma[t] * scale, vol_target, listed[s, lo + t])
-    return out
-
-
-@njit(cache=True, nogil=True)
-def donchian_nb(
-    high, low, close, start, stop, lookbacks, long_only, vol_window, vol_target, per_year, listed
-):
-    out = np.zeros(close.shape)
-    scale = np.sqrt(per_year)
-    down = 0.0 if long_only else -1.0
-    k = lookbacks.size
-    for s in range(close.shape[0]):
-        lo, hi = start[s], stop[s]
-        c = close[s, lo:hi]
-        sigma = rolling_std(log_returns(c), vol_window)
-        total = np.zeros(c.size)
-        for i in range(k):
-            upper = prior_extreme(high[s, lo:hi], lookbacks[i], True)
-            lower = prior_extreme(low[s, lo:hi], lookbacks[i], False)
-            held = 0.0  # the last breakout's direction (0 before the first)
-            for t in range(c.size):
-                if c[t] > upper[t]:
-                    held = 1.0
-                elif c[t] < lower[t]:
-                    held = down
-                total[t] += held
-        for t in range(c.size):
-            out[s, lo + t] = vol_scaled(
-                total[t] / k, sigma[t] * scale, vol_target, listed[s, lo + t]
+        for j in range(start[s], stop[s]):
+            out[s, j] = tsmom_sym(
+                state[s], close[s, j], listed[s, j], lookback, vol_window, vol_target, scale
             )
     return out
 
 
-@njit(cache=True, nogil=True)
-def vol_adaptive_nb(
-    close, start, stop, fast, slow, vol_short, vol_long, vol_target, per_year, listed
+@_jit
+def tsmom_step_nb(close, has, n, lookback, vol_window, vol_target, per_year, state):
+    out = np.zeros(close.size)
+    scale = np.sqrt(per_year)
+    for s in range(close.size):
+        if has[s]:
+            out[s] = tsmom_sym(state[s], close[s], n, lookback, vol_window, vol_target, scale)
+    return out
+
+
+# ---------------------------------------------------------------------------- vw-tsmom
+@_jit
+def vw_tsmom_size(lookback, vol_window):
+    return 1 + rstd_size(vol_window) + 2 * rsum_size(lookback)
+
+
+@_jit
+def vw_tsmom_sym(st, c, v, n, lookback, vol_window, vol_target, scale):
+    r = log_return_push(st, 0, c)
+    sigma = rstd_push(st, 1, vol_window, r)
+    o = 1 + rstd_size(vol_window)
+    num = rsum_push(st, o, lookback, r * v)
+    den = rsum_push(st, o + rsum_size(lookback), lookback, v)
+    signal = np.sign(num / den) if den > 0 else 0.0
+    return vol_scaled(signal, sigma * scale, vol_target, n)
+
+
+@_jit
+def vw_tsmom_nb(
+    close, volume, start, stop, lookback, vol_window, vol_target, per_year, listed, state
 ):
     out = np.zeros(close.shape)
     scale = np.sqrt(per_year)
     for s in range(close.shape[0]):
-        lo, hi = start[s], stop[s]
-        c = close[s, lo:hi]
-        r = log_returns(c)
-        short = rolling_std(r, vol_short)
-        long = rolling_std(r, vol_long)
-        m_fast = momentum_sign(c, fast)
-        m_slow = momentum_sign(c, slow)
-        for t in range(c.size):
-            if np.isnan(long[t]):
-                continue  # the long window gates the regime: no signal before it is full
-            signal = m_fast[t] if short[t] > long[t] else m_slow[t]
-            out[s, lo + t] = vol_scaled(signal, short[t] * scale, vol_target, listed[s, lo + t])
+        for j in range(start[s], stop[s]):
+            out[s, j] = vw_tsmom_sym(
+                state[s], close[s, j], volume[s, j], listed[s, j], lookback, vol_window,
+                vol_target, scale,
+            )  # fmt: skip
     return out
 
 
-@njit(cache=True, nogil=True)
-def combine_nb(weights, close, start, stop, inverse_volatility, vol_window):
-    """Ensemble of ``(k, S, L)`` sub-strategy weights: their mean, or inverse-volatility weights
-    of each sub-strategy's return stream ``w_i[t-1] · (close[t] / close[t-1] - 1)`` (equal
-    weights while any stream's volatility is unknown or zero)."""
+@_jit
+def vw_tsmom_step_nb(close, volume, has, n, lookback, vol_window, vol_target, per_year, state):
+    out = np.zeros(close.size)
+    scale = np.sqrt(per_year)
+    for s in range(close.size):
+        if has[s]:
+            out[s] = vw_tsmom_sym(
+                state[s], close[s], volume[s], n, lookback, vol_window, vol_target, scale
+            )
+    return out
+
+
+# ---------------------------------------------------------------------------- donchian
+@_jit
+def donchian_size(lookbacks, vol_window):
+    size = 1 + rstd_size(vol_window)
+    for i in range(lookbacks.size):
+        size += 2 * extreme_size(lookbacks[i]) + 1
+    return size
+
+
+@_jit
+def donchian_sym(st, h, lo, c, n, lookbacks, down, vol_window, vol_target, scale):
+    sigma = rstd_push(st, 1, vol_window, log_return_push(st, 0, c))
+    o = 1 + rstd_size(vol_window)
+    total = 0.0
+    for i in range(lookbacks.size):
+        size = extreme_size(lookbacks[i])
+        upper = extreme_push(st, o, lookbacks[i], h, True)
+        lower = extreme_push(st, o + size, lookbacks[i], lo, False)
+        o += 2 * size
+        held = st[o]  # the last breakout's direction (0 before the first)
+        if c > upper:
+            held = 1.0
+        elif c < lower:
+            held = down
+        st[o] = held
+        o += 1
+        total += held
+    return vol_scaled(total / lookbacks.size, sigma * scale, vol_target, n)
+
+
+@_jit
+def donchian_nb(
+    high, low, close, start, stop, lookbacks, long_only, vol_window, vol_target, per_year,
+    listed, state,
+):  # fmt: skip
+    out = np.zeros(close.shape)
+    scale = np.sqrt(per_year)
+    down = 0.0 if long_only else -1.0
+    for s in range(close.shape[0]):
+        for j in range(start[s], stop[s]):
+            out[s, j] = donchian_sym(
+                state[s], high[s, j], low[s, j], close[s, j], listed[s, j], lookbacks, down,
+                vol_window, vol_target, scale,
+            )  # fmt: skip
+    return out
+
+
+@_jit
+def donchian_step_nb(
+    high, low, close, has, n, lookbacks, long_only, vol_window, vol_target, per_year, state
+):
+    out = np.zeros(close.size)
+    scale = np.sqrt(per_year)
+    down = 0.0 if long_only else -1.0
+    for s in range(close.size):
+        if has[s]:
+            out[s] = donchian_sym(
+                state[s], high[s], low[s], close[s], n, lookbacks, down, vol_window,
+                vol_target, scale,
+            )  # fmt: skip
+    return out
+
+
+# ---------------------------------------------------------------------------- vol-adaptive
+@_jit
+def vol_adaptive_size(fast, slow, vol_short, vol_long):
+    return 1 + rstd_size(vol_short) + rstd_size(vol_long) + lag_size(fast) + lag_size(slow)
+
+
+@_jit
+def vol_adaptive_sym(st, c, n, fast, slow, vol_short, vol_long, vol_target, scale):
+    r = log_return_push(st, 0, c)
+    o = 1
+    short = rstd_push(st, o, vol_short, r)
+    o += rstd_size(vol_short)
+    long = rstd_push(st, o, vol_long, r)
+    o += rstd_size(vol_long)
+    m_fast = np.sign(c / lag_push(st, o, fast, c) - 1.0)
+    o += lag_size(fast)
+    m_slow = np.sign(c / lag_push(st, o, slow, c) - 1.0)
+    if np.isnan(long):
+        return 0.0  # the long window gates the regime: no signal before it is full
+    signal = m_fast if short > long else m_slow
+    return vol_scaled(signal, short * scale, vol_target, n)
+
+
+@_jit
+def vol_adaptive_nb(
+    close, start, stop, fast, slow, vol_short, vol_long, vol_target, per_year, listed, state
+):
+    out = np.zeros(close.shape)
+    scale = np.sqrt(per_year)
+    for s in range(close.shape[0]):
+        for j in range(start[s], stop[s]):
+            out[s, j] = vol_adaptive_sym(
+                state[s], close[s, j], listed[s, j], fast, slow, vol_short, vol_long,
+                vol_target, scale,
+            )  # fmt: skip
+    return out
+
+
+@_jit
+def vol_adaptive_step_nb(
+    close, has, n, fast, slow, vol_short, vol_long, vol_target, per_year, state
+):
+    out = np.zeros(close.size)
+    scale = np.sqrt(per_year)
+    for s in range(close.size):
+        if has[s]:
+            out[s] = vol_adaptive_sym(
+                state[s], close[s], n, fast, slow, vol_short, vol_long, vol_target, scale
+            )
+    return out
+
+
+# ---------------------------------------------------------------------------- ensemble
+@_jit
+def combine_size(k, vol_window):
+    return 1 + k * (1 + rstd_size(vol_window))
+
+
+@_jit
+def combine_sym(st, c, w, inverse_volatility, vol_window):
+    """One bar of the ensemble of ``k`` sub-strategy weights ``w`` on one symbol: their mean,
+    or inverse-volatility weights of each sub-strategy's return stream
+    ``w_i[t-1] · (close[t] / close[t-1] - 1)`` (equal weights while any stream's volatility is
+    unknown or zero). State: the previous close, then per sub-strategy its previous weight and
+    the stream's rolling std."""
+    k = w.size
+    if not inverse_volatility:
+        acc = 0.0
+        for i in range(k):
+            acc += w[i]
+        return acc / k
+    prev = st[0]
+    st[0] = c
+    size = 1 + rstd_size(vol_window)
+    known = True
+    sig = np.empty(k)
+    for i in range(k):
+        o = 1 + i * size
+        sig[i] = rstd_push(st, o + 1, vol_window, st[o] * (c / prev - 1.0))
+        st[o] = w[i]
+        known = known and sig[i] > 0  # False for NaN (unknown) and 0
+    total = 0.0
+    for i in range(k):
+        total += 1.0 / sig[i] if known else 1.0
+    acc = 0.0
+    for i in range(k):
+        acc += (1.0 / sig[i] if known else 1.0) / total * w[i]
+    return 0.0 if np.isnan(acc) else acc
+
+
+@_jit
+def combine_nb(weights, close, start, stop, inverse_volatility, vol_window, state):
+    """Ensemble of ``(k, S, L)`` sub-strategy weights (see :func:`combine_sym`)."""
     k = weights.shape[0]
     out = np.zeros(close.shape)
+    w = np.empty(k)
     for s in range(close.shape[0]):
-        lo, hi = start[s], stop[s]
-        m = hi - lo
-        if not inverse_volatility:
-            for t in range(m):
-                acc = 0.0
-                for i in range(k):
-                    acc += weights[i, s, lo + t]
-                out[s, lo + t] = acc / k
-            continue
-        c = close[s, lo:hi]
-        sig = np.empty((k, m))
-        for i in range(k):
-            stream = np.full(m, np.nan)
-            for t in range(1, m):
-                stream[t] = weights[i, s, lo + t - 1] * (c[t] / c[t - 1] - 1.0)
-            sig[i] = rolling_std(stream, vol_window)
-        for t in range(m):
-            known = True
+        for j in range(start[s], stop[s]):
             for i in range(k):
-                known = known and sig[i, t] > 0  # False for NaN (unknown) and 0
-            total = 0.0
+                w[i] = weights[i, s, j]
+            out[s, j] = combine_sym(state[s], close[s, j], w, inverse_volatility, vol_window)
+    return out
+
+
+@_jit
+def combine_step_nb(weights, close, has, inverse_volatility, vol_window, state):
+    """One bar of :func:`combine_nb`: ``weights`` is ``(k, S)``."""
+    k = weights.shape[0]
+    out = np.zeros(close.size)
+    w = np.empty(k)
+    for s in range(close.size):
+        if has[s]:
             for i in range(k):
-                total += 1.0 / sig[i, t] if known else 1.0
-            acc = 0.0
-            for i in range(k):
-                acc += (1.0 / sig[i, t] if known else 1.0) / total * weights[i, s, lo + t]
-            out[s, lo + t] = 0.0 if np.isnan(acc) else acc
+                w[i] = weights[i, s]
+            out[s] = combine_sym(state[s], close[s], w, inverse_volatility, vol_window)
+    return out
+
+
+# ---------------------------------------------------------------------------- whole arrays
+# (the primitives over one array, for tests and notebooks)
+@_jit
+def rolling_std(x, window):
+    """:func:`rstd_push` over ``x``."""
+    st, out = np.zeros(rstd_size(window)), np.empty(x.size)
+    for t in range(x.size):
+        out[t] = rstd_push(st, 0, window, x[t])
+    return out
+
+
+@_jit
+def rolling_sum(x, window):
+    """:func:`rsum_push` over ``x``."""
+    st, out = np.zeros(rsum_size(window)), np.empty(x.size)
+    for t in range(x.size):
+        out[t] = rsum_push(st, 0, window, x[t])
+    return out
+
+
+@_jit
+def prior_extreme(x, window, highest):
+    """:func:`extreme_push` over ``x``: max or min of ``x[t-window .. t-1]``."""
+    st, out = np.zeros(extreme_size(window)), np.empty(x.size)
+    for t in range(x.size):
+        out[t] = extreme_push(st, 0, window, x[t], highest)
     return out

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from orchestra.strategies.common import Fields, long_form
-from orchestra.strategies.kernels import tsmom_nb
+from orchestra.strategies.common import Fields, StepForm, first_close_state, long_form
+from orchestra.strategies.kernels import tsmom_nb, tsmom_size, tsmom_step_nb
 from orchestra.strategies.registry import StrategyParams, register
 
 
@@ -27,12 +27,23 @@ class TsmomParams(StrategyParams):
         return max(self.lookback, self.vol_window) + 1
 
 
-@register("tsmom", TsmomParams)
-@long_form
-def tsmom(
-    p: TsmomParams, f: Fields, start, stop, per_year: float, listed: np.ndarray
-) -> np.ndarray:
-    """Sign of the ``lookback`` return, scaled to ``vol_target`` and split across symbols."""
+def _run(p: TsmomParams, f: Fields, start, stop, per_year: float, listed, state) -> np.ndarray:
     return tsmom_nb(
-        f["close"], start, stop, p.lookback, p.vol_window, p.vol_target, per_year, listed
+        f["close"], start, stop, p.lookback, p.vol_window, p.vol_target, per_year, listed, state
     )
+
+
+def _step(p: TsmomParams, row, has, n: float, per_year: float, state) -> np.ndarray:
+    return tsmom_step_nb(
+        row["close"], has, n, p.lookback, p.vol_window, p.vol_target, per_year, state
+    )
+
+
+def _init(p: TsmomParams, n_symbols: int) -> np.ndarray:
+    return first_close_state(n_symbols, tsmom_size(p.lookback, p.vol_window))
+
+
+@register("tsmom", TsmomParams)
+@long_form(StepForm(("close",), _init, _run, _step))
+def tsmom(bars, params):
+    """Sign of the ``lookback`` return, scaled to ``vol_target`` and split across symbols."""

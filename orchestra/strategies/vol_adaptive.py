@@ -12,8 +12,12 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field, model_validator
 
-from orchestra.strategies.common import Fields, long_form
-from orchestra.strategies.kernels import vol_adaptive_nb
+from orchestra.strategies.common import Fields, StepForm, first_close_state, long_form
+from orchestra.strategies.kernels import (
+    vol_adaptive_nb,
+    vol_adaptive_size,
+    vol_adaptive_step_nb,
+)
 from orchestra.strategies.registry import StrategyParams, register
 
 
@@ -36,13 +40,26 @@ class VolAdaptiveParams(StrategyParams):
         return max(self.slow_lookback, self.vol_long) + 1
 
 
-@register("vol-adaptive", VolAdaptiveParams)
-@long_form
-def vol_adaptive(
-    p: VolAdaptiveParams, f: Fields, start, stop, per_year: float, listed: np.ndarray
-) -> np.ndarray:
-    """Trend sign with a lookback chosen by the volatility regime, vol-targeted."""
+def _run(p: VolAdaptiveParams, f: Fields, start, stop, per_year: float, listed, state):
     return vol_adaptive_nb(
         f["close"], start, stop, p.fast_lookback, p.slow_lookback, p.vol_short, p.vol_long,
-        p.vol_target, per_year, listed,
+        p.vol_target, per_year, listed, state,
     )  # fmt: skip
+
+
+def _step(p: VolAdaptiveParams, row, has, n: float, per_year: float, state) -> np.ndarray:
+    return vol_adaptive_step_nb(
+        row["close"], has, n, p.fast_lookback, p.slow_lookback, p.vol_short, p.vol_long,
+        p.vol_target, per_year, state,
+    )  # fmt: skip
+
+
+def _init(p: VolAdaptiveParams, n_symbols: int) -> np.ndarray:
+    width = vol_adaptive_size(p.fast_lookback, p.slow_lookback, p.vol_short, p.vol_long)
+    return first_close_state(n_symbols, width)
+
+
+@register("vol-adaptive", VolAdaptiveParams)
+@long_form(StepForm(("close",), _init, _run, _step))
+def vol_adaptive(bars, params):
+    """Trend sign with a lookback chosen by the volatility regime, vol-targeted."""

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from orchestra.strategies.common import Fields, long_form
-from orchestra.strategies.kernels import vw_tsmom_nb
+from orchestra.strategies.common import Fields, StepForm, first_close_state, long_form
+from orchestra.strategies.kernels import vw_tsmom_nb, vw_tsmom_size, vw_tsmom_step_nb
 from orchestra.strategies.registry import StrategyParams, register
 
 
@@ -25,20 +25,25 @@ class VwTsmomParams(StrategyParams):
         return max(self.lookback, self.vol_window) + 1
 
 
-@register("vw-tsmom", VwTsmomParams)
-@long_form
-def vw_tsmom(
-    p: VwTsmomParams, f: Fields, start, stop, per_year: float, listed: np.ndarray
-) -> np.ndarray:
-    """Sign of the volume-weighted mean return over ``lookback`` bars, vol-targeted."""
+def _run(p: VwTsmomParams, f: Fields, start, stop, per_year: float, listed, state) -> np.ndarray:
     return vw_tsmom_nb(
-        f["close"],
-        f["volume"],
-        start,
-        stop,
-        p.lookback,
-        p.vol_window,
-        p.vol_target,
-        per_year,
-        listed,
-    )
+        f["close"], f["volume"], start, stop, p.lookback, p.vol_window, p.vol_target, per_year,
+        listed, state,
+    )  # fmt: skip
+
+
+def _step(p: VwTsmomParams, row, has, n: float, per_year: float, state) -> np.ndarray:
+    return vw_tsmom_step_nb(
+        row["close"], row["volume"], has, n, p.lookback, p.vol_window, p.vol_target, per_year,
+        state,
+    )  # fmt: skip
+
+
+def _init(p: VwTsmomParams, n_symbols: int) -> np.ndarray:
+    return first_close_state(n_symbols, vw_tsmom_size(p.lookback, p.vol_window))
+
+
+@register("vw-tsmom", VwTsmomParams)
+@long_form(StepForm(("close", "volume"), _init, _run, _step))
+def vw_tsmom(bars, params):
+    """Sign of the volume-weighted mean return over ``lookback`` bars, vol-targeted."""
