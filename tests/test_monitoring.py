@@ -121,7 +121,7 @@ def test_metrics_endpoint_during_a_paper_replay(market: Path, tmp_path: Path) ->
     def scrape(s) -> None:
         if s.next_bar in (5, 120):
             text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-            scraped[s.next_bar] = (text, s.engine.out.equity[s.next_bar - 1])
+            scraped[s.next_bar] = (text, s.engine.rows(s.next_bar - 1, s.next_bar)["equity"][0])
 
     session.run(_bars(session, feed, 130), on_bar=scrape)
     session.close()

@@ -365,10 +365,10 @@ def _replay(session, bars, total: int, quiet: bool, should_stop) -> None:
 def _print_bar(session) -> None:
     eng = session.engine
     t = eng.next_bar - 1
-    equity = float(eng.out.equity[t])
+    row = eng.rows(t, t + 1)
     out.print(
-        f"{_iso(session.last_ts)}  equity {equity:,.2f}  unallocated "
-        f"{float(eng.out.unallocated[t]):,.2f}",
+        f"{_iso(session.last_ts)}  equity {float(row['equity'][0]):,.2f}  unallocated "
+        f"{float(row['unallocated'][0]):,.2f}",
         highlight=False,
     )
 

@@ -159,6 +159,44 @@ def _funding(config: Config, symbols: list[str], ts: np.ndarray, step: int) -> n
     return funding_matrix(rates, symbols, ts, step)
 
 
+class FundingRows:
+    """The funding-rate row of one clock bar at a time (the live loop's :func:`_funding`).
+
+    A bar opened at ``ts`` is charged the rates of the funding times ``ts < F ≤ ts + step``: on a
+    contiguous clock, the same rows :func:`~orchestra.data.funding.funding_matrix` gives.
+    Files are read once; a ccxt source fetches the new tail at each bar (cached).
+    """
+
+    def __init__(self, config: Config, symbols: list[str]):
+        self.config, self.symbols = config, symbols
+        self.step = timeframe_ms(config.clock_timeframe)
+        self.enabled = bool(config.portfolio.funding)
+        self.rates: dict[str, pl.DataFrame] | None = None
+        self.exchange = None
+
+    def row(self, ts: int) -> np.ndarray:
+        from orchestra.data.funding import funding_matrix
+
+        if not self.enabled:
+            return np.zeros(len(self.symbols))
+        d = self.config.data
+        if d.source == "files":
+            if self.rates is None:
+                from orchestra.data.funding import read_funding_file
+
+                assert d.path is not None
+                self.rates = {s: read_funding_file(d.path, s) for s in self.symbols}
+            rates = self.rates
+        else:
+            from orchestra.data.ccxt_source import fetch_funding, make_exchange
+
+            if self.exchange is None:
+                self.exchange = make_exchange(d.exchange, d.market)
+            until = ts + self.step
+            rates = {s: fetch_funding(self.exchange, s, ts, until, d.cache) for s in self.symbols}
+        return funding_matrix(rates, self.symbols, np.array([ts], dtype=np.int64), self.step)[0]
+
+
 def month_end(ts: np.ndarray, step: int) -> np.ndarray:
     """True where the bar (open ``ts``, length ``step`` ms) closes its UTC month."""
     start = ts.astype("datetime64[ms]").astype("datetime64[M]")
@@ -211,6 +249,105 @@ def history_days(config: Config) -> int:
     )
 
 
+def clock_fields(ts: np.ndarray, step: int) -> dict[str, np.ndarray]:
+    """The calendar fields of bars opened at ``ts`` (``step`` ms long): day, day end, month end."""
+    return {
+        "timestamps": ts,
+        "day_id": ts // DAY_MS,
+        "day_end": ((ts + step) // DAY_MS) > (ts // DAY_MS),
+        "month_end": month_end(ts, step),
+    }
+
+
+def static_inputs(
+    config: Config, symbols: list[str]
+) -> tuple[dict[str, np.ndarray], list[tuple[str, str]]]:
+    """The Inputs fields that do not depend on the bars (slots, pod limits, params) and the
+    ``(pod_id, symbol)`` label of each slot."""
+    sym_index = {s: i for i, s in enumerate(symbols)}
+    slot_pod, slot_sym, labels = [], [], []
+    pod_ptr = [0]
+    for p, pod in enumerate(config.pods):
+        for sym in pod.symbols:
+            slot_pod.append(p)
+            slot_sym.append(sym_index[sym])
+            labels.append((pod.pod_id, sym))
+        pod_ptr.append(len(slot_pod))
+    slot_sym_arr = np.asarray(slot_sym, dtype=np.int64)
+    order = np.argsort(slot_sym_arr, kind="stable")
+    sym_ptr = np.zeros(len(symbols) + 1, dtype=np.int64)
+    np.add.at(sym_ptr, slot_sym_arr + 1, 1)
+    sym_ptr = np.cumsum(sym_ptr)
+    params = np.zeros(N_PARAMS)
+    params[P_EXEC_MODE] = NEXT_OPEN if config.backtest.execution == "next_open" else CLOSE
+    params[P_COST] = config.portfolio.cost_bps / 1e4
+    params[P_SLIPPAGE] = config.portfolio.slippage_bps / 1e4
+    params[P_MAX_GROSS] = config.orchestrator.risk.max_gross_leverage
+    params[P_DAILY_LOSS] = config.orchestrator.risk.daily_loss_limit
+    params[P_FUNDING] = 1.0 if config.portfolio.funding else 0.0
+    risk = config.orchestrator.risk
+    params[P_MAX_DRAWDOWN] = risk.max_portfolio_drawdown
+    params[P_DRAWDOWN_ACTION] = {"alert": DD_ALERT, "derisk": DD_DERISK, "flatten": DD_FLATTEN}[
+        risk.drawdown_action
+    ]
+    sl = np.array(
+        [
+            np.nan if p.risk.system_stop_loss is None else p.risk.system_stop_loss
+            for p in config.pods
+        ]
+    )
+    static = {
+        "slot_pod": np.asarray(slot_pod, dtype=np.int64),
+        "slot_sym": slot_sym_arr,
+        "pod_ptr": np.asarray(pod_ptr, dtype=np.int64),
+        "sym_ptr": sym_ptr.astype(np.int64),
+        "sym_slots": order.astype(np.int64),
+        "pod_max_leverage": np.array([p.risk.max_leverage for p in config.pods]),
+        "pod_threshold": np.array([p.risk.rebalance_threshold for p in config.pods]),
+        "pod_stop_loss": sl,
+        "pod_trailing": np.array([p.risk.use_trailing_stop for p in config.pods]),
+        "pod_trail_mult": np.array([p.risk.trailing_stop_atr_multiplier for p in config.pods]),
+        "pod_max_drawdown": np.array([p.risk.max_drawdown for p in config.pods]),
+        "pod_drawdown_warning": np.array([p.risk.drawdown_warning for p in config.pods]),
+        "pod_min_fraction": np.array([p.min_fraction for p in config.pods]),
+        "params": params,
+        "lifecycle": lifecycle_params(config),
+    }
+    return static, labels
+
+
+def empty_prepared(config: Config, data_label: str) -> Prepared:
+    """A Prepared with no bars yet: the live loop appends them one at a time
+    (:meth:`~orchestra.engine.core.Engine.append`)."""
+    symbols = config.symbols
+    static, labels = static_inputs(config, symbols)
+    n_sym, n_slots = len(symbols), static["slot_pod"].size
+    ts = np.zeros(0, dtype=np.int64)
+    empty = np.zeros((0, n_sym))
+    inputs = Inputs(
+        **clock_fields(ts, timeframe_ms(config.clock_timeframe)),
+        open=empty,
+        close=empty.copy(),
+        tradable=np.zeros((0, n_sym), dtype=np.bool_),
+        atr=empty.copy(),
+        target=np.zeros((0, n_slots)),
+        funding=empty.copy(),
+        **static,
+    )
+    market = Market(
+        ts, symbols, empty, empty, empty, empty, empty, inputs.tradable, config.clock_timeframe
+    )
+    return Prepared(
+        config=config,
+        inputs=inputs,
+        market=market,
+        pod_ids=[p.pod_id for p in config.pods],
+        slot_labels=labels,
+        pod_join_bar=np.zeros(len(config.pods), dtype=np.int64),
+        data_label=data_label,
+    )
+
+
 def prepare(
     config: Config,
     start: dt.date | None = None,
@@ -250,17 +387,10 @@ def prepare(
     if first >= last:
         raise DataError([f"no bars between {start} and {end}"], loaded.source_label)
     atr = atr_matrix(market)
-    sym_index = {s: i for i, s in enumerate(symbols)}
-    slot_pod, slot_sym, labels = [], [], []
-    pod_ptr = [0]
-    for p, pod in enumerate(config.pods):
-        for sym in pod.symbols:
-            slot_pod.append(p)
-            slot_sym.append(sym_index[sym])
-            labels.append((pod.pod_id, sym))
-        pod_ptr.append(len(slot_pod))
-    n_slots = len(slot_pod)
-    mode = NEXT_OPEN if config.backtest.execution == "next_open" else CLOSE
+    static, labels = static_inputs(config, symbols)
+    pod_ptr = static["pod_ptr"]
+    n_slots = static["slot_pod"].size
+    mode = int(static["params"][P_EXEC_MODE])
     if mode == NEXT_OPEN:  # the weight decided at t-1's close executes at t's open
         if first > 0:
             target = full_target[first - 1 : last - 1].copy()
@@ -276,30 +406,7 @@ def prepare(
         if pod.start is not None:
             join[p] = int(np.searchsorted(ts, epoch_ms(pod.start)))
             target[: join[p], pod_ptr[p] : pod_ptr[p + 1]] = 0.0
-    slot_sym_arr = np.asarray(slot_sym, dtype=np.int64)
-    order = np.argsort(slot_sym_arr, kind="stable")
-    sym_ptr = np.zeros(len(symbols) + 1, dtype=np.int64)
-    np.add.at(sym_ptr, slot_sym_arr + 1, 1)
-    sym_ptr = np.cumsum(sym_ptr)
-    params = np.zeros(N_PARAMS)
-    params[P_EXEC_MODE] = mode
-    params[P_COST] = config.portfolio.cost_bps / 1e4
-    params[P_SLIPPAGE] = config.portfolio.slippage_bps / 1e4
-    params[P_MAX_GROSS] = config.orchestrator.risk.max_gross_leverage
-    params[P_DAILY_LOSS] = config.orchestrator.risk.daily_loss_limit
-    params[P_FUNDING] = 1.0 if config.portfolio.funding else 0.0
-    risk = config.orchestrator.risk
-    params[P_MAX_DRAWDOWN] = risk.max_portfolio_drawdown
-    params[P_DRAWDOWN_ACTION] = {"alert": DD_ALERT, "derisk": DD_DERISK, "flatten": DD_FLATTEN}[
-        risk.drawdown_action
-    ]
     step = timeframe_ms(clock_tf)
-    sl = np.array(
-        [
-            np.nan if p.risk.system_stop_loss is None else p.risk.system_stop_loss
-            for p in config.pods
-        ]
-    )
     window = Market(
         ts,
         symbols,
@@ -312,31 +419,14 @@ def prepare(
         clock_tf,
     )
     inputs = Inputs(
-        timestamps=ts,
-        day_id=ts // DAY_MS,
-        day_end=((ts + step) // DAY_MS) > (ts // DAY_MS),
-        month_end=month_end(ts, step),
+        **clock_fields(ts, step),
         open=np.ascontiguousarray(window.open),
         close=np.ascontiguousarray(window.close),
         tradable=np.ascontiguousarray(window.tradable),
         atr=np.ascontiguousarray(atr[first:last]),
         target=target,
         funding=_funding(config, symbols, ts, step),
-        slot_pod=np.asarray(slot_pod, dtype=np.int64),
-        slot_sym=slot_sym_arr,
-        pod_ptr=np.asarray(pod_ptr, dtype=np.int64),
-        sym_ptr=sym_ptr.astype(np.int64),
-        sym_slots=order.astype(np.int64),
-        pod_max_leverage=np.array([p.risk.max_leverage for p in config.pods]),
-        pod_threshold=np.array([p.risk.rebalance_threshold for p in config.pods]),
-        pod_stop_loss=sl,
-        pod_trailing=np.array([p.risk.use_trailing_stop for p in config.pods]),
-        pod_trail_mult=np.array([p.risk.trailing_stop_atr_multiplier for p in config.pods]),
-        pod_max_drawdown=np.array([p.risk.max_drawdown for p in config.pods]),
-        pod_drawdown_warning=np.array([p.risk.drawdown_warning for p in config.pods]),
-        pod_min_fraction=np.array([p.min_fraction for p in config.pods]),
-        params=params,
-        lifecycle=lifecycle_params(config),
+        **static,
     )
     timings["inputs"] = time.perf_counter() - t
     return Prepared(

@@ -1,4 +1,4 @@
-"""The one driver around the step kernel (STYLE rule 2; SPEC §3, §13).
+r"""The one driver around the step kernel (STYLE rule 2; SPEC §3, §13).
 
 :meth:`Engine.advance` runs bars ``next_bar .. t1-1``: the step kernel over long segments inside
 numba, stopping at the day ends where something happens in Python (a rebalance check, a pod
@@ -19,6 +19,14 @@ checked, when a pod joins (by timestamp: the day end whose next bar opens at or 
 ``start``), the day a pod joined. The allocator's solves do not depend on earlier solves (Clarabel
 runs without warm start; see :mod:`orchestra.allocation.problems`), so a restored engine continues
 exactly as the uninterrupted one.
+
+**A window of bars.** The kernels index the inputs and the per-bar outputs with a bar number
+local to the arrays they are given; the engine keeps ``base``, the global number of local row 0,
+and speaks global bar numbers everywhere else (``next_bar``, ``advance``, the fills', events' and
+alerts' ``bar``, ``rows``). The backtest holds every bar (``base`` stays 0). The live loop
+(``keep_journal=False``) :meth:`append`\ s one bar, advances, commits it, and :meth:`compact`\ s
+the processed rows away: the day ends' rows go to a small day log (what the allocator and the
+daily report read back), so memory and cost per bar do not grow with the history.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from orchestra import precompile
-from orchestra.engine.build import Prepared, history_days
+from orchestra.engine.build import Prepared, clock_fields, history_days
 from orchestra.kernels.capital import request_fractions_nb, request_rebalance_nb
 from orchestra.kernels.state import (
     CLOSE,
@@ -46,7 +54,7 @@ from orchestra.kernels.state import (
     seed_capital,
 )
 from orchestra.kernels.step import run_segment_nb, step_post_nb, step_pre_nb
-from orchestra.timeframes import epoch_ms, timeframe_ms
+from orchestra.timeframes import DAY_MS, epoch_ms, timeframe_ms
 
 FILL_CHUNK = 1 << 16
 # per-bar output series (grown together when the live loop extends the inputs)
@@ -67,16 +75,56 @@ ALERT_FIELDS = ("bar", "type", "value", "threshold")
 NO_JOIN = np.iinfo(np.int64).min  # a pod without a start date is there from the first bar
 
 
+DAY_LOG_FIELDS = (
+    "bar",
+    "timestamp",
+    "equity",
+    "unallocated",
+    "gross_leverage",
+    "drawdown",
+    "pod_equity",
+    "pod_nav",
+    "pod_fraction",
+    "pod_state",
+)
+# the Inputs fields with one row per bar (what append() adds and compact() drops)
+PER_BAR_INPUTS = (
+    "timestamps",
+    "day_id",
+    "day_end",
+    "month_end",
+    "open",
+    "close",
+    "tradable",
+    "atr",
+    "target",
+    "funding",
+)
+SCRATCH_PREFIX = "scratch_"  # State arrays reused within a bar: not state, never saved
+
+
 class Engine:
     """State, outputs, journal and the driver for one prepared run."""
 
-    def __init__(self, prepared: Prepared, fill_capacity: int | None = None):
+    def __init__(
+        self,
+        prepared: Prepared,
+        fill_capacity: int | None = None,
+        keep_journal: bool = True,
+        first_ts: int | None = None,
+    ):
         from orchestra.allocation.allocator import Allocator
 
         self.prepared = prepared
         cfg = prepared.config
         inp = prepared.inputs
         self.inputs = inp
+        self.base = 0  # global number of the inputs' local row 0 (see the module docstring)
+        self.keep_journal = keep_journal  # False: flushed chunks are returned, not kept
+        self.capital = float(cfg.backtest.capital)
+        self._day_log: dict[str, list[np.ndarray]] = {f: [] for f in DAY_LOG_FIELDS}
+        self._log_days = 0  # day ends in the day log (bars before base)
+        self._peak_before = self.capital  # running max of the equity before base
         n_bars = inp.timestamps.shape[0]
         n_pods = len(prepared.pod_ids)
         n_slots = inp.slot_pod.shape[0]
@@ -98,7 +146,8 @@ class Engine:
         self._day_kinds: list[int] = []
         self._index_inputs()
         st = self.state
-        joined = self.join_ts <= int(inp.timestamps[0])
+        first = int(inp.timestamps[0]) if first_ts is None else int(first_ts)
+        joined = self.join_ts <= first
         seed_capital(
             st,
             np.array(
@@ -114,10 +163,11 @@ class Engine:
     def _index_inputs(self) -> None:
         """The schedule's lookups, computed once per inputs (the driver asks at every day end)."""
         inp = self.inputs
-        self._day_count = np.cumsum(inp.day_end)  # day ends up to and including bar t
-        self._day_ends = np.flatnonzero(inp.day_end)
+        # day ends up to and including local bar t, counted from the run's first bar
+        self._day_count = self._log_days + np.cumsum(inp.day_end)
+        self._day_ends = np.flatnonzero(inp.day_end)  # local
         ts = inp.timestamps
-        # pod p joins after bar t when join_ts[p] - step <= ts[t] < join_ts[p]
+        # pod p joins after local bar t when join_ts[p] - step <= ts[t] < join_ts[p]
         self._joins: dict[int, list[int]] = {}
         for p, join in enumerate(self.join_ts.tolist()):
             if join == NO_JOIN:
@@ -125,35 +175,43 @@ class Engine:
             lo = int(np.searchsorted(ts, join - self.step_ms, side="left"))
             for t in range(lo, int(np.searchsorted(ts, join, side="left"))):
                 self._joins.setdefault(t, []).append(p)
-        jb = np.searchsorted(ts, np.maximum(self.join_ts, ts[0]))
-        self._join_day = np.where(jb > 0, self._day_count[np.maximum(jb - 1, 0)], 0).astype(
-            np.int64
-        )
+        # the day a pod joined: the day ends before its first bar (all so far if it is to come)
+        day_ts = np.concatenate([*self._day_log["timestamp"], ts[self._day_ends]])
+        self._join_day = np.searchsorted(day_ts, self.join_ts, side="left").astype(np.int64)
         # where the kernel returns to the driver (STOP_*), per day end; kinds depend on the day
         # index only, so the live loop's growing inputs compute each day's once
         kinds = self._day_kinds
-        for d in range(len(kinds), self._day_ends.size):
+        total = self._log_days + self._day_ends.size
+        for d in range(len(kinds), total):
             kinds.append(self.allocator.stop_kind(d))
         self._stops = np.zeros(ts.shape[0], dtype=np.int8)
-        self._stops[self._day_ends] = kinds[: self._day_ends.size]
+        self._stops[self._day_ends] = kinds[self._log_days : total]
         for t in self._joins:
             if inp.day_end[t]:
                 self._stops[t] = STOP_ALWAYS
 
     def day_index(self, t: int) -> int:
         """0-based index of day-end bar ``t`` among the run's day ends."""
-        return int(self._day_count[t]) - 1
+        return int(self._day_count[t - self.base]) - 1
 
     def joins_at(self, t: int) -> list[int]:
         """Pods that join at day-end bar ``t``: the next bar opens at or after their start."""
-        return list(self._joins.get(t, ()))
+        return list(self._joins.get(t - self.base, ()))
+
+    def timestamp(self, t: int) -> int:
+        """Open time of bar ``t`` (a bar of the current window)."""
+        return int(self.inputs.timestamps[t - self.base])
+
+    def is_day_end(self, t: int) -> bool:
+        """Whether bar ``t`` (of the current window) closes its UTC day."""
+        return bool(self.inputs.day_end[t - self.base])
 
     def is_event(self, t: int) -> bool:
         """Whether the driver may have to act after bar ``t`` (:meth:`_day_end`): a day end where
         the allocator may rebalance or a pod joins. The bar loop returns to the driver at such a
         bar only when something can happen (see :func:`~orchestra.kernels.step.run_segment_nb`);
         acting at the others is a no-op."""
-        return bool(self._stops[t] != STOP_NONE)
+        return bool(self._stops[t - self.base] != STOP_NONE)
 
     def join_day(self) -> np.ndarray:
         """The day index from which each pod counts as live (0 for pods there from the start)."""
@@ -162,11 +220,12 @@ class Engine:
     # ---------------------------------------------------------------- the driver
     @property
     def n_bars(self) -> int:
-        return int(self.inputs.timestamps.shape[0])
+        """Bars the inputs reach (global: the window's end)."""
+        return self.base + int(self.inputs.timestamps.shape[0])
 
     @property
     def next_bar(self) -> int:
-        return int(self.state.next_bar[0])
+        return self.base + int(self.state.next_bar[0])
 
     def advance(self, t1: int, progress: Callable[[int], None] | None = None) -> None:
         """Run bars ``next_bar .. t1-1``; the kernel returns after each bar where the allocator
@@ -175,12 +234,12 @@ class Engine:
         if t1 > self.n_bars:
             raise IndexError(f"bar {t1 - 1} is beyond the inputs ({self.n_bars} bars)")
         precompile.wait()  # a fresh checkout's bar loop compiling in a second process, if any
-        inp, st, out, stops = self.inputs, self.state, self.out, self._stops
+        inp, st, out, stops, base = self.inputs, self.state, self.out, self._stops, self.base
         while t < t1:
             start = time.perf_counter()
-            t_next, stopped = run_segment_nb(inp, st, out, t, t1, stops)
+            t_next, stopped = run_segment_nb(inp, st, out, t - base, t1 - base, stops)
             self.timings["kernels"] += time.perf_counter() - start
-            t = int(t_next)
+            t = int(t_next) + base
             if stopped:
                 self._on_day_end(t - 1)
                 if progress is not None:
@@ -213,19 +272,20 @@ class Engine:
         if t >= self.n_bars:
             raise IndexError("no bars left")
         inp, st = self.inputs, self.state
+        local = t - self.base
         precompile.wait()
-        step_pre_nb(inp, st, t)
+        step_pre_nb(inp, st, local)
         net = np.bincount(
             inp.slot_sym, weights=st.scratch_target - st.units, minlength=st.account_units.size
         )
         net = np.where(st.scratch_changed, net, 0.0)
-        prices = inp.close[t] if inp.params[P_EXEC_MODE] == CLOSE else inp.open[t]
+        prices = inp.close[local] if inp.params[P_EXEC_MODE] == CLOSE else inp.open[local]
         qty, px, fee, extra = execute(t, net, prices)
         step_post_nb(
             inp,
             st,
             self.out,
-            t,
+            local,
             np.ascontiguousarray(qty, dtype=np.float64),
             np.ascontiguousarray(px, dtype=np.float64),
             np.ascontiguousarray(fee, dtype=np.float64),
@@ -234,19 +294,79 @@ class Engine:
             self._on_day_end(t)
         return extra
 
-    def extend(self, prepared: Prepared) -> None:
-        """Continue with longer inputs (the live loop: the same run, more bars).
-
-        ``prepared`` must be built by the same config from the same anchored history; the rows
-        already processed are not re-checked (the live loop builds them with the same code).
-        """
-        n = prepared.inputs.timestamps.shape[0]
-        if n < self.n_bars or prepared.inputs.timestamps[0] != self.inputs.timestamps[0]:
-            raise ValueError("extend() needs the same run's inputs with at least as many bars")
-        self.prepared = prepared
-        self.inputs = prepared.inputs
+    def append(self, row: dict[str, np.ndarray]) -> None:
+        """Add the next bar to the inputs (the live loop; ``row`` holds every per-bar field of
+        :class:`~orchestra.kernels.state.Inputs` with a leading axis of one bar)."""
+        inp = self.inputs
+        if inp.timestamps.size and row["timestamps"][0] <= inp.timestamps[-1]:
+            raise ValueError(f"bar {int(row['timestamps'][0])} is not after the inputs' last")
+        grown = {
+            name: np.concatenate([getattr(inp, name), np.asarray(value, dtype=getattr(inp, name).dtype)])
+            for name, value in row.items()
+        }
+        self.inputs = inp._replace(**grown)
         self._index_inputs()
-        self._grow_rows(n)
+        self._grow_rows(self.inputs.timestamps.shape[0])
+
+    def compact(self) -> None:
+        """Drop the processed bars from the window but the last one (the day ends dropped go to
+        the day log; the last processed bar stays for what reads "the current bar").
+
+        The fill, event and alert buffers must have been flushed (the live loop commits them
+        before); bars not processed yet stay.
+        """
+        o = self.out
+        if int(o.fill_count[0]) or int(o.ev_count[0]) or int(o.al_count[0]):
+            raise RuntimeError("compact() with unflushed fills, events or alerts")
+        drop = int(self.state.next_bar[0]) - 1
+        if drop <= 0:
+            return
+        rows = self._window_day_rows(drop - 1)
+        for f in DAY_LOG_FIELDS:
+            self._day_log[f].append(rows[f])
+        self._log_days += int(rows["bar"].size)
+        self._peak_before = float(np.max(np.concatenate([[self._peak_before], o.equity[:drop]])))
+        inp = self.inputs
+        self.inputs = inp._replace(
+            **{name: getattr(inp, name)[drop:].copy() for name in PER_BAR_INPUTS}
+        )
+        self.out = self.out._replace(
+            **{name: getattr(o, name)[drop:].copy() for name in ROW_FIELDS}
+        )
+        self.base += drop
+        self.state.next_bar[0] -= drop
+        self._index_inputs()
+
+    def _window_day_rows(self, last: int) -> dict[str, np.ndarray]:
+        """The window's day-end rows up to and including local bar ``last``."""
+        o = self.out
+        bars = self._day_ends[self._day_ends <= last]
+        eq = o.equity[: last + 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            peak = np.maximum.accumulate(np.concatenate([[self._peak_before], eq]))[1:]
+            dd = np.where(peak > 0, 1.0 - eq / peak, 0.0)
+        return {
+            "bar": (bars + self.base).astype(np.int64),
+            "timestamp": self.inputs.timestamps[bars].copy(),
+            "equity": o.equity[bars].copy(),
+            "unallocated": o.unallocated[bars].copy(),
+            "gross_leverage": o.gross_leverage[bars].copy(),
+            "drawdown": dd[bars],
+            "pod_equity": o.pod_equity[bars].copy(),
+            "pod_nav": o.pod_nav[bars].copy(),
+            "pod_fraction": o.pod_fraction[bars].copy(),
+            "pod_state": o.pod_state[bars].copy(),
+        }
+
+    def day_rows(self, t: int) -> dict[str, np.ndarray]:
+        """Every day end up to and including bar ``t``: bar, timestamp, equity, unallocated,
+        gross leverage, drawdown (from the running peak of every bar's equity and the initial
+        capital), and the pods' equity, NAV, fraction and state (what the daily report reads)."""
+        window = self._window_day_rows(t - self.base)
+        return {
+            f: np.concatenate([*self._day_log[f], window[f]]) if self._day_log[f] else window[f]
+            for f in DAY_LOG_FIELDS
+        }
 
     def _grow_rows(self, n: int) -> None:
         have = self.out.equity.shape[0]
@@ -270,6 +390,7 @@ class Engine:
         """Move the kernels' fill, event and alert buffers into the journal; returns what moved."""
         o = self.out
         moved = {}
+        base = self.base
         for kind, fields, count, arrays, journal in (
             ("fills", FILL_FIELDS, o.fill_count, _fill_arrays(o), self._fills),
             ("events", EVENT_FIELDS, o.ev_count, _event_arrays(o), self._events),
@@ -277,8 +398,11 @@ class Engine:
         ):
             n = int(count[0])
             chunk = {f: a[:n].copy() for f, a in zip(fields, arrays, strict=True)}
+            if base:
+                chunk["bar"] += base
             if n:
-                journal.append(chunk)
+                if self.keep_journal:
+                    journal.append(chunk)
                 count[0] = 0
             moved[kind] = chunk
         return moved
@@ -304,17 +428,23 @@ class Engine:
         return self._journal(self._alerts, ALERT_FIELDS, _alert_arrays(self.out))
 
     def day_end_bars(self, t: int | None = None) -> np.ndarray:
-        """The day-end bars up to and including ``t`` (default: every processed bar)."""
+        """The day-end bars up to and including ``t`` (default: every processed bar), global."""
         last = self.next_bar - 1 if t is None else t
-        return (
-            self._day_ends[: int(self._day_count[last])].copy()
-            if last >= 0
-            else self._day_ends[:0].copy()
+        local = last - self.base
+        window = (
+            self._day_ends[: int(self._day_count[local]) - self._log_days]
+            if local >= 0
+            else self._day_ends[:0]
         )
+        return np.concatenate([*self._day_log["bar"], window + self.base]).astype(np.int64)
 
     def daily_navs(self, t: int) -> np.ndarray:
         """Pod NAVs at every day end up to and including bar ``t``: ``(n_days, P)``."""
-        return self.out.pod_nav[self.day_end_bars(t)]
+        local = t - self.base
+        window = self.out.pod_nav[self._day_ends[self._day_ends <= local]]
+        if not self._day_log["pod_nav"]:
+            return window
+        return np.concatenate([*self._day_log["pod_nav"], window])
 
     def _on_day_end(self, t: int) -> None:
         start = time.perf_counter()
@@ -341,12 +471,12 @@ class Engine:
         if self.allocator.is_check_day(day_index):
             new = self.allocator.on_day_end(
                 t=t,
-                timestamp=int(self.inputs.timestamps[t]),
+                timestamp=self.timestamp(t),
                 day_index=day_index,
                 navs=self.daily_navs(t),
                 states=st.pod_state.copy(),
                 fractions=fractions,
-                equities=self.out.pod_equity[t].copy(),
+                equities=self.out.pod_equity[t - self.base].copy(),
                 live_days=(day_index + 1 - self.join_day()) * self.allocator.period,
                 joined=st.pod_joined.copy(),
             )
@@ -357,8 +487,14 @@ class Engine:
 
     # ---------------------------------------------------------------- persistence
     def snapshot(self) -> dict[str, np.ndarray]:
-        """Everything that persists between bars except the journal, as named arrays."""
-        snap = {f"state.{name}": np.asarray(a).copy() for name, a in self.state._asdict().items()}
+        """Everything that persists between bars except the journal, as named arrays (the
+        kernels' scratch arrays are not state and are left out; ``next_bar`` is global)."""
+        snap = {
+            f"state.{name}": np.asarray(a).copy()
+            for name, a in self.state._asdict().items()
+            if not name.startswith(SCRATCH_PREFIX)
+        }
+        snap["state.next_bar"][0] = self.next_bar
         a = self.allocator
         snap["allocator.target_prc"] = (
             np.zeros(0) if a.target_prc is None else np.asarray(a.target_prc, dtype=np.float64)
@@ -395,7 +531,8 @@ class Engine:
                     f"saved {key} is {value.dtype}{value.shape}, expected {want.dtype}{want.shape}"
                 )
         for name, arr in self.state._asdict().items():
-            arr[...] = snap[f"state.{name}"]
+            if not name.startswith(SCRATCH_PREFIX):
+                arr[...] = snap[f"state.{name}"]
         a = self.allocator
         a.target_prc = (
             snap["allocator.target_prc"].copy() if bool(snap["allocator.has_target"]) else None
@@ -403,14 +540,51 @@ class Engine:
         a.target_set = tuple(int(x) for x in snap["allocator.target_set"])
         a.allocations = list(allocations)
         n = self.next_bar
-        self._grow_rows(n)
-        for name in ROW_FIELDS:
-            getattr(self.out, name)[:n] = rows[name][:n]
-        self._fills, self._events, self._alerts = list(fills), list(events), list(alerts)
+        if self.keep_journal:  # the whole run in memory (base 0): the rows go back in place
+            self._grow_rows(n)
+            for name in ROW_FIELDS:
+                getattr(self.out, name)[:n] = rows[name][:n]
+            self._fills, self._events, self._alerts = list(fills), list(events), list(alerts)
+            return
+        # a window holding the last committed bar: the bars before it go to the day log
+        keep = n - 1
+        ts = rows["timestamp"][:n]
+        ends = np.flatnonzero(((ts[:keep] + self.step_ms) // DAY_MS) > (ts[:keep] // DAY_MS))
+        eq = rows["equity"][:keep]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            peak = np.maximum.accumulate(np.concatenate([[self.capital], eq]))[1:]
+            dd = np.where(peak > 0, 1.0 - eq / peak, 0.0)
+        log = {"bar": ends.astype(np.int64), "timestamp": ts[ends], "drawdown": dd[ends]}
+        for f in DAY_LOG_FIELDS:
+            if f not in log:
+                log[f] = rows[f][:keep][ends]
+        self._day_log = {f: [log[f]] for f in DAY_LOG_FIELDS}
+        self._log_days = int(ends.size)
+        self._peak_before = float(peak[-1]) if keep else self.capital
+        self.base = keep
+        self.state.next_bar[0] = 1
+        n_sym, n_slots = self.inputs.open.shape[1], self.inputs.target.shape[1]
+        nan = np.full((1, n_sym), np.nan)  # a processed bar's prices are not read again
+        self.inputs = self.inputs._replace(
+            **clock_fields(ts[keep:n].astype(np.int64), self.step_ms),
+            open=nan,
+            close=nan.copy(),
+            tradable=np.zeros((1, n_sym), dtype=np.bool_),
+            atr=nan.copy(),
+            target=np.zeros((1, n_slots)),
+            funding=np.zeros((1, n_sym)),
+        )
+        self.out = self.out._replace(
+            **{name: np.ascontiguousarray(rows[name][keep:n]) for name in ROW_FIELDS}
+        )
+        self._index_inputs()
 
     def rows(self, t0: int, t1: int) -> dict[str, np.ndarray]:
-        """The per-bar outputs of bars ``t0 .. t1-1``."""
-        return {name: getattr(self.out, name)[t0:t1].copy() for name in ROW_FIELDS}
+        """The per-bar outputs of bars ``t0 .. t1-1`` (with their open ``timestamp``)."""
+        a, b = t0 - self.base, t1 - self.base
+        out = {name: getattr(self.out, name)[a:b].copy() for name in ROW_FIELDS}
+        out["timestamp"] = self.inputs.timestamps[a:b].copy()
+        return out
 
 
 def _fill_arrays(o: Outputs) -> tuple[np.ndarray, ...]:

@@ -38,7 +38,7 @@ def net_orders(engine, fills: dict[str, np.ndarray], run_id: str) -> list[dict[s
     units, price, fee = fills["units"][ext], fills["price"][ext], fills["fee"][ext]
     orders: dict[tuple[int, int], dict[str, Any]] = {}
     for b, s, q, p, f in zip(bars.tolist(), syms.tolist(), units, price, fee, strict=True):
-        ts = int(inp.timestamps[b])
+        ts = engine.timestamp(b)
         o = orders.setdefault(
             (b, s),
             {

@@ -2,21 +2,31 @@
 
 For each new clock bar ``t`` (:meth:`LiveSession.process`):
 
-1. append the bar's market rows to the **anchored history** — every bar from the run's first
-   warm-up day on, the same rows the backtest loads;
-2. build the kernel inputs with the backtest's own :func:`~orchestra.engine.build.prepare` on that
-   history; by the no-look-ahead contract the rows up to ``t`` equal the backtest's (tested row by
-   row for every strategy and the ATR);
-3. :meth:`Engine.extend` + :meth:`Engine.advance` — the driver the backtest uses, with its step
-   kernel, day-end lifecycle, pod joins and allocator;
+1. turn the bar's market rows into the clock row the engine reads
+   (:class:`~orchestra.strategies.stream.ClockRows`: to_matrices' rules);
+2. step every pod's carried signal state by that row
+   (:class:`~orchestra.strategies.stream.SignalBook`: the strategies' step forms, the same
+   per-symbol kernels the backtest's whole-history pass loops over), the ATR's state and the
+   funding row; lag the weights a bar for ``next_open`` and zero a pod before its start, as
+   :func:`~orchestra.engine.build.prepare` does;
+3. :meth:`Engine.append` the bar and :meth:`Engine.advance` — the driver the backtest uses, with
+   its step kernel, day-end lifecycle, pod joins and allocator;
 4. hand the bar's net orders to the broker (:class:`~orchestra.live.broker.PaperBroker` books the
    kernel's fills, exactly the backtest's);
 5. commit the bar's market rows, output rows, fills, events, alerts, allocations, orders and the
-   engine snapshot in one SQLite transaction (:mod:`orchestra.live.store`).
+   engine snapshot in one SQLite transaction (:mod:`orchestra.live.store`), then
+   :meth:`Engine.compact` the processed rows away.
 
-A restart loads the store, rebuilds the engine from the history and restores its snapshot and
-journal, and continues after the last committed bar; a replay over a backtest's bars therefore
-equals the backtest exactly, however often it is killed (tested with SIGKILL).
+Nothing is recomputed over the past, so a bar costs the same after a week or after five years
+(``make bench``, workload R); in memory stay the signal states, the engine's state, a window of
+the current bar and a day log (one row per UTC day). A built-in strategy's live weights equal
+the backtest's by construction; a user's long-frame strategy is recomputed on its declared
+trailing window (``history_bars``) or on the whole history (see ``docs/live.md``).
+
+A restart loads the store, rebuilds the signal and ATR states in one whole-history pass over the
+stored bars, restores the engine's snapshot and day log, and continues after the last committed
+bar; a replay over a backtest's bars therefore equals the backtest exactly, however often it is
+killed (tested with SIGKILL).
 """
 
 from __future__ import annotations
@@ -34,10 +44,11 @@ import polars as pl
 
 from orchestra.config import Config, parse_config
 from orchestra.data import GapReport, LoadedData
-from orchestra.engine.build import Prepared, prepare
+from orchestra.engine.build import FundingRows, clock_fields, empty_prepared, prepare
 from orchestra.engine.core import ALERT_FIELDS, EVENT_FIELDS, FILL_FIELDS, ROW_FIELDS, Engine
 from orchestra.live.broker import Broker, PaperBroker, net_orders
 from orchestra.live.store import Committed, Store, StoreError
+from orchestra.timeframes import epoch_ms, timeframe_ms
 
 log = logging.getLogger("orchestra.live")
 
@@ -53,18 +64,31 @@ class LiveSession:
         self,
         config: Config,
         store: Store,
-        history: pl.DataFrame,
         meta: dict[str, Any],
         broker: Broker | None = None,
         monitor=None,
     ):
+        from orchestra.kernels.market import new_atr_state
+        from orchestra.strategies.stream import ClockRows, SignalBook
+
         self.config = config
         self.store = store
         self.meta = meta
         self.start_ms = int(meta["start_ms"])
         self.label = str(meta["source"])
-        self._chunks: list[pl.DataFrame] = [history]
-        self.history = history
+        self.symbols = list(config.symbols)
+        self.step = timeframe_ms(config.clock_timeframe)
+        self.rows = ClockRows(self.symbols, config.clock_timeframe, config.data.timeframe)
+        self.book = SignalBook(config, self.symbols)
+        self.atr_state = new_atr_state(len(self.symbols))
+        self.funding = FundingRows(config, self.symbols)
+        self.next_open = config.backtest.execution == "next_open"
+        self.pod_start = [
+            (int(epoch_ms(p.start)), int(self.book.offsets[i]), int(self.book.offsets[i + 1]))
+            for i, p in enumerate(config.pods)
+            if p.start is not None
+        ]
+        self.last_clock: int | None = None  # the last clock bar the signals have seen
         self.engine: Engine | None = None
         self.broker = broker or PaperBroker()
         self.monitor = monitor  # orchestra.monitoring.Monitor: alerts into the outbox, metrics
@@ -74,6 +98,9 @@ class LiveSession:
             float
         ] = []  # wall time of each processed bar (build + step + commit)
         self.timings = {"inputs": 0.0, "engine": 0.0, "commit": 0.0}  # seconds per stage, summed
+        self.warm_seconds = 0.0  # the whole-history pass at open or restart
+        for line in self.book.warnings:
+            log.warning("%s", line)
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -123,7 +150,9 @@ class LiveSession:
             meta["version"] = __version__
             history = warmup()
             store.initialize(meta, history)
-            return cls(config, store, history, store.meta(), broker)
+            session = cls(config, store, store.meta(), broker)
+            session._warm(history)
+            return session
         except BaseException:
             store.close()
             if fresh:  # a run that never started leaves no half-made state behind
@@ -135,41 +164,103 @@ class LiveSession:
     def restore(
         cls, config: Config, store: Store, committed: Committed, broker: Broker | None = None
     ) -> LiveSession:
-        """Rebuild the engine from the store: history → inputs, snapshot, journal."""
-        session = cls(config, store, _sorted(committed.bars), committed.meta, broker)
+        """Continue from the store: the signal states from the stored bars (one whole-history
+        pass), the engine from its snapshot and the journal's rows (the day log)."""
+        session = cls(config, store, committed.meta, broker)
+        session._warm(committed.bars)
         if committed.snapshot is None:
             return session
         steps = committed.journal
-        n = steps[-1]["end_bar"]
-        last_ts = int(steps[-1]["ts"])
-        prepared = session._prepare(last_ts)
-        if prepared.inputs.timestamps.shape[0] != n:
+        rows = {
+            name: np.concatenate([s["arrays"][f"row.{name}"] for s in steps])
+            for name in (*ROW_FIELDS, "timestamp")
+        }
+        n, last = int(steps[-1]["end_bar"]), int(steps[-1]["ts"])
+        if rows["timestamp"].shape[0] != n or int(rows["timestamp"][-1]) != last:
+            raise StoreError(f"{store.path}: the journal's rows do not cover its {n} bars")
+        if session.last_clock is None or session.last_clock > last:
             raise StoreError(
-                f"{store.path}: the stored history gives {prepared.inputs.timestamps.shape[0]} "
-                f"bars but the journal holds {n}"
+                f"{store.path}: the stored bars end at {session.last_clock}, after the journal's "
+                f"last bar {last}"
             )
-        engine = Engine(prepared)
-        engine.restore(committed.snapshot, *_journal_parts(steps, engine))
+        while session.last_clock < last:  # clock bars without any rows (a hole in the clock)
+            session._step_signals(session.last_clock + session.step, None)
+        from orchestra.allocation.allocator import AllocationRecord
+
+        engine = Engine(
+            empty_prepared(config, session.label), keep_journal=False, first_ts=session.start_ms
+        )
+        allocations = [AllocationRecord(**a) for s in steps for a in s["allocations"]]
+        engine.restore(committed.snapshot, rows, [], [], [], allocations)
         session.engine = engine
         session._allocs_seen = len(engine.allocator.allocations)
         return session
+
+    def _warm(self, bars: pl.DataFrame) -> None:
+        """Signal, ATR and clock-row states after the history ``bars`` (data timeframe)."""
+        from orchestra.data import resample, to_matrices
+        from orchestra.engine.warmup import ATR_BARS
+        from orchestra.kernels.market import atr_nb
+
+        start = time.perf_counter()
+        if bars.height:
+            frame = _sorted(bars)
+            if timeframe_ms(self.config.clock_timeframe) != timeframe_ms(
+                self.config.data.timeframe
+            ):
+                frame = resample(frame, self.config.clock_timeframe)
+            market = to_matrices(frame, self.symbols, self.config.clock_timeframe)
+            self.rows.warm(market)
+            self.book.warm(market, frame)
+            atr_nb(market.high, market.low, market.close, market.tradable, ATR_BARS, self.atr_state)
+            self.last_clock = int(market.timestamps[-1])
+        self.warm_seconds = time.perf_counter() - start
 
     # ------------------------------------------------------------------ the loop
     @property
     def last_ts(self) -> int | None:
         """Open time of the last committed clock bar (None before the first)."""
-        if self.engine is None:
+        if self.engine is None or self.engine.next_bar == 0:
             return None
-        return int(self.engine.inputs.timestamps[self.engine.next_bar - 1])
+        return self.engine.timestamp(self.engine.next_bar - 1)
 
     @property
     def next_bar(self) -> int:
         return 0 if self.engine is None else self.engine.next_bar
 
-    def _prepare(self, ts: int) -> Prepared:
-        loaded = LoadedData(self.history, self.label, GapReport())
-        start = dt.datetime.fromtimestamp(self.start_ms / 1000, dt.UTC)
-        return prepare(self.config, start=start, end=_date_of(ts), loaded=loaded)
+    def _step_signals(self, ts: int, bars: pl.DataFrame | None):
+        """Step the clock row, the signals and the ATR by clock bar ``ts``."""
+        from orchestra.engine.warmup import ATR_BARS
+        from orchestra.kernels.market import atr_step_nb
+
+        row = self.rows.row(ts, bars)
+        before = self.book.weights.copy()  # decided at the previous clock bar's close
+        decided = self.book.update(row)
+        f = row.fields
+        atr = np.empty(len(self.symbols))
+        atr_step_nb(f["high"], f["low"], f["close"], row.tradable, ATR_BARS, self.atr_state, atr)
+        self.last_clock = ts
+        return row, before, decided, atr
+
+    def _bar_inputs(self, ts: int, bars: pl.DataFrame | None) -> dict[str, np.ndarray] | None:
+        """Step the signals by clock bar ``ts``; its engine row (None before the run's start)."""
+        row, before, decided, atr = self._step_signals(ts, bars)
+        f = row.fields
+        if ts < self.start_ms:
+            return None
+        target = before if self.next_open else decided.copy()
+        for start, lo, hi in self.pod_start:  # a pod trades only from its start date
+            if ts < start:
+                target[lo:hi] = 0.0
+        return {
+            **clock_fields(np.array([ts], dtype=np.int64), self.step),
+            "open": f["open"][None],
+            "close": f["close"][None],
+            "tradable": row.tradable[None],
+            "atr": atr[None],
+            "target": target[None],
+            "funding": self.funding.row(ts)[None],
+        }
 
     def process(self, ts: int, bars: pl.DataFrame) -> int:
         """Process the clock bar opened at ``ts`` whose market rows are ``bars``; returns the
@@ -178,20 +269,27 @@ class LiveSession:
         last = self.last_ts
         if last is not None and ts <= last:
             raise ValueError(f"bar {ts} is not after the last committed bar {last}")
-        self._chunks.append(bars)
-        self.history = _sorted(pl.concat(self._chunks))
-        self._chunks = [self.history]
-        prepared = self._prepare(ts)
+        if ts % self.step:
+            raise ValueError(f"bar {ts} is not on the {self.config.clock_timeframe} clock")
+        # every clock bar from the last one seen: a hole in the clock is a bar without rows
+        slot = ts if self.last_clock is None else self.last_clock + self.step
+        appended = 0
+        while slot <= ts:
+            row = self._bar_inputs(slot, bars if slot == ts else None)
+            if row is not None:
+                if self.engine is None:
+                    self.engine = Engine(
+                        empty_prepared(self.config, self.label), keep_journal=False, first_ts=slot
+                    )
+                self.engine.append(row)
+                appended += 1
+            slot += self.step
         t_engine = time.perf_counter()
         self.timings["inputs"] += t_engine - t_start
-        n = prepared.inputs.timestamps.shape[0]
-        if n == 0 or int(prepared.inputs.timestamps[-1]) != ts:
-            raise ValueError(f"the bars of {ts} do not extend the clock")
-        if self.engine is None:
-            self.engine = Engine(prepared)
-        else:
-            self.engine.extend(prepared)
+        if not appended or self.engine is None:
+            raise ValueError(f"the bar {ts} is before the run's start {self.start_ms}")
         eng = self.engine
+        n = eng.n_bars
         t0 = eng.next_bar
         before = eng.state.pod_fraction.copy()
         meta_updates: dict[str, Any] = {}
@@ -239,6 +337,7 @@ class LiveSession:
         if self.monitor is not None:
             errors = sum(1 for o in orders if o.get("status") in ("rejected", "error"))
             self.monitor.after_commit(self, moved, now - t_start, n - t0, errors)
+        eng.compact()
         return n - t0
 
     # ------------------------------------------------------------------ live trading
@@ -292,8 +391,7 @@ class LiveSession:
         if self.halted:  # no orders while halted: nothing is booked
             z = np.zeros(len(symbols))
             return z, prices.copy(), z.copy(), []
-        ts = int(self.engine.inputs.timestamps[t])
-        return self.trader.execute(t, ts, symbols, net, prices)
+        return self.trader.execute(t, self.engine.timestamp(t), symbols, net, prices)
 
     def _trading_alerts(self, orders: list[dict[str, Any]], ts: int) -> list[dict[str, Any]]:
         from orchestra.monitoring.notify import message
@@ -366,16 +464,40 @@ class LiveSession:
         self.store.close()
 
     def result(self):
-        """The run so far as an :class:`~orchestra.results.result.OrchestratedResult`."""
+        """The run so far as an :class:`~orchestra.results.result.OrchestratedResult` (rebuilt
+        from the store: the loop keeps no history in memory)."""
         from orchestra.results.result import build_result
 
         if self.engine is None:
             raise ValueError("no bar processed yet")
-        return build_result(self.engine, self.config, {})
+        return build_result(full_engine(self.config, self.store.load()), self.config, {})
 
 
 def _sorted(bars: pl.DataFrame) -> pl.DataFrame:
     return bars.sort("symbol", "timestamp")
+
+
+def full_engine(config: Config, committed: Committed) -> Engine:
+    """The whole run of a store as a backtest-shaped engine (every bar's inputs and outputs in
+    memory, the journal in place): what reports and ``orch-live status`` read. Its inputs are
+    :func:`~orchestra.engine.build.prepare` on the stored history, the rows the live loop
+    computed bar by bar (equal by the no-look-ahead contract, tested)."""
+    if committed.snapshot is None:
+        raise StoreError("the live run has not processed a bar yet")
+    steps = committed.journal
+    n = steps[-1]["end_bar"]
+    meta = committed.meta
+    loaded = LoadedData(_sorted(committed.bars), str(meta["source"]), GapReport())
+    start = dt.datetime.fromtimestamp(int(meta["start_ms"]) / 1000, dt.UTC)
+    prepared = prepare(config, start=start, end=_date_of(int(steps[-1]["ts"])), loaded=loaded)
+    if prepared.inputs.timestamps.shape[0] != n:
+        raise StoreError(
+            f"the stored history gives {prepared.inputs.timestamps.shape[0]} bars but the "
+            f"journal holds {n}"
+        )
+    engine = Engine(prepared)
+    engine.restore(committed.snapshot, *_journal_parts(steps, engine))
+    return engine
 
 
 def _journal_parts(steps: list[dict[str, Any]], engine: Engine):
@@ -426,13 +548,14 @@ def stored_config(meta: dict[str, Any]) -> Config:
 def load_live_result(state_dir: str | Path):
     """The run in a live state directory as an OrchestratedResult (read-only; safe while the
     loop runs)."""
+    from orchestra.results.result import build_result
+
     with Store(state_dir, readonly=True) as store:
         committed = store.load()
         if committed.snapshot is None:
             raise StoreError(f"{state_dir}: the live run has not processed a bar yet")
         config = stored_config(committed.meta)
-        session = LiveSession.restore(config, store, committed)
-        result = session.result()
+        result = build_result(full_engine(config, committed), config, {})
     meta = committed.meta
     result.summary.update(
         {
@@ -447,4 +570,4 @@ def load_live_result(state_dir: str | Path):
     return result
 
 
-__all__ = ["LiveSession", "load_live_result", "stored_config"]
+__all__ = ["LiveSession", "full_engine", "load_live_result", "stored_config"]

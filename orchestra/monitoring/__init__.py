@@ -47,7 +47,7 @@ class Monitor:
         from orchestra.monitoring.notify import bar_messages
 
         t = engine.next_bar - 1
-        self._view = day_view_from_engine(engine, t) if engine.inputs.day_end[t] else None
+        self._view = day_view_from_engine(engine, t) if engine.is_day_end(t) else None
         return bar_messages(engine, moved, allocations, before, self._view)
 
     def after_commit(
@@ -71,7 +71,7 @@ class Monitor:
         """Publish the restored state at once (before the next bar arrives)."""
         if self.metrics is not None and session.engine is not None:
             t = session.engine.next_bar - 1
-            day_end = bool(session.engine.inputs.day_end[t])
+            day_end = session.engine.is_day_end(t)
             view = day_view_from_engine(session.engine, t) if day_end else None
             self.metrics.update(session.engine, view)
 

@@ -138,25 +138,21 @@ def day_view(
 
 
 def day_view_from_engine(engine, t: int) -> DayView:
-    """The day ending at bar ``t`` (a day-end bar) of a running engine."""
-    from orchestra.results.metrics import drawdown
-
-    out = engine.out
-    cfg = engine.prepared.config
-    bars = engine.day_end_bars(t)
-    dd = drawdown(np.concatenate([[cfg.backtest.capital], out.equity[: t + 1]]))[1:]
+    """The day ending at bar ``t`` (a day-end bar) of a running engine (its day log and
+    window: :meth:`~orchestra.engine.core.Engine.day_rows`)."""
+    d = engine.day_rows(t)
     return day_view(
-        cfg,
+        engine.prepared.config,
         engine.prepared.pod_ids,
-        engine.inputs.timestamps[bars],
-        out.equity[bars],
-        out.unallocated[bars],
-        out.gross_leverage[bars],
-        dd[bars],
-        out.pod_equity[bars],
-        out.pod_nav[bars],
-        out.pod_fraction[bars],
-        out.pod_state[bars],
+        d["timestamp"],
+        d["equity"],
+        d["unallocated"],
+        d["gross_leverage"],
+        d["drawdown"],
+        d["pod_equity"],
+        d["pod_nav"],
+        d["pod_fraction"],
+        d["pod_state"],
     )
 
 

@@ -71,14 +71,13 @@ def bar_messages(
     the day's :class:`~orchestra.monitoring.daily.DayView` when its last bar is a day end)."""
     from orchestra.monitoring.daily import format_daily_report
 
-    inp = engine.inputs
     pod_ids = engine.prepared.pod_ids
     msgs = []
     ev = moved["events"]
     for i in range(ev["bar"].size):
         pid = pod_ids[int(ev["pod"][i])]
         src, dst = STATE_NAMES[int(ev["from"][i])], STATE_NAMES[int(ev["to"][i])]
-        ts = int(inp.timestamps[int(ev["bar"][i])])
+        ts = engine.timestamp(int(ev["bar"][i]))
         if dst == "production":
             kind, sev = ("promotion" if src == "incubation" else "recovery"), "INFO"
         elif dst == "retired":
@@ -105,7 +104,7 @@ def bar_messages(
     al = moved["alerts"]
     for i in range(al["bar"].size):
         kind = ALERT_TYPES[int(al["type"][i])]
-        ts = int(inp.timestamps[int(al["bar"][i])])
+        ts = engine.timestamp(int(al["bar"][i]))
         value, thr = float(al["value"][i]), float(al["threshold"][i])
         msgs.append(
             message(
@@ -145,7 +144,7 @@ def bar_messages(
                 "INFO",
                 f"daily report {view.day}",
                 format_daily_report(view),
-                int(inp.timestamps[t]),
+                engine.timestamp(t),
                 {
                     "equity": f"{view.equity:.2f}",
                     "change": f"{view.change:.6f}",

@@ -132,24 +132,25 @@ class LiveMetrics:
         pending: int = 0,
     ) -> None:
         """After a committed step: the engine's last bar (and the day's view at a day end)."""
-        st, out = engine.state, engine.out
+        st = engine.state
         t = engine.next_bar - 1
+        out = engine.rows(t, t + 1)
         for p, pid in enumerate(self.pod_ids):
-            self.pod_equity.labels(pid, self.strategies[p]).set(float(out.pod_equity[t, p]))
+            self.pod_equity.labels(pid, self.strategies[p]).set(float(out["pod_equity"][0, p]))
             self.fraction.labels(pid).set(float(st.pod_fraction[p]))
             peak = float(st.pod_nav_peak[p])
             self.pod_dd.labels(pid).set(1.0 - float(st.pod_nav[p]) / peak if peak > 0 else 0.0)
             for s, name in enumerate(STATE_NAMES):
                 self.state.labels(pid, name).set(1.0 if int(st.pod_state[p]) == s else 0.0)
-        eq = float(out.equity[t])
+        eq = float(out["equity"][0])
         self.equity.set(eq)
-        self.unallocated.set(float(out.unallocated[t]))
-        g = float(out.gross_leverage[t])
+        self.unallocated.set(float(out["unallocated"][0]))
+        g = float(out["gross_leverage"][0])
         self.gross.set(g if np.isfinite(g) else 0.0)
         peak = float(st.equity_peak[0])
         self.dd.set(1.0 - eq / peak if peak > 0 else 0.0)
         self.halted.set(1.0 if int(st.halted[0]) else 0.0)
-        self.last_bar.set(float(engine.inputs.timestamps[t]) / 1000.0)
+        self.last_bar.set(engine.timestamp(t) / 1000.0)
         if view is not None:
             for row in view.pods:
                 self.rolling_sharpe.labels(row.pod_id).set(row.rolling_sharpe)

@@ -35,6 +35,17 @@ class StrategyParams(BaseModel):
         """
         return 0
 
+    def history_bars(self) -> int | None:
+        """Bars of history (at the pod's timeframe) the weight of the last bar depends on.
+
+        The live loop computes a user's long-frame strategy on this trailing window only, so its
+        per-bar cost stays flat; None (the default) means the whole history, recomputed at every
+        live bar. Declare it on a user strategy's params model (built-ins run in step form and
+        ignore it). Live weights equal the backtest's when the strategy's weight at t really
+        depends on the last ``history_bars`` bars only (see ``docs/live.md``).
+        """
+        return None
+
 
 StrategyFn = Callable[[pl.DataFrame, Any], pl.DataFrame]
 
