@@ -5,9 +5,11 @@ Workloads:
   S  the example config (3 pods, 5 symbols, 2 years of daily synthetic bars)
   M  10 pods × 50 symbols × 5 years of hourly synthetic bars (each pod trades 25 of them)
   L  8 pods × 50 symbols × 1 year of minute synthetic bars (each pod trades 25 of them)
-  R  the live loop: `orch-live --paper --replay` of 10 pods × 50 symbols, daily bars, one year
-     (+ warm-up): ms per bar (build inputs from the anchored history, step, commit), beside the
-     backtest of the same config per bar
+  R  the live loop (`orch-live --paper`'s LiveSession) with 1,000 / 10,000 / 40,000 hourly bars
+     of history behind it (10 pods × 50 symbols) and a year of minute bars (4 pods × 10 symbols):
+     ms per bar (inputs + step + SQLite commit) over 200 bars, resident memory before and after
+     them, the restart (load the store, rebuild the signal states), beside the old way of
+     building one bar's inputs (prepare over the whole anchored history)
   V  vectorbt 1.x on the same work, in its own environment (research/vectorbt, `uv run
      --project`): one pod at its target weights at 10 and 50 symbols (equity must agree within
      1e-9), and M's 10 pods as vectorbt column groups beside orchestra's netted run
@@ -119,59 +121,111 @@ def erc_resolve_ms(eng, dates: int = 200, lookback: int = 90) -> float | None:
     return float(np.median(times[1:]) * 1000) if len(times) > 1 else None
 
 
-def replay_config():
-    """The R workload: the M pods on daily bars (a paper loop's typical clock)."""
-    from orchestra.config import parse_config
+# the live loop's cost against the history behind it: (clock, pods, symbols, history bars)
+LIVE_CASES = {
+    "R1k": ("1h", 10, 50, 1_000),
+    "R10k": ("1h", 10, 50, 10_000),
+    "R40k": ("1h", 10, 50, 40_000),
+    "R1m": ("1m", 4, 10, 525_600),
+}
+LIVE_BARS = 200  # bars processed and timed per case
 
+
+def live_config(tf: str, n_pods: int, n_symbols: int, history: int):
+    """M's pods (each trading half the symbols) on clock ``tf`` with ``history`` bars of
+    warm-up before 2025-01-01 and LIVE_BARS bars after it."""
+    import datetime as dt
+    import math
+
+    from orchestra.config import parse_config
+    from orchestra.timeframes import DAY_MS, timeframe_ms
+
+    step = timeframe_ms(tf)
     raw = workload_config("M").model_dump(mode="json")
-    for pod in raw["pods"]:
-        pod["timeframe"] = "1d"
-    raw["data"].update({"timeframe": "1d"})
-    raw["backtest"].update({"start": "2025-01-01", "end": "2025-12-31", "warmup_days": "auto"})
+    syms = SYMBOLS[:n_symbols]
+    half = max(n_symbols // 2, 1)
+    raw["pods"] = raw["pods"][:n_pods]
+    for p, pod in enumerate(raw["pods"]):
+        pod["timeframe"] = tf
+        pod["symbols"] = [syms[(p * 5 + j) % n_symbols] for j in range(half)]
+    start = dt.date(2025, 1, 1)
+    end = start + dt.timedelta(days=math.ceil(LIVE_BARS * step / DAY_MS))
+    raw["data"].update({"timeframe": tf})
+    raw["backtest"].update(
+        {"start": str(start), "end": str(end), "warmup_days": math.ceil(history * step / DAY_MS)}
+    )
     return parse_config(raw)
 
 
-def run_replay() -> dict:
-    """Replay the R workload bar by bar through the live loop; ms per bar by stage."""
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def run_live(case: str) -> dict:
+    """The live loop with a long history behind it: open a paper run on the synthetic bars (its
+    warm-up is ``history`` clock bars), process LIVE_BARS bars and time each (inputs + step +
+    commit), restart it (load the store, rebuild the signal states), and time the old way of
+    building a bar's inputs — :func:`prepare` over the whole anchored history — on two bars."""
     import tempfile
 
     import numpy as np
+    import polars as pl
 
-    from orchestra.data import load_bars
-    from orchestra.data.files import write_files
-    from orchestra.engine import run_backtest
-    from orchestra.live.feeds import ReplayFeed
+    from orchestra.data import GapReport, LoadedData, load_bars
+    from orchestra.engine import prepare
     from orchestra.live.session import LiveSession
+    from orchestra.timeframes import epoch_ms
 
-    cfg = replay_config()
+    tf, n_pods, n_symbols, history = LIVE_CASES[case]
+    cfg = live_config(tf, n_pods, n_symbols, history)
+    bars = load_bars(cfg).bars
+    start_ms = epoch_ms(cfg.backtest.start)
+    cut = pl.lit(start_ms).cast(pl.Datetime("ms", "UTC"))
+    warm = bars.filter(pl.col("timestamp") < cut)
+    live = bars.filter(pl.col("timestamp") >= cut)
+    feed = [
+        (int(part["timestamp"][0].timestamp() * 1000), part)
+        for part in live.sort("timestamp").partition_by("timestamp", maintain_order=True)
+    ][:LIVE_BARS]
+    history_bars = int(warm["timestamp"].n_unique())
+    out: dict = {"workload": "R", "case": case, "clock": tf, "pods": n_pods}
+    out.update({"symbols": n_symbols, "history_bars": history_bars, "bars": len(feed)})
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "bars"
-        write_files(load_bars(cfg).bars, folder, "1d")
-        run_backtest(cfg)  # compile / load the kernels
+        state = Path(tmp) / "state"
         t = time.perf_counter()
-        bt = run_backtest(cfg)
-        backtest_s = time.perf_counter() - t
-        feed = ReplayFeed(cfg, folder)
-        session = LiveSession.open(
-            feed.config, Path(tmp) / "state", feed.label, feed.start_ms, feed.warmup, identity=cfg
-        )
-        session.run(feed.bars_after(feed.start_ms - 1))
+        session = LiveSession.open(cfg, state, "bench", start_ms, lambda: warm)
+        out["open_s"] = time.perf_counter() - t
+        out["warm_s"] = session.warm_seconds
+        session.run(feed[:2])  # compile / load the kernels
+        gc.collect()
+        rss0 = _rss_mb()
+        session.bar_seconds.clear()
+        session.timings = dict.fromkeys(session.timings, 0.0)
+        session.run(feed[2:])
+        out["rss_before_mb"], out["rss_after_mb"] = rss0, _rss_mb()
+        ms = np.array(session.bar_seconds) * 1000
+        n = ms.size
+        out.update({"median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95))})
+        out["stage_ms"] = {k: 1000 * v / n for k, v in session.timings.items()}
         session.close()
-    ms = np.array(session.bar_seconds) * 1000
-    n = ms.size
-    return {
-        "workload": "R",
-        "bars": n,
-        "pods": len(cfg.pods),
-        "symbols": len(cfg.symbols),
-        "history_bars": int(session.history["timestamp"].n_unique()),
-        "median_ms": float(np.median(ms)),
-        "p95_ms": float(np.percentile(ms, 95)),
-        "last_ms": float(np.median(ms[-20:])),
-        "stage_ms": {k: 1000 * v / n for k, v in session.timings.items()},
-        "backtest_ms_per_bar": 1000 * backtest_s / bt.equity.height,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
+        del session
+        gc.collect()
+        t = time.perf_counter()
+        session = LiveSession.open(cfg, state, "bench", start_ms, lambda: warm)
+        out["restart_s"] = time.perf_counter() - t
+        out["restart_warm_s"] = session.warm_seconds
+        session.close()
+    # the old way: the bar's inputs from the whole anchored history (two bars)
+    times = []
+    for ts, _ in feed[-2:]:
+        upto = bars.filter(pl.col("timestamp") <= pl.lit(ts).cast(pl.Datetime("ms", "UTC")))
+        t = time.perf_counter()
+        prepare(cfg, start=cfg.backtest.start, loaded=LoadedData(upto, "bench", GapReport()))
+        times.append(time.perf_counter() - t)
+    out["recompute_ms"] = 1000 * float(np.median(times))
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
 
 
 VBT_PROJECT = ROOT / "research" / "vectorbt"
@@ -414,7 +468,8 @@ def main() -> None:
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        special = {"R": run_replay, "V": run_vectorbt_workload, "C": run_cold}
+        special = {"V": run_vectorbt_workload, "C": run_cold}
+        special.update({case: (lambda c=case: run_live(c)) for case in LIVE_CASES})
         child = special.get(args.child)
         result = child() if child else run_one(args.child, args.naive_bars)
         print(json.dumps(result))
@@ -423,7 +478,10 @@ def main() -> None:
     from rich.table import Table
 
     rows = []
+    names = []
     for name in args.only.split(","):
+        names += list(LIVE_CASES) if name == "R" else [name]
+    for name in names:
         print(f"running workload {name} ...", file=sys.stderr, flush=True)
         proc = subprocess.run(
             [sys.executable, __file__, "--child", name, "--naive-bars", str(args.naive_bars)],
@@ -476,32 +534,40 @@ def main() -> None:
     console = Console(width=220)
     if rows:
         console.print(table)
-    for r in replays:
-        live = Table(title="live loop: orch-live --paper --replay, ms per bar (excluding network)")
+    if replays:
+        live = Table(
+            title="live loop: ms per bar against the history behind it (inputs + step + commit; "
+            "no network)"
+        )
         for col in [
+            "clock",
             "pods×symbols",
-            "bars replayed (history)",
+            "history bars",
             "median ms/bar",
             "p95",
-            "last 20",
             "inputs / engine / commit ms",
-            "backtest ms/bar",
-            "× backtest",
-            "peak RSS MB",
+            "recompute ms/bar (old)",
+            "× faster",
+            "RSS before → after MB",
+            "open s (warm pass)",
+            "restart s (warm pass)",
         ]:
             live.add_column(col, justify="right")
-        st = r["stage_ms"]
-        live.add_row(
-            f"{r['pods']}×{r['symbols']}",
-            f"{r['bars']} ({r['history_bars']})",
-            f"{r['median_ms']:.1f}",
-            f"{r['p95_ms']:.1f}",
-            f"{r['last_ms']:.1f}",
-            f"{st['inputs']:.1f} / {st['engine']:.1f} / {st['commit']:.1f}",
-            f"{r['backtest_ms_per_bar']:.2f}",
-            f"{r['median_ms'] / r['backtest_ms_per_bar']:.0f}×",
-            f"{r['peak_rss_mb']:.0f}",
-        )
+        for r in replays:
+            st = r["stage_ms"]
+            live.add_row(
+                r["clock"],
+                f"{r['pods']}×{r['symbols']}",
+                f"{r['history_bars']:,}",
+                f"{r['median_ms']:.2f}",
+                f"{r['p95_ms']:.2f}",
+                f"{st['inputs']:.2f} / {st['engine']:.2f} / {st['commit']:.2f}",
+                f"{r['recompute_ms']:.0f}",
+                f"{r['recompute_ms'] / r['median_ms']:.0f}×",
+                f"{r['rss_before_mb']:.0f} → {r['rss_after_mb']:.0f}",
+                f"{r['open_s']:.1f} ({r['warm_s']:.1f})",
+                f"{r['restart_s']:.1f} ({r['restart_warm_s']:.1f})",
+            )
         console.print(live)
     for r in versus:
         vt = Table(
