@@ -6,6 +6,7 @@ Public API (SPEC §11.1)::
     cfg = orchestra.load_config("configs/example.yaml")
     res = orchestra.run_backtest(cfg)
     res.save("runs/x"); orchestra.OrchestratedResult.load("runs/x")
+    orchestra.load_run("runs/live-example")  # a run directory or a live state directory
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): `orch-
     from orchestra.config import Config, ConfigError, load_config
     from orchestra.engine import run_backtest
     from orchestra.results.result import OrchestratedResult
+    from orchestra.runs import load_run
 
 _LAZY = {
     "allocation": ("orchestra.allocation", None),
@@ -31,6 +33,7 @@ _LAZY = {
     "load_config": ("orchestra.config", "load_config"),
     "run_backtest": ("orchestra.engine", "run_backtest"),
     "OrchestratedResult": ("orchestra.results.result", "OrchestratedResult"),
+    "load_run": ("orchestra.runs", "load_run"),
 }
 
 
@@ -56,6 +59,7 @@ __all__ = [
     "allocation",
     "data",
     "load_config",
+    "load_run",
     "run_backtest",
     "strategies",
 ]

@@ -455,7 +455,7 @@ class Config(_Frozen):
 
     def _check_warmup(self) -> None:
         """Each pod's warm-up must fit in the calendar (a lookback of 1e7 bars would not)."""
-        from orchestra.engine.warmup import pod_warmup_days
+        from orchestra.strategies.warmup import pod_warmup_days
 
         earliest = dt.date(1970, 1, 1)
         for i, pod in enumerate(self.pods):

@@ -174,7 +174,7 @@ def run_live(case: str) -> dict:
 
     from orchestra.data import GapReport, LoadedData, load_bars
     from orchestra.engine import prepare
-    from orchestra.live.session import LiveSession
+    from orchestra.live.session import LiveSession, release_memory
     from orchestra.timeframes import epoch_ms
 
     tf, n_pods, n_symbols, history = LIVE_CASES[case]
@@ -182,23 +182,33 @@ def run_live(case: str) -> dict:
     bars = load_bars(cfg).bars
     start_ms = epoch_ms(cfg.backtest.start)
     cut = pl.lit(start_ms).cast(pl.Datetime("ms", "UTC"))
-    warm = bars.filter(pl.col("timestamp") < cut)
-    live = bars.filter(pl.col("timestamp") >= cut)
+    live = bars.filter(pl.col("timestamp") >= cut).sort("timestamp")
     feed = [
         (int(part["timestamp"][0].timestamp() * 1000), part)
-        for part in live.sort("timestamp").partition_by("timestamp", maintain_order=True)
+        for part in live.partition_by("timestamp", maintain_order=True)
     ][:LIVE_BARS]
-    history_bars = int(warm["timestamp"].n_unique())
+    # the old way: a bar's inputs from the whole anchored history (two bars)
+    times = []
+    for ts, _ in feed[-2:]:
+        upto = bars.filter(pl.col("timestamp") <= pl.lit(ts).cast(pl.Datetime("ms", "UTC")))
+        t = time.perf_counter()
+        prepare(cfg, start=cfg.backtest.start, loaded=LoadedData(upto, "bench", GapReport()))
+        times.append(time.perf_counter() - t)
+        del upto
     out: dict = {"workload": "R", "case": case, "clock": tf, "pods": n_pods}
+    out["recompute_ms"] = 1000 * float(np.median(times))
+    warm = [bars.filter(pl.col("timestamp") < cut)]
+    history_bars = int(warm[0]["timestamp"].n_unique())
+    del bars, live
     out.update({"symbols": n_symbols, "history_bars": history_bars, "bars": len(feed)})
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp) / "state"
         t = time.perf_counter()
-        session = LiveSession.open(cfg, state, "bench", start_ms, lambda: warm)
+        session = LiveSession.open(cfg, state, "bench", start_ms, warm.pop)
         out["open_s"] = time.perf_counter() - t
         out["warm_s"] = session.warm_seconds
         session.run(feed[:2])  # compile / load the kernels
-        gc.collect()
+        release_memory()
         rss0 = _rss_mb()
         session.bar_seconds.clear()
         session.timings = dict.fromkeys(session.timings, 0.0)
@@ -210,20 +220,12 @@ def run_live(case: str) -> dict:
         out["stage_ms"] = {k: 1000 * v / n for k, v in session.timings.items()}
         session.close()
         del session
-        gc.collect()
+        release_memory()
         t = time.perf_counter()
-        session = LiveSession.open(cfg, state, "bench", start_ms, lambda: warm)
+        session = LiveSession.open(cfg, state, "bench", start_ms, list)
         out["restart_s"] = time.perf_counter() - t
         out["restart_warm_s"] = session.warm_seconds
         session.close()
-    # the old way: the bar's inputs from the whole anchored history (two bars)
-    times = []
-    for ts, _ in feed[-2:]:
-        upto = bars.filter(pl.col("timestamp") <= pl.lit(ts).cast(pl.Datetime("ms", "UTC")))
-        t = time.perf_counter()
-        prepare(cfg, start=cfg.backtest.start, loaded=LoadedData(upto, "bench", GapReport()))
-        times.append(time.perf_counter() - t)
-    out["recompute_ms"] = 1000 * float(np.median(times))
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 

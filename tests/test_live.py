@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from orchestra import OrchestratedResult
+from orchestra import OrchestratedResult, load_run
 from orchestra.config import parse_config
 from orchestra.data import load_bars
 from orchestra.data.files import write_files
@@ -205,7 +205,7 @@ def test_paper_replay_equals_the_backtest_exactly(market: Path, tmp_path: Path) 
 
     session = replay(cfg, market, tmp_path / "state")
     session.close()
-    assert_same_frames(bt, OrchestratedResult.load(tmp_path / "state"))
+    assert_same_frames(bt, load_run(tmp_path / "state"))
 
 
 @needs_shared
@@ -226,7 +226,7 @@ def test_replay_equals_the_backtest_on_real_bars_with_listings_inside_the_run(
     assert {"SOL/USDT", "DOT/USDT", "AVAX/USDT"} <= set(late["symbol"])  # traded once listed
     session = replay(cfg, shared_data / "binance-1d", tmp_path / "state")
     session.close()
-    assert_same_frames(bt, OrchestratedResult.load(tmp_path / "state"))
+    assert_same_frames(bt, load_run(tmp_path / "state"))
 
 
 def test_replay_of_a_synthetic_config_through_the_cli(tmp_path: Path, monkeypatch) -> None:
@@ -253,7 +253,7 @@ def test_replay_of_a_synthetic_config_through_the_cli(tmp_path: Path, monkeypatc
     res = runner.invoke(live.main, args)  # resumes after bar 99 and finishes
     assert res.exit_code == 0, res.output
     assert "resuming after bar 100" in res.output
-    assert_same_frames(OrchestratedResult.load(tmp_path / "bt"), OrchestratedResult.load(state))
+    assert_same_frames(OrchestratedResult.load(tmp_path / "bt"), load_run(state))
     res = runner.invoke(bt.main, ["report", str(state)])
     assert res.exit_code == 0 and "pod-tsmom-major" in res.output, res.output
 
@@ -370,7 +370,7 @@ def test_restore_continues_exactly_like_the_uninterrupted_engine(
     for _ in range(6):
         replay(cfg, market, state, max_bars=23).close()
     replay(cfg, market, state).close()
-    assert_same_frames(run_backtest(cfg), OrchestratedResult.load(state))
+    assert_same_frames(run_backtest(cfg), load_run(state))
 
 
 def _next_bar(state: Path) -> int:
@@ -447,7 +447,7 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(seed: int, tmp_path_
     assert _next_bar(state) == n_bars
     kinds = {k for k, _, _ in kills}
     assert len(kills) == 20 and len(kinds) >= 3, kills
-    assert_same_frames(run_backtest(cfg), OrchestratedResult.load(state))
+    assert_same_frames(run_backtest(cfg), load_run(state))
 
 
 # ---------------------------------------------------------------------------- polling (ccxt)
@@ -538,7 +538,7 @@ def test_paper_polling_through_real_ccxt_equals_the_backtest_of_the_same_bars(
     )
     bt = run_backtest(files_cfg)
     assert bt.fills.height > 10
-    assert_same_frames(bt, OrchestratedResult.load(tmp_path / "state"))
+    assert_same_frames(bt, load_run(tmp_path / "state"))
 
 
 def test_polling_fills_a_bar_the_exchange_never_publishes(tmp_path: Path) -> None:
@@ -632,7 +632,7 @@ def test_ctrl_c_stops_after_the_last_committed_bar_and_the_same_command_resumes(
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert f"resuming after bar {stopped}" in done.stderr.decode()
-    assert_same_frames(run_backtest(parse_config(raw)), OrchestratedResult.load(state))
+    assert_same_frames(run_backtest(parse_config(raw)), load_run(state))
 
 
 @pytest.mark.parametrize("execution", ["next_open", "close"])
@@ -661,7 +661,7 @@ def test_replay_parity_on_an_intraday_clock_from_finer_data(execution: str, tmp_
     bt = run_backtest(cfg)
     assert bt.fills.height > 20 and bt.allocations["timestamp"].n_unique() > 3
     replay(cfg, tmp_path / "b", tmp_path / "s").close()
-    assert_same_frames(bt, OrchestratedResult.load(tmp_path / "s"))
+    assert_same_frames(bt, load_run(tmp_path / "s"))
 
 
 def test_a_paper_state_is_not_resumed_as_a_live_run(market: Path, tmp_path: Path) -> None:

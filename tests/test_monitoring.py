@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
-from orchestra import OrchestratedResult
+from orchestra import load_run
 from orchestra.engine import run_backtest
 from orchestra.kernels.state import STATE_NAMES
 from orchestra.live import LiveSession
@@ -286,7 +286,7 @@ def test_daily_report_of_the_live_loop_equals_orch_bt_report_daily(
     res = CliRunner().invoke(bt.main, ["report", str(tmp_path / "bt"), "--daily", "2030-01-01"])
     assert res.exit_code == 2 and "no completed UTC day 2030-01-01" in res.output
     # the same from the live state directory
-    live = OrchestratedResult.load(tmp_path / "s")
+    live = load_run(tmp_path / "s")
     last = dt.datetime.fromtimestamp(reports[-1]["ts"] / 1000, dt.UTC).date()
     assert format_daily_report(day_view_from_result(live, last)) == reports[-1]["text"]
 

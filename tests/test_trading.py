@@ -335,9 +335,9 @@ def test_sigkill_between_send_and_record_books_the_order_once(
         baseline = st.meta()["baseline"]
         assert not st.meta().get("halt")
     # books = exchange
-    from orchestra import OrchestratedResult
+    from orchestra import load_run
 
-    res = OrchestratedResult.load(state)
+    res = load_run(state)
     last = res.positions.sort("timestamp").group_by("pod_id", "symbol").last()
     for sym in SYMBOLS:
         units = last.filter(pl.col("symbol") == sym)["units"].sum()

@@ -48,3 +48,34 @@ def duplicate_rows(bars: pl.DataFrame, params: AlwaysLongParams) -> pl.DataFrame
     """A broken user strategy: every (timestamp, symbol) twice."""
     w = bars.select("timestamp", "symbol", pl.lit(params.weight).alias("weight"))
     return pl.concat([w, w])
+
+
+class LagParams(StrategyParams):
+    lookback: int = Field(5, ge=1)
+
+    def warmup_bars(self) -> int:
+        return self.lookback + 1
+
+    def history_bars(self) -> int:
+        return self.lookback + 1  # the weight at t reads bars t-lookback .. t
+
+
+@strategy(LagParams)
+def lag_momentum(bars: pl.DataFrame, params: LagParams) -> pl.DataFrame:
+    """``0.3 · sign(close / close lookback bars ago − 1)`` per symbol: a user strategy whose
+    weight depends on its last ``lookback + 1`` bars only (it declares ``history_bars``)."""
+    mom = (pl.col("close") / pl.col("close").shift(params.lookback) - 1.0).over("symbol")
+    return bars.sort("symbol", "timestamp").select(
+        "timestamp", "symbol", (0.3 * mom.sign()).fill_null(0.0).alias("weight")
+    )
+
+
+@strategy(LagParams)
+def lag_momentum_whole(bars: pl.DataFrame, params: LagParams) -> pl.DataFrame:
+    """:func:`lag_momentum` without a declared history (recomputed on the whole history)."""
+    return lag_momentum(bars, params)
+
+
+lag_momentum_whole.params_model = type(  # type: ignore[attr-defined]
+    "LagWholeParams", (StrategyParams,), {"__annotations__": {"lookback": int}, "lookback": 5}
+)

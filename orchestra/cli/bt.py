@@ -169,7 +169,7 @@ def validate(config: Path) -> None:
 
     from orchestra import load_config
     from orchestra.data import DataRangeWarning, load_bars
-    from orchestra.engine.warmup import warmup_days
+    from orchestra.strategies.warmup import warmup_days
 
     cfg = load_config(config)
     with warnings.catch_warnings():
@@ -254,8 +254,8 @@ def report(
     With several RUN_DIRs: a side-by-side comparison (metrics table; with --html, compare.html
     with their equity rebased to 1, drawdowns and metrics).
     """
-    from orchestra import OrchestratedResult
     from orchestra.results.summary import print_summary
+    from orchestra.runs import load_run
 
     if len(run_dirs) > 1:
         if pod is not None or daily is not None:
@@ -263,7 +263,7 @@ def report(
         _compare(run_dirs, html_report, out_dir)
         return
     run_dir = run_dirs[0]
-    result = OrchestratedResult.load(run_dir)
+    result = load_run(run_dir)
     if daily is not None:
         from orchestra.monitoring import day_view_from_result, format_daily_report
 
@@ -296,10 +296,10 @@ def report(
 def _compare(run_dirs: tuple[Path, ...], html_report: bool, out_dir: Path) -> None:
     from rich.table import Table
 
-    from orchestra import OrchestratedResult
     from orchestra.results.report import compare_table
+    from orchestra.runs import load_run
 
-    results = {_run_label(d, run_dirs): OrchestratedResult.load(d) for d in run_dirs}
+    results = {_run_label(d, run_dirs): load_run(d) for d in run_dirs}
     table = compare_table(results)
     t = Table(title="Runs compared (account)", title_justify="left")  # one column per run
     t.add_column("")

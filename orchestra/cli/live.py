@@ -302,10 +302,10 @@ def _paper(
         err.print("no new bar to process")
         return
     if not quiet:
-        from orchestra.results.result import OrchestratedResult
         from orchestra.results.summary import print_summary
+        from orchestra.runs import load_run
 
-        print_summary(OrchestratedResult.load(state_dir), out)
+        print_summary(load_run(state_dir), out)
         ms = sorted(session.bar_seconds)
         if ms:
             out.print(
@@ -385,7 +385,7 @@ def status(state_dir: Path | None) -> None:
     """Pods, states, fractions, P&L, the last bar and recent alerts of a live run."""
     from rich.table import Table
 
-    from orchestra.live.session import load_live_result
+    from orchestra.live.reader import load_live_result
     from orchestra.live.store import Store, StoreError
     from orchestra.results.summary import pod_table
 

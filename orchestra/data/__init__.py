@@ -86,7 +86,7 @@ def load_bars(config, start: dt.date | None = None, end: dt.date | None = None) 
     The range is ``[start - warmup, end]`` (inclusive day); ``start``/``end`` default to the
     backtest's. Files and ccxt may hold less history than asked for: a symbol simply starts later.
     """
-    from orchestra.engine.warmup import warmup_days  # late import: engine depends on data
+    from orchestra.strategies.warmup import warmup_days  # late: strategies depend on data
 
     d = config.data
     start = start or config.backtest.start

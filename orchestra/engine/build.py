@@ -15,7 +15,7 @@ import polars as pl
 
 from orchestra.config import Config
 from orchestra.data import DataError, LoadedData, Market, load_bars, resample, to_matrices
-from orchestra.engine.warmup import ATR_BARS
+from orchestra.kernels.market import ATR_BARS
 from orchestra.kernels.state import (
     CLOSE,
     DD_ALERT,

@@ -301,7 +301,9 @@ class Engine:
         if inp.timestamps.size and row["timestamps"][0] <= inp.timestamps[-1]:
             raise ValueError(f"bar {int(row['timestamps'][0])} is not after the inputs' last")
         grown = {
-            name: np.concatenate([getattr(inp, name), np.asarray(value, dtype=getattr(inp, name).dtype)])
+            name: np.concatenate(
+                [getattr(inp, name), np.asarray(value, dtype=getattr(inp, name).dtype)]
+            )
             for name, value in row.items()
         }
         self.inputs = inp._replace(**grown)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+ATR_BARS = 14  # the trailing stop's ATR window (clock bars)
 ATR_STATE = 3  # per symbol: true ranges seen, ATR, previous tradable close
 
 

@@ -9,7 +9,8 @@
 """
 
 from orchestra.live.broker import PaperBroker
-from orchestra.live.session import LiveSession, load_live_result
+from orchestra.live.reader import load_live_result
+from orchestra.live.session import LiveSession
 from orchestra.live.store import Store, StoreError
 
 __all__ = ["LiveSession", "PaperBroker", "Store", "StoreError", "load_live_result"]

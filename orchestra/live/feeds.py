@@ -36,7 +36,7 @@ log = logging.getLogger("orchestra.live")
 
 def anchor_ms(config: Config, start_ms: int) -> int:
     """The first warm-up day's midnight (the anchored history starts there)."""
-    from orchestra.engine.warmup import warmup_days
+    from orchestra.strategies.warmup import warmup_days
 
     return (start_ms // DAY_MS - warmup_days(config)) * DAY_MS
 

@@ -42,10 +42,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from orchestra.config import Config, parse_config
-from orchestra.data import GapReport, LoadedData
-from orchestra.engine.build import FundingRows, clock_fields, empty_prepared, prepare
-from orchestra.engine.core import ALERT_FIELDS, EVENT_FIELDS, FILL_FIELDS, ROW_FIELDS, Engine
+from orchestra.config import Config
+from orchestra.engine.build import FundingRows, clock_fields, empty_prepared
+from orchestra.engine.core import ROW_FIELDS, Engine
 from orchestra.live.broker import Broker, PaperBroker, net_orders
 from orchestra.live.store import Committed, Store, StoreError
 from orchestra.timeframes import epoch_ms, timeframe_ms
@@ -199,8 +198,7 @@ class LiveSession:
     def _warm(self, bars: pl.DataFrame) -> None:
         """Signal, ATR and clock-row states after the history ``bars`` (data timeframe)."""
         from orchestra.data import resample, to_matrices
-        from orchestra.engine.warmup import ATR_BARS
-        from orchestra.kernels.market import atr_nb
+        from orchestra.kernels.market import ATR_BARS, atr_nb
 
         start = time.perf_counter()
         if bars.height:
@@ -214,6 +212,8 @@ class LiveSession:
             self.book.warm(market, frame)
             atr_nb(market.high, market.low, market.close, market.tradable, ATR_BARS, self.atr_state)
             self.last_clock = int(market.timestamps[-1])
+            del frame, market
+        release_memory()  # the pass's arrays: give the pages back to the OS (a long-lived process)
         self.warm_seconds = time.perf_counter() - start
 
     # ------------------------------------------------------------------ the loop
@@ -230,8 +230,7 @@ class LiveSession:
 
     def _step_signals(self, ts: int, bars: pl.DataFrame | None):
         """Step the clock row, the signals and the ATR by clock bar ``ts``."""
-        from orchestra.engine.warmup import ATR_BARS
-        from orchestra.kernels.market import atr_step_nb
+        from orchestra.kernels.market import ATR_BARS, atr_step_nb
 
         row = self.rows.row(ts, bars)
         before = self.book.weights.copy()  # decided at the previous clock bar's close
@@ -470,59 +469,26 @@ class LiveSession:
 
         if self.engine is None:
             raise ValueError("no bar processed yet")
+        from orchestra.live.reader import full_engine
+
         return build_result(full_engine(self.config, self.store.load()), self.config, {})
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc's ``malloc_trim``; a
+    no-op elsewhere), so a restart's whole-history pass does not stay resident for months."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _sorted(bars: pl.DataFrame) -> pl.DataFrame:
     return bars.sort("symbol", "timestamp")
-
-
-def full_engine(config: Config, committed: Committed) -> Engine:
-    """The whole run of a store as a backtest-shaped engine (every bar's inputs and outputs in
-    memory, the journal in place): what reports and ``orch-live status`` read. Its inputs are
-    :func:`~orchestra.engine.build.prepare` on the stored history, the rows the live loop
-    computed bar by bar (equal by the no-look-ahead contract, tested)."""
-    if committed.snapshot is None:
-        raise StoreError("the live run has not processed a bar yet")
-    steps = committed.journal
-    n = steps[-1]["end_bar"]
-    meta = committed.meta
-    loaded = LoadedData(_sorted(committed.bars), str(meta["source"]), GapReport())
-    start = dt.datetime.fromtimestamp(int(meta["start_ms"]) / 1000, dt.UTC)
-    prepared = prepare(config, start=start, end=_date_of(int(steps[-1]["ts"])), loaded=loaded)
-    if prepared.inputs.timestamps.shape[0] != n:
-        raise StoreError(
-            f"the stored history gives {prepared.inputs.timestamps.shape[0]} bars but the "
-            f"journal holds {n}"
-        )
-    engine = Engine(prepared)
-    engine.restore(committed.snapshot, *_journal_parts(steps, engine))
-    return engine
-
-
-def _journal_parts(steps: list[dict[str, Any]], engine: Engine):
-    from orchestra.allocation.allocator import AllocationRecord
-
-    rows = {
-        name: np.concatenate([s["arrays"][f"row.{name}"] for s in steps]) for name in ROW_FIELDS
-    }
-
-    def chunks(kind: str, fields: tuple[str, ...]) -> list[dict[str, np.ndarray]]:
-        out = []
-        for s in steps:
-            chunk = {f: s["arrays"][f"{kind}.{f}"] for f in fields}
-            if chunk[fields[0]].size:
-                out.append(chunk)
-        return out
-
-    allocations = [AllocationRecord(**a) for s in steps for a in s["allocations"]]
-    return (
-        rows,
-        chunks("fills", FILL_FIELDS),
-        chunks("events", EVENT_FIELDS),
-        chunks("alerts", ALERT_FIELDS),
-        allocations,
-    )
 
 
 def _check_resume(meta: dict[str, Any], config: Config, source: str, state_dir) -> None:
@@ -540,34 +506,4 @@ def _check_resume(meta: dict[str, Any], config: Config, source: str, state_dir) 
         )
 
 
-def stored_config(meta: dict[str, Any]) -> Config:
-    """The config a state directory's run was started with."""
-    return parse_config(meta["config"], source=str(meta.get("config_source", "live state")))
-
-
-def load_live_result(state_dir: str | Path):
-    """The run in a live state directory as an OrchestratedResult (read-only; safe while the
-    loop runs)."""
-    from orchestra.results.result import build_result
-
-    with Store(state_dir, readonly=True) as store:
-        committed = store.load()
-        if committed.snapshot is None:
-            raise StoreError(f"{state_dir}: the live run has not processed a bar yet")
-        config = stored_config(committed.meta)
-        result = build_result(full_engine(config, committed), config, {})
-    meta = committed.meta
-    result.summary.update(
-        {
-            "live": {
-                "mode": meta.get("mode"),
-                "run_id": meta.get("run_id"),
-                "source": meta.get("source"),
-                "started": meta.get("created"),
-            }
-        }
-    )
-    return result
-
-
-__all__ = ["LiveSession", "full_engine", "load_live_result", "stored_config"]
+__all__ = ["LiveSession", "release_memory"]

@@ -124,13 +124,13 @@ class OrchestratedResult:
 
     @classmethod
     def load(cls, directory: str | Path) -> OrchestratedResult:
-        """Read a run directory written by :meth:`save`, or a live state directory (the run so
-        far, rebuilt from its store; see ``docs/live.md``)."""
+        """Read a run directory written by :meth:`save` (a live state directory is read by
+        :func:`orchestra.load_run`, which takes either)."""
         d = Path(directory)
         if not (d / "summary.json").is_file() and (d / "live.sqlite").is_file():
-            from orchestra.live.session import load_live_result
-
-            return load_live_result(d)
+            raise FileNotFoundError(
+                f"{d} is a live state directory: read it with orchestra.load_run({str(d)!r})"
+            )
         if not (d / "summary.json").is_file():
             raise FileNotFoundError(f"{d} is not a run directory (no summary.json)")
         frames = {}

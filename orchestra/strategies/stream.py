@@ -78,7 +78,8 @@ class ClockRows:
         n = len(self.symbols)
         frame = _empty_frame() if bars is None else bars
         if frame.height:
-            frame = frame.filter(pl.col("symbol").is_in(self.symbols))
+            if not all(s in self.index for s in frame["symbol"].unique().to_list()):
+                frame = frame.filter(pl.col("symbol").is_in(self.symbols))
             if self.resample:
                 frame = resample(frame, self.clock_tf)
         held = self.last_close
@@ -97,7 +98,7 @@ class ClockRows:
 def _empty_frame() -> pl.DataFrame:
     from orchestra.data.schema import BAR_SCHEMA
 
-    return pl.DataFrame(schema=BAR_SCHEMA)
+    return pl.DataFrame(schema=BAR_SCHEMA)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------ pods
@@ -151,7 +152,11 @@ class _CoarsePod:
     def __init__(self, form, params, symbols: list[str], pod_tf: str, clock_tf: str):
         self.form, self.params, self.symbols = form, params, symbols
         self.index = {s: j for j, s in enumerate(symbols)}
-        self.pod_tf, self.pod_ms, self.clock_ms = pod_tf, timeframe_ms(pod_tf), timeframe_ms(clock_tf)
+        self.pod_tf, self.pod_ms, self.clock_ms = (
+            pod_tf,
+            timeframe_ms(pod_tf),
+            timeframe_ms(clock_tf),
+        )
         self.per_year = per_year_from_step(self.pod_ms)
         self.state = form.init(params, len(symbols))
         self.seen = np.zeros(len(symbols), dtype=np.bool_)
@@ -250,12 +255,13 @@ class _WindowPod:
         self.bars = _empty_frame()
 
     def _trim(self, ts: int) -> None:
+        """Keep each symbol's last ``history_bars`` bars at the pod's timeframe (plus the one in
+        progress on a coarser pod): the rows the strategy sees, holes and listings included."""
         if self.history_bars is None or not self.bars.height:
             return
-        cutoff = truncate_ms(ts, self.pod.timeframe) - self.history_bars * self.pod_ms
-        if int(self.bars["timestamp"].dt.epoch("ms").min()) < cutoff:  # type: ignore[arg-type]
-            start = pl.lit(cutoff).cast(pl.Datetime("ms", "UTC"))
-            self.bars = self.bars.filter(pl.col("timestamp") >= start)
+        label = pl.col("timestamp").dt.truncate(polars_every(self.pod.timeframe))
+        recent = label.rank("dense", descending=True).over("symbol") <= self.history_bars + 1
+        self.bars = self.bars.filter(recent)
 
     def _weights_at(self, ts: int) -> np.ndarray:
         out = np.zeros(len(self.symbols))

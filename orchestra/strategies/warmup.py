@@ -1,12 +1,12 @@
-"""How many days of history before ``backtest.start`` warm the signals up."""
+"""How many days of history before ``backtest.start`` warm the signals up (the strategies'
+warm-up bars and the trailing stop's ATR)."""
 
 from __future__ import annotations
 
 import math
 
+from orchestra.kernels.market import ATR_BARS
 from orchestra.timeframes import DAY_MS, timeframe_ms
-
-ATR_BARS = 14  # the trailing stop's ATR window (clock bars)
 
 
 def pod_warmup_days(pod) -> int:
