@@ -6,7 +6,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 UV ?= uv
 PYTEST_ARGS ?=
 
-.PHONY: help uv install demo test test-fast lint format bench clean
+.PHONY: help uv install demo test test-fast test-explore lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ test: install ## run the whole test suite (slow tests included)
 
 test-fast: install ## the suite without tests marked slow
 	$(UV) run pytest -n 2 -m "not slow" $(PYTEST_ARGS)
+
+test-explore: install ## property tests with new random examples each run (not in CI)
+	HYPOTHESIS_PROFILE=explore $(UV) run pytest -n 2 -m "not slow" $(PYTEST_ARGS)
 
 lint: install ## ruff check + ruff format --check + mypy on orchestra/
 	$(UV) run ruff check .
