@@ -35,7 +35,14 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestra.kernels.state import N_LC, N_PARAMS, Inputs, State, new_outputs, new_state
+from orchestra.kernels.state import (
+    Inputs,
+    State,
+    lifecycle_off,
+    new_outputs,
+    new_state,
+    zero_params,
+)
 
 _job: subprocess.Popen | None = None
 
@@ -91,8 +98,8 @@ def probe_arguments() -> tuple[Inputs, State, object]:
         pod_max_drawdown=np.zeros(p),
         pod_drawdown_warning=np.zeros(p),
         pod_min_fraction=np.zeros(p),
-        params=np.zeros(N_PARAMS),
-        lifecycle=np.zeros(N_LC),
+        params=zero_params(),
+        lifecycle=lifecycle_off(),
     )
     return inputs, new_state(p, s, k), new_outputs(t, p, 4)
 

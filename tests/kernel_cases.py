@@ -7,13 +7,13 @@ from hypothesis import strategies as st
 
 from orchestra.kernels.capital import request_rebalance_nb
 from orchestra.kernels.state import (
-    N_LC,
-    N_PARAMS,
     Inputs,
     copy_state,
+    lifecycle_off,
     new_outputs,
     new_state,
     seed_capital,
+    zero_params,
 )
 from orchestra.kernels.step import run_segment_nb
 
@@ -71,8 +71,14 @@ def make_inputs(
     sym_ptr = np.concatenate([[0], np.cumsum(np.bincount(slot_sym_arr, minlength=n_syms))]).astype(
         np.int64
     )
-    params = np.zeros(N_PARAMS)
-    params[:6] = [1.0 if exec_close else 0.0, cost, slip, max_gross, daily_loss, 1.0]
+    params = zero_params(
+        exec_mode=1.0 if exec_close else 0.0,
+        cost=cost,
+        slippage=slip,
+        max_gross=max_gross,
+        daily_loss=daily_loss,
+        funding=1.0,
+    )
     atr = np.abs(rng.normal(0, 1, close.shape)) * close * vol
     atr[:3] = np.nan
     return Inputs(
@@ -102,7 +108,7 @@ def make_inputs(
         pod_drawdown_warning=np.full(n_pods, 0.10),
         pod_min_fraction=np.full(n_pods, 0.05),
         params=params,
-        lifecycle=np.zeros(N_LC),  # the accounting oracle has no lifecycle: switched off here
+        lifecycle=lifecycle_off(),  # the accounting oracle has no lifecycle: switched off here
     )
 
 

@@ -56,9 +56,10 @@ def simulate(inp, capital: float, fractions, transfers: dict | None = None) -> R
     T = len(inp.timestamps)
     P = len(inp.pod_ptr) - 1
     S = inp.close.shape[1]
-    exec_close = inp.params[0] == 1
-    cost, slip, max_gross, daily_loss = (float(x) for x in inp.params[1:5])
-    funding_on = inp.params[5] != 0
+    p = inp.params
+    exec_close = p.exec_mode == 1
+    cost, slip, max_gross, daily_loss = p.cost, p.slippage, p.max_gross, p.daily_loss
+    funding_on = p.funding != 0
     slots = [Slot(int(p), int(s)) for p, s in zip(inp.slot_pod, inp.slot_sym, strict=True)]
     by_pod = {p: [k for k, sl in enumerate(slots) if sl.pod == p] for p in range(P)}
     by_sym = {s: [k for k, sl in enumerate(slots) if sl.sym == s] for s in range(S)}

@@ -29,7 +29,7 @@ def run_with_fills(inp, fractions, fill_for):
         units0 = st_.account_units.copy()
         cash0, pod_cash0 = st_.account_cash[0], st_.pod_cash.copy()
         step_pre_nb(inp, st_, t)
-        prices = inp.close[t] if inp.params[0] == 1 else inp.open[t]
+        prices = inp.close[t] if inp.params.exec_mode == 1 else inp.open[t]
         qty, px, fee = fill_for(t, net_orders(inp, st_), prices)
         n_fills = int(out.fill_count[0])
         step_post_nb(inp, st_, out, t, qty, px, fee)
@@ -47,7 +47,6 @@ def test_partial_fills_keep_the_books_exact(seed: int, exec_close: bool) -> None
         rng, 3, 3, 40, exec_close=exec_close, cost=0.001, slip=0.0005, max_gross=3.0,
         daily_loss=0.0, late_listing=False,
     )  # fmt: skip
-    inp.lifecycle[0] = 0.0
     frac = np.array([0.3, 0.3, 0.3])
 
     def fill_for(t, net, prices):
@@ -96,7 +95,7 @@ def test_the_modelled_fill_given_as_actual_reproduces_the_backtest(seed, exec_cl
     )  # fmt: skip
     frac = np.array([0.3, 0.3, 0.3])
     ref, ref_out = run_kernel(inp, frac)
-    cost, slip = inp.params[1], inp.params[2]
+    cost, slip = inp.params.cost, inp.params.slippage
 
     def modelled(t, net, prices):
         px = prices * (1.0 + np.sign(net) * slip)

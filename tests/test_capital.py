@@ -372,7 +372,7 @@ def test_a_bust_account_with_an_unfunded_pod_does_not_divide_by_zero() -> None:
     """Found by hypothesis: a short doubling wipes the account out while another pod holds
     nothing; re-anchoring an empty pod against a negative account equity marked it funded, and
     its NAV divided by zero."""
-    from orchestra.kernels.state import N_LC, Inputs
+    from orchestra.kernels.state import Inputs, lifecycle_off, zero_params
     from tests.kernel_cases import run_kernel
 
     close = np.array(
@@ -418,8 +418,8 @@ def test_a_bust_account_with_an_unfunded_pod_does_not_divide_by_zero() -> None:
         pod_max_drawdown=np.array([0.15, 0.15]),
         pod_drawdown_warning=np.array([0.1, 0.1]),
         pod_min_fraction=np.array([0.05, 0.05]),
-        params=np.array([0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0]),
-        lifecycle=np.zeros(N_LC),
+        params=zero_params(funding=1.0),
+        lifecycle=lifecycle_off(),
     )
     st_, out = run_kernel(inp, np.array([0.0, 1.0]))
     assert st_.halted[0] != 0 and out.equity[1] <= 0.0  # the account is bust

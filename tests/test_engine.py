@@ -109,7 +109,8 @@ def test_one_pod_at_fraction_one_equals_the_pod_alone() -> None:
         ],
     )
     prep = prepare(cfg)
-    prep.inputs.lifecycle[0] = 0.0  # the oracle has no lifecycle state machine: compare without it
+    # the oracle has no lifecycle state machine: compare without it
+    prep.inputs = prep.inputs._replace(lifecycle=prep.inputs.lifecycle._replace(enabled=0.0))
     eng = Engine(prep)
     eng.run()
     alone = reference.simulate(prep.inputs, cfg.backtest.capital, np.array([1.0]))

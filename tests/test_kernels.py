@@ -132,8 +132,7 @@ def test_segment_equals_bar_by_bar(case) -> None:
 def test_next_open_fills_ignore_that_bars_close(case, data) -> None:
     """Look-ahead guard: with next_open, changing bar t+1's close never changes fills at t+1."""
     inp, fractions = case
-    inp = inp._replace(params=inp.params.copy())
-    inp.params[0] = 0.0  # next_open
+    inp = inp._replace(params=inp.params._replace(exec_mode=0.0))  # next_open
     T = inp.timestamps.shape[0]
     t1 = data.draw(st.integers(1, T - 1))
     close2 = inp.close.copy()
@@ -239,10 +238,9 @@ def test_kernels_import_only_numpy_numba_and_themselves() -> None:
 def test_gross_leverage_never_exceeds_the_cap(case, cap: float) -> None:
     """After every execution, Σ_s |Q[s]|·price / equity ≤ max_gross_leverage (SPEC §10)."""
     inp, fractions = case
-    params = inp.params.copy()
-    params[3] = cap
+    params = inp.params._replace(max_gross=cap)
     inp = inp._replace(params=params, funding=np.zeros_like(inp.close))
-    exec_close = params[0] == 1.0
+    exec_close = params.exec_mode == 1.0
     prev = {"Q": np.zeros(inp.close.shape[1])}
 
     def check(t: int, s) -> None:
@@ -254,7 +252,7 @@ def test_gross_leverage_never_exceeds_the_cap(case, cap: float) -> None:
             return  # a position in a symbol with no bar cannot be traded down at this bar
         eq = s.account_cash[0] + np.sum(s.account_units[held] * px[held])
         # the cap is exact on the equity before this bar's fees and slippage
-        eq_before_costs = eq + (params[1] + params[2]) * (1 + params[2]) * traded
+        eq_before_costs = eq + (params.cost + params.slippage) * (1 + params.slippage) * traded
         if eq <= 0:
             return
         assert np.sum(np.abs(s.account_units[held] * px[held])) / eq_before_costs <= cap * (

@@ -15,15 +15,7 @@ from river.drift import PageHinkley
 
 from orchestra import run_backtest
 from orchestra.config import parse_config
-from orchestra.kernels.state import (
-    L_ENABLED,
-    L_MIN_HISTORY,
-    L_RECOVERY_RATIO,
-    L_SHARPE_WINDOW,
-    N_LC,
-    P_DRAWDOWN_ACTION,
-    P_MAX_DRAWDOWN,
-)
+from orchestra.kernels.state import lifecycle_off
 from orchestra.lifecycle import page_hinkley_alarms
 from tests.kernel_cases import kernel_cases, run_kernel
 
@@ -434,14 +426,30 @@ def test_invariants_hold_under_lifecycle_and_risk_actions(case) -> None:
 
 
 def aggressive_lifecycle(inp, max_dd: float, action: int):
-    lc = np.zeros(N_LC)
-    lc[L_ENABLED] = 1
-    lc[1:20] = [5, 0.0, 0.5, 0, -10, 1.0, 0.08, 2, 0.3, 20, 3, 3, 0.005, 3.0, 0.9999, 5, 20, 5, 1.0]
-    lc[L_RECOVERY_RATIO] = 1.0  # no hysteresis band, no dwell (lc[L_MIN_DWELL] = 0)
-    lc[L_MIN_HISTORY], lc[L_SHARPE_WINDOW] = 3, 10
-    params = inp.params.copy()
-    params[P_MAX_DRAWDOWN] = max_dd
-    params[P_DRAWDOWN_ACTION] = action
+    lc = lifecycle_off(
+        enabled=1,
+        min_live_days=5,
+        min_sharpe=0.0,
+        grad_max_dd=0.5,
+        min_trades=0,
+        min_calmar=-10,
+        max_corr=1.0,
+        breach_dd=0.08,
+        loss_months=2,
+        sharpe_floor=0.3,
+        sharpe_window=10,
+        probation_days=3,
+        warning_days=3,
+        ph_delta=0.005,
+        ph_lambda=3.0,
+        ph_alpha=0.9999,
+        ph_min=5,
+        corr_lookback=20,
+        min_history=3,
+        period_days=1.0,
+        recovery_ratio=1.0,  # no hysteresis band, no dwell (min_dwell 0)
+    )
+    params = inp.params._replace(max_drawdown=max_dd, drawdown_action=action)
     return inp._replace(
         lifecycle=lc, params=params, month_end=(np.arange(inp.timestamps.size) % 7 == 6)
     )

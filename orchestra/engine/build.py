@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -21,40 +22,10 @@ from orchestra.kernels.state import (
     DD_ALERT,
     DD_DERISK,
     DD_FLATTEN,
-    L_BREACH_DD,
-    L_CORR_LOOKBACK,
-    L_ENABLED,
-    L_GRAD_MAX_DD,
-    L_LOSS_MONTHS,
-    L_MAX_CORR,
-    L_MIN_CALMAR,
-    L_MIN_DWELL,
-    L_MIN_HISTORY,
-    L_MIN_LIVE_DAYS,
-    L_MIN_SHARPE,
-    L_MIN_TRADES,
-    L_PERIOD_DAYS,
-    L_PH_ALPHA,
-    L_PH_DELTA,
-    L_PH_LAMBDA,
-    L_PH_MIN,
-    L_PROBATION_DAYS,
-    L_RECOVERY_RATIO,
-    L_SHARPE_FLOOR,
-    L_SHARPE_WINDOW,
-    L_WARNING_DAYS,
-    N_LC,
-    N_PARAMS,
     NEXT_OPEN,
-    P_COST,
-    P_DAILY_LOSS,
-    P_DRAWDOWN_ACTION,
-    P_EXEC_MODE,
-    P_FUNDING,
-    P_MAX_DRAWDOWN,
-    P_MAX_GROSS,
-    P_SLIPPAGE,
     Inputs,
+    LifecycleParams,
+    RunParams,
 )
 from orchestra.strategies import cap_matrix, pod_params, weights_on_clock
 from orchestra.timeframes import DAY_MS, days_to_periods, epoch_ms, period_days, timeframe_ms
@@ -204,40 +175,40 @@ def month_end(ts: np.ndarray, step: int) -> np.ndarray:
     return nxt > start
 
 
-def lifecycle_params(config: Config, enabled: bool = True) -> np.ndarray:
-    """The lifecycle thresholds of SPEC §8 as the kernels' ``Inputs.lifecycle`` array.
+def lifecycle_params(config: Config, enabled: bool = True) -> LifecycleParams:
+    """The lifecycle thresholds of SPEC §8 as the kernels' ``Inputs.lifecycle``.
 
     Every "days" setting means calendar days on any clock: day counters advance by the days one
-    day-end step covers (``L_PERIOD_DAYS``), and windows over the return history are converted
+    day-end step covers (``period_days``), and windows over the return history are converted
     to a number of steps.
     """
     o = config.orchestrator
     period = period_days(config.clock_timeframe)
     g, r, d = o.graduation, o.retirement, o.degradation
-    lc = np.zeros(N_LC)
-    lc[L_ENABLED] = 1.0 if enabled else 0.0
-    lc[L_MIN_LIVE_DAYS] = g.min_live_days
-    lc[L_MIN_SHARPE] = g.min_sharpe
-    lc[L_GRAD_MAX_DD] = g.max_drawdown
-    lc[L_MIN_TRADES] = g.min_trade_count
-    lc[L_MIN_CALMAR] = g.min_calmar
-    lc[L_MAX_CORR] = g.max_portfolio_correlation
-    lc[L_BREACH_DD] = r.max_drawdown_breach
-    lc[L_LOSS_MONTHS] = r.consecutive_loss_months
-    lc[L_SHARPE_FLOOR] = r.rolling_sharpe_floor
-    lc[L_SHARPE_WINDOW] = days_to_periods(r.rolling_sharpe_window, period)
-    lc[L_PROBATION_DAYS] = r.probation_days
-    lc[L_WARNING_DAYS] = r.warning_days
-    lc[L_PH_DELTA] = d.delta
-    lc[L_PH_LAMBDA] = d.lambda_
-    lc[L_PH_ALPHA] = d.alpha
-    lc[L_PH_MIN] = d.min_instances
-    lc[L_CORR_LOOKBACK] = days_to_periods(o.correlation.lookback, period)
-    lc[L_MIN_HISTORY] = days_to_periods(o.min_history, period)
-    lc[L_PERIOD_DAYS] = period
-    lc[L_MIN_DWELL] = r.min_dwell_days
-    lc[L_RECOVERY_RATIO] = r.recovery_drawdown_ratio
-    return lc
+    return LifecycleParams(
+        enabled=float(1.0 if enabled else 0.0),
+        min_live_days=float(g.min_live_days),
+        min_sharpe=float(g.min_sharpe),
+        grad_max_dd=float(g.max_drawdown),
+        min_trades=float(g.min_trade_count),
+        min_calmar=float(g.min_calmar),
+        max_corr=float(g.max_portfolio_correlation),
+        breach_dd=float(r.max_drawdown_breach),
+        loss_months=float(r.consecutive_loss_months),
+        sharpe_floor=float(r.rolling_sharpe_floor),
+        sharpe_window=float(days_to_periods(r.rolling_sharpe_window, period)),
+        probation_days=float(r.probation_days),
+        warning_days=float(r.warning_days),
+        ph_delta=float(d.delta),
+        ph_lambda=float(d.lambda_),
+        ph_alpha=float(d.alpha),
+        ph_min=float(d.min_instances),
+        corr_lookback=float(days_to_periods(o.correlation.lookback, period)),
+        min_history=float(days_to_periods(o.min_history, period)),
+        period_days=float(period),
+        min_dwell=float(r.min_dwell_days),
+        recovery_ratio=float(r.recovery_drawdown_ratio),
+    )
 
 
 def history_days(config: Config) -> int:
@@ -249,7 +220,7 @@ def history_days(config: Config) -> int:
     )
 
 
-def clock_fields(ts: np.ndarray, step: int) -> dict[str, np.ndarray]:
+def clock_fields(ts: np.ndarray, step: int) -> dict[str, Any]:
     """The calendar fields of bars opened at ``ts`` (``step`` ms long): day, day end, month end."""
     return {
         "timestamps": ts,
@@ -261,7 +232,7 @@ def clock_fields(ts: np.ndarray, step: int) -> dict[str, np.ndarray]:
 
 def static_inputs(
     config: Config, symbols: list[str]
-) -> tuple[dict[str, np.ndarray], list[tuple[str, str]]]:
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """The Inputs fields that do not depend on the bars (slots, pod limits, params) and the
     ``(pod_id, symbol)`` label of each slot."""
     sym_index = {s: i for i, s in enumerate(symbols)}
@@ -278,18 +249,18 @@ def static_inputs(
     sym_ptr = np.zeros(len(symbols) + 1, dtype=np.int64)
     np.add.at(sym_ptr, slot_sym_arr + 1, 1)
     sym_ptr = np.cumsum(sym_ptr)
-    params = np.zeros(N_PARAMS)
-    params[P_EXEC_MODE] = NEXT_OPEN if config.backtest.execution == "next_open" else CLOSE
-    params[P_COST] = config.portfolio.cost_bps / 1e4
-    params[P_SLIPPAGE] = config.portfolio.slippage_bps / 1e4
-    params[P_MAX_GROSS] = config.orchestrator.risk.max_gross_leverage
-    params[P_DAILY_LOSS] = config.orchestrator.risk.daily_loss_limit
-    params[P_FUNDING] = 1.0 if config.portfolio.funding else 0.0
     risk = config.orchestrator.risk
-    params[P_MAX_DRAWDOWN] = risk.max_portfolio_drawdown
-    params[P_DRAWDOWN_ACTION] = {"alert": DD_ALERT, "derisk": DD_DERISK, "flatten": DD_FLATTEN}[
-        risk.drawdown_action
-    ]
+    actions = {"alert": DD_ALERT, "derisk": DD_DERISK, "flatten": DD_FLATTEN}
+    params = RunParams(
+        exec_mode=float(NEXT_OPEN if config.backtest.execution == "next_open" else CLOSE),
+        cost=config.portfolio.cost_bps / 1e4,
+        slippage=config.portfolio.slippage_bps / 1e4,
+        max_gross=float(risk.max_gross_leverage),
+        daily_loss=float(risk.daily_loss_limit),
+        funding=1.0 if config.portfolio.funding else 0.0,
+        max_drawdown=float(risk.max_portfolio_drawdown),
+        drawdown_action=float(actions[risk.drawdown_action]),
+    )
     sl = np.array(
         [
             np.nan if p.risk.system_stop_loss is None else p.risk.system_stop_loss
@@ -390,7 +361,7 @@ def prepare(
     static, labels = static_inputs(config, symbols)
     pod_ptr = static["pod_ptr"]
     n_slots = static["slot_pod"].size
-    mode = int(static["params"][P_EXEC_MODE])
+    mode = int(static["params"].exec_mode)
     if mode == NEXT_OPEN:  # the weight decided at t-1's close executes at t's open
         if first > 0:
             target = full_target[first - 1 : last - 1].copy()

@@ -43,7 +43,6 @@ from orchestra.kernels.capital import request_fractions_nb, request_rebalance_nb
 from orchestra.kernels.state import (
     CLOSE,
     INCUBATION,
-    P_EXEC_MODE,
     PRODUCTION,
     STOP_ALWAYS,
     STOP_NONE,
@@ -279,7 +278,7 @@ class Engine:
             inp.slot_sym, weights=st.scratch_target - st.units, minlength=st.account_units.size
         )
         net = np.where(st.scratch_changed, net, 0.0)
-        prices = inp.close[local] if inp.params[P_EXEC_MODE] == CLOSE else inp.open[local]
+        prices = inp.close[local] if inp.params.exec_mode == CLOSE else inp.open[local]
         qty, px, fee, extra = execute(t, net, prices)
         step_post_nb(
             inp,

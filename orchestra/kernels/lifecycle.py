@@ -26,28 +26,6 @@ from orchestra.kernels.capital import anchor_nb, request_fractions_nb
 from orchestra.kernels.jit import kernel_helper
 from orchestra.kernels.state import (
     INCUBATION,
-    L_BREACH_DD,
-    L_CORR_LOOKBACK,
-    L_ENABLED,
-    L_GRAD_MAX_DD,
-    L_LOSS_MONTHS,
-    L_MAX_CORR,
-    L_MIN_CALMAR,
-    L_MIN_DWELL,
-    L_MIN_HISTORY,
-    L_MIN_LIVE_DAYS,
-    L_MIN_SHARPE,
-    L_MIN_TRADES,
-    L_PERIOD_DAYS,
-    L_PH_ALPHA,
-    L_PH_DELTA,
-    L_PH_LAMBDA,
-    L_PH_MIN,
-    L_PROBATION_DAYS,
-    L_RECOVERY_RATIO,
-    L_SHARPE_FLOOR,
-    L_SHARPE_WINDOW,
-    L_WARNING_DAYS,
     PROBATION,
     PRODUCTION,
     R_DD_MAX,
@@ -206,7 +184,7 @@ def day_end_nb(inp, st, out, t):
     prices = inp.close[t]
     n_pods = inp.pod_ptr.shape[0] - 1
     lc = inp.lifecycle
-    enabled = lc[L_ENABLED] != 0.0
+    enabled = lc.enabled != 0.0
     # -- the day's returns (pod, and the rest of the portfolio without the pod)
     eq = st.scratch_equity
     pnl_total = 0.0
@@ -230,7 +208,7 @@ def day_end_nb(inp, st, out, t):
         )
         if enabled:
             # Page-Hinkley on r / σ, σ from the previous days only
-            n_prev, _, sd = _ring_stats(st, p, int(lc[L_PH_MIN]), st.hist_ret)
+            n_prev, _, sd = _ring_stats(st, p, int(lc.ph_min), st.hist_ret)
             if n_prev >= 2 and sd > 0.0:
                 n, mean, s_, mx, score, ready = ph_step_nb(
                     st.ph_n[p],
@@ -238,9 +216,9 @@ def day_end_nb(inp, st, out, t):
                     st.ph_sum[p],
                     st.ph_max[p],
                     r / sd,
-                    lc[L_PH_DELTA],
-                    lc[L_PH_ALPHA],
-                    int(lc[L_PH_MIN]),
+                    lc.ph_delta,
+                    lc.ph_alpha,
+                    int(lc.ph_min),
                 )
                 st.ph_n[p] = n
                 st.ph_mean[p] = mean
@@ -252,8 +230,8 @@ def day_end_nb(inp, st, out, t):
         st.hist_count[p] += 1
         st.pod_sum_r[p] += r
         st.pod_sum_r2[p] += r * r
-        st.pod_live_days[p] += lc[L_PERIOD_DAYS]  # calendar days, on any clock
-        st.pod_state_days[p] += lc[L_PERIOD_DAYS]
+        st.pod_live_days[p] += lc.period_days  # calendar days, on any clock
+        st.pod_state_days[p] += lc.period_days
         dd = 1.0 - st.pod_nav[p] / st.pod_nav_peak[p] if st.pod_nav_peak[p] > 0.0 else 0.0
         if dd > st.pod_dd_max[p]:
             st.pod_dd_max[p] = dd
@@ -293,33 +271,33 @@ def _decide_nb(inp, st, p):
     of the records, and lowering them was most of this function's compile time."""
     lc = inp.lifecycle
     state = st.pod_state[p]
-    min_hist = int(lc[L_MIN_HISTORY])
-    lam = lc[L_PH_LAMBDA]
-    floor = lc[L_SHARPE_FLOOR]
+    min_hist = int(lc.min_history)
+    lam = lc.ph_lambda
+    floor = lc.sharpe_floor
     dd = 1.0 - st.pod_nav[p] / st.pod_nav_peak[p] if st.pod_nav_peak[p] > 0.0 else 0.0
     # hard stops, from any state
-    if dd > lc[L_BREACH_DD]:
-        return np.int64(RETIRED), np.int64(R_HARD_DRAWDOWN), dd, lc[L_BREACH_DD]
-    if st.pod_loss_months[p] >= lc[L_LOSS_MONTHS]:
+    if dd > lc.breach_dd:
+        return np.int64(RETIRED), np.int64(R_HARD_DRAWDOWN), dd, lc.breach_dd
+    if st.pod_loss_months[p] >= lc.loss_months:
         return (
             np.int64(RETIRED),
             np.int64(R_HARD_LOSS_MONTHS),
             float(st.pod_loss_months[p]),
-            lc[L_LOSS_MONTHS],
+            lc.loss_months,
         )
-    window = int(lc[L_SHARPE_WINDOW])
+    window = int(lc.sharpe_window)
     n_rs, m_rs, sd_rs = _ring_stats(st, p, window, st.hist_ret)
     # a rolling Sharpe counts only over a full window: 30 days of daily returns are mostly noise
     rs_valid = n_rs >= max(window, min_hist) and sd_rs > 0.0
-    per_year = ANNUAL / lc[L_PERIOD_DAYS]  # one return per day end covers L_PERIOD_DAYS days
+    per_year = ANNUAL / lc.period_days  # one return per day end covers period_days days
     rs = m_rs / sd_rs * np.sqrt(per_year) if rs_valid else 0.0
-    alarm = st.ph_n[p] >= lc[L_PH_MIN] and st.ph_score[p] > lam
+    alarm = st.ph_n[p] >= lc.ph_min and st.ph_score[p] > lam
     score = st.ph_score[p]
     if alarm:
         ph_reset_nb(st, p)  # the detector starts afresh with the next value
     if state == INCUBATION:
         n = st.hist_count[p]
-        if n < 2 or st.pod_live_days[p] < lc[L_MIN_LIVE_DAYS]:
+        if n < 2 or st.pod_live_days[p] < lc.min_live_days:
             return _NO_TRANSITION
         mean = st.pod_sum_r[p] / n
         var = (st.pod_sum_r2[p] - n * mean * mean) / (n - 1)
@@ -327,21 +305,19 @@ def _decide_nb(inp, st, p):
         years = st.pod_live_days[p] / ANNUAL
         cagr = st.pod_nav[p] ** (1.0 / years) - 1.0 if st.pod_nav[p] > 0.0 else -1.0
         calmar = cagr / st.pod_dd_max[p] if st.pod_dd_max[p] > 0.0 else np.inf
-        corr = (
-            _correlation(st, p, int(lc[L_CORR_LOOKBACK])) if st.hist_count[p] >= min_hist else 0.0
-        )
+        corr = _correlation(st, p, int(lc.corr_lookback)) if st.hist_count[p] >= min_hist else 0.0
         if (
-            sharpe >= lc[L_MIN_SHARPE]
-            and st.pod_dd_max[p] <= lc[L_GRAD_MAX_DD]
-            and st.pod_trades[p] >= lc[L_MIN_TRADES]
-            and calmar >= lc[L_MIN_CALMAR]
-            and corr <= lc[L_MAX_CORR]
+            sharpe >= lc.min_sharpe
+            and st.pod_dd_max[p] <= lc.grad_max_dd
+            and st.pod_trades[p] >= lc.min_trades
+            and calmar >= lc.min_calmar
+            and corr <= lc.max_corr
         ):
-            return np.int64(PRODUCTION), np.int64(R_GRADUATION), sharpe, lc[L_MIN_SHARPE]
+            return np.int64(PRODUCTION), np.int64(R_GRADUATION), sharpe, lc.min_sharpe
     elif state == PRODUCTION:
         # hysteresis: a pod just promoted or recovered stays min_dwell days before a new warning
         # (the hard stops above still apply at once)
-        if st.pod_state_days[p] < lc[L_MIN_DWELL]:
+        if st.pod_state_days[p] < lc.min_dwell:
             return _NO_TRANSITION
         if alarm:
             return np.int64(WARNING), np.int64(R_PH_ALARM), score, lam
@@ -353,18 +329,18 @@ def _decide_nb(inp, st, p):
         if dd > inp.pod_max_drawdown[p]:
             return np.int64(PROBATION), np.int64(R_DD_MAX), dd, inp.pod_max_drawdown[p]
         elif (
-            st.pod_state_days[p] >= lc[L_MIN_DWELL]
+            st.pod_state_days[p] >= lc.min_dwell
             and not alarm
             and (not rs_valid or rs >= floor)
-            and dd < inp.pod_drawdown_warning[p] * lc[L_RECOVERY_RATIO]
+            and dd < inp.pod_drawdown_warning[p] * lc.recovery_ratio
         ):
             return np.int64(PRODUCTION), np.int64(R_RECOVERED), rs, floor
-        elif st.pod_state_days[p] >= lc[L_WARNING_DAYS]:
+        elif st.pod_state_days[p] >= lc.warning_days:
             return (
                 np.int64(PROBATION),
                 np.int64(R_WARNING_EXPIRED),
                 float(st.pod_state_days[p]),
-                lc[L_WARNING_DAYS],
+                lc.warning_days,
             )
     elif state == PROBATION:
         # strong recovery also needs the drawdown back under the pod's max_drawdown (otherwise a
@@ -377,11 +353,11 @@ def _decide_nb(inp, st, p):
             and dd < inp.pod_max_drawdown[p]
         ):
             return np.int64(PRODUCTION), np.int64(R_STRONG_RECOVERY), rs, 2.0 * floor
-        elif st.pod_state_days[p] >= lc[L_PROBATION_DAYS]:
+        elif st.pod_state_days[p] >= lc.probation_days:
             return (
                 np.int64(RETIRED),
                 np.int64(R_PROBATION_EXPIRED),
                 float(st.pod_state_days[p]),
-                lc[L_PROBATION_DAYS],
+                lc.probation_days,
             )
     return _NO_TRANSITION

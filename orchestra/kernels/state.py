@@ -66,52 +66,66 @@ class Inputs(NamedTuple):
     pod_max_drawdown: np.ndarray  # (P,) warning -> probation above this drawdown
     pod_drawdown_warning: np.ndarray  # (P,) production -> warning above this drawdown
     pod_min_fraction: np.ndarray  # (P,) the probation clamp
-    params: np.ndarray  # (N_PARAMS,) float64, see P_* indices
-    lifecycle: np.ndarray  # (N_LC,) float64, see L_* indices
+    params: RunParams
+    lifecycle: LifecycleParams
 
 
-# indices into Inputs.params
-P_EXEC_MODE = 0
-P_COST = 1  # fraction (bps / 1e4)
-P_SLIPPAGE = 2  # fraction
-P_MAX_GROSS = 3
-P_DAILY_LOSS = 4  # fraction; <= 0 disables
-P_FUNDING = 5  # 1.0 when funding is charged, else 0.0 (skips the funding pass)
-P_MAX_DRAWDOWN = 6  # portfolio drawdown limit; <= 0 disables
-P_DRAWDOWN_ACTION = (
-    7  # 0 alert, 1 derisk (targets × DERISK_FACTOR while in breach), 2 flatten + halt
-)
-N_PARAMS = 8
+class RunParams(NamedTuple):
+    """The run's scalar settings (``Inputs.params``); all float64 so numba sees one tuple type."""
+
+    exec_mode: float  # NEXT_OPEN or CLOSE
+    cost: float  # fraction (bps / 1e4)
+    slippage: float  # fraction
+    max_gross: float
+    daily_loss: float  # fraction; <= 0 disables
+    funding: float  # 1.0 when funding is charged, else 0.0 (skips the funding pass)
+    max_drawdown: float  # portfolio drawdown limit; <= 0 disables
+    drawdown_action: float  # DD_ALERT, DD_DERISK (targets × DERISK_FACTOR in breach), DD_FLATTEN
+
 
 DD_ALERT = 0
 DD_DERISK = 1
 DD_FLATTEN = 2
 DERISK_FACTOR = 0.5
 
-# indices into Inputs.lifecycle (SPEC §8); L_ENABLED = 0 turns the whole state machine off
-L_ENABLED = 0
-L_MIN_LIVE_DAYS = 1
-L_MIN_SHARPE = 2
-L_GRAD_MAX_DD = 3
-L_MIN_TRADES = 4
-L_MIN_CALMAR = 5
-L_MAX_CORR = 6
-L_BREACH_DD = 7
-L_LOSS_MONTHS = 8
-L_SHARPE_FLOOR = 9
-L_SHARPE_WINDOW = 10  # in day-end steps (the engine converts the config's days)
-L_PROBATION_DAYS = 11
-L_WARNING_DAYS = 12
-L_PH_DELTA = 13
-L_PH_LAMBDA = 14
-L_PH_ALPHA = 15
-L_PH_MIN = 16
-L_CORR_LOOKBACK = 17
-L_MIN_HISTORY = 18  # returns (day ends) before a rolling Sharpe / correlation counts
-L_PERIOD_DAYS = 19  # calendar days one day-end step covers (1, or the bar length on a coarse clock)
-L_MIN_DWELL = 20  # days a pod stays in production / warning before moving between them
-L_RECOVERY_RATIO = 21  # recovery from warning needs drawdown < this × drawdown_warning
-N_LC = 22
+
+class LifecycleParams(NamedTuple):
+    """The lifecycle thresholds of SPEC §8 (``Inputs.lifecycle``); ``enabled`` 0 turns the whole
+    state machine off. Windows are in day-end steps (the engine converts the config's days)."""
+
+    enabled: float
+    min_live_days: float
+    min_sharpe: float
+    grad_max_dd: float
+    min_trades: float
+    min_calmar: float
+    max_corr: float
+    breach_dd: float
+    loss_months: float
+    sharpe_floor: float
+    sharpe_window: float  # day-end steps
+    probation_days: float
+    warning_days: float
+    ph_delta: float
+    ph_lambda: float
+    ph_alpha: float
+    ph_min: float
+    corr_lookback: float  # day-end steps
+    min_history: float  # returns (day ends) before a rolling Sharpe / correlation counts
+    period_days: float  # calendar days one day-end step covers (1, or the bar on a coarse clock)
+    min_dwell: float  # days a pod stays in production / warning before moving between them
+    recovery_ratio: float  # recovery from warning needs drawdown < this × drawdown_warning
+
+
+def zero_params(**values: float) -> RunParams:
+    """RunParams with every setting 0 but ``values``."""
+    return RunParams(**{**dict.fromkeys(RunParams._fields, 0.0), **values})
+
+
+def lifecycle_off(**values: float) -> LifecycleParams:
+    """LifecycleParams with the state machine off (every threshold 0) but ``values``."""
+    return LifecycleParams(**{**dict.fromkeys(LifecycleParams._fields, 0.0), **values})
+
 
 # lifecycle transition reasons (codes in the event buffer; names in REASONS)
 R_GRADUATION = 0

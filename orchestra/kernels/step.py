@@ -56,14 +56,6 @@ from orchestra.kernels.state import (
     HALT_BUST,
     HALT_DRAWDOWN,
     INTERNAL,
-    P_COST,
-    P_DAILY_LOSS,
-    P_DRAWDOWN_ACTION,
-    P_EXEC_MODE,
-    P_FUNDING,
-    P_MAX_DRAWDOWN,
-    P_MAX_GROSS,
-    P_SLIPPAGE,
     PRODUCTION,
     RETIRED,
     STOP_ALWAYS,
@@ -198,7 +190,7 @@ def pod_targets_nb(inp, st, t, prices):
             if target != 0.0:
                 bound += abs(target * px)
     # portfolio gross leverage cap: one factor for every pod, so attribution stays exact
-    max_gross = inp.params[P_MAX_GROSS]
+    max_gross = inp.params.max_gross
     if max_gross > 0.0:
         total = account_equity_nb(inp, st, prices)
         if total > 0.0 and bound > max_gross * total:
@@ -258,8 +250,8 @@ def execute_nb(inp, st, out, t, prices, fill_qty, fill_px, fill_fee):
     rule, scaled); internal crossing is unaffected. Their units end where the exchange left them,
     short of their targets by the unfilled part (the next bar's targets include it again).
     """
-    cost = inp.params[P_COST]
-    slip = inp.params[P_SLIPPAGE]
+    cost = inp.params.cost
+    slip = inp.params.slippage
     for s in range(inp.sym_ptr.shape[0] - 1):
         if not st.scratch_changed[s]:
             continue  # no slot of this symbol trades at this bar
@@ -341,7 +333,7 @@ def execute_nb(inp, st, out, t, prices, fill_qty, fill_px, fill_fee):
 def mark_nb(inp, st, out, t):
     """Funding, valuation at close, per-bar outputs, day-end bookkeeping, breaker check."""
     prices = inp.close[t]
-    if inp.params[P_FUNDING] != 0.0:
+    if inp.params.funding != 0.0:
         for k in range(st.units.shape[0]):  # funding: q · mark · rate, paid by the holder
             q = st.units[k]
             if q != 0.0:
@@ -384,7 +376,7 @@ def mark_nb(inp, st, out, t):
     if total <= 0.0 and st.halted[0] != HALT_BUST:  # nothing left to trade with: stop for good
         st.halted[0] = HALT_BUST
         _alert(out, t, np.int64(A_ACCOUNT_BUST), total, 0.0)
-    limit = inp.params[P_DAILY_LOSS]
+    limit = inp.params.daily_loss
     if (
         limit > 0.0
         and st.breaker[0] == BREAKER_OFF
@@ -393,14 +385,14 @@ def mark_nb(inp, st, out, t):
     ):
         st.breaker[0] = BREAKER_PENDING
         _alert(out, t, np.int64(A_DAILY_LOSS), 1.0 - total / st.day_start_equity[0], limit)
-    max_dd = inp.params[P_MAX_DRAWDOWN]
+    max_dd = inp.params.max_drawdown
     if max_dd > 0.0 and st.equity_peak[0] > 0.0:
         dd = 1.0 - total / st.equity_peak[0]
         if dd > max_dd:
             if st.dd_alerted[0] == 0:
                 st.dd_alerted[0] = 1
                 _alert(out, t, np.int64(A_PORTFOLIO_DRAWDOWN), dd, max_dd)
-            action = inp.params[P_DRAWDOWN_ACTION]
+            action = inp.params.drawdown_action
             if action == DD_FLATTEN and st.halted[0] == 0:
                 st.halted[0] = HALT_DRAWDOWN
             elif action == DD_DERISK:
@@ -430,7 +422,7 @@ def _alert(out, t, kind, value, threshold):
 
 @njit(cache=True, inline="always")
 def _prices(inp, t):
-    return inp.close[t] if inp.params[P_EXEC_MODE] == CLOSE else inp.open[t]
+    return inp.close[t] if inp.params.exec_mode == CLOSE else inp.open[t]
 
 
 @njit(cache=True, inline="always")
@@ -439,7 +431,7 @@ def step_pre_nb(inp, st, t):
     pod rules. The net order per symbol is then ``Σ (scratch_target − units)`` over its slots."""
     new_day_nb(inp, st, t)
     prices = _prices(inp, t)
-    if inp.params[P_EXEC_MODE] == CLOSE:
+    if inp.params.exec_mode == CLOSE:
         update_stops_nb(inp, st, t)
     apply_transfers_nb(inp, st, prices)  # capital decided at the last close moves first
     pod_targets_nb(inp, st, t, prices)
@@ -452,7 +444,7 @@ def step_post_nb(inp, st, out, t, fill_qty, fill_px, fill_fee):
     prices = _prices(inp, t)
     execute_nb(inp, st, out, t, prices, fill_qty, fill_px, fill_fee)
     sweep_nb(inp, st, prices)  # flat pods at fraction 0 hand their equity back
-    if inp.params[P_EXEC_MODE] != CLOSE:
+    if inp.params.exec_mode != CLOSE:
         update_stops_nb(inp, st, t)
     mark_nb(inp, st, out, t)
     st.next_bar[0] = t + 1
