@@ -260,8 +260,9 @@ def test_replay_of_a_synthetic_config_through_the_cli(tmp_path: Path, monkeypatc
 
 def test_every_input_row_from_truncated_history_equals_the_full_runs(tmp_path: Path) -> None:
     """Every strategy, the ATR, funding, a coarser pod on a finer clock, a symbol listed inside
-    the run and both execution modes: the kernel inputs built from the history up to bar t (what
-    the live loop has) equal the whole-history build's rows up to t, bit for bit."""
+    the run and both execution modes: the kernel inputs built from the history up to bar t equal
+    the whole-history build's rows up to t, bit for bit; and so does each row the live loop
+    builds one bar at a time from its carried state."""
     from orchestra.data.synthetic import generate
 
     folder = tmp_path / "bars"
@@ -325,9 +326,26 @@ def test_every_input_row_from_truncated_history_equals_the_full_runs(tmp_path: P
             assert part.timestamps.size == cut + 1
             for name, a in full._asdict().items():
                 b = getattr(part, name)
+                if isinstance(a, tuple):  # the run's settings
+                    assert a == b, (execution, name, cut)
+                    continue
                 if a.ndim and a.shape[0] == n:
                     a = a[: cut + 1]
                 assert np.array_equal(a, b, equal_nan=True), (execution, name, cut)
+        # the live loop's own rows: signals stepped bar by bar (carried state), the ATR's step,
+        # the funding row, the next_open lag and the pods' starts
+        feed = ReplayFeed(cfg, folder)
+        session = LiveSession.open(
+            feed.config, tmp_path / f"s-{execution}", feed.label, feed.start_ms, feed.warmup
+        )
+        for t, (ts, rows) in enumerate(feed.bars_after(feed.start_ms - 1)):
+            row = session._bar_inputs(ts, rows)
+            assert row is not None and int(full.timestamps[t]) == ts
+            for name, value in row.items():
+                want = getattr(full, name)[t]
+                assert np.array_equal(value[0], want, equal_nan=True), (execution, name, t)
+        assert t == n - 1
+        session.close()
 
 
 # ---------------------------------------------------------------------------- the store
