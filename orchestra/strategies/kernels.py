@@ -18,11 +18,13 @@ rebuilds it that way). Every kernel is causal: the weight at bar t reads bars �
 The primitives (state layout ``[...]`` as float64; counters are exact integers in float64):
 
 * rolling sample standard deviation (ddof 1) by Welford's update with removal:
-  ``[n_seen, count, nonzero, mean, m2, ring(window)]``;
-* rolling sum: ``[n_seen, count, nonzero, total, ring(window)]``;
+  ``[n_seen, count, nonzero, mean, m2, ring position, ring(window)]``;
+* rolling sum: ``[n_seen, count, nonzero, total, ring position, ring(window)]``;
 * the prior ``window`` bars' max or min (bar t excluded) by a monotone deque:
-  ``[n_seen, head, tail, index ring(window+1), value ring(window+1)]``;
-* the value ``lag`` bars ago (momentum): ``[n_seen, ring(lag)]``.
+  ``[n_seen, head position, size, index ring(window+1), value ring(window+1)]``;
+* the value ``lag`` bars ago (momentum): ``[n_seen, ring position, ring(lag)]``.
+
+Ring positions are kept as counters that wrap (no integer division in the loop).
 
 Exact zeros stay exact: a window whose values are all 0 gives a standard deviation (or sum) of
 exactly 0, not a rounding residue, so "no volatility" and "no volume" tests keep their meaning on
@@ -38,15 +40,18 @@ from numba import njit
 VOL_FLOOR = 1e-6  # annualised; keeps 1/σ finite on flat (zero-volume, gap-filled) stretches
 
 _jit = njit(cache=True, nogil=True)
+# the primitives and per-symbol steps are inlined into each kernel (numba IR inlining): one
+# function per loop, so LLVM keeps the loop's addresses and counters in registers
+_step = njit(cache=True, nogil=True, inline="always")
 
 
 # ---------------------------------------------------------------------------- primitives
 @_jit
 def rstd_size(window):
-    return 5 + window
+    return 6 + window
 
 
-@_jit
+@_step
 def rstd_push(st, o, window, v):
     """Push ``v``; the sample std of the last ``window`` values (NaN unless all are numbers;
     exactly 0 when all are 0).
@@ -57,9 +62,11 @@ def rstd_push(st, o, window, v):
     below anything that moves a weight)."""
     t = int(st[o])
     count, nonzero, mean, m2 = int(st[o + 1]), int(st[o + 2]), st[o + 3], st[o + 4]
-    slot = o + 5 + t % window
+    pos = int(st[o + 5])  # t % window, kept without a division
+    slot = o + 6 + pos
     u = st[slot]  # the value leaving the window (when t >= window)
     st[slot] = v
+    st[o + 5] = pos + 1 if pos + 1 < window else 0
     if not np.isnan(v):
         count += 1
         nonzero += v != 0.0
@@ -84,18 +91,20 @@ def rstd_push(st, o, window, v):
 
 @_jit
 def rsum_size(window):
-    return 4 + window
+    return 5 + window
 
 
-@_jit
+@_step
 def rsum_push(st, o, window, v):
     """Push ``v``; the sum of the last ``window`` values (NaN unless all are numbers; exactly 0
     when all are 0)."""
     t = int(st[o])
     count, nonzero, total = int(st[o + 1]), int(st[o + 2]), st[o + 3]
-    slot = o + 4 + t % window
+    pos = int(st[o + 4])  # t % window
+    slot = o + 5 + pos
     u = st[slot]
     st[slot] = v
+    st[o + 4] = pos + 1 if pos + 1 < window else 0
     if not np.isnan(v):
         count += 1
         nonzero += v != 0.0
@@ -116,46 +125,48 @@ def extreme_size(window):
     return 3 + 2 * (window + 1)
 
 
-@_jit
+@_step
 def extreme_push(st, o, window, v, highest):
     """The max (``highest``) or min of the ``window`` values before ``v`` (NaN until there are
     ``window``), then push ``v``. A monotone deque of (index, value) in two rings."""
     cap = window + 1
-    t, head, tail = int(st[o]), int(st[o + 1]), int(st[o + 2])
+    t, head, size = int(st[o]), int(st[o + 1]), int(st[o + 2])  # head: a ring position
     idx, val = o + 3, o + 3 + cap
     out = np.nan
     if t >= window:
-        while st[idx + head % cap] < t - window:
-            head += 1
-        out = st[val + head % cap]
-    while tail > head and (
-        (st[val + (tail - 1) % cap] <= v) if highest else (st[val + (tail - 1) % cap] >= v)
-    ):
-        tail -= 1
-    st[idx + tail % cap] = t
-    st[val + tail % cap] = v
-    tail += 1
-    st[o], st[o + 1], st[o + 2] = t + 1, head, tail
+        while st[idx + head] < t - window:
+            head = head + 1 if head + 1 < cap else 0
+            size -= 1
+        out = st[val + head]
+    last = head + size - 1 if head + size - 1 < cap else head + size - 1 - cap
+    while size > 0 and ((st[val + last] <= v) if highest else (st[val + last] >= v)):
+        size -= 1
+        last = last - 1 if last > 0 else cap - 1
+    end = head + size if head + size < cap else head + size - cap
+    st[idx + end] = t
+    st[val + end] = v
+    st[o], st[o + 1], st[o + 2] = t + 1, head, size + 1
     return out
 
 
 @_jit
 def lag_size(lag):
-    return 1 + lag
+    return 2 + lag
 
 
-@_jit
+@_step
 def lag_push(st, o, lag, v):
     """The value pushed ``lag`` steps ago (NaN before there is one), then push ``v``."""
-    t = int(st[o])
-    slot = o + 1 + t % lag
+    t, pos = int(st[o]), int(st[o + 1])  # pos = t % lag
+    slot = o + 2 + pos
     out = st[slot] if t >= lag else np.nan
     st[slot] = v
     st[o] = t + 1
+    st[o + 1] = pos + 1 if pos + 1 < lag else 0
     return out
 
 
-@_jit
+@_step
 def log_return_push(st, o, c):
     """``ln(c / previous c)``; NaN on the first bar (the state starts at NaN)."""
     prev = st[o]
@@ -163,7 +174,7 @@ def log_return_push(st, o, c):
     return np.log(c / prev)
 
 
-@_jit
+@_step
 def vol_scaled(signal, vol, vol_target, n):
     """``signal · vol_target / max(σ, floor) / n``; 0 while either is unknown (NaN)."""
     if np.isnan(signal) or np.isnan(vol):
@@ -177,7 +188,7 @@ def tsmom_size(lookback, vol_window):
     return 1 + rstd_size(vol_window) + lag_size(lookback)
 
 
-@_jit
+@_step
 def tsmom_sym(st, c, n, lookback, vol_window, vol_target, scale):
     r = log_return_push(st, 0, c)
     sigma = rstd_push(st, 1, vol_window, r)
@@ -213,7 +224,7 @@ def vw_tsmom_size(lookback, vol_window):
     return 1 + rstd_size(vol_window) + 2 * rsum_size(lookback)
 
 
-@_jit
+@_step
 def vw_tsmom_sym(st, c, v, n, lookback, vol_window, vol_target, scale):
     r = log_return_push(st, 0, c)
     sigma = rstd_push(st, 1, vol_window, r)
@@ -260,7 +271,7 @@ def donchian_size(lookbacks, vol_window):
     return size
 
 
-@_jit
+@_step
 def donchian_sym(st, h, lo, c, n, lookbacks, down, vol_window, vol_target, scale):
     sigma = rstd_push(st, 1, vol_window, log_return_push(st, 0, c))
     o = 1 + rstd_size(vol_window)
@@ -320,7 +331,7 @@ def vol_adaptive_size(fast, slow, vol_short, vol_long):
     return 1 + rstd_size(vol_short) + rstd_size(vol_long) + lag_size(fast) + lag_size(slow)
 
 
-@_jit
+@_step
 def vol_adaptive_sym(st, c, n, fast, slow, vol_short, vol_long, vol_target, scale):
     r = log_return_push(st, 0, c)
     o = 1
@@ -372,7 +383,7 @@ def combine_size(k, vol_window):
     return 1 + k * (1 + rstd_size(vol_window))
 
 
-@_jit
+@_step
 def combine_sym(st, c, w, inverse_volatility, vol_window):
     """One bar of the ensemble of ``k`` sub-strategy weights ``w`` on one symbol: their mean,
     or inverse-volatility weights of each sub-strategy's return stream
