@@ -74,7 +74,12 @@ class DataConfig(_Frozen):
         "relative paths resolve against the config file's folder.",
     )
     exchange: str = Field("binance", description="ccxt: exchange id")
-    market: Literal["spot", "swap"] = Field("spot", description="ccxt: spot or perpetual swap")
+    market: Literal["spot", "swap"] = Field(
+        "spot",
+        description="The venue the pods trade: spot (long-only, gross exposure ≤ 1 in paper and "
+        "live trading) or swap (Binance USDⓈ-M perpetuals: long/short); with ccxt also where "
+        "the bars come from",
+    )
     cache: Path = Field(
         Path("~/.cache/orchestra"),
         description="ccxt: parquet cache folder (only the tail is fetched)",
@@ -566,6 +571,47 @@ def load_config(path: str | Path) -> Config:
     cfg = parse_config(raw, str(path), base_dir=path.resolve().parent)
     cfg._source = str(path)
     return cfg
+
+
+class VenueWarning(UserWarning):
+    """A backtest on ``data.market: spot`` whose pods short or lever (see venue_problems)."""
+
+
+def venue_problems(config: Config) -> list[str]:
+    """Why the pods cannot trade on a ``data.market: spot`` venue, one line each (empty: they
+    can). Spot is long-only with gross exposure ≤ 1: a pod whose strategy can go short
+    (``params.can_short()``), a pod ``max_leverage`` above 1 or a portfolio
+    ``max_gross_leverage`` set above 1 would sell assets the account does not hold or borrow
+    (the cap's default, 3, is not an error: long-only pods at leverage ≤ 1 cannot reach it). Paper
+    and live trading refuse such a config; a backtest models the shorts and says so."""
+    if config.data.market != "spot":
+        return []
+    out = []
+    for i, pod in enumerate(config.pods):
+        params = dict(pod.params)
+        if pod.sub_strategies:
+            params["sub_strategies"] = [s.model_dump() for s in pod.sub_strategies]
+        if _validate_strategy_params(pod.strategy, params).can_short():
+            out.append(
+                f"pods[{i}] ({pod.pod_id}): strategy {pod.strategy!r} can go short, and "
+                "data.market spot is long-only: use data.market swap (perpetuals) or a long-only "
+                "strategy (e.g. donchian-ensemble with long_only: true)"
+            )
+        if pod.risk.max_leverage > 1:
+            out.append(
+                f"pods[{i}].risk.max_leverage: {pod.risk.max_leverage} > 1 on data.market spot "
+                "(allowed: ≤ 1, or data.market swap)"
+            )
+    # pods long-only at max_leverage ≤ 1 hold gross ≤ 1 whatever the portfolio cap's default;
+    # a cap above 1 that the config sets says it means to lever
+    risk = config.orchestrator.risk
+    gross = risk.max_gross_leverage
+    if gross > 1 and "max_gross_leverage" in risk.model_fields_set:
+        out.append(
+            f"orchestrator.risk.max_gross_leverage: {gross} > 1 on data.market spot "
+            "(allowed: ≤ 1, or data.market swap)"
+        )
+    return out
 
 
 def config_reference_markdown() -> str:

@@ -39,7 +39,7 @@ def churn_raw(**over) -> dict:
     the gross-leverage cap and a mid-run join all happen (asserted in the parity test)."""
     risk = {"drawdown_warning": 0.03, "max_leverage": 3.0, "rebalance_threshold": 0.0}
     raw = {
-        "data": {"source": "files", "path": "bars", "timeframe": "1d"},
+        "data": {"source": "files", "path": "bars", "timeframe": "1d", "market": "swap"},
         "orchestrator": {
             "allocation_method": "adaptive_kelly",
             "min_history": 10,
@@ -371,7 +371,7 @@ def test_resume_refuses_another_config(market: Path, tmp_path: Path) -> None:
 
 def test_a_broken_state_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "live.sqlite").write_bytes(b"not a database" * 100)
-    with pytest.raises(StoreError, match="not a usable state file"):
+    with pytest.raises(StoreError, match="is damaged or unreadable"):
         Store(tmp_path)
     from orchestra.cli import live
 

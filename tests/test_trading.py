@@ -410,6 +410,11 @@ def test_orch_live_live_trades_through_the_cli(tmp_path: Path, monkeypatch) -> N
     raw = trade_raw(Path("unused"))
     raw["data"] = {"source": "ccxt", "exchange": "binance", "timeframe": "1d"}
     raw["backtest"].update(start="2024-04-01", end="2024-05-01")
+    # spot is long-only: the CLI refuses pods that could go short there
+    raw["pods"][0].update(
+        strategy="donchian-ensemble", params={"lookbacks": [5], "long_only": True}
+    )
+    raw["pods"][1]["params"]["long_only"] = True
     cfg_file = tmp_path / "live.yaml"
     cfg_file.write_text(yaml.safe_dump(raw))
     clock = FakeClock(dt.datetime(2024, 4, 1, 3, tzinfo=dt.UTC).timestamp())

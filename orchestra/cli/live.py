@@ -128,6 +128,15 @@ def main(
     _paper(config, replay, state_dir or _default_state(config), metrics_port, max_bars, quiet)
 
 
+def _check_venue(cfg) -> None:
+    """Spot is long-only: a config whose pods could go short or lever is a config error."""
+    from orchestra.config import ConfigError, venue_problems
+
+    problems = venue_problems(cfg)
+    if problems:
+        raise ConfigError(cfg.source, problems)
+
+
 def _refuse(message: str) -> None:
     err.print(f"[bold red]refusing to trade[/]: {message}", highlight=False)
     sys.exit(2)
@@ -156,6 +165,7 @@ def _live(
     if not confirmed:
         _refuse("live trading sends real orders: add --i-understand-this-trades-real-money")
     cfg = load_config(config)  # a config error exits here with its messages
+    _check_venue(cfg)
     if cfg.data.source != "ccxt":
         _refuse(
             f"{config}: data.source is {cfg.data.source!r}; live trading needs data.source: ccxt"
@@ -274,6 +284,7 @@ def _paper(
     from orchestra.live.session import LiveSession
 
     cfg = load_config(config)
+    _check_venue(cfg)
     _cold_start(quiet)
     if replay is not None and not replay.is_dir():
         raise FileNotFoundError(f"--replay {replay}: no such folder")

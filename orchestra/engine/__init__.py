@@ -31,6 +31,24 @@ def with_dates(cfg: Config, start: dt.date | None = None, end: dt.date | None = 
     return parse_config(raw, source="--start/--end override")
 
 
+def _warn_venue(cfg: Config) -> None:
+    """One warning line when the pods do what a spot account cannot (short, lever): the
+    backtest models it; paper and live trading refuse it (see ``venue_problems``)."""
+    import warnings
+
+    from orchestra.config import VenueWarning, venue_problems
+
+    problems = venue_problems(cfg)
+    if problems:
+        warnings.warn(
+            f"data.market is spot, but {len(problems)} setting(s) need shorts or leverage a spot "
+            f"account cannot hold (first: {problems[0]}); the backtest models them, paper and "
+            "live trading refuse them: set data.market: swap to trade them on perpetuals",
+            VenueWarning,
+            stacklevel=3,
+        )
+
+
 def run_backtest(
     config: Config | str | Path,
     start: dt.date | None = None,
@@ -46,6 +64,7 @@ def run_backtest(
 
     cfg = config if isinstance(config, Config) else load_config(config)
     cfg = with_dates(cfg, start, end)
+    _warn_venue(cfg)
     prepared = prepare(cfg)
     timings = dict(prepared.timings)
     engine = Engine(prepared)

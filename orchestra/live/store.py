@@ -68,7 +68,47 @@ _TABLES = {"meta", "bars", "journal", "snapshot", "outbox", "orders"}
 
 
 class StoreError(RuntimeError):
-    """The state directory cannot be used (another config, another version, a broken file)."""
+    """The state directory cannot be used (another config, another version, a broken file,
+    another process running it)."""
+
+
+LOCK_NAME = "lock"
+
+
+class StateLock:
+    """One writer per state directory: an exclusive ``flock`` on ``<state>/lock``, held for the
+    writer's life. The OS releases it on any death (``kill -9`` included), so a crashed run never
+    leaves a stale lock; a second writer is refused at once, naming the holder's pid."""
+
+    def __init__(self, directory: Path):
+        import fcntl
+
+        self.path = directory / LOCK_NAME
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self.fd)
+            raise StoreError(
+                f"{directory} is in use by another orch-live process (pid {holder}): stop that "
+                "one first, or use another --state directory (orch-live status reads it "
+                "meanwhile)"
+            ) from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # closing the descriptor releases the lock
+            self.fd = -1
+
+
+def _damaged(path: Path, exc: BaseException) -> StoreError:
+    return StoreError(
+        f"{path} is damaged or unreadable ({type(exc).__name__}: {exc}): restore it from a "
+        "backup, or start a new run with another --state directory"
+    )
 
 
 _MAGIC = b"ORCA1\n"
@@ -121,6 +161,19 @@ class Committed:
     journal: list[dict[str, Any]]  # per step: arrays (dict), allocations (list), orders (list)
 
 
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection. SQLite's WAL mode needs to create ``-shm`` beside the file even to
+    read; on a read-only copy (no WAL, a read-only folder) the file is opened as immutable."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return db
+    except sqlite3.OperationalError:
+        if Path(f"{path}-wal").exists() and os.access(path.parent, os.W_OK):
+            raise
+    return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, isolation_level=None)
+
+
 def _crash_point(bar: int, point: str) -> None:
     spec = os.environ.get("ORCHESTRA_CRASH_AT")
     if spec and spec == f"{bar}:{point}":
@@ -131,31 +184,46 @@ class Store:
     """The SQLite store of one state directory."""
 
     def __init__(self, directory: str | Path, readonly: bool = False):
+        """Open the store; a writer (``readonly`` False) takes the directory's lock first.
+
+        A reader opens the file read-only and takes no lock: it works while the loop runs and on
+        a read-only copy (with no WAL beside it, it opens the file as immutable)."""
         self.dir = Path(directory)
         self.path = self.dir / DB_NAME
+        self.lock: StateLock | None = None
         if readonly:
             if not self.path.is_file():
                 raise StoreError(f"{self.dir} has no live state ({DB_NAME})")
-            uri = f"file:{self.path}?mode=ro"
-            self.db = sqlite3.connect(uri, uri=True, isolation_level=None)
+            try:
+                self.db = _connect_readonly(self.path)
+            except sqlite3.DatabaseError as exc:
+                raise _damaged(self.path, exc) from None
         else:
             self.dir.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, isolation_level=None)
+            self.lock = StateLock(self.dir)
             try:
+                self.db = sqlite3.connect(self.path, isolation_level=None)
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=FULL")
                 self.db.executescript(_SCHEMA)
             except sqlite3.DatabaseError as exc:
-                self.db.close()
-                raise StoreError(f"{self.path} is not a usable state file: {exc}") from None
+                self._release()
+                raise _damaged(self.path, exc) from None
         try:
             self._check_schema()
         except StoreError:
             self.db.close()
+            self._release()
             raise
+
+    def _release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def close(self) -> None:
         self.db.close()
+        self._release()
 
     def __enter__(self) -> Store:
         return self
@@ -167,8 +235,9 @@ class Store:
     def _check_schema(self) -> None:
         try:
             names = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master")}
+            self.db.execute("PRAGMA quick_check(1)").fetchone()
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path} is not a usable state file: {exc}") from None
+            raise _damaged(self.path, exc) from None
         if not _TABLES <= names:
             raise StoreError(f"{self.path}: missing table(s) {sorted(_TABLES - names)}")
         version = self.meta().get("schema_version")
@@ -179,8 +248,11 @@ class Store:
             )
 
     def meta(self) -> dict[str, Any]:
-        rows = self.db.execute("SELECT key, value FROM meta").fetchall()
-        return {k: json.loads(v) for k, v in rows}
+        try:
+            rows = self.db.execute("SELECT key, value FROM meta").fetchall()
+            return {k: json.loads(v) for k, v in rows}
+        except (sqlite3.DatabaseError, ValueError) as exc:
+            raise _damaged(self.path, exc) from None
 
     @property
     def initialized(self) -> bool:
@@ -256,15 +328,20 @@ class Store:
                 "INSERT INTO bars (rows, arrays) VALUES (?, ?)", (part.height, pack(arrays))
             )
 
-    def _transaction(self):
-        db = self.db
+    def _transaction(self):  # a damaged page met while writing: see _Tx
+        db, self_path = self.db, self.path
 
         class _Tx:
             def __enter__(self_inner):
                 db.execute("BEGIN IMMEDIATE")
 
             def __exit__(self_inner, exc_type, exc, tb):
-                db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+                try:
+                    db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+                except sqlite3.DatabaseError as err:
+                    raise _damaged(self_path, err) from None
+                if isinstance(exc, sqlite3.DatabaseError):
+                    raise _damaged(self_path, exc) from None
                 return False
 
         return _Tx()
@@ -309,7 +386,14 @@ class Store:
         ]
 
     def load(self) -> Committed:
-        """Everything committed, read in one transaction (consistent while a writer runs)."""
+        """Everything committed, read in one transaction (consistent while a writer runs); a
+        damaged file is a :class:`StoreError` naming it."""
+        try:
+            return self._load()
+        except (sqlite3.DatabaseError, ValueError, KeyError, TypeError) as exc:
+            raise _damaged(self.path, exc) from None
+
+    def _load(self) -> Committed:
         self.db.execute("BEGIN")
         try:
             meta = self.meta()

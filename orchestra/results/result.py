@@ -187,6 +187,12 @@ class OrchestratedResult:
         return row.drop("entity").to_dicts()[0] if row.height else {}
 
 
+def _venue_problems(config) -> list[str]:
+    from orchestra.config import venue_problems
+
+    return venue_problems(config)
+
+
 def build_result(engine, config, timings: dict[str, float] | None = None) -> OrchestratedResult:
     """Assemble the frames and metrics from a finished :class:`~orchestra.engine.core.Engine`."""
     from orchestra import __version__
@@ -324,6 +330,8 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
             "timeframe": prep.market.timeframe,
             "symbols": prep.market.symbols,
         },
+        "market": config.data.market,
+        "spot_violations": _venue_problems(config),
         "execution": config.backtest.execution,
         "execution_note": (
             "fills at the bar's close: optimistic (the signal and the fill use the same price)"

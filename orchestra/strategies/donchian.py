@@ -30,6 +30,9 @@ class DonchianParams(StrategyParams):
             raise ValueError("every lookback must be ≥ 1")
         return v
 
+    def can_short(self) -> bool:
+        return not self.long_only
+
     def warmup_bars(self) -> int:
         return max(*self.lookbacks, self.vol_window) + 1
 

@@ -41,6 +41,11 @@ class EnsembleParams(StrategyParams):
         default_factory=list, description="Set from the pod's sub_strategies list"
     )
 
+    def can_short(self) -> bool:
+        return any(
+            get_strategy(s.name).parse_params(s.params).can_short() for s in self.sub_strategies
+        )
+
     def warmup_bars(self) -> int:
         subs = [
             get_strategy(s.name).parse_params(s.params).warmup_bars() for s in self.sub_strategies

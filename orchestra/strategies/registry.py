@@ -35,6 +35,12 @@ class StrategyParams(BaseModel):
         """
         return 0
 
+    def can_short(self) -> bool:
+        """Whether the strategy can ask for a negative weight. A ``market: spot`` paper or live
+        run refuses a pod whose strategy can (spot is long-only); declare False on a long-only
+        user strategy. The default, True, is the safe assumption."""
+        return True
+
     def history_bars(self) -> int | None:
         """Bars of history (at the pod's timeframe) the weight of the last bar depends on.
 
