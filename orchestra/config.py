@@ -172,7 +172,11 @@ class GraduationConfig(_Frozen):
     min_trade_count: int = Field(30, ge=0, description="Fills on the pod's book")
     min_calmar: float = Field(0.8, description="CAGR / max drawdown")
     max_backtest_live_gap: float = Field(
-        0.30, ge=0, description="Live only: |live Sharpe - backtest Sharpe| / |backtest Sharpe|"
+        0.02,
+        ge=0,
+        description="Live only: the largest |live NAV / model NAV - 1| of a pod before a WARNING "
+        "alert (the live–model gap: the pod's books on the exchange's fills against the same pod "
+        "on the model's fills, docs/live.md)",
     )
     max_portfolio_correlation: float = Field(
         0.50, ge=-1, le=1, description="Correlation of the pod with the rest of the portfolio"

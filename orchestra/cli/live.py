@@ -83,6 +83,13 @@ def _iso(ms: int | None) -> str:
     help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics.",
 )
 @click.option("--max-bars", type=click.IntRange(min=1), help="Stop after this many bars.")
+@click.option(
+    "--paper-slippage-bps",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Paper: fill every order this many bps worse than the model (and measure the "
+    "live–model gap against the model's fills).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar, no per-bar lines, no summary.")
 @click.version_option(package_name="orchestra")
 @click.pass_context
@@ -98,6 +105,7 @@ def main(
     metrics_port: int | None,
     max_bars: int | None,
     quiet: bool,
+    paper_slippage_bps: float | None,
 ) -> None:
     """orchestra live adapter: paper trading bar by bar with crash-safe state.
 
@@ -125,7 +133,15 @@ def main(
         click.echo(ctx.get_help())
         err.print("[bold red]error[/]: give --paper CONFIG (or a subcommand, e.g. status)")
         sys.exit(2)
-    _paper(config, replay, state_dir or _default_state(config), metrics_port, max_bars, quiet)
+    _paper(
+        config,
+        replay,
+        state_dir or _default_state(config),
+        metrics_port,
+        max_bars,
+        quiet,
+        paper_slippage_bps,
+    )
 
 
 def _check_venue(cfg) -> None:
@@ -278,6 +294,7 @@ def _paper(
     metrics_port: int | None,
     max_bars: int | None,
     quiet: bool,
+    slippage_bps: float | None = None,
 ) -> None:
     from orchestra import load_config
     from orchestra.live.feeds import PollFeed, ReplayFeed
@@ -294,8 +311,14 @@ def _paper(
         if replay is not None
         else PollFeed(cfg, sleep=stop.wait, stopped=stop.is_set)
     )
+    broker = None
+    if slippage_bps is not None:
+        from orchestra.live.broker import SlippagePaperBroker
+
+        p = cfg.portfolio
+        broker = SlippagePaperBroker(p.cost_bps / 1e4, p.slippage_bps / 1e4, slippage_bps)
     session = LiveSession.open(
-        feed.config, state_dir, feed.label, feed.start_ms, feed.warmup, identity=cfg
+        feed.config, state_dir, feed.label, feed.start_ms, feed.warmup, identity=cfg, broker=broker
     )
     try:
         session.monitor = _monitor(cfg, session, state_dir, metrics_port, quiet)

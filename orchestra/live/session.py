@@ -92,6 +92,10 @@ class LiveSession:
         self.broker = broker or PaperBroker()
         self.monitor = monitor  # orchestra.monitoring.Monitor: alerts into the outbox, metrics
         self.trader = None  # orchestra.live.trading.CcxtBroker: real orders (None: paper)
+        # the paper model beside a broker that fills on its own (the exchange, or paper with
+        # extra slippage): the same bars on the model's fills, for the live–model gap
+        self.model: Engine | None = None
+        self.gap = LiveGap(len(config.pods))
         self._allocs_seen = 0
         self.bar_seconds: list[
             float
@@ -142,6 +146,7 @@ class LiveSession:
                 "start_ms": int(start_ms),
                 "run_id": secrets.token_hex(6),
                 "mode": mode,
+                "broker": "ccxt" if mode == "live" else (broker or PaperBroker()).name,
                 "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             }
             from orchestra import __version__
@@ -194,6 +199,27 @@ class LiveSession:
         session.engine = engine
         session._allocs_seen = len(engine.allocator.allocations)
         return session
+
+    @property
+    def executor(self):
+        """Who fills the net orders when not the model: the exchange, or a slipping paper
+        broker (None: the model's fills, :class:`PaperBroker`)."""
+        if self.trader is not None:
+            return self.trader
+        return (
+            self.broker if hasattr(self.broker, "execute") and self.broker.name != "paper" else None
+        )
+
+    def _start_model(self) -> None:
+        """The paper model of the run so far: a backtest of the stored bars (bit for bit what a
+        paper run would hold: the replay-equals-backtest property), then a window like the
+        live engine's."""
+        if self.model is not None or self.engine is None or self.executor is None:
+            return
+        from orchestra.live.reader import model_engine
+
+        self.model = model_engine(self.config, self.store.load())
+        self.gap.update(self.engine, self.model, [])
 
     def _warm(self, bars: pl.DataFrame) -> None:
         """Signal, ATR and clock-row states after the history ``bars`` (data timeframe)."""
@@ -280,7 +306,16 @@ class LiveSession:
                     self.engine = Engine(
                         empty_prepared(self.config, self.label), keep_journal=False, first_ts=slot
                     )
+                    if self.executor is not None:
+                        self.model = Engine(
+                            empty_prepared(self.config, self.label),
+                            keep_journal=False,
+                            first_ts=slot,
+                        )
+                self._start_model()
                 self.engine.append(row)
+                if self.model is not None:
+                    self.model.append(row)
                 appended += 1
             slot += self.step
         t_engine = time.perf_counter()
@@ -293,7 +328,7 @@ class LiveSession:
         before = eng.state.pod_fraction.copy()
         meta_updates: dict[str, Any] = {}
         alerts: list[dict[str, Any]] = []
-        if self.trader is None:
+        if self.executor is None:
             eng.advance(n)
             moved = eng.flush()
             orders = self.broker.execute(net_orders(eng, moved["fills"], self.meta["run_id"]))
@@ -302,16 +337,24 @@ class LiveSession:
             while eng.next_bar < n:
                 orders += eng.step_with_fills(self._execute)
             moved = eng.flush()
-            alerts += self._trading_alerts(orders, ts)
-            if not self.halted:
-                meta_updates, more = self.check_balances(ts)
-                alerts += more
+            assert self.model is not None
+            self.model.advance(n)
+            self.model.flush()
+            alerts += self.gap.update(eng, self.model, orders)
+            if self.trader is not None:
+                alerts += self._trading_alerts(orders, ts)
+                if not self.halted:
+                    meta_updates, more = self.check_balances(ts)
+                    alerts += more
         allocs = eng.allocator.allocations[self._allocs_seen :]
         self._allocs_seen = len(eng.allocator.allocations)
         arrays = {f"row.{k}": v for k, v in eng.rows(t0, n).items()}
         for kind, chunk in moved.items():
             arrays.update({f"{kind}.{k}": v for k, v in chunk.items()})
-        outbox = [] if self.monitor is None else self.monitor.messages(eng, moved, allocs, before)
+        gap = self.gap if self.model is not None else None
+        outbox = (
+            [] if self.monitor is None else self.monitor.messages(eng, moved, allocs, before, gap)
+        )
         outbox = alerts + outbox
         t_commit = time.perf_counter()
         self.timings["engine"] += t_commit - t_engine
@@ -337,6 +380,8 @@ class LiveSession:
             errors = sum(1 for o in orders if o.get("status") in ("rejected", "error"))
             self.monitor.after_commit(self, moved, now - t_start, n - t0, errors)
         eng.compact()
+        if self.model is not None:
+            self.model.compact()
         return n - t0
 
     # ------------------------------------------------------------------ live trading
@@ -385,12 +430,17 @@ class LiveSession:
         return [meta["halt"]["reason"]] if meta else []
 
     def _execute(self, t: int, net: np.ndarray, prices: np.ndarray):
-        assert self.engine is not None and self.trader is not None
+        executor = self.executor
+        assert self.engine is not None and executor is not None
         symbols = self.engine.prepared.market.symbols
         if self.halted:  # no orders while halted: nothing is booked
             z = np.zeros(len(symbols))
             return z, prices.copy(), z.copy(), []
-        return self.trader.execute(t, self.engine.timestamp(t), symbols, net, prices)
+        qty, px, fee, records = executor.execute(t, self.engine.timestamp(t), symbols, net, prices)
+        index = {sym: s for s, sym in enumerate(symbols)}
+        for r in records:  # the price the model fills at, for the live–model gap
+            r["exec_price"] = float(prices[index[r["symbol"]]])
+        return qty, px, fee, records
 
     def _trading_alerts(self, orders: list[dict[str, Any]], ts: int) -> list[dict[str, Any]]:
         from orchestra.monitoring.notify import message
@@ -474,6 +524,66 @@ class LiveSession:
         return build_result(full_engine(self.config, self.store.load()), self.config, {})
 
 
+class LiveGap:
+    """The live–model gap of the latest bar (SPEC §13.5): each pod's live NAV against its NAV on
+    the model's fills (``nav_gap = live / model − 1``), and each symbol's fill against the
+    model's fill of the same bar (``slippage_bps``: positive = worse than the model; ``fee_bps``:
+    the fee's share of the notional above the model's). A pod whose |gap| crosses
+    ``graduation.max_backtest_live_gap`` raises one WARNING (again only after it has come back
+    under the limit). The frames of the whole run: :func:`orchestra.live.reader.gap_frames`."""
+
+    def __init__(self, n_pods: int):
+        self.nav_gap = np.zeros(n_pods)
+        self.slippage_bps: dict[str, float] = {}
+        self.fee_bps: dict[str, float] = {}
+        self.breached = np.zeros(n_pods, dtype=bool)
+
+    def update(self, live: Engine, model: Engine, orders: list) -> list[dict]:
+        """After a bar: the NAV gap, each order's slippage and fee against the model's fill of
+        that very order (``exec_price`` moved by ``slippage_bps``; ``cost_bps``), alerts."""
+        from orchestra.monitoring.notify import message
+
+        t = live.next_bar - 1
+        if t < 0 or model.next_bar - 1 != t:
+            return []
+        nav = live.rows(t, t + 1)["pod_nav"][0]
+        ref = model.rows(t, t + 1)["pod_nav"][0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.nav_gap = np.where(ref > 0, nav / ref - 1.0, 0.0)
+        params = live.prepared.inputs.params
+        for o in orders:
+            filled, px = float(o.get("filled") or 0.0), float(o.get("average") or 0.0)
+            if not filled or not px:
+                continue
+            sign = 1.0 if o["side"] == "buy" else -1.0
+            exec_px = float(o["exec_price"])
+            model_px = exec_px * (1.0 + sign * params.slippage)
+            o["model_price"], o["model_fee"] = model_px, params.cost * filled * model_px
+            slip = sign * (px / model_px - 1.0) * 1e4
+            fee = (float(o["fee"]) / (filled * px) - params.cost) * 1e4
+            o["slippage_bps"], o["fee_bps"] = slip, fee
+            self.slippage_bps[o["symbol"]], self.fee_bps[o["symbol"]] = slip, fee
+        limit = float(live.prepared.config.orchestrator.graduation.max_backtest_live_gap)
+        alerts = []
+        over = np.abs(self.nav_gap) > limit
+        for p in np.flatnonzero(over & ~self.breached):
+            pid = live.prepared.pod_ids[p]
+            alerts.append(
+                message(
+                    "live_model_gap",
+                    "WARNING",
+                    f"{pid}: live NAV {self.nav_gap[p]:+.2%} from the model",
+                    f"the pod's books on the exchange's fills are {self.nav_gap[p]:+.2%} from the "
+                    f"same pod on the model's fills (limit ±{limit:.2%}: "
+                    "orchestrator.graduation.max_backtest_live_gap)",
+                    live.timestamp(t),
+                    {"pod": pid, "gap": f"{self.nav_gap[p]:.6f}", "limit": f"{limit:.6f}"},
+                )
+            )
+        self.breached = over
+        return alerts
+
+
 def release_memory() -> None:
     """Collect garbage and hand freed heap pages back to the OS (glibc's ``malloc_trim``; a
     no-op elsewhere), so a restart's whole-history pass does not stay resident for months."""
@@ -506,4 +616,4 @@ def _check_resume(meta: dict[str, Any], config: Config, source: str, state_dir) 
         )
 
 
-__all__ = ["LiveSession", "release_memory"]
+__all__ = ["LiveGap", "LiveSession", "release_memory"]

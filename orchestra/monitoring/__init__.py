@@ -43,11 +43,22 @@ class Monitor:
     def outbox_status(self) -> str:
         return "pending" if self.sender is not None else "unsent"
 
-    def messages(self, engine, moved, allocations, before: np.ndarray) -> list[dict[str, Any]]:
+    def messages(
+        self, engine, moved, allocations, before: np.ndarray, gap=None
+    ) -> list[dict[str, Any]]:
+        """The bar's messages; ``gap`` (a :class:`~orchestra.live.session.LiveGap`) adds the
+        live–model gap line to the daily report."""
         from orchestra.monitoring.notify import bar_messages
 
         t = engine.next_bar - 1
         self._view = day_view_from_engine(engine, t) if engine.is_day_end(t) else None
+        if self._view is not None and gap is not None:
+            import dataclasses
+
+            live_gap = {
+                pid: float(g) for pid, g in zip(engine.prepared.pod_ids, gap.nav_gap, strict=True)
+            }
+            self._view = dataclasses.replace(self._view, live_gap=live_gap)
         return bar_messages(engine, moved, allocations, before, self._view)
 
     def after_commit(
@@ -65,6 +76,7 @@ class Monitor:
                 bars,
                 order_errors=order_errors,
                 pending=pending,
+                gap=session.gap if session.model is not None else None,
             )
 
     def start(self, session) -> None:
@@ -73,7 +85,8 @@ class Monitor:
             t = session.engine.next_bar - 1
             day_end = session.engine.is_day_end(t)
             view = day_view_from_engine(session.engine, t) if day_end else None
-            self.metrics.update(session.engine, view)
+            gap = session.gap if session.model is not None else None
+            self.metrics.update(session.engine, view, gap=gap)
 
     def close(self, flush_s: float = 5.0) -> None:
         if self.sender is not None:

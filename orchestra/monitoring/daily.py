@@ -53,6 +53,7 @@ class DayView:
     avg_correlation: float
     pods: list[PodRow] = field(default_factory=list)
     alerts: list = field(default_factory=list)  # the risk monitor's alerts of the day (RiskAlert)
+    live_gap: dict[str, float] | None = None  # live NAV / model NAV - 1 per pod (live runs)
 
     @property
     def top_prc(self) -> PodRow | None:
@@ -251,4 +252,7 @@ def format_daily_report(view: DayView) -> str:
         f"  Avg Correlation: {view.avg_correlation:.2f}",
         f"  Top PRC: {top.pod_id} ({top.prc:.1%})" if top else "  Top PRC: -",
     ]
+    if view.live_gap is not None:
+        gaps = ", ".join(f"{pid} {g:+.2%}" for pid, g in view.live_gap.items())
+        lines.append(f"  Live vs model NAV: {gaps or '-'}")
     return "\n".join(lines)

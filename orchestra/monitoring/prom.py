@@ -91,6 +91,24 @@ class LiveMetrics:
             "orchestra_portfolio_avg_correlation", "Average pod correlation", registry=r
         )
         self.halted = Gauge("orchestra_trading_halted", "1 when trading stopped", registry=r)
+        self.nav_gap = Gauge(
+            "orchestra_pod_live_model_gap",
+            "Live NAV / model NAV - 1 (the pod on the exchange's fills against the model's)",
+            ["pod_id"],
+            registry=r,
+        )
+        self.slippage = Gauge(
+            "orchestra_symbol_slippage_bps",
+            "The last fill's price against the model's, bps (positive: worse)",
+            ["symbol"],
+            registry=r,
+        )
+        self.fee_gap = Gauge(
+            "orchestra_symbol_fee_gap_bps",
+            "The last fill's fee per notional above the model's, bps",
+            ["symbol"],
+            registry=r,
+        )
         self.last_bar = Gauge(
             "orchestra_last_bar_timestamp_seconds", "Open time of the last bar", registry=r
         )
@@ -130,6 +148,7 @@ class LiveMetrics:
         bars: int = 0,
         order_errors: int = 0,
         pending: int = 0,
+        gap=None,
     ) -> None:
         """After a committed step: the engine's last bar (and the day's view at a day end)."""
         st = engine.state
@@ -168,3 +187,10 @@ class LiveMetrics:
         if order_errors:
             self.order_errors.inc(order_errors)
         self.pending.set(pending)
+        if gap is not None:  # a broker fills (live, or paper with slippage): the live–model gap
+            for p, pid in enumerate(self.pod_ids):
+                self.nav_gap.labels(pid).set(float(gap.nav_gap[p]))
+            for sym, bps in gap.slippage_bps.items():
+                self.slippage.labels(sym).set(bps)
+            for sym, bps in gap.fee_bps.items():
+                self.fee_gap.labels(sym).set(bps)

@@ -82,6 +82,27 @@ FRAME_SCHEMAS: dict[str, dict[str, Any]] = {
         "pod_id": pl.String,
     },
     "metrics": {"entity": pl.String, **dict.fromkeys(METRIC_COLUMNS, pl.Float64)},
+    # live runs only (empty for a backtest): the live–model gap (orchestra.live.reader.gap_frames)
+    "live_gap": {
+        "timestamp": TS,
+        "pod_id": pl.String,
+        "symbol": pl.String,
+        "units": pl.Float64,
+        "price": pl.Float64,
+        "fee": pl.Float64,
+        "model_units": pl.Float64,
+        "model_price": pl.Float64,
+        "model_fee": pl.Float64,
+        "slippage_bps": pl.Float64,
+        "fee_bps": pl.Float64,
+    },
+    "live_nav_gap": {
+        "timestamp": TS,
+        "pod_id": pl.String,
+        "nav": pl.Float64,
+        "model_nav": pl.Float64,
+        "gap": pl.Float64,
+    },
 }
 FRAMES = list(FRAME_SCHEMAS)
 
@@ -107,6 +128,8 @@ class OrchestratedResult:
     alerts: pl.DataFrame
     metrics: pl.DataFrame
     summary: dict[str, Any] = field(default_factory=dict)
+    live_gap: pl.DataFrame = field(default_factory=lambda: empty_frame("live_gap"))
+    live_nav_gap: pl.DataFrame = field(default_factory=lambda: empty_frame("live_nav_gap"))
 
     def frames(self) -> dict[str, pl.DataFrame]:
         return {name: getattr(self, name) for name in FRAMES}
