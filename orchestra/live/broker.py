@@ -67,6 +67,17 @@ class Broker(Protocol):
     def execute(self, orders: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
 
 
+class FillingBroker(Protocol):
+    """Fills the net orders itself (the exchange, a slipping paper broker): per symbol the
+    filled units, average price and fee, and the order records."""
+
+    name: str
+
+    def execute(
+        self, bar: int, ts: int, symbols: list[str], net: np.ndarray, prices: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]: ...
+
+
 class PaperBroker:
     """Fills every net order at the kernel's price and fee: the backtest's fills, no more."""
 

@@ -45,7 +45,7 @@ import polars as pl
 from orchestra.config import Config
 from orchestra.engine.build import FundingRows, clock_fields, empty_prepared
 from orchestra.engine.core import ROW_FIELDS, Engine
-from orchestra.live.broker import Broker, PaperBroker, net_orders
+from orchestra.live.broker import Broker, FillingBroker, PaperBroker, net_orders
 from orchestra.live.store import Committed, Store, StoreError
 from orchestra.timeframes import epoch_ms, timeframe_ms
 
@@ -64,7 +64,7 @@ class LiveSession:
         config: Config,
         store: Store,
         meta: dict[str, Any],
-        broker: Broker | None = None,
+        broker: Broker | FillingBroker | None = None,
         monitor=None,
     ):
         from orchestra.kernels.market import new_atr_state
@@ -114,7 +114,7 @@ class LiveSession:
         source: str,
         start_ms: int,
         warmup: Callable[[], pl.DataFrame],
-        broker: Broker | None = None,
+        broker: Broker | FillingBroker | None = None,
         identity: Config | None = None,
         mode: str = "paper",
     ) -> LiveSession:
@@ -166,7 +166,11 @@ class LiveSession:
 
     @classmethod
     def restore(
-        cls, config: Config, store: Store, committed: Committed, broker: Broker | None = None
+        cls,
+        config: Config,
+        store: Store,
+        committed: Committed,
+        broker: Broker | FillingBroker | None = None,
     ) -> LiveSession:
         """Continue from the store: the signal states from the stored bars (one whole-history
         pass), the engine from its snapshot and the journal's rows (the day log)."""
@@ -331,7 +335,10 @@ class LiveSession:
         if self.executor is None:
             eng.advance(n)
             moved = eng.flush()
-            orders = self.broker.execute(net_orders(eng, moved["fills"], self.meta["run_id"]))
+            booking: Any = self.broker  # books the model's fills (PaperBroker)
+            orders: list[dict[str, Any]] = booking.execute(
+                net_orders(eng, moved["fills"], self.meta["run_id"])
+            )
         else:
             orders = []
             while eng.next_bar < n:
