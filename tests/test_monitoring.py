@@ -335,3 +335,47 @@ def test_cli_serves_metrics_and_posts_alerts_without_leaking_the_webhook(
     for f in state.rglob("*"):
         if f.is_file():
             assert secret not in f.read_bytes(), f
+
+
+def test_alerts_trades_and_daily_reports_go_to_their_own_channels(
+    market: Path, tmp_path: Path
+) -> None:
+    """ORCHESTRA_DISCORD_WEBHOOK_{ALERTS,TRADES,DAILY}: each kind of message reaches its own
+    webhook (the plan's three channels); with only ORCHESTRA_DISCORD_WEBHOOK all reach it."""
+    import yaml
+
+    from orchestra.cli import live
+
+    raw = churn_raw()
+    raw["data"]["path"] = str(market)
+    cfg_file = tmp_path / "churn.yaml"
+    cfg_file.write_text(yaml.safe_dump(raw))
+
+    def kinds(hook: Webhook) -> set[str]:
+        return {b["embeds"][0]["footer"]["text"].split(" · ")[1] for b in hook.received}
+
+    with Webhook() as alerts, Webhook() as trades, Webhook() as daily:
+        env = {
+            "ORCHESTRA_DISCORD_WEBHOOK": "",
+            "ORCHESTRA_DISCORD_WEBHOOK_ALERTS": alerts.url,
+            "ORCHESTRA_DISCORD_WEBHOOK_TRADES": trades.url,
+            "ORCHESTRA_DISCORD_WEBHOOK_DAILY": daily.url,
+        }
+        args = ["--paper", str(cfg_file), "--replay", str(market), "--max-bars", "60"]
+        res = CliRunner().invoke(live.main, [*args, "--state", str(tmp_path / "a")], env=env)
+        assert res.exit_code == 0, res.output
+    assert kinds(daily) == {"daily_report"} and len(daily.received) >= 50
+    assert kinds(trades) == {"trade_log"}
+    assert "trade_log" not in kinds(alerts) and "daily_report" not in kinds(alerts)
+    assert alerts.received  # lifecycle moves, reallocations, breaches of the churn config
+    log = trades.received[0]["embeds"][0]["description"]
+    assert ("BUY " in log or "SELL " in log) and " @ " in log and "fee" in log
+    assert any(p["pod_id"] in log for p in raw["pods"])  # each pod's share
+    with Webhook() as one:
+        env = {"ORCHESTRA_DISCORD_WEBHOOK": one.url}
+        res = CliRunner().invoke(live.main, [*args, "--state", str(tmp_path / "b")], env=env)
+        assert res.exit_code == 0, res.output
+    assert {"daily_report", "trade_log"} <= kinds(one)
+    assert len(one.received) == len(alerts.received) + len(trades.received) + len(daily.received)
+    with Store(tmp_path / "b", readonly=True) as store:
+        assert all(m["status"] == "sent" for m in store.outbox())

@@ -384,12 +384,20 @@ def test_live_cli_refuses_without_keys_confirmation_or_a_valid_config(tmp_path: 
         live.main, ["--live", str(bad), "--i-understand-this-trades-real-money"], env=env
     )
     assert res.exit_code == 2 and "config error" in res.output
-    files = ROOT / "configs" / "example.yaml"
+    files = yaml.safe_load((ROOT / "configs" / "paper-binance.yaml").read_text())
+    files["data"] = {"source": "synthetic", "timeframe": "4h"}  # long-only spot, not ccxt
+    spot_files = tmp_path / "files.yaml"
+    spot_files.write_text(yaml.safe_dump(files))
     res = runner.invoke(
-        live.main, ["--live", str(files), "--i-understand-this-trades-real-money"], env=env
+        live.main, ["--live", str(spot_files), "--i-understand-this-trades-real-money"], env=env
     )
-    assert res.exit_code == 2 and "data.source: ccxt" in res.output
-    for r in (res,):
+    assert res.exit_code == 2 and "data.source: ccxt" in res.output, res.output
+    perp = ROOT / "configs" / "paper-binance-perp.yaml"
+    res2 = runner.invoke(
+        live.main, ["--live", str(perp), "--i-understand-this-trades-real-money"], env=env
+    )
+    assert res2.exit_code == 2 and "swap (perpetuals) is not supported yet" in res2.output
+    for r in (res, res2):
         assert KEY not in r.output and SECRET not in r.output
 
 

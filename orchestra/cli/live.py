@@ -114,7 +114,7 @@ def main(
     orch-live --live CONFIG --i-understand-this-trades-real-money [--rebaseline] [...]
     orch-live status [--state DIR]
 
-    Discord alerts: set ORCHESTRA_DISCORD_WEBHOOK to the webhook URL.
+    Discord: ORCHESTRA_DISCORD_WEBHOOK (or one per channel: ..._ALERTS, ..._TRADES, ..._DAILY).
     """
     import warnings
 
@@ -182,6 +182,13 @@ def _live(
         _refuse("live trading sends real orders: add --i-understand-this-trades-real-money")
     cfg = load_config(config)  # a config error exits here with its messages
     _check_venue(cfg)
+    if cfg.data.market == "swap":
+        # the exchange side of perpetuals (positions, margin, funding income) is not built:
+        # reconciling base-asset balances would be wrong for a position, so never trade it
+        _refuse(
+            f"{config}: live trading on data.market swap (perpetuals) is not supported yet; "
+            "paper trade it (orch-live --paper), or trade long-only pods on data.market spot"
+        )
     if cfg.data.source != "ccxt":
         _refuse(
             f"{config}: data.source is {cfg.data.source!r}; live trading needs data.source: ccxt"
@@ -262,7 +269,7 @@ def _monitor(cfg, session, state_dir: Path, metrics_port: int | None, quiet: boo
 
     from orchestra import __version__
     from orchestra.monitoring import Monitor
-    from orchestra.monitoring.notify import WEBHOOK_ENV, WebhookSender
+    from orchestra.monitoring.notify import CHANNEL_ENVS, WEBHOOK_ENV, WebhookSender, webhook_urls
 
     metrics = None
     if metrics_port is not None:
@@ -276,12 +283,18 @@ def _monitor(cfg, session, state_dir: Path, metrics_port: int | None, quiet: boo
         if not quiet:
             err.print(f"metrics: http://127.0.0.1:{metrics_port}/metrics")
     sender = None
-    url = os.environ.get(WEBHOOK_ENV, "").strip()
-    if url:
-        sender = WebhookSender(state_dir / "live.sqlite", url, str(session.meta["run_id"]))
+    urls = webhook_urls(dict(os.environ))
+    if urls:
+        sender = WebhookSender(state_dir / "live.sqlite", urls, str(session.meta["run_id"]))
         sender.start()
         if not quiet:
-            err.print(f"alerts: Discord webhook from ${WEBHOOK_ENV}")
+            own = [c for c in CHANNEL_ENVS if os.environ.get(CHANNEL_ENVS[c], "").strip()]
+            shared = [c for c in urls if c not in own]
+            where = ", ".join(
+                [f"{c} from ${CHANNEL_ENVS[c]}" for c in own]
+                + ([f"{'/'.join(shared)} from ${WEBHOOK_ENV}"] if shared else [])
+            )
+            err.print(f"Discord: {where}")
     monitor = Monitor(metrics, sender)
     monitor.start(session)
     return monitor

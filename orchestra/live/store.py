@@ -32,6 +32,7 @@ import json
 import os
 import signal
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -280,7 +281,7 @@ class Store:
         orders: list[dict[str, Any]],
         snapshot: dict[str, np.ndarray],
         outbox: list[dict[str, Any]] | None = None,
-        outbox_status: str = "pending",
+        outbox_status: str | Callable[[dict[str, Any]], str] = "pending",
         order_results: list[dict[str, Any]] | None = None,
         meta: dict[str, Any] | None = None,
     ) -> None:
@@ -298,7 +299,8 @@ class Store:
             self.db.executemany(
                 "INSERT INTO outbox (id, bar, kind, severity, status, body) VALUES (?,?,?,?,?,?)",
                 [
-                    (f"{first_bar}-{i}", first_bar, m["kind"], m["severity"], outbox_status,
+                    (f"{first_bar}-{i}", first_bar, m["kind"], m["severity"],
+                     outbox_status(m) if callable(outbox_status) else outbox_status,
                      json.dumps(m))
                     for i, m in enumerate(outbox or [])
                 ],

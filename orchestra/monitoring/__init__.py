@@ -39,9 +39,13 @@ class Monitor:
         self.sender = sender
         self._view = None
 
-    @property
-    def outbox_status(self) -> str:
-        return "pending" if self.sender is not None else "unsent"
+    def outbox_status(self, msg: dict[str, Any]) -> str:
+        """``pending`` when the message's channel has a webhook, else ``unsent``."""
+        from orchestra.monitoring.notify import channel_of
+
+        if self.sender is None or channel_of(msg["kind"]) not in self.sender.urls:
+            return "unsent"
+        return "pending"
 
     def messages(
         self, engine, moved, allocations, before: np.ndarray, gap=None

@@ -12,7 +12,15 @@ capital reallocation            INFO        the allocator's records of the bar (
 portfolio risk breach           CRITICAL    kernel alerts: daily-loss breaker, drawdown, bust
 risk warning                    WARNING     correlation stress, one pod's risk concentration
 daily report                    INFO        each UTC day end (:mod:`orchestra.monitoring.daily`)
+trade log                       INFO        a bar with external fills: per symbol the net order,
+                                            its fill and fee, and each pod's share
+live–model gap                  WARNING     a pod's live NAV crossed the limit against the model
 ==============================  ==========  =====================================================
+
+**Channels** (the plan's three): the daily report goes to ``ORCHESTRA_DISCORD_WEBHOOK_DAILY``,
+the trade log to ``ORCHESTRA_DISCORD_WEBHOOK_TRADES``, everything else to
+``ORCHESTRA_DISCORD_WEBHOOK_ALERTS``; each falls back to ``ORCHESTRA_DISCORD_WEBHOOK``. A message
+whose channel has no webhook is recorded ``unsent``.
 
 Messages go into the store's **outbox** in the bar's own transaction, so a message exists iff its
 bar was committed. :class:`WebhookSender` — a daemon thread with its own SQLite connection —
@@ -40,6 +48,30 @@ from orchestra.kernels.state import ALERT_TYPES, REASONS, STATE_NAMES
 
 log = logging.getLogger("orchestra.live")
 WEBHOOK_ENV = "ORCHESTRA_DISCORD_WEBHOOK"
+CHANNEL_ENVS = {
+    "alerts": "ORCHESTRA_DISCORD_WEBHOOK_ALERTS",
+    "trades": "ORCHESTRA_DISCORD_WEBHOOK_TRADES",
+    "daily": "ORCHESTRA_DISCORD_WEBHOOK_DAILY",
+}
+
+
+def channel_of(kind: str) -> str:
+    """The channel a message kind goes to: daily, trades or alerts."""
+    return {"daily_report": "daily", "trade_log": "trades"}.get(kind, "alerts")
+
+
+def webhook_urls(environ: dict[str, str]) -> dict[str, str]:
+    """Each channel's webhook URL from the environment (its own, else the shared one); channels
+    without one are left out."""
+    shared = environ.get(WEBHOOK_ENV, "").strip()
+    out = {}
+    for channel, env in CHANNEL_ENVS.items():
+        url = environ.get(env, "").strip() or shared
+        if url:
+            out[channel] = url
+    return out
+
+
 SEVERITY_COLOR = {"INFO": 0x3498DB, "WARNING": 0xF1C40F, "CRITICAL": 0xE74C3C}
 
 
@@ -116,6 +148,7 @@ def bar_messages(
                 {"alert": kind, "value": f"{value:.4g}", "threshold": f"{thr:.4g}"},
             )
         )
+    msgs.extend(trade_log(engine, moved["fills"]))
     if allocations:
         ts = int(allocations[0].timestamp)
         new = {a.pod_id: a.fraction for a in allocations}
@@ -154,6 +187,57 @@ def bar_messages(
             )
         )
     return msgs
+
+
+def trade_log(engine, fills: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """One INFO message per bar with external fills: per symbol the net order the exchange saw
+    (units, average price, fee) and each pod's share of it, internal crossing included."""
+    from orchestra.kernels.state import EXTERNAL
+
+    if not fills or not fills["bar"].size:
+        return []
+    inp = engine.prepared.inputs
+    symbols = engine.prepared.market.symbols
+    pod_ids = engine.prepared.pod_ids
+    out = []
+    for bar in np.unique(fills["bar"]):
+        at = fills["bar"] == bar
+        slots = fills["slot"][at]
+        syms = inp.slot_sym[slots]
+        ext = fills["venue"][at] == EXTERNAL
+        lines, total_fee = [], 0.0
+        for s in np.unique(syms[ext]):
+            mine = syms == s
+            e = mine & ext
+            units = float(fills["units"][at][e].sum())
+            notional = float((fills["units"][at][e] * fills["price"][at][e]).sum())
+            fee = float(fills["fee"][at][e].sum())
+            total_fee += fee
+            side = "BUY" if units > 0 else "SELL"
+            px = notional / units if units else 0.0
+            shares = ", ".join(
+                f"{pod_ids[int(inp.slot_pod[k])]} {float(u):+.6g}"
+                + ("" if v == EXTERNAL else " (crossed)")
+                for k, u, v in zip(
+                    slots[mine], fills["units"][at][mine], fills["venue"][at][mine], strict=True
+                )
+            )
+            lines.append(
+                f"{side} {abs(units):.6g} {symbols[int(s)]} @ {px:.6g}, fee {fee:.4g}: {shares}"
+            )
+        if not lines:
+            continue
+        out.append(
+            message(
+                "trade_log",
+                "INFO",
+                f"trades: {len(lines)} order(s)",
+                "\n".join(lines),
+                engine.timestamp(int(bar)),
+                {"orders": len(lines), "fees": f"{total_fee:.4f}"},
+            )
+        )
+    return out
 
 
 def _risk_warnings(view) -> list[dict[str, Any]]:
@@ -203,7 +287,7 @@ class WebhookSender(threading.Thread):
     def __init__(
         self,
         db_path: str | Path,
-        url: str,
+        url: str | dict[str, str],
         run_id: str,
         timeout_s: float = 5.0,
         max_backoff_s: float = 60.0,
@@ -211,7 +295,8 @@ class WebhookSender(threading.Thread):
     ):
         super().__init__(name="orchestra-webhook", daemon=True)
         self.db_path = str(db_path)
-        self.url = url
+        # one URL for every channel, or one per channel (see CHANNEL_ENVS)
+        self.urls = dict(url) if isinstance(url, dict) else dict.fromkeys(CHANNEL_ENVS, url)
         self.run_id = run_id
         self.timeout_s = timeout_s
         self.max_backoff_s = max_backoff_s
@@ -282,10 +367,15 @@ class WebhookSender(threading.Thread):
         wait before the next try (-1: use the backoff)."""
         import httpx
 
+        url = self.urls.get(channel_of(msg["kind"]))
+        if url is None:
+            return "unsent"
         try:
-            resp = client.post(self.url, json=discord_payload(msg, self.run_id))
+            resp = client.post(url, json=discord_payload(msg, self.run_id))
         except httpx.HTTPError as exc:  # the URL holds a secret token: never log it
-            text = str(exc).replace(self.url, "<webhook>")
+            text = str(exc)
+            for secret in self.urls.values():
+                text = text.replace(secret, "<webhook>")
             log.warning("webhook: %s: %s (will retry)", type(exc).__name__, text)
             return -1.0
         if resp.status_code < 300:
