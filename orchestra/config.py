@@ -161,6 +161,13 @@ class PortfolioRiskConfig(_Frozen):
     daily_loss_limit: float = Field(
         0.03, gt=0, lt=1, description="Circuit breaker: loss from the UTC day's opening equity"
     )
+    margin_ratio_warning: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Live on perpetuals: a WARNING when maintenance margin / margin balance "
+        "exceeds this (1 is liquidation)",
+    )
 
 
 class GraduationConfig(_Frozen):

@@ -25,10 +25,12 @@ def main() -> None:
         feed.config, state, feed.label, feed.start_ms, feed.warmup, identity=cfg, mode="live"
     )
     key, secret = keys_from_env()
-    ex = make_exchange("binance", "spot", apiKey=key, secret=secret, timeout=1000)
+    market = cfg.data.market
+    ex = make_exchange("binance", market, apiKey=key, secret=secret, timeout=1000)
+    ex.enableRateLimit = False  # the tests' local server: no need to pace the calls
     ex.load_markets()
     session.start_trading(
-        CcxtBroker(ex, session.store, str(session.meta["run_id"]), backoff_s=0.01)
+        CcxtBroker(ex, session.store, str(session.meta["run_id"]), backoff_s=0.01, market=market)
     )
     last = session.last_ts if session.last_ts is not None else session.start_ms - 1
     done = session.next_bar

@@ -182,12 +182,10 @@ def _live(
         _refuse("live trading sends real orders: add --i-understand-this-trades-real-money")
     cfg = load_config(config)  # a config error exits here with its messages
     _check_venue(cfg)
-    if cfg.data.market == "swap":
-        # the exchange side of perpetuals (positions, margin, funding income) is not built:
-        # reconciling base-asset balances would be wrong for a position, so never trade it
+    if cfg.data.market == "swap" and not cfg.portfolio.funding:
         _refuse(
-            f"{config}: live trading on data.market swap (perpetuals) is not supported yet; "
-            "paper trade it (orch-live --paper), or trade long-only pods on data.market spot"
+            f"{config}: portfolio.funding is false, but perpetuals charge funding: set "
+            "portfolio.funding: true so the books carry what the exchange pays and charges"
         )
     if cfg.data.source != "ccxt":
         _refuse(
@@ -215,9 +213,16 @@ def _trade(cfg, config, key, secret, rebaseline, state_dir, metrics_port, max_ba
     )
     exchange = make_exchange(cfg.data.exchange, cfg.data.market, apiKey=key, secret=secret)
     exchange.load_markets()
-    problems = session.start_trading(
-        CcxtBroker(exchange, session.store, str(session.meta["run_id"])), rebaseline
+    from orchestra.live.trading import TradingSetupError
+
+    broker = CcxtBroker(
+        exchange, session.store, str(session.meta["run_id"]), market=cfg.data.market
     )
+    try:
+        problems = session.start_trading(broker, rebaseline)
+    except TradingSetupError as exc:
+        session.close()
+        _refuse(str(exc))
     for p in problems:
         err.print(f"[bold red]HALTED[/] reconciliation: {p}", highlight=False)
     session.monitor = _monitor(live_cfg, session, state, metrics_port, quiet)
@@ -479,6 +484,14 @@ def status(state_dir: Path | None) -> None:
     if halt:
         flags.insert(0, f"HALTED (reconciliation: {halt['reason']})")
     head.add_row("trading", ", ".join(flags) or "normal")
+    margin = meta.get("margin")
+    if margin:  # perpetuals: the exchange's margin ratio and liquidation prices
+        liq = ", ".join(f"{s} {p:,.6g}" for s, p in margin.get("liquidation_price", {}).items())
+        head.add_row(
+            "margin",
+            f"ratio {margin['ratio']:.2%} (maintenance / margin balance "
+            f"{margin.get('balance', 0.0):,.2f}); liquidation: {liq or 'no position'}",
+        )
     with Store(state_dir, readonly=True) as store:
         counts: dict[str, int] = {}
         for m in store.outbox():

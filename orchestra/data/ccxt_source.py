@@ -101,8 +101,9 @@ def make_exchange(exchange_id: str, market: str = "spot", **options: Any) -> Any
     """A ccxt exchange instance with the rate limiter on (API keys only when passed in
     ``options``: ``apiKey``, ``secret``).
 
-    ``ORCHESTRA_EXCHANGE_URL`` points a Binance-style spot client at another host that speaks the
-    same REST protocol (an exchange simulator, a testnet): its public and private ``/api/v3``.
+    ``ORCHESTRA_EXCHANGE_URL`` points a Binance-style client at another host that speaks the
+    same REST protocol (an exchange simulator, a testnet): spot's ``/api/v3`` and the USDⓈ-M
+    perpetuals' ``/fapi/v1``, ``/fapi/v2`` and ``/fapi/v3``.
 
     Raises :class:`SourceUnavailable` for an unknown id, listing close matches.
     """
@@ -130,6 +131,10 @@ def make_exchange(exchange_id: str, market: str = "spot", **options: Any) -> Any
             ("public", "/api/v3"),
             ("private", "/api/v3"),
             ("fapiPublic", "/fapi/v1"),
+            ("fapiPublicV2", "/fapi/v2"),
+            ("fapiPrivate", "/fapi/v1"),
+            ("fapiPrivateV2", "/fapi/v2"),
+            ("fapiPrivateV3", "/fapi/v3"),
         ):
             if key in api:
                 api[key] = url.rstrip("/") + path

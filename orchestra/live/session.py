@@ -96,6 +96,7 @@ class LiveSession:
         # extra slippage): the same bars on the model's fills, for the live–model gap
         self.model: Engine | None = None
         self.gap = LiveGap(len(config.pods))
+        self._meta_pending: dict[str, Any] = {}  # meta the bar in flight commits with it
         self._allocs_seen = 0
         self.bar_seconds: list[
             float
@@ -353,6 +354,9 @@ class LiveSession:
                 if not self.halted:
                     meta_updates, more = self.check_balances(ts)
                     alerts += more
+                alerts += self._margin_alerts(ts)
+            meta_updates = {**self._meta_pending, **meta_updates}
+            self._meta_pending = {}
         allocs = eng.allocator.allocations[self._allocs_seen :]
         self._allocs_seen = len(eng.allocator.allocations)
         arrays = {f"row.{k}": v for k, v in eng.rows(t0, n).items()}
@@ -411,6 +415,8 @@ class LiveSession:
             self.config.symbols if self.engine is None else self.engine.prepared.market.symbols
         )
         units = np.zeros(len(symbols)) if self.engine is None else self.engine.state.account_units
+        if getattr(trader, "swap", False):
+            return self._start_swap(trader, symbols, units, rebaseline)
         assets: dict[str, float] = {}
         for s, sym in enumerate(symbols):
             a = base_asset(trader.ex, sym)
@@ -436,6 +442,39 @@ class LiveSession:
             self.meta.update(meta)
         return [meta["halt"]["reason"]] if meta else []
 
+    def _start_swap(self, trader, symbols, units, rebaseline: bool) -> list[str]:
+        """Perpetuals: one-way mode, margin mode and leverage; then the baseline (first start,
+        or ``rebaseline``) or a reconciliation."""
+        import math
+
+        lev = min(max(math.ceil(self.config.orchestrator.risk.max_gross_leverage), 1), 125)
+        for line in trader.setup(list(symbols), lev):
+            log.info("set-up: %s", line)
+        if "baseline" not in self.meta or rebaseline:
+            update = {
+                "baseline": trader.swap_baseline(list(symbols), units, self._equity()),
+                "halt": None,
+            }
+            self.store.set_meta(update)
+            self.meta.update(update)
+            return []
+        pending = [o for o in self.store.orders() if o["status"] == "intent"]
+        if pending:  # sent (or not) before a crash, in the bar not committed: that bar books them
+            return []
+        meta, _alerts = self.check_balances(int(time.time() * 1000))
+        if meta:
+            self.store.set_meta(meta)
+            self.meta.update(meta)
+        return [meta["halt"]["reason"]] if meta else []
+
+    def _equity(self) -> float:
+        """The books' account equity at the last committed bar (the capital before the first)."""
+        eng = self.engine
+        if eng is None or eng.next_bar == 0:
+            return float(self.config.backtest.capital)
+        t = eng.next_bar - 1
+        return float(eng.rows(t, t + 1)["equity"][0])
+
     def _execute(self, t: int, net: np.ndarray, prices: np.ndarray):
         executor = self.executor
         assert self.engine is not None and executor is not None
@@ -443,11 +482,79 @@ class LiveSession:
         if self.halted:  # no orders while halted: nothing is booked
             z = np.zeros(len(symbols))
             return z, prices.copy(), z.copy(), []
-        qty, px, fee, records = executor.execute(t, self.engine.timestamp(t), symbols, net, prices)
+        ts = self.engine.timestamp(t)
+        held = self.engine.state.account_units.copy()
+        if getattr(executor, "swap", False):
+            qty, px, fee, records = executor.execute(t, ts, symbols, net, prices, held)
+            self._book_funding(t, ts, held, qty)
+        else:
+            qty, px, fee, records = executor.execute(t, ts, symbols, net, prices)
         index = {sym: s for s, sym in enumerate(symbols)}
         for r in records:  # the price the model fills at, for the live–model gap
             r["exec_price"] = float(prices[index[r["symbol"]]])
         return qty, px, fee, records
+
+    def _book_funding(self, t: int, ts: int, held: np.ndarray, qty: np.ndarray) -> None:
+        """Perpetuals: the exchange's funding of bar ``t`` (``ts < F ≤ close``) becomes the bar's
+        funding rate per symbol, so the kernel's funding pass — the backtest's rule, by each
+        pod's share of the position — books exactly the exchange's amount. Our part of it is
+        the pods' share of the position held at the funding time (a baseline position outside
+        the run earns the rest). Funding on a position the pods no longer hold after the bar
+        waits (``unbooked_funding``) for the next bar where they do."""
+        assert self.engine is not None and self.trader is not None
+        eng = self.engine
+        symbols = eng.prepared.market.symbols
+        income = self.trader.funding_income(ts, ts + self.step)
+        base = self.meta.get("baseline", {}).get("positions", {})
+        carry = dict(self.meta.get("unbooked_funding", {}))
+        local = t - eng.base
+        after = held + qty
+        closes = eng.inputs.close[local]
+        row = np.zeros(len(symbols))
+        for s, sym in enumerate(symbols):
+            amount = float(income.get(sym, 0.0))
+            whole = float(base.get(sym, 0.0)) + float(held[s])
+            ours = amount * float(held[s]) / whole if whole else 0.0
+            ours += float(carry.pop(sym, 0.0))
+            if ours and after[s] and np.isfinite(closes[s]):
+                row[s] = -ours / (float(after[s]) * float(closes[s]))
+            elif ours:
+                carry[sym] = ours
+        eng.inputs.funding[local] = row
+        self._meta_pending["unbooked_funding"] = carry
+
+    def _margin_alerts(self, ts: int) -> list[dict[str, Any]]:
+        """Perpetuals: the margin ratio and liquidation prices into the meta (``orch-live
+        status``), and a WARNING when the margin ratio crosses
+        ``orchestrator.risk.margin_ratio_warning`` (once per crossing)."""
+        from orchestra.monitoring.notify import message
+
+        risk = getattr(self.trader, "risk", {})
+        if "margin_ratio" not in risk:
+            return []
+        ratio = float(risk["margin_ratio"])
+        self._meta_pending["margin"] = {
+            "ratio": ratio,
+            "balance": float(risk.get("margin_balance", 0.0)),
+            "liquidation_price": dict(risk.get("liquidation_price", {})),
+        }
+        limit = float(self.config.orchestrator.risk.margin_ratio_warning)
+        over = ratio > limit
+        was = bool(self.meta.get("margin_warning", False))
+        self._meta_pending["margin_warning"] = over
+        if not over or was:
+            return []
+        return [
+            message(
+                "margin_ratio",
+                "WARNING",
+                f"margin ratio {ratio:.1%} above {limit:.0%}",
+                "maintenance margin / margin balance on the exchange; liquidation prices: "
+                + ", ".join(f"{k} {v:.6g}" for k, v in risk.get("liquidation_price", {}).items()),
+                int(ts),
+                {"ratio": f"{ratio:.4f}", "limit": f"{limit:.4f}"},
+            )
+        ]
 
     def _trading_alerts(self, orders: list[dict[str, Any]], ts: int) -> list[dict[str, Any]]:
         from orchestra.monitoring.notify import message
@@ -480,7 +587,20 @@ class LiveSession:
         eng = self.engine
         symbols = self.config.symbols if eng is None else eng.prepared.market.symbols
         units = np.zeros(len(symbols)) if eng is None else eng.state.account_units
-        problems = self.trader.reconcile(symbols, units, self.meta.get("baseline", {}))
+        if getattr(self.trader, "swap", False):
+            carry = self._meta_pending.get(
+                "unbooked_funding", self.meta.get("unbooked_funding", {})
+            )
+            problems = self.trader.reconcile_swap(
+                list(symbols),
+                units,
+                self.meta.get("baseline", {}),
+                self._equity(),
+                self.rows.last_close,
+                float(sum(carry.values())),
+            )
+        else:
+            problems = self.trader.reconcile(symbols, units, self.meta.get("baseline", {}))
         if not problems:
             return {}, []
         halt = {"reason": "; ".join(problems), "ts": int(ts)}

@@ -26,6 +26,18 @@ difference larger than the market's amount step halts trading: no more orders, a
 ``reconciliation_halt`` alert, ``orch-live status`` shows it. Fix the account, then restart with
 ``--rebaseline`` to accept the balances as they are (the difference becomes part of the baseline).
 
+**Perpetuals** (``data.market: swap``, Binance USDⓈ-M). At start :meth:`CcxtBroker.setup` puts the
+account in one-way position mode (netting leaves one net position per symbol; it refuses when
+hedge-mode positions are open), sets the margin mode and each symbol's leverage. Amounts are
+contracts (× the market's contract size = units). An order that only reduces the account's
+position is sent ``reduceOnly``. Reconciliation compares each symbol's signed **position** with
+``baseline + Σ pod units``, and the **collateral** (margin balance) with what the books imply:
+``baseline + (equity − equity at the baseline) + Σ units · (mark − close)`` (the exchange marks at
+its mark price, the books at the bar's close), plus funding received that no pod could hold yet.
+Funding comes from the exchange's income history (:meth:`CcxtBroker.funding_income`) and is
+booked to the pods by their share of the position, the backtest's rule. The account's margin
+ratio and each position's liquidation price are kept in :attr:`CcxtBroker.risk`.
+
 API keys come from ``ORCHESTRA_API_KEY`` / ``ORCHESTRA_API_SECRET`` only; they are handed to ccxt
 and never written to logs, the store, reports or error messages.
 """
@@ -48,6 +60,10 @@ KEY_ENV, SECRET_ENV = "ORCHESTRA_API_KEY", "ORCHESTRA_API_SECRET"
 
 class TradingHalted(RuntimeError):
     """Reconciliation found a difference it cannot explain."""
+
+
+class TradingSetupError(RuntimeError):
+    """The account cannot be put in the state the run needs (position mode, margin, leverage)."""
 
 
 def base_asset(exchange, symbol: str) -> str:
@@ -73,8 +89,11 @@ class CcxtBroker:
         retries: int = 5,
         backoff_s: float = 1.0,
         sleep: Callable[[float], object] = time.sleep,
+        market: str = "spot",
     ):
         self.ex = exchange
+        self.swap = market == "swap"
+        self.risk: dict[str, Any] = {}  # swap: margin ratio, liquidation prices (after reconcile)
         self.store = store
         self.run_id = run_id
         self.retries = retries
@@ -83,17 +102,66 @@ class CcxtBroker:
         self.errors = 0  # orders that failed for good in this process
 
     # ------------------------------------------------------------------ one bar
+    # ------------------------------------------------------------------ set-up (swap)
+    def setup(self, symbols: list[str], leverage: int, margin_mode: str = "cross") -> list[str]:
+        """Perpetuals: one-way position mode, ``margin_mode`` and ``leverage`` on every symbol.
+        Returns what it changed (for the log); raises :class:`TradingSetupError`."""
+        import ccxt
+
+        if not self.swap:
+            return []
+        done = []
+        try:
+            if self.ex.fetch_position_mode(symbols[0]).get("hedged"):
+                self.ex.set_position_mode(False)
+                done.append("position mode: hedge → one-way")
+        except ccxt.ExchangeError as exc:
+            raise TradingSetupError(
+                f"cannot switch the account to one-way position mode ({_clean(exc, self.ex)}): "
+                "close the hedge-mode positions first (netting needs one position per symbol)"
+            ) from None
+        for symbol in symbols:
+            try:
+                self.ex.set_margin_mode(margin_mode, symbol)
+                done.append(f"{symbol}: {margin_mode} margin")
+            except ccxt.MarginModeAlreadySet:
+                pass
+            except ccxt.ExchangeError as exc:
+                raise TradingSetupError(
+                    f"{symbol}: cannot set {margin_mode} margin: {_clean(exc, self.ex)}"
+                ) from None
+            try:
+                self.ex.set_leverage(int(leverage), symbol)
+            except ccxt.ExchangeError as exc:
+                raise TradingSetupError(
+                    f"{symbol}: cannot set leverage {leverage}: {_clean(exc, self.ex)}"
+                ) from None
+        done.append(f"leverage {leverage} on {len(symbols)} symbol(s)")
+        return done
+
+    def contract_size(self, symbol: str) -> float:
+        return float(self.ex.markets[symbol].get("contractSize") or 1.0) if self.swap else 1.0
+
+    # ------------------------------------------------------------------ one bar
     def execute(
-        self, bar: int, ts: int, symbols: list[str], net: np.ndarray, prices: np.ndarray
+        self,
+        bar: int,
+        ts: int,
+        symbols: list[str],
+        net: np.ndarray,
+        prices: np.ndarray,
+        positions: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
         """Send the net orders of bar ``bar``; returns per symbol (filled units, average price,
-        fee) and the order records."""
+        fee) and the order records. ``positions`` (the account's units before the bar) marks
+        the perpetual orders that only reduce a position ``reduceOnly``."""
         n = len(symbols)
         qty, px, fee = np.zeros(n), prices.astype(float).copy(), np.zeros(n)
         records = []
         for s in np.flatnonzero(net != 0.0):
             symbol = symbols[int(s)]
-            rec = self._order(bar, ts, symbol, float(net[s]), float(prices[s]))
+            held = 0.0 if positions is None else float(positions[s])
+            rec = self._order(bar, ts, symbol, float(net[s]), float(prices[s]), held)
             records.append(rec)
             if rec["filled"]:
                 qty[s] = rec["filled"] if rec["side"] == "buy" else -rec["filled"]
@@ -101,8 +169,11 @@ class CcxtBroker:
                 fee[s] = rec["fee"]
         return qty, px, fee, records
 
-    def _order(self, bar: int, ts: int, symbol: str, units: float, price: float) -> dict:
+    def _order(
+        self, bar: int, ts: int, symbol: str, units: float, price: float, held: float = 0.0
+    ) -> dict:
         side = "buy" if units > 0 else "sell"
+        size = self.contract_size(symbol)
         rec: dict[str, Any] = {
             "client_order_id": client_order_id(self.run_id, ts, symbol),
             "bar": bar,
@@ -118,15 +189,19 @@ class CcxtBroker:
             "reason": "",
         }
         market = self.ex.markets[symbol]
-        try:
-            amount = float(self.ex.amount_to_precision(symbol, abs(units)))
+        try:  # contracts on perpetuals (units / contract size), units on spot
+            amount = float(self.ex.amount_to_precision(symbol, abs(units) / size))
         except Exception:  # ccxt raises when the amount rounds below the precision
             amount = 0.0
         rec["amount"] = amount
+        # a perpetual order that only shrinks the position (never opens or flips it)
+        rec["reduce_only"] = bool(
+            self.swap and held * units < 0 and amount * size <= abs(held) + 1e-12
+        )
         limits = market.get("limits", {})
         min_amount = (limits.get("amount") or {}).get("min") or 0.0
         min_cost = (limits.get("cost") or {}).get("min") or 0.0
-        if amount <= 0.0 or amount < min_amount or amount * price < min_cost:
+        if amount <= 0.0 or amount < min_amount or amount * size * price < min_cost:
             rec.update(status="skipped", reason=f"below the market minimum ({amount} {symbol})")
             return rec
         existing = self.store.order(rec["client_order_id"])
@@ -152,10 +227,13 @@ class CcxtBroker:
 
         symbol, cid = rec["symbol"], rec["client_order_id"]
         last = ""
+        params: dict[str, Any] = {"clientOrderId": cid}
+        if rec.get("reduce_only"):
+            params["reduceOnly"] = True
         for attempt in range(self.retries + 1):
             try:
                 return self.ex.create_order(
-                    symbol, "market", rec["side"], rec["amount"], None, {"clientOrderId": cid}
+                    symbol, "market", rec["side"], rec["amount"], None, params
                 )
             except ccxt.OperationFailed as exc:  # timeout, 429, 5xx, dropped connection
                 last = f"{type(exc).__name__}"
@@ -181,7 +259,7 @@ class CcxtBroker:
         raise ccxt.OperationFailed(f"cannot look up order {cid} on {self.ex.id}")
 
     def _booked(self, rec: dict[str, Any], order: dict[str, Any]) -> dict[str, Any]:
-        filled = float(order.get("filled") or 0.0)
+        filled = float(order.get("filled") or 0.0) * self.contract_size(rec["symbol"])
         cost = float(order.get("cost") or 0.0)
         average = order.get("average") or (cost / filled if filled else rec["average"])
         fee, base_fee = self._fees(rec["symbol"], order)
@@ -209,6 +287,112 @@ class CcxtBroker:
         q = sum(float(f["cost"]) for f in fees if f.get("currency") == quote)
         b = sum(float(f["cost"]) for f in fees if f.get("currency") == base)
         return q, b
+
+    # ------------------------------------------------------------------ perpetuals' books
+    def positions(self, symbols: list[str]) -> dict[str, float]:
+        """Each symbol's signed position in units (contracts × contract size)."""
+        out = dict.fromkeys(symbols, 0.0)
+        liq: dict[str, float] = {}
+        marks: dict[str, float] = {}
+        for p in self.ex.fetch_positions(symbols):
+            sym = p.get("symbol")
+            if sym not in out:
+                continue
+            amt = p.get("info", {}).get("positionAmt")
+            if amt is not None:
+                signed = float(amt)
+            else:
+                signed = float(p.get("contracts") or 0.0) * (-1 if p.get("side") == "short" else 1)
+            out[sym] = signed * self.contract_size(sym)
+            if p.get("liquidationPrice"):
+                liq[sym] = float(p["liquidationPrice"])
+            if p.get("markPrice"):
+                marks[sym] = float(p["markPrice"])
+        self.risk["liquidation_price"] = liq
+        self.risk["mark_price"] = marks
+        return out
+
+    def collateral(self, settle: str = "USDT") -> tuple[float, float]:
+        """(margin balance, margin ratio = maintenance margin / margin balance)."""
+        bal = self.ex.fetch_balance()
+        info = bal.get("info") or {}
+        margin = float(info.get("totalMarginBalance") or (bal.get("total") or {}).get(settle) or 0)
+        maint = float(info.get("totalMaintMargin") or 0.0)
+        ratio = maint / margin if margin > 0 else float("inf")
+        self.risk["margin_ratio"] = ratio
+        self.risk["margin_balance"] = margin
+        return margin, ratio
+
+    def funding_income(self, since_ms: int, until_ms: int) -> dict[str, float]:
+        """Funding received (+) or paid (−) per symbol with ``since_ms < time ≤ until_ms``."""
+        out: dict[str, float] = {}
+        rows = self.ex.fetch_funding_history(
+            None, since=since_ms + 1, params={"endTime": until_ms, "incomeType": "FUNDING_FEE"}
+        )
+        for r in rows:
+            if r.get("symbol") is not None and since_ms < int(r["timestamp"]) <= until_ms:
+                out[r["symbol"]] = out.get(r["symbol"], 0.0) + float(r["amount"])
+        return out
+
+    def swap_baseline(
+        self, symbols: list[str], account_units: np.ndarray, equity: float
+    ) -> dict[str, Any]:
+        """What the account holds that is not the run's: positions beyond Σ pod units, and the
+        collateral against the books' equity now."""
+        pos = self.positions(symbols)
+        margin, _ = self.collateral()
+        return {
+            "positions": {s: pos[s] - float(account_units[i]) for i, s in enumerate(symbols)},
+            "margin": margin,
+            "equity": float(equity),
+        }
+
+    def reconcile_swap(
+        self,
+        symbols: list[str],
+        account_units: np.ndarray,
+        baseline: dict[str, Any],
+        equity: float,
+        closes: np.ndarray,
+        unbooked: float = 0.0,
+    ) -> list[str]:
+        """Positions and collateral against the books (see the module docstring)."""
+        problems = []
+        actual = self.positions(symbols)
+        marks = self.risk.get("mark_price", {})
+        gross = 0.0
+        mark_gap = 0.0
+        base_pos = baseline.get("positions", {})
+        for s, symbol in enumerate(symbols):
+            want = float(base_pos.get(symbol, 0.0)) + float(account_units[s])
+            step = float(self.ex.markets[symbol].get("precision", {}).get("amount") or 1e-8)
+            step *= self.contract_size(symbol)
+            if abs(actual[symbol] - want) > step + 1e-9 * abs(want):
+                problems.append(
+                    f"{symbol}: exchange position {actual[symbol]:.8f}, expected {want:.8f} "
+                    f"(baseline {float(base_pos.get(symbol, 0.0)):.8f} + pods "
+                    f"{float(account_units[s]):.8f})"
+                )
+            if account_units[s] and np.isfinite(closes[s]):
+                gross += abs(float(account_units[s]) * float(closes[s]))
+                mark = marks.get(symbol, float(closes[s]))
+                mark_gap += float(account_units[s]) * (mark - float(closes[s]))
+        margin, _ = self.collateral()
+        want_margin = (
+            float(baseline.get("margin", 0.0))
+            + (float(equity) - float(baseline.get("equity", equity)))
+            + mark_gap
+            + unbooked
+        )
+        tol = 1e-6 * (gross + abs(want_margin)) + 1e-6
+        if abs(margin - want_margin) > tol:
+            problems.append(
+                f"collateral: exchange margin balance {margin:.4f}, the books imply "
+                f"{want_margin:.4f} (baseline {float(baseline.get('margin', 0.0)):.4f} + P&L "
+                f"{float(equity) - float(baseline.get('equity', equity)):.4f} + mark vs close "
+                f"{mark_gap:.4f})"
+            )
+        return problems
 
     # ------------------------------------------------------------------ reconciliation
     def balances(self, assets: list[str]) -> dict[str, float]:

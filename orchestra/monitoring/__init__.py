@@ -81,6 +81,7 @@ class Monitor:
                 order_errors=order_errors,
                 pending=pending,
                 gap=session.gap if session.model is not None else None,
+                margin=session.meta.get("margin"),
             )
 
     def start(self, session) -> None:

@@ -103,6 +103,17 @@ class LiveMetrics:
             ["symbol"],
             registry=r,
         )
+        self.margin_ratio = Gauge(
+            "orchestra_margin_ratio",
+            "Perpetuals: maintenance margin / margin balance on the exchange (1 = liquidation)",
+            registry=r,
+        )
+        self.liquidation = Gauge(
+            "orchestra_liquidation_price",
+            "Perpetuals: the exchange's liquidation price of the position",
+            ["symbol"],
+            registry=r,
+        )
         self.fee_gap = Gauge(
             "orchestra_symbol_fee_gap_bps",
             "The last fill's fee per notional above the model's, bps",
@@ -149,6 +160,7 @@ class LiveMetrics:
         order_errors: int = 0,
         pending: int = 0,
         gap=None,
+        margin: dict | None = None,
     ) -> None:
         """After a committed step: the engine's last bar (and the day's view at a day end)."""
         st = engine.state
@@ -187,6 +199,10 @@ class LiveMetrics:
         if order_errors:
             self.order_errors.inc(order_errors)
         self.pending.set(pending)
+        if margin:  # perpetuals
+            self.margin_ratio.set(float(margin["ratio"]))
+            for sym, price in margin.get("liquidation_price", {}).items():
+                self.liquidation.labels(sym).set(float(price))
         if gap is not None:  # a broker fills (live, or paper with slippage): the live–model gap
             for p, pid in enumerate(self.pod_ids):
                 self.nav_gap.labels(pid).set(float(gap.nav_gap[p]))
