@@ -392,11 +392,14 @@ def test_live_cli_refuses_without_keys_confirmation_or_a_valid_config(tmp_path: 
         live.main, ["--live", str(spot_files), "--i-understand-this-trades-real-money"], env=env
     )
     assert res.exit_code == 2 and "data.source: ccxt" in res.output, res.output
-    perp = ROOT / "configs" / "paper-binance-perp.yaml"
+    perp = yaml.safe_load((ROOT / "configs" / "paper-binance-perp.yaml").read_text())
+    perp["portfolio"]["funding"] = False
+    no_funding = tmp_path / "perp.yaml"
+    no_funding.write_text(yaml.safe_dump(perp))
     res2 = runner.invoke(
-        live.main, ["--live", str(perp), "--i-understand-this-trades-real-money"], env=env
+        live.main, ["--live", str(no_funding), "--i-understand-this-trades-real-money"], env=env
     )
-    assert res2.exit_code == 2 and "swap (perpetuals) is not supported yet" in res2.output
+    assert res2.exit_code == 2 and "portfolio.funding is false" in res2.output, res2.output
     for r in (res, res2):
         assert KEY not in r.output and SECRET not in r.output
 
