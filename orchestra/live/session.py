@@ -405,9 +405,12 @@ class LiveSession:
         """Attach a :class:`~orchestra.live.trading.CcxtBroker` and reconcile at start.
 
         The first start records the account's balances of the traded assets as the baseline
-        (not ours). ``rebaseline`` accepts the balances as they are now (the baseline becomes
-        balances − Σ pod units) and lifts a halt. Returns the differences found (a halt).
+        (not ours); on perpetuals the positions beyond Σ pod units and the collateral, after
+        setting one-way mode, margin mode and leverage (every start). ``rebaseline`` accepts the
+        account as it is now and lifts a halt. Returns the differences found (a halt).
         """
+        import math
+
         from orchestra.live.trading import base_asset
 
         self.trader = trader
@@ -415,18 +418,22 @@ class LiveSession:
             self.config.symbols if self.engine is None else self.engine.prepared.market.symbols
         )
         units = np.zeros(len(symbols)) if self.engine is None else self.engine.state.account_units
-        if getattr(trader, "swap", False):
-            return self._start_swap(trader, symbols, units, rebaseline)
-        assets: dict[str, float] = {}
-        for s, sym in enumerate(symbols):
-            a = base_asset(trader.ex, sym)
-            assets[a] = assets.get(a, 0.0) + float(units[s])
+        swap = bool(getattr(trader, "swap", False))
+        if swap:  # perpetuals: one-way mode, margin mode and leverage, at every start
+            lev = min(max(math.ceil(self.config.orchestrator.risk.max_gross_leverage), 1), 125)
+            for line in trader.setup(list(symbols), lev):
+                log.info("set-up: %s", line)
         if "baseline" not in self.meta or rebaseline:
-            balances = trader.balances(sorted(assets))
-            update = {
-                "baseline": {a: balances[a] - assets[a] for a in assets},
-                "halt": None,
-            }
+            if swap:
+                baseline = trader.swap_baseline(list(symbols), units, self._equity())
+            else:
+                assets: dict[str, float] = {}
+                for s, sym in enumerate(symbols):
+                    a = base_asset(trader.ex, sym)
+                    assets[a] = assets.get(a, 0.0) + float(units[s])
+                balances = trader.balances(sorted(assets))
+                baseline = {a: balances[a] - assets[a] for a in assets}
+            update = {"baseline": baseline, "halt": None}
             self.store.set_meta(update)
             self.meta.update(update)
             return []
@@ -435,31 +442,6 @@ class LiveSession:
             log.warning(
                 "%d order(s) of an uncommitted bar: reconciling after it is redone", len(pending)
             )
-            return []
-        meta, _alerts = self.check_balances(int(time.time() * 1000))
-        if meta:
-            self.store.set_meta(meta)
-            self.meta.update(meta)
-        return [meta["halt"]["reason"]] if meta else []
-
-    def _start_swap(self, trader, symbols, units, rebaseline: bool) -> list[str]:
-        """Perpetuals: one-way mode, margin mode and leverage; then the baseline (first start,
-        or ``rebaseline``) or a reconciliation."""
-        import math
-
-        lev = min(max(math.ceil(self.config.orchestrator.risk.max_gross_leverage), 1), 125)
-        for line in trader.setup(list(symbols), lev):
-            log.info("set-up: %s", line)
-        if "baseline" not in self.meta or rebaseline:
-            update = {
-                "baseline": trader.swap_baseline(list(symbols), units, self._equity()),
-                "halt": None,
-            }
-            self.store.set_meta(update)
-            self.meta.update(update)
-            return []
-        pending = [o for o in self.store.orders() if o["status"] == "intent"]
-        if pending:  # sent (or not) before a crash, in the bar not committed: that bar books them
             return []
         meta, _alerts = self.check_balances(int(time.time() * 1000))
         if meta:
