@@ -26,40 +26,45 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from orchestra.config import ConfigError
-        from orchestra.data.ccxt_source import SourceUnavailable
-        from orchestra.data.schema import DataError
-        from orchestra.live.store import StoreError
-        from orchestra.strategies.registry import StrategyError, StrategyNotFound
-
         try:
             return fn(*args, **kwargs)
-        except ConfigError as exc:
-            err.print(f"[bold red]config error[/] in {exc.source}:", highlight=False)
-            for p in exc.problems:
-                err.print(f"  • {p}", highlight=False, markup=False)
-            sys.exit(2)
-        except DataError as exc:
-            err.print("[bold red]data error[/]:", highlight=False)
-            err.print(str(exc), highlight=False, markup=False)
-            sys.exit(2)
-        except StrategyError as exc:
-            err.print("[bold red]strategy error[/]: ", end="", highlight=False)
-            err.print(str(exc), highlight=False, markup=False)
-            sys.exit(2)
-        except SourceUnavailable as exc:
-            err.print("[bold red]exchange error[/]: ", end="", highlight=False)
-            err.print(str(exc), highlight=False, markup=False)
-            sys.exit(2)
-        except StoreError as exc:
-            err.print("[bold red]state error[/]: ", end="", highlight=False)
-            err.print(str(exc), highlight=False, markup=False)
-            sys.exit(2)
-        except (StrategyNotFound, FileNotFoundError) as exc:
-            err.print(f"[bold red]error[/]: {exc}", highlight=False)
-            sys.exit(2)
+        except Exception as exc:  # the error types are imported only when one is raised
+            _user_error(exc)
+            raise
 
     return wrapper
+
+
+def _user_error(exc: Exception) -> None:
+    """Print a user-facing error in one readable line (or its problems) and exit 2; return for
+    anything else (a bug: its traceback is shown)."""
+    from orchestra.live.lock import StoreError
+
+    if isinstance(exc, StoreError):  # before the heavier imports: a refused lock is instant
+        err.print("[bold red]state error[/]: ", end="", highlight=False)
+        err.print(str(exc), highlight=False, markup=False)
+        sys.exit(2)
+    from orchestra.config import ConfigError
+    from orchestra.data.ccxt_source import SourceUnavailable
+    from orchestra.data.schema import DataError
+    from orchestra.strategies.registry import StrategyError, StrategyNotFound
+
+    if isinstance(exc, ConfigError):
+        err.print(f"[bold red]config error[/] in {exc.source}:", highlight=False)
+        for p in exc.problems:
+            err.print(f"  • {p}", highlight=False, markup=False)
+    elif isinstance(exc, DataError):
+        err.print("[bold red]data error[/]:", highlight=False)
+        err.print(str(exc), highlight=False, markup=False)
+    elif isinstance(exc, (StrategyError, SourceUnavailable)):
+        kind = "strategy error" if isinstance(exc, StrategyError) else "exchange error"
+        err.print(f"[bold red]{kind}[/]: ", end="", highlight=False)
+        err.print(str(exc), highlight=False, markup=False)
+    elif isinstance(exc, (StrategyNotFound, FileNotFoundError)):
+        err.print(f"[bold red]error[/]: {exc}", highlight=False)
+    else:
+        return
+    sys.exit(2)
 
 
 def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.date | None:

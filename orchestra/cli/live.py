@@ -144,6 +144,14 @@ def main(
     )
 
 
+def _lock(state_dir: Path):
+    """The state directory's writer lock, taken before loading data (see StateLock)."""
+    from orchestra.live.lock import StateLock
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return StateLock(state_dir)
+
+
 def _check_venue(cfg) -> None:
     """Spot is long-only: a config whose pods could go short or lever is a config error."""
     from orchestra.config import ConfigError, venue_problems
@@ -206,6 +214,7 @@ def _trade(cfg, config, key, secret, rebaseline, state_dir, metrics_port, max_ba
     raw["backtest"]["execution"] = "close"  # live orders go out at the signal bar's close
     live_cfg = parse_config(raw, source=cfg.source)
     state = state_dir or STATE_ROOT / f"trade-{config.stem}"
+    _lock(state)  # held until the process exits
     stop = _GracefulStop()
     feed = PollFeed(live_cfg, sleep=stop.wait, stopped=stop.is_set)
     session = LiveSession.open(
@@ -314,6 +323,7 @@ def _paper(
     quiet: bool,
     slippage_bps: float | None = None,
 ) -> None:
+    _lock(state_dir)  # a second process on the directory is refused before any work (held to exit)
     from orchestra import load_config
     from orchestra.live.feeds import PollFeed, ReplayFeed
     from orchestra.live.session import LiveSession

@@ -68,41 +68,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 _TABLES = {"meta", "bars", "journal", "snapshot", "outbox", "orders"}
 
 
-class StoreError(RuntimeError):
-    """The state directory cannot be used (another config, another version, a broken file,
-    another process running it)."""
-
-
-LOCK_NAME = "lock"
-
-
-class StateLock:
-    """One writer per state directory: an exclusive ``flock`` on ``<state>/lock``, held for the
-    writer's life. The OS releases it on any death (``kill -9`` included), so a crashed run never
-    leaves a stale lock; a second writer is refused at once, naming the holder's pid."""
-
-    def __init__(self, directory: Path):
-        import fcntl
-
-        self.path = directory / LOCK_NAME
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(self.fd)
-            raise StoreError(
-                f"{directory} is in use by another orch-live process (pid {holder}): stop that "
-                "one first, or use another --state directory (orch-live status reads it "
-                "meanwhile)"
-            ) from None
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
-
-    def release(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)  # closing the descriptor releases the lock
-            self.fd = -1
+from orchestra.live.lock import StateLock, StoreError  # noqa: E402  (re-exported)
 
 
 def _damaged(path: Path, exc: BaseException) -> StoreError:
