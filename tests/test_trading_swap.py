@@ -274,3 +274,17 @@ def test_sigkill_after_the_send_books_the_order_once(
     for run in (first, crash, again):
         for stream in (run.stdout, run.stderr):
             assert KEY.encode() not in stream and SECRET.encode() not in stream
+
+
+def test_the_perpetuals_candles_come_from_the_futures_api(server: FakeBinanceUSDM) -> None:
+    """Paper or live on swap polls the perpetuals' own candles (/fapi/v1/klines), by the unified
+    symbol BTC/USDT:USDT."""
+    from orchestra.data.ccxt_source import download
+
+    start = 1_704_067_200_000  # 2024-01-01
+    server.klines[("BTCUSDT", "1d")] = make_klines(start, 20, DAY_MS, 7)
+    ex = server.exchange(market="swap")
+    ex.enableRateLimit = False
+    bars = download(ex, "BTC/USDT:USDT", "1d", start, start + 20 * DAY_MS)
+    assert bars.height == 20 and set(bars["symbol"]) == {"BTC/USDT:USDT"}
+    assert bars["close"][-1] == pytest.approx(float(server.klines[("BTCUSDT", "1d")][-1][4]))

@@ -40,7 +40,7 @@ def warm_config():
     ]
     return parse_config(
         {
-            "data": {"source": "synthetic"},
+            "data": {"source": "synthetic", "market": "swap"},  # long/short pods
             "orchestrator": {"allocation_method": "risk_parity", "min_history": 5},
             "pods": [
                 {**pod, "pod_id": "a", "initial_state": "production"},
