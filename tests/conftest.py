@@ -33,3 +33,17 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"needs {SHARED_DATA} (present in CI, absent on a fresh clone)")
     return SHARED_DATA
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Every test that reads ../shared/data carries the ``shared_data`` marker (``pytest -m
+    shared_data`` selects them): those skipped by ``needs_shared`` and those using the
+    ``shared_data`` fixture."""
+    for item in items:
+        needs = "shared_data" in getattr(item, "fixturenames", ())
+        needs = needs or any(
+            "real Binance candles" in str(m.kwargs.get("reason", ""))
+            for m in item.iter_markers("skipif")
+        )
+        if needs:
+            item.add_marker(pytest.mark.shared_data)
