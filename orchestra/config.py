@@ -322,7 +322,13 @@ def _validate_strategy_params(name: str, params: dict[str, Any]) -> StrategyPara
 class PodConfig(_Frozen):
     """One pod: a strategy instance with its symbols, capital slice and risk rules."""
 
-    pod_id: str = Field(min_length=1, description="Unique name of the pod")
+    pod_id: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
+        description="Unique name of the pod (it names files: letters, digits, '_', '-', '.'; "
+        "at most 64 characters, starting with a letter or digit)",
+    )
     strategy: str = Field(description="Registry name, or package.module:function")
     params: dict[str, Any] = Field(default_factory=dict, description="Strategy parameters")
     sub_strategies: list[SubStrategyConfig] = Field(
@@ -462,6 +468,12 @@ class Config(_Frozen):
                     f"data.timeframe {self.data.timeframe!r}"
                 )
         self._check_warmup()
+        for i, pod in enumerate(self.pods):
+            if pod.start is not None and pod.start > self.backtest.end:
+                raise ValueError(
+                    f"pods[{i}].start {pod.start} is after backtest.end {self.backtest.end}: "
+                    "the pod would never trade (allowed: a start on or before backtest.end)"
+                )
         if self.portfolio.funding and self.data.source == "synthetic":
             raise ValueError(
                 "portfolio.funding: true needs funding rates; the synthetic source has none "
@@ -576,9 +588,19 @@ def load_config(path: str | Path) -> Config:
     if not path.is_file():
         raise ConfigError(str(path), ["file not found"])
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            str(path),
+            [f"not UTF-8 text (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r}): "
+             "save the config as UTF-8 YAML"],
+        ) from None  # fmt: skip
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
+    except ValueError as exc:  # e.g. an integer literal past Python's digit limit
+        raise ConfigError(str(path), [f"a value cannot be read: {exc}"]) from None
     cfg = parse_config(raw, str(path), base_dir=path.resolve().parent)
     cfg._source = str(path)
     return cfg

@@ -298,3 +298,51 @@ def test_report_pod_writes_that_pods_report(tmp_path: Path) -> None:
     assert "pod b" in page
     assert "<tr><td>b</td>" in page  # the metrics table holds pod b only
     assert "<tr><td>a</td>" not in page and "<tr><td>c</td>" not in page
+
+
+# ---------------------------------------------------------------------------- more hostile input
+def test_a_config_that_is_not_utf8_or_holds_a_huge_integer_is_one_line(tmp_path: Path) -> None:
+    from orchestra.cli import bt
+
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("pods:\n  - pod_id: café\n".encode("latin-1"))
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(bytes(range(256)))
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("pods:\n  - {pod_id: a, strategy: tsmom, symbols: [BTC/USDT], params: "
+                    "{lookback: " + "9" * 5000 + "}}\n")  # fmt: skip
+    for path, fragment in ((latin, "not UTF-8"), (binary, "not UTF-8"), (huge, "cannot be read")):
+        res = CliRunner().invoke(bt.main, ["validate", str(path)])
+        assert res.exit_code == 2, res.output
+        assert "Traceback" not in res.output and fragment in res.output, res.output
+
+
+def test_pod_ids_and_start_dates_are_checked() -> None:
+    from orchestra.config import ConfigError, parse_config
+
+    def pods(**extra):
+        return {
+            "pods": [{"pod_id": "a", "strategy": "tsmom", "symbols": ["BTC/USDT"], **extra}],
+            "backtest": {"start": "2024-01-01", "end": "2024-06-30"},
+        }
+
+    for bad in ("x" * 100_000, "../../etc/passwd", "a b", ""):
+        with pytest.raises(ConfigError, match="pod_id"):
+            parse_config({**pods(), "pods": [{**pods()["pods"][0], "pod_id": bad}]})
+    with pytest.raises(ConfigError, match=r"pods\[0\].start 2025-01-01 is after backtest.end"):
+        parse_config(pods(start="2025-01-01"))
+    assert parse_config(pods(start="2024-06-30")).pods[0].start is not None
+
+
+def test_a_csv_and_a_parquet_for_one_symbol_is_a_data_error(tmp_path: Path) -> None:
+    from orchestra.data.files import symbol_file, write_files
+    from orchestra.data.schema import DataError
+    from orchestra.data.synthetic import generate
+
+    bars = generate(["BTC/USDT"], dt.date(2024, 1, 1), dt.date(2024, 2, 1))
+    write_files(bars, tmp_path, "1d")
+    (parquet,) = tmp_path.glob("BTC-USDT_*.parquet")
+    assert symbol_file(tmp_path, "BTC/USDT", "1d") == parquet
+    bars.drop("symbol").write_csv(parquet.with_suffix(".csv"))
+    with pytest.raises(DataError, match="both hold its 1d bars: keep one of them"):
+        symbol_file(tmp_path, "BTC/USDT", "1d")

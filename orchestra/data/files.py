@@ -22,14 +22,23 @@ def symbol_to_stem(symbol: str) -> str:
 
 
 def symbol_file(path: Path, symbol: str, timeframe: str) -> Path | None:
-    """The file for ``symbol`` at ``timeframe`` in ``path``, or None."""
+    """The file for ``symbol`` at ``timeframe`` in ``path``, or None. Two files for one symbol
+    (a parquet and a CSV, or two spellings of the timeframe) are a :class:`DataError`: which
+    one holds the bars is the user's call, not ours."""
     stem = symbol_to_stem(symbol)
+    found = []
     for tf in dict.fromkeys([file_suffix(timeframe), timeframe, timeframe.lower()]):
         for ext in (".parquet", ".csv"):
             candidate = path / f"{stem}_{tf}{ext}"
-            if candidate.is_file():
-                return candidate
-    return None
+            # (on a case-insensitive disk two spellings may be one file)
+            if candidate.is_file() and not any(f.samefile(candidate) for f in found):
+                found.append(candidate)
+    if len(found) > 1:
+        names = " and ".join(f.name for f in found)
+        raise DataError(
+            [f"{symbol}: {names} both hold its {timeframe} bars: keep one of them"], str(path)
+        )
+    return found[0] if found else None
 
 
 def read_symbol_file(file: Path, symbol: str) -> pl.DataFrame:
