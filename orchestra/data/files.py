@@ -26,7 +26,7 @@ def symbol_file(path: Path, symbol: str, timeframe: str) -> Path | None:
     (a parquet and a CSV, or two spellings of the timeframe) are a :class:`DataError`: which
     one holds the bars is the user's call, not ours."""
     stem = symbol_to_stem(symbol)
-    found = []
+    found: list[Path] = []
     for tf in dict.fromkeys([file_suffix(timeframe), timeframe, timeframe.lower()]):
         for ext in (".parquet", ".csv"):
             candidate = path / f"{stem}_{tf}{ext}"
