@@ -346,3 +346,26 @@ def test_a_csv_and_a_parquet_for_one_symbol_is_a_data_error(tmp_path: Path) -> N
     bars.drop("symbol").write_csv(parquet.with_suffix(".csv"))
     with pytest.raises(DataError, match="both hold its 1d bars: keep one of them"):
         symbol_file(tmp_path, "BTC/USDT", "1d")
+
+
+def test_a_user_strategy_calling_sys_exit_is_a_strategy_error(tmp_path: Path) -> None:
+    import yaml
+
+    from orchestra.cli import bt
+
+    cfg = tmp_path / "exits.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "pods": [
+                    {"pod_id": "x", "strategy": "tests.user_strategy:exits",
+                     "symbols": ["BTC/USDT"]}
+                ],
+                "backtest": {"start": "2024-01-01", "end": "2024-03-31"},
+            }
+        )
+    )  # fmt: skip
+    res = CliRunner().invoke(bt.main, ["run", str(cfg), "--out", str(tmp_path / "r"), "--quiet"])
+    assert res.exit_code == 2, res.output
+    assert "strategy error" in res.output and "SystemExit" in res.output, res.output
+    assert "Traceback" not in res.output

@@ -79,3 +79,11 @@ def lag_momentum_whole(bars: pl.DataFrame, params: LagParams) -> pl.DataFrame:
 lag_momentum_whole.params_model = type(  # type: ignore[attr-defined]
     "LagWholeParams", (StrategyParams,), {"__annotations__": {"lookback": int}, "lookback": 5}
 )
+
+
+@strategy(AlwaysLongParams)
+def exits(bars: pl.DataFrame, params: AlwaysLongParams) -> pl.DataFrame:
+    """A broken user strategy: it ends the process."""
+    import sys
+
+    sys.exit(0)

@@ -96,7 +96,7 @@ def compute_weights(
     else:  # a user's strategy: its failure is a user error, reported in one line
         try:
             out = spec.func(bars, model)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a user strategy calling sys.exit is an error too
             raise StrategyError(f"strategy {name!r} raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(out, pl.DataFrame):
         raise StrategyError(
@@ -189,7 +189,7 @@ def weights_matrix(
     listed = np.tile(by_bar, (len(columns), 1))
     try:
         w = wide(model, fields, start, stop, per_year_from_step(step), listed)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         if name in _builtin_names():
             raise
         raise StrategyError(f"strategy {name!r} raised {type(exc).__name__}: {exc}") from exc
