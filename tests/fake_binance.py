@@ -234,14 +234,24 @@ class FakeBinance:
                 "permissions": ["SPOT"],
             }
 
-    def _post_order(self, handler, q: dict) -> None:
+    def _next_action(self, handler, q: dict) -> tuple[str | None, bool]:
+        """Record an order POST and take the script's next action; (action, answered): a
+        scripted 429 or 500 has been answered already."""
         with self._lock:
             self.order_posts.append(dict(q))
             action = self.order_script.pop(0) if self.order_script else None
         if action == "429":
-            return handler._json(429, {"code": -1003, "msg": "Too many requests"})
+            handler._json(429, {"code": -1003, "msg": "Too many requests"})
+            return action, True
         if action == "500":
-            return handler._json(500, {"code": -1000, "msg": "internal"})
+            handler._json(500, {"code": -1000, "msg": "internal"})
+            return action, True
+        return action, False
+
+    def _post_order(self, handler, q: dict) -> None:
+        action, answered = self._next_action(handler, q)
+        if answered:
+            return None
         symbol, side = q["symbol"], q["side"]
         qty = float(q["quantity"])
         base, quote = symbol[:-4], symbol[-4:]

@@ -263,13 +263,9 @@ class FakeBinanceUSDM(FakeBinance):
         return Handler
 
     def _post_futures_order(self, handler, q: dict) -> None:
-        with self._lock:
-            self.order_posts.append(dict(q))
-            action = self.order_script.pop(0) if self.order_script else None
-        if action == "429":
-            return handler._json(429, {"code": -1003, "msg": "Too many requests"})
-        if action == "500":
-            return handler._json(500, {"code": -1000, "msg": "internal"})
+        action, answered = self._next_action(handler, q)
+        if answered:
+            return None
         if action == "reject-funds":
             return handler._json(400, {"code": -2019, "msg": "Margin is insufficient."})
         symbol, side = q["symbol"], q["side"]
