@@ -128,3 +128,26 @@ def test_no_extra_slippage_gives_no_gap_and_the_models_books(market: Path, tmp_p
     bt = run_backtest(cfg)
     for name in ("equity", "pod_equity", "fills", "positions", "lifecycle_events", "allocations"):
         assert getattr(bt, name).equals(getattr(res, name)), name
+
+
+def test_the_paper_slippage_flag_measures_its_own_gap(market: Path, tmp_path: Path) -> None:
+    """`orch-live --paper --paper-slippage-bps 3` through the CLI: the run's gap frames show
+    exactly 3 bps on every fill."""
+    import yaml
+    from click.testing import CliRunner
+
+    from orchestra.cli import live
+
+    raw = churn_raw()
+    raw["data"]["path"] = str(market)
+    cfg_file = tmp_path / "churn.yaml"
+    cfg_file.write_text(yaml.safe_dump(raw))
+    res = CliRunner().invoke(
+        live.main,
+        ["--paper", str(cfg_file), "--replay", str(market), "--state", str(tmp_path / "s"),
+         "--max-bars", "60", "--quiet", "--paper-slippage-bps", "3"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    gap = load_run(tmp_path / "s").live_gap
+    assert gap.height > 10
+    np.testing.assert_allclose(gap["slippage_bps"].to_numpy(), 3.0, rtol=0, atol=1e-9)

@@ -224,6 +224,34 @@ def test_long_only_pods_pass_on_spot_and_the_backtest_says_what_spot_cannot_hold
     ]
 
 
+def test_which_strategies_can_go_short() -> None:
+    from orchestra.strategies import get_strategy
+
+    def can(name: str, params: dict) -> bool:
+        return get_strategy(name).parse_params(params).can_short()
+
+    assert can("tsmom", {}) and can("donchian-ensemble", {})
+    assert not can("donchian-ensemble", {"long_only": True})
+    long_only = {"name": "donchian-ensemble", "params": {"long_only": True}}
+    assert not can("ensemble", {"sub_strategies": [long_only]})
+    assert can("ensemble", {"sub_strategies": [long_only, {"name": "tsmom"}]})
+
+
+def test_a_live_state_dir_is_read_by_load_run_not_by_the_backtest_loader(
+    market: Path, tmp_path: Path
+) -> None:
+    from orchestra import OrchestratedResult
+    from orchestra.cli import live
+
+    cfg_file, _ = _config_file(tmp_path, market)
+    state = tmp_path / "state"
+    args = ["--paper", str(cfg_file), "--replay", str(market), "--state", str(state), "--quiet"]
+    assert CliRunner().invoke(live.main, [*args, "--max-bars", "10"]).exit_code == 0
+    assert load_run(state).equity.height == 10
+    with pytest.raises(FileNotFoundError, match="live state directory: read it with"):
+        OrchestratedResult.load(state)
+
+
 def test_the_shipped_venue_examples() -> None:
     from orchestra import load_config
 

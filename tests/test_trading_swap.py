@@ -288,3 +288,17 @@ def test_the_perpetuals_candles_come_from_the_futures_api(server: FakeBinanceUSD
     bars = download(ex, "BTC/USDT:USDT", "1d", start, start + 20 * DAY_MS)
     assert bars.height == 20 and set(bars["symbol"]) == {"BTC/USDT:USDT"}
     assert bars["close"][-1] == pytest.approx(float(server.klines[("BTCUSDT", "1d")][-1][4]))
+
+
+def test_collateral_moved_outside_the_run_halts(
+    market: Path, server: FakeBinanceUSDM, tmp_path: Path
+) -> None:
+    """A withdrawal (the margin balance moves with no trade of ours) is a collateral mismatch."""
+    h = Harness(tmp_path, market, server, perp_raw(market))
+    h.run(20)
+    assert not h.session.halted
+    server.wallet -= 5_000.0
+    h.run(1)
+    halt = h.session.halted
+    assert halt and "collateral" in halt["reason"], halt
+    h.session.close()

@@ -211,9 +211,7 @@ class LiveSession:
         broker (None: the model's fills, :class:`PaperBroker`)."""
         if self.trader is not None:
             return self.trader
-        return (
-            self.broker if hasattr(self.broker, "execute") and self.broker.name != "paper" else None
-        )
+        return None if isinstance(self.broker, PaperBroker) else self.broker
 
     def _start_model(self) -> None:
         """The paper model of the run so far: a backtest of the stored bars (bit for bit what a

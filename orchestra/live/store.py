@@ -84,7 +84,7 @@ _MAGIC = b"ORCA1\n"
 def pack(arrays: dict[str, np.ndarray]) -> bytes:
     """Named arrays → bytes: a JSON header (name, dtype, shape per array) and the arrays' raw
     bytes, in order. Numbers round-trip bit for bit; object arrays (pickles) are refused.
-    (``np.savez`` wrote a zip entry per array: ~4 ms for a bar's ~80 arrays, most of a bar.)"""
+    (``np.savez`` wrote a zip entry per array, most of a bar's commit.)"""
     header, chunks = [], []
     for name, value in arrays.items():
         a = np.ascontiguousarray(value)
