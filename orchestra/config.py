@@ -31,14 +31,19 @@ from pydantic import (
     model_validator,
 )
 
-from orchestra.strategies.registry import StrategyNotFound, StrategyParams, get_strategy
+from orchestra.strategies.registry import (
+    NumbersAreNotBooleans,
+    StrategyNotFound,
+    StrategyParams,
+    get_strategy,
+)
 from orchestra.timeframes import TimeframeError, timeframe_ms
 
 SYMBOL_PATTERN = r"^[A-Z0-9]+/[A-Z0-9]+(:[A-Z0-9]+)?$"
 MAX_WARMUP_DAYS = 36_500  # a century of warm-up is already far more than any data holds
 
 
-class _Frozen(BaseModel):
+class _Frozen(NumbersAreNotBooleans):
     # inf and NaN are never meaningful settings (capital: .inf, cost_bps: .nan ...)
     model_config = ConfigDict(
         frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False
@@ -315,7 +320,8 @@ def _validate_strategy_params(name: str, params: dict[str, Any]) -> StrategyPara
                     f"params.{where}: unknown parameter of {name!r} (allowed: {allowed})"
                 )
             else:
-                problems.append(f"params.{where}: {err['msg']} (got {err.get('input')!r})")
+                msg = err["msg"].removeprefix("Value error, ")
+                problems.append(f"params.{where}: {msg} (got {err.get('input')!r})")
         raise ValueError("; ".join(problems)) from None
 
 

@@ -36,6 +36,9 @@ EXPECTED = {
     "lookback_huge.yaml": "pods[0].params: pod 'a' needs 11000003 days of warm-up",
     "warmup_huge.yaml": "backtest.warmup_days: warmup_days must be 'auto' or an integer in [0, 36500]",
     "nested_ensemble.yaml": "pods[0].sub_strategies[0]: a nested 'ensemble' needs its own params.sub_strategies",
+    # issue #25: YAML booleans are not numbers
+    "lookback_bool.yaml": "pods[0]: params.lookback: a number is expected, not the boolean True",
+    "capital_bool.yaml": "backtest.capital: a number is expected, not the boolean True",
     "unknown_exchange.yaml": "unknown ccxt exchange 'binanse': did you mean binance",
 }
 

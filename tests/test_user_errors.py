@@ -161,6 +161,12 @@ def test_path_that_is_a_file_says_so(tmp_path: Path) -> None:
     [
         ("inf_weights", "infinite weight(s)"),
         ("duplicate_rows", "duplicate (timestamp, symbol)"),
+        # issue #25: the output contract, enforced with pod, symbol and timestamp
+        ("nan_weights", "missing weight(s) (null or NaN) after its first number, first BTC/USDT"),
+        ("null_after_start", "missing weight(s) (null or NaN) after its first number"),
+        ("string_weights", "weights of type String: return numbers"),
+        ("foreign_symbol", "first DOGE/USDT 2023-"),
+        ("half_rows", "returned no row for"),
     ],
 )
 def test_broken_user_strategy_is_one_line(tmp_path: Path, func: str, needle: str) -> None:
@@ -369,3 +375,50 @@ def test_a_user_strategy_calling_sys_exit_is_a_strategy_error(tmp_path: Path) ->
     assert res.exit_code == 2, res.output
     assert "strategy error" in res.output and "SystemExit" in res.output, res.output
     assert "Traceback" not in res.output
+
+
+def _user_pod_config(tmp_path: Path, func: str, **pod) -> Path:
+    raw = yaml.safe_load(write_config(tmp_path, {"source": "synthetic"}).read_text())
+    raw["pods"][0].update({"strategy": f"tests.user_strategy:{func}", **pod})
+    path = tmp_path / f"{func}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_warmup_nulls_read_as_zero_and_nothing_else_changes(tmp_path: Path) -> None:
+    """Leading nulls of a symbol are the warm-up: weight 0 there, the strategy's numbers after."""
+    from orchestra.strategies import compute_weights
+
+    bars = generate(["BTC/USDT", "ETH/USDT"], dt.date(2024, 1, 1), dt.date(2024, 3, 1))
+    w = compute_weights("tests.user_strategy:warmup_nulls", bars)
+    assert w.height == bars.height and w["weight"].null_count() == 0
+    first = w.group_by("symbol").agg(pl.col("weight").head(10).abs().sum(), pl.len())
+    assert first["weight"].to_list() == [0.0, 0.0]
+    assert set(w["weight"].tail(30).to_list()) <= {-1.0, 1.0}
+
+
+def test_weights_above_the_leverage_cap_are_scaled_with_a_counted_warning(tmp_path: Path) -> None:
+    cfg = _user_pod_config(tmp_path, "huge_weights")
+    res = run_cli("run", str(cfg), "--quiet", "--out", str(tmp_path / "r"))
+    assert res.exit_code == 0, res.output
+    assert "pods[0] (a): strategy 'tests.user_strategy:huge_weights' asked for gross weight" in (
+        res.output
+    )
+    assert "largest 1e+12" in res.output and "scaled down pro rata" in res.output
+    pos = pl.read_parquet(tmp_path / "r" / "positions.parquet")
+    assert pos.height
+
+
+def test_a_strategy_that_never_returns_stops_the_run_in_one_line(tmp_path: Path) -> None:
+    """In a real process (the stuck strategy thread must not keep it alive)."""
+    cfg = _user_pod_config(tmp_path, "never_returns")
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestra.cli.bt", "run", str(cfg), "--quiet",
+         "--strategy-timeout", "2", "--out", str(tmp_path / "r")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "pods[0] (a): strategy 'tests.user_strategy:never_returns' did not return within 2 s" in (
+        proc.stderr
+    ), proc.stderr

@@ -87,3 +87,63 @@ def exits(bars: pl.DataFrame, params: AlwaysLongParams) -> pl.DataFrame:
     import sys
 
     sys.exit(0)
+
+
+@strategy(AlwaysLongParams)
+def never_returns(bars: pl.DataFrame, params: AlwaysLongParams) -> pl.DataFrame:
+    """A broken user strategy: an endless loop."""
+    import time
+
+    while True:
+        time.sleep(0.05)
+
+
+@strategy(AlwaysLongParams)
+def nan_weights(bars: pl.DataFrame, params: AlwaysLongParams) -> pl.DataFrame:
+    """A broken user strategy: a NaN weight in the middle of the history."""
+    w = bars.select("timestamp", "symbol", pl.lit(params.weight).alias("weight"))
+    return w.with_columns(
+        pl.when(pl.int_range(pl.len()) == 40).then(float("nan")).otherwise("weight").alias("weight")
+    )
+
+
+@strategy(AlwaysLongParams)
+def null_after_start(bars: pl.DataFrame, params: AlwaysLongParams) -> pl.DataFrame:
+    """A broken user strategy: a null weight after the warm-up."""
+    w = bars.select("timestamp", "symbol", pl.lit(params.weight).alias("weight"))
+    return w.with_columns(
+        pl.when(pl.int_range(pl.len()) == 40).then(None).otherwise("weight").alias("weight")
+    )
+
+
+@strategy(AlwaysLongParams)
+def warmup_nulls(bars: pl.DataFrame, params: AlwaysLongParams) -> pl.DataFrame:
+    """A valid user strategy: null (and NaN) weights in each symbol's leading warm-up only."""
+    mom = (pl.col("close") / pl.col("close").shift(10) - 1.0).over("symbol")
+    return bars.sort("symbol", "timestamp").select("timestamp", "symbol", mom.sign().alias("weight"))
+
+
+@strategy(AlwaysLongParams)
+def string_weights(bars: pl.DataFrame, params: AlwaysLongParams) -> pl.DataFrame:
+    """A broken user strategy: weights as text."""
+    return bars.select("timestamp", "symbol", pl.lit("0.5").alias("weight"))
+
+
+@strategy(AlwaysLongParams)
+def foreign_symbol(bars: pl.DataFrame, params: AlwaysLongParams) -> pl.DataFrame:
+    """A broken user strategy: it adds rows for a symbol the pod does not trade."""
+    w = bars.select("timestamp", "symbol", pl.lit(params.weight).alias("weight"))
+    return pl.concat([w, w.head(3).with_columns(pl.lit("DOGE/USDT").alias("symbol"))])
+
+
+@strategy(AlwaysLongParams)
+def half_rows(bars: pl.DataFrame, params: AlwaysLongParams) -> pl.DataFrame:
+    """A broken user strategy: a weight for every other bar only."""
+    w = bars.select("timestamp", "symbol", pl.lit(params.weight).alias("weight"))
+    return w.gather_every(2)
+
+
+@strategy(AlwaysLongParams)
+def huge_weights(bars: pl.DataFrame, params: AlwaysLongParams) -> pl.DataFrame:
+    """A user strategy asking for a weight of 1e12 (the pod's leverage cap scales it down)."""
+    return bars.select("timestamp", "symbol", pl.lit(1e12).alias("weight"))

@@ -76,6 +76,23 @@ def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.d
         raise click.BadParameter(f"{value!r} is not a date; use YYYY-MM-DD") from None
 
 
+def _set_strategy_timeout(ctx: click.Context, param: click.Parameter, value: float | None) -> None:
+    if value is not None:  # the environment carries it to sweep workers and child processes
+        import os
+
+        os.environ["ORCHESTRA_STRATEGY_TIMEOUT"] = repr(value)
+
+
+strategy_timeout_option = click.option(
+    "--strategy-timeout",
+    type=click.FloatRange(min=0),
+    callback=_set_strategy_timeout,
+    expose_value=False,
+    help="Seconds a user strategy may run in one call before the run stops with an error "
+    "(default 600, or ORCHESTRA_STRATEGY_TIMEOUT; 0 = no limit).",
+)
+
+
 def _cold_start(quiet: bool, group: str = "bar-loop") -> None:
     """When the numba kernels are not compiled yet (once per checkout): say so, and compile the
     ``group`` kernels (see :func:`orchestra.precompile.start`) in a second process while
@@ -119,6 +136,7 @@ def main() -> None:
 @click.option("--start", callback=_date, help="Override backtest.start (YYYY-MM-DD).")
 @click.option("--end", callback=_date, help="Override backtest.end (YYYY-MM-DD).")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary table.")
+@strategy_timeout_option
 @user_errors
 def run(
     config: Path,
@@ -350,6 +368,7 @@ def _run_label(d: Path, all_dirs: tuple[Path, ...]) -> str:
     help="Folder for results (default runs/sweep-<config-stem>-<grid-stem>/).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar and no tables.")
+@strategy_timeout_option
 @user_errors
 def sweep(
     config: Path, grid_file: Path, workers: int, backend: str, out_dir: Path | None, quiet: bool

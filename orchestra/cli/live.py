@@ -20,7 +20,14 @@ from typing import Any
 
 import click
 
-from orchestra.cli.bt import _cold_start, _show_warning, err, out, user_errors
+from orchestra.cli.bt import (
+    _cold_start,
+    _show_warning,
+    err,
+    out,
+    strategy_timeout_option,
+    user_errors,
+)
 
 STATE_ROOT = Path("runs")
 
@@ -91,6 +98,7 @@ def _iso(ms: int | None) -> str:
     "live–model gap against the model's fills).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar, no per-bar lines, no summary.")
+@strategy_timeout_option
 @click.version_option(package_name="orchestra")
 @click.pass_context
 @user_errors

@@ -8,6 +8,7 @@ bar for ``next_open``, and cut the warm-up off.
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,13 +69,14 @@ def pod_weight_matrix(
     import os
     from concurrent.futures import ThreadPoolExecutor
 
-    from orchestra.strategies import StrategyError, weights_matrix
+    from orchestra.strategies import StrategyError, StrategyWarning, weights_matrix
 
     t0 = int(market.timestamps[0])
     step = timeframe_ms(clock_tf)
     widths = [len(p.symbols) for p in config.pods]
     offsets = np.concatenate([[0], np.cumsum(widths)]).astype(int)
     mat = np.zeros((market.n_bars, int(offsets[-1])))
+    notes: dict[int, str] = {}
 
     def one(i: int) -> None:
         pod = config.pods[i]
@@ -98,7 +100,13 @@ def pod_weight_matrix(
             raise StrategyError(f"pods[{i}] ({pod.pod_id}): {exc}") from None
         # the pod's leverage cap, on its dense block (a per-timestamp group-by in polars costs
         # more than the strategy itself on long frames)
-        cap_matrix(block, pod.risk.max_leverage)
+        scaled, top = cap_matrix(block, pod.risk.max_leverage)
+        if scaled and ":" in pod.strategy:  # a user's strategy: say what the cap changed
+            notes[i] = (
+                f"pods[{i}] ({pod.pod_id}): strategy {pod.strategy!r} asked for gross weight "
+                f"above risk.max_leverage = {pod.risk.max_leverage:g} at {scaled} bar(s) "
+                f"(largest {top:.6g}); those bars were scaled down pro rata"
+            )
 
     workers = min(len(config.pods), os.cpu_count() or 1)
     if workers <= 1:
@@ -109,6 +117,8 @@ def pod_weight_matrix(
             futures = [pool.submit(one, i) for i in range(len(config.pods))]
         for f in futures:  # the first pod's error, whatever finished first
             f.result()
+    for i in sorted(notes):  # in pod order, whatever finished first
+        warnings.warn(notes[i], StrategyWarning, stacklevel=2)
     return mat
 
 

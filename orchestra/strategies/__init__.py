@@ -26,6 +26,8 @@ from orchestra.strategies.registry import (
     StrategyNotFound,
     StrategyParams,
     StrategySpec,
+    StrategyWarning,
+    call_user_strategy,
     get_strategy,
     registered_names,
     strategy,
@@ -37,6 +39,7 @@ __all__ = [
     "StrategyNotFound",
     "StrategyParams",
     "StrategySpec",
+    "StrategyWarning",
     "apply_leverage_cap",
     "cap_matrix",
     "compute_weights",
@@ -59,14 +62,16 @@ def apply_leverage_cap(weights: pl.DataFrame, max_leverage: float) -> pl.DataFra
     return weights.with_columns((pl.col("weight") * scale).alias("weight"))
 
 
-def cap_matrix(weights: np.ndarray, max_leverage: float) -> None:
+def cap_matrix(weights: np.ndarray, max_leverage: float) -> tuple[int, float]:
     """In place: scale each row of ``(T, n_symbols)`` weights so that ``Σ|w| ≤ max_leverage``.
 
     The same rule as :func:`apply_leverage_cap`, on a dense matrix (the engine's layout).
+    Returns how many rows were scaled down and the largest gross weight seen (0 for none).
     """
     gross = np.abs(weights).sum(axis=1)
     over = gross > max_leverage
     weights[over] *= (max_leverage / gross[over])[:, None]
+    return int(over.sum()), float(gross.max()) if gross.size else 0.0
 
 
 def compute_weights(
@@ -94,10 +99,23 @@ def compute_weights(
     if name in _builtin_names():
         out = spec.func(bars, model)
     else:  # a user's strategy: its failure is a user error, reported in one line
-        try:
-            out = spec.func(bars, model)
-        except (Exception, SystemExit) as exc:  # a user strategy calling sys.exit is an error too
-            raise StrategyError(f"strategy {name!r} raised {type(exc).__name__}: {exc}") from exc
+        out = call_user_strategy(name, spec.func, bars, model)
+    out = check_weights(name, out, bars)
+    if max_leverage is not None:
+        out = apply_leverage_cap(out, max_leverage)
+    return out
+
+
+def check_weights(name: str, out: Any, bars: pl.DataFrame) -> pl.DataFrame:
+    """Enforce the output contract on a strategy's result ``out`` for input ``bars``.
+
+    The contract (``docs/strategies.md``): a polars frame with ``timestamp``, ``symbol`` and a
+    numeric ``weight`` column holding **one row per input row** (any order) and no other rows.
+    Each weight is a finite number; a null or NaN is allowed only in a symbol's leading warm-up
+    (before its first number) and read as 0 (no opinion yet). Anything else is a
+    :class:`StrategyError` naming the first offending symbol and timestamp. Returns
+    ``timestamp, symbol, weight`` in the input's row order.
+    """
     if not isinstance(out, pl.DataFrame):
         raise StrategyError(
             f"strategy {name!r} returned {type(out).__name__}, not a polars DataFrame"
@@ -105,6 +123,11 @@ def compute_weights(
     missing = {"timestamp", "symbol", "weight"} - set(out.columns)
     if missing:
         raise StrategyError(f"strategy {name!r} returned no column(s) {sorted(missing)}")
+    dtype = out.schema["weight"]
+    if not (dtype.is_numeric() or dtype == pl.Null):
+        raise StrategyError(
+            f"strategy {name!r} returned weights of type {dtype}: return numbers (Float64)"
+        )
     try:
         weights = out.select(
             pl.col("timestamp").cast(bars.schema["timestamp"]),
@@ -120,29 +143,69 @@ def compute_weights(
     )
     if not aligned:  # the strategy returned other rows or another order: align on the keys
         # (aligned rows mirror the validated bars' unique keys: only other rows need the check)
-        dup = weights.filter(pl.struct("timestamp", "symbol").is_duplicated())
-        if dup.height:
-            first = dup.row(0, named=True)
-            raise StrategyError(
-                f"strategy {name!r} returned {dup.height} rows with a duplicate (timestamp, "
-                f"symbol), first {first['symbol']} {first['timestamp']}: return one weight per bar"
-            )
-        weights = (
-            bars.select("timestamp", "symbol")
-            .join(weights, on=["timestamp", "symbol"], how="left")
-            .sort("symbol", "timestamp")
+        weights = _align_rows(name, weights, bars)
+    return _fill_warmup(name, weights)
+
+
+def _align_rows(name: str, weights: pl.DataFrame, bars: pl.DataFrame) -> pl.DataFrame:
+    """``weights`` in the order of ``bars``' rows, or a StrategyError for duplicate, foreign or
+    missing rows."""
+    dup = weights.filter(pl.struct("timestamp", "symbol").is_duplicated())
+    if dup.height:
+        first = dup.row(0, named=True)
+        raise StrategyError(
+            f"strategy {name!r} returned {dup.height} rows with a duplicate (timestamp, "
+            f"symbol), first {first['symbol']} {first['timestamp']}: return one weight per bar"
         )
-    out = weights.with_columns(pl.col("weight").fill_nan(0.0).fill_null(0.0))
-    bad = out.filter(pl.col("weight").is_infinite())
+    keys = bars.select("timestamp", "symbol")
+    foreign = weights.join(keys, on=["timestamp", "symbol"], how="anti")
+    if foreign.height:
+        first = foreign.row(0, named=True)
+        given = set(bars["symbol"].unique().to_list())
+        why = (
+            "a symbol the pod does not trade"
+            if first["symbol"] not in given
+            else "a bar the strategy was not given"
+        )
+        raise StrategyError(
+            f"strategy {name!r} returned {foreign.height} row(s) for bars it was not given, "
+            f"first {first['symbol']} {first['timestamp']} ({why}): return one row per input "
+            "row and no others"
+        )
+    if weights.height < keys.height:
+        lost = keys.join(weights, on=["timestamp", "symbol"], how="anti")
+        first = lost.row(0, named=True)
+        raise StrategyError(
+            f"strategy {name!r} returned no row for {lost.height} of its {keys.height} input "
+            f"rows, first {first['symbol']} {first['timestamp']}: return one row per input row "
+            "(a null weight during warm-up reads as 0)"
+        )
+    return keys.join(weights, on=["timestamp", "symbol"], how="left", maintain_order="left")
+
+
+def _fill_warmup(name: str, weights: pl.DataFrame) -> pl.DataFrame:
+    """Leading nulls/NaNs of each symbol → 0; a later one, or an infinity, is an error."""
+    w = pl.col("weight")
+    gap = w.is_null() | w.is_nan()
+    if int(weights.select(gap.sum()).item()) == 0 and not weights["weight"].is_infinite().any():
+        return weights
+    bad = weights.filter(w.is_infinite())
     if bad.height:
         first = bad.row(0, named=True)
         raise StrategyError(
             f"strategy {name!r} returned {bad.height} infinite weight(s), first "
             f"{first['symbol']} {first['timestamp']}: {first['weight']}"
         )
-    if max_leverage is not None:
-        out = apply_leverage_cap(out, max_leverage)
-    return out
+    seen = (~gap).cast(pl.Int64).cum_sum().over("symbol") > 0
+    late = weights.filter(gap & seen)
+    if late.height:
+        first = late.row(0, named=True)
+        raise StrategyError(
+            f"strategy {name!r} returned {late.height} missing weight(s) (null or NaN) after "
+            f"its first number, first {first['symbol']} {first['timestamp']}: only a "
+            "symbol's leading warm-up may be null (read as 0); return finite numbers after it"
+        )
+    return weights.with_columns(w.fill_nan(0.0).fill_null(0.0))
 
 
 def weights_matrix(
@@ -187,12 +250,11 @@ def weights_matrix(
     # symbols listed by each bar of the clock (see orchestra.strategies.common), one row per symbol
     by_bar = np.cumsum(np.bincount(start[has], minlength=n_bars)).astype(np.float64)
     listed = np.tile(by_bar, (len(columns), 1))
-    try:
-        w = wide(model, fields, start, stop, per_year_from_step(step), listed)
-    except (Exception, SystemExit) as exc:
-        if name in _builtin_names():
-            raise
-        raise StrategyError(f"strategy {name!r} raised {type(exc).__name__}: {exc}") from exc
+    args = (model, fields, start, stop, per_year_from_step(step), listed)
+    if name in _builtin_names():
+        w = wide(*args)
+    else:
+        w = call_user_strategy(name, wide, *args)
     if w is None:
         return None
     w = w.T

@@ -15,16 +15,46 @@ This module imports nothing from the rest of the package so that ``orchestra.con
 from __future__ import annotations
 
 import importlib
+import os
+import threading
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 
-class StrategyParams(BaseModel):
-    """Base of every strategy's params model: frozen, unknown keys rejected."""
+def _is_number_type(annotation: Any) -> bool:
+    """True for ``int``, ``float`` and optional/annotated unions of them only."""
+    if get_origin(annotation) is Annotated:
+        return _is_number_type(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return bool(args) and all(_is_number_type(a) for a in args)
+    return annotation in (int, float)
+
+
+class NumbersAreNotBooleans(BaseModel):
+    """Mixin: a YAML ``true``/``false`` given for a number field is an error, not 1/0.
+
+    pydantic's lax mode reads ``lookback: true`` as 1; a config never means that.
+    """
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name is not None:
+            field = cls.model_fields.get(info.field_name)
+            if field is not None and _is_number_type(field.annotation):
+                raise ValueError(f"a number is expected, not the boolean {value}")
+        return value
+
+
+class StrategyParams(NumbersAreNotBooleans):
+    """Base of every strategy's params model: frozen, unknown keys rejected, booleans never read
+    as numbers."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -78,7 +108,60 @@ class StrategyError(ValueError):
     strategy raised. The engine adds the pod's name; the CLI prints it as one line."""
 
 
+class StrategyWarning(UserWarning):
+    """A user's strategy asked for more gross exposure than its pod's ``risk.max_leverage``
+    allows; its weights were scaled down pro rata (the warning counts the bars)."""
+
+
 _REGISTRY: dict[str, StrategySpec] = {}
+
+DEFAULT_STRATEGY_TIMEOUT_S = 600.0
+
+
+def strategy_timeout() -> float:
+    """Seconds a user's strategy may run in one call before the run stops with a
+    :class:`StrategyError`: ``ORCHESTRA_STRATEGY_TIMEOUT`` (``orch-bt --strategy-timeout`` and
+    ``orch-live --strategy-timeout`` set it), default 600; 0 or less means no limit."""
+    raw = os.environ.get("ORCHESTRA_STRATEGY_TIMEOUT", "")
+    try:
+        return float(raw) if raw.strip() else DEFAULT_STRATEGY_TIMEOUT_S
+    except ValueError:
+        return DEFAULT_STRATEGY_TIMEOUT_S
+
+
+def call_user_strategy(name: str, func: Callable[..., Any], *args: Any) -> Any:
+    """Call a user's strategy ``func(*args)``; whatever it raises (``SystemExit`` included)
+    becomes a :class:`StrategyError`, and so does a call that has not returned within
+    :func:`strategy_timeout` seconds.
+
+    The call runs on a daemon thread: Python cannot stop a thread, so a strategy that never
+    returns is left running while the run reports the error and exits (a daemon thread does not
+    keep the process alive). Built-ins are called directly.
+    """
+    limit = strategy_timeout()
+    result: list[Any] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(func(*args))
+        except BaseException as exc:  # noqa: BLE001 - sys.exit in a strategy is an error too
+            failure.append(exc)
+
+    worker = threading.Thread(target=target, name=f"strategy {name}", daemon=True)
+    worker.start()
+    worker.join(limit if limit > 0 else None)
+    if worker.is_alive():
+        raise StrategyError(
+            f"strategy {name!r} did not return within {limit:g} s (a loop that never ends?); "
+            "raise the limit with --strategy-timeout SECONDS or ORCHESTRA_STRATEGY_TIMEOUT"
+        )
+    if failure:
+        exc = failure[0]
+        if isinstance(exc, KeyboardInterrupt):
+            raise exc
+        raise StrategyError(f"strategy {name!r} raised {type(exc).__name__}: {exc}") from exc
+    return result[0]
 
 
 def register(name: str, params_model: type[StrategyParams]) -> Callable[[StrategyFn], StrategyFn]:
