@@ -57,47 +57,94 @@ class SweepSpec:
     metric: str = "sharpe"
 
 
+def _whole(value: Any, where: str, problems: list[str], minimum: int) -> int:
+    """``value`` as an integer ≥ ``minimum``, or 0 with a problem naming ``where``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        problems.append(f"{where}: {value!r} is not an integer ≥ {minimum}")
+        return 0
+    return value
+
+
+def _check_space(space: Any, problems: list[str]) -> dict[str, dict[str, list[float]]]:
+    if not isinstance(space, dict):
+        problems.append("random.space: a mapping of field → {int: [lo, hi]} or {float: [lo, hi]}")
+        return {}
+    for key, dist in space.items():
+        where = f"random.space.{key}"
+        if not (isinstance(dist, dict) and len(dist) == 1 and set(dist) <= {"int", "float"}):
+            problems.append(f"{where}: use {{int: [lo, hi]}} or {{float: [lo, hi]}}")
+            continue
+        kind, bounds = next(iter(dist.items()))
+        numbers = int if kind == "int" else (int, float)
+        if not (
+            isinstance(bounds, list)
+            and len(bounds) == 2
+            and all(isinstance(b, numbers) and not isinstance(b, bool) for b in bounds)
+            and all(np.isfinite(float(b)) for b in bounds)
+        ):
+            problems.append(f"{where}: {kind} bounds must be [lo, hi], two finite {kind}s")
+        elif bounds[0] > bounds[1]:
+            problems.append(f"{where}: lo {bounds[0]} is above hi {bounds[1]}; give [lo, hi]")
+    return space
+
+
 def load_spec(path: str | Path) -> SweepSpec:
-    """Read and check a grid file (raises :class:`ConfigError` naming the problem)."""
+    """Read and check a grid file (raises :class:`ConfigError` naming every problem)."""
     import yaml
 
     src = str(path)
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
         raise ConfigError(src, [f"cannot read the grid file: {exc}"]) from None
-    problems = []
+    if not isinstance(raw, dict):
+        raise ConfigError(src, ["the grid file must be a mapping with grid, random, walk_forward"])
+    problems: list[str] = []
     unknown = set(raw) - {"grid", "random", "walk_forward"}
     if unknown:
-        problems.append(f"unknown section(s) {sorted(unknown)}: use grid, random, walk_forward")
-    grid = raw.get("grid") or {}
+        problems.append(f"unknown section(s) {sorted(map(str, unknown))}: use grid, random, "
+                        "walk_forward")  # fmt: skip
+    sections = {}
+    for name in ("grid", "random", "walk_forward"):
+        section = raw.get(name) or {}
+        if not isinstance(section, dict):
+            problems.append(f"{name}: a mapping is expected, got {type(section).__name__}")
+            section = {}
+        sections[name] = section
+    grid, rnd, wf = sections["grid"], sections["random"], sections["walk_forward"]
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             problems.append(f"grid.{key}: give a non-empty list of values")
-    rnd = raw.get("random") or {}
-    space = rnd.get("space") or {}
-    for key, dist in space.items():
-        if not (isinstance(dist, dict) and len(dist) == 1 and set(dist) <= {"int", "float"}):
-            problems.append(f"random.space.{key}: use {{int: [lo, hi]}} or {{float: [lo, hi]}}")
-    wf = raw.get("walk_forward") or {}
+    unknown_rnd = set(rnd) - {"n", "seed", "space"}
+    if unknown_rnd:
+        problems.append(f"random: unknown key(s) {sorted(map(str, unknown_rnd))}: n, seed, space")
+    random_n = _whole(rnd.get("n", 0), "random.n", problems, 0)
+    seed = _whole(rnd.get("seed", 0), "random.seed", problems, 0)
+    space = _check_space(rnd.get("space") or {}, problems)
+    if random_n and not space:
+        problems.append("random: n draws need a space (random.space.FIELD: {float: [lo, hi]})")
     from orchestra.results.metrics import METRIC_COLUMNS
 
+    unknown_wf = set(wf) - {"train_days", "test_days", "metric"}
+    if unknown_wf:
+        problems.append(f"walk_forward: unknown key(s) {sorted(map(str, unknown_wf))}: "
+                        "train_days, test_days, metric")  # fmt: skip
     metric = wf.get("metric", "sharpe")
     if metric not in METRIC_COLUMNS:
         problems.append(f"walk_forward.metric {metric!r}: one of {', '.join(METRIC_COLUMNS)}")
-    if wf and not (int(wf.get("train_days", 0)) > 0 and int(wf.get("test_days", 0)) > 0):
-        problems.append("walk_forward: train_days and test_days must be positive")
-    if not grid and not int(rnd.get("n", 0) or 0):
+    train = _whole(wf.get("train_days"), "walk_forward.train_days", problems, 1) if wf else 0
+    test = _whole(wf.get("test_days"), "walk_forward.test_days", problems, 1) if wf else 0
+    if not grid and not random_n and not any("random.n" in p for p in problems):
         problems.append("nothing to sweep: give a grid or random.n")
     if problems:
         raise ConfigError(src, problems)
     return SweepSpec(
         grid={k: list(v) for k, v in grid.items()},
-        random_n=int(rnd.get("n", 0) or 0),
-        random_seed=int(rnd.get("seed", 0) or 0),
+        random_n=random_n,
+        random_seed=seed,
         space=space,
-        train_days=int(wf["train_days"]) if wf else None,
-        test_days=int(wf["test_days"]) if wf else None,
+        train_days=train if wf else None,
+        test_days=test if wf else None,
         metric=metric,
     )
 

@@ -133,7 +133,27 @@ def test_cli_sweep_writes_results_and_ranking(tmp_path: Path) -> None:
         ({"grdi": {}}, "unknown section"),
         ({"grid": {"pods.nope.params.lookback": [1]}}, "no pod 'nope'"),
         ({"grid": {"orchestrator.allocation_method": ["magic"]}}, "allocation_method"),
-        ({"walk_forward": {"train_days": 0, "test_days": 5}, "random": {"n": 1}}, "positive"),
+        (
+            {"walk_forward": {"train_days": 0, "test_days": 5}, "grid": {"seed": [1]}},
+            "walk_forward.train_days: 0 is not an integer ≥ 1",
+        ),
+        # issue #25: random draws that used to raise a traceback
+        (
+            {"random": {"n": -1, "space": {"pods.0.params.lookback": {"int": [5, 9]}}}},
+            "random.n: -1 is not an integer ≥ 0",
+        ),
+        (
+            {"random": {"n": 2, "space": {"pods.0.params.lookback": {"int": [90, 10]}}}},
+            "lo 90 is above hi 10",
+        ),
+        (
+            {"random": {"n": 2, "space": {"pods.0.params.lookback": {"int": [1.5, 10]}}}},
+            "int bounds must be [lo, hi], two finite ints",
+        ),
+        ({"random": {"n": 2}}, "n draws need a space"),
+        ({"random": {"n": "many"}}, "random.n: 'many' is not an integer"),
+        ({"walk_forward": {"train_days": "x", "test_days": 5}}, "walk_forward.train_days: 'x'"),
+        ({"grid": [1, 2]}, "grid: a mapping is expected"),
     ],
 )
 def test_bad_grid_files_are_clear_errors(tmp_path: Path, grid: dict, message: str) -> None:

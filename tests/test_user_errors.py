@@ -422,3 +422,36 @@ def test_a_strategy_that_never_returns_stops_the_run_in_one_line(tmp_path: Path)
     assert "pods[0] (a): strategy 'tests.user_strategy:never_returns' did not return within 2 s" in (
         proc.stderr
     ), proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("damage", "needle"),
+    [
+        ("bad_summary", "summary.json: not valid JSON"),
+        ("truncated_equity", "equity.parquet: not a readable parquet file"),
+        ("garbage_metrics", "metrics.parquet: not a readable parquet file"),
+        ("missing_equity", "equity.parquet: missing"),
+        ("missing_pod_equity", "pod_equity.parquet: missing"),
+        ("foreign_fills", "fills.parquet: no column(s)"),
+    ],
+)
+def test_report_on_a_damaged_run_dir_is_one_line(tmp_path: Path, damage: str, needle: str) -> None:
+    from tests.test_engine import small_config
+
+    run = tmp_path / "run"
+    run_backtest(small_config()).save(run)
+    match damage:
+        case "bad_summary":
+            (run / "summary.json").write_text("{bad")
+        case "truncated_equity":
+            data = (run / "equity.parquet").read_bytes()
+            (run / "equity.parquet").write_bytes(data[: len(data) // 2])
+        case "garbage_metrics":
+            (run / "metrics.parquet").write_text("garbage")
+        case "missing_equity":
+            (run / "equity.parquet").unlink()
+        case "missing_pod_equity":
+            (run / "pod_equity.parquet").unlink()
+        case "foreign_fills":
+            pl.DataFrame({"x": [1]}).write_parquet(run / "fills.parquet")
+    assert_user_error(run_cli("report", str(run)), "run directory error", needle)

@@ -47,6 +47,7 @@ def _user_error(exc: Exception) -> None:
     from orchestra.config import ConfigError
     from orchestra.data.ccxt_source import SourceUnavailable
     from orchestra.data.schema import DataError
+    from orchestra.results.result import RunDirError
     from orchestra.strategies.registry import StrategyError, StrategyNotFound
 
     if isinstance(exc, ConfigError):
@@ -59,6 +60,9 @@ def _user_error(exc: Exception) -> None:
     elif isinstance(exc, (StrategyError, SourceUnavailable)):
         kind = "strategy error" if isinstance(exc, StrategyError) else "exchange error"
         err.print(f"[bold red]{kind}[/]: ", end="", highlight=False)
+        err.print(str(exc), highlight=False, markup=False)
+    elif isinstance(exc, RunDirError):
+        err.print("[bold red]run directory error[/]: ", end="", highlight=False)
         err.print(str(exc), highlight=False, markup=False)
     elif isinstance(exc, (StrategyNotFound, FileNotFoundError)):
         err.print(f"[bold red]error[/]: {exc}", highlight=False)

@@ -105,6 +105,56 @@ FRAME_SCHEMAS: dict[str, dict[str, Any]] = {
     },
 }
 FRAMES = list(FRAME_SCHEMAS)
+# frames a run directory written before they existed does not hold (read as empty)
+OPTIONAL_FRAMES = frozenset({"live_gap", "live_nav_gap"})
+
+
+class RunDirError(ValueError):
+    """A run directory whose files are missing or unreadable (one line for the CLI)."""
+
+
+def _read_frame(d: Path, name: str) -> pl.DataFrame:
+    path = d / f"{name}.parquet"
+    if not path.is_file():
+        if name in OPTIONAL_FRAMES:
+            return empty_frame(name)
+        raise RunDirError(
+            f"{path}: missing; the run directory is incomplete (rerun `orch-bt run` to write it)"
+        )
+    try:
+        frame = pl.read_parquet(path)
+    except Exception as exc:  # polars raises several kinds for a truncated or foreign file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunDirError(
+            f"{path}: not a readable parquet file ({first}); rerun `orch-bt run` to rewrite it"
+        ) from None
+    lost = [c for c in FRAME_SCHEMAS[name] if c not in frame.columns]
+    if name == "metrics" and "entity" in frame.columns:  # a metric added since: unknown (NaN)
+        frame = frame.with_columns([pl.lit(float("nan")).alias(c) for c in lost])
+        lost = []
+    if lost:
+        raise RunDirError(
+            f"{path}: no column(s) {lost}: not a {name} frame of orchestra; rerun `orch-bt run`"
+        )
+    try:
+        return frame.select([pl.col(c).cast(t) for c, t in FRAME_SCHEMAS[name].items()])
+    except pl.exceptions.PolarsError:
+        raise RunDirError(
+            f"{path}: columns of the wrong type for a {name} frame; rerun `orch-bt run`"
+        ) from None
+
+
+def _read_summary(d: Path) -> dict[str, Any]:
+    path = d / "summary.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunDirError(
+            f"{path}: not valid JSON ({exc}); rerun `orch-bt run` to rewrite it"
+        ) from None
+    if not isinstance(summary, dict):
+        raise RunDirError(f"{path}: holds a {type(summary).__name__}, not a JSON object")
+    return summary
 
 
 def empty_frame(name: str) -> pl.DataFrame:
@@ -156,11 +206,9 @@ class OrchestratedResult:
             )
         if not (d / "summary.json").is_file():
             raise FileNotFoundError(f"{d} is not a run directory (no summary.json)")
-        frames = {}
-        for name in FRAMES:
-            path = d / f"{name}.parquet"
-            frames[name] = pl.read_parquet(path) if path.is_file() else empty_frame(name)
-        return cls(**frames, summary=json.loads((d / "summary.json").read_text()))
+        summary = _read_summary(d)
+        frames = {name: _read_frame(d, name) for name in FRAMES}
+        return cls(**frames, summary=summary)
 
     def for_pod(self, pod_id: str) -> OrchestratedResult:
         """The same result seen from one pod: its equity as the ``equity`` frame, its rows of
