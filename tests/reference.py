@@ -192,10 +192,12 @@ def simulate(inp, capital: float, fractions, transfers: dict | None = None) -> R
             if all(d == 0 for d in deltas.values()):
                 continue
             net = sum(deltas.values())
-            side = sign(net)
+            # trades that cancel up to round-off cross internally: no external fill, no fee
+            dust = net != 0 and abs(net) <= 1e-9 * sum(abs(d) for d in deltas.values())
+            side = 0 if dust else sign(net)
             price = px[s]
             fill_price = price * (1 + side * slip)
-            fee_total = cost * abs(net) * fill_price
+            fee_total = cost * abs(net) * fill_price if not dust else 0.0
             same = sum(abs(d) for d in deltas.values() if d * side > 0)
             for k, d in deltas.items():
                 if d == 0:

@@ -193,6 +193,24 @@ def test_opposite_pods_cross_internally_without_fees() -> None:
     assert s.pod_alone_fees.sum() > 0  # what they would have paid alone = netting savings
 
 
+@pytest.mark.parametrize(("b", "m"), [(0.1, 1.1), (0.07, 2.9), (0.03, 1.1)])
+def test_trades_that_cancel_up_to_round_off_cross_entirely_inside(b: float, m: float) -> None:
+    """Issue #25: pod A buys what pod B sells, up to float round-off (fractions b·m and b, weights
+    1 and −m). The net order of ~1e-15 units is not an exchange fill: both trades cross inside,
+    no fee, and the books still balance."""
+    inp = _two_pod_inputs(1.0, -m)
+    inp = inp._replace(pod_threshold=np.full(2, 0.9))  # only the opening trade
+    s, out = run_kernel(inp, np.array([b * m, b]))
+    n = int(out.fill_count[0])
+    assert n == 2 and out.fill_venue[:n].tolist() == [1, 1], out.fill_units[:n]
+    assert s.account_fees[0] == 0.0
+    assert s.account_units[0] == s.units.sum()
+    assert abs(s.account_units[0]) < 1e-12 * abs(s.units[0])
+    equity = s.account_cash[0] + s.account_units[0] * inp.close[-1, 0]
+    pods = s.pod_cash.sum() + s.units.sum() * inp.close[-1, 0]
+    assert np.isclose(equity, pods + s.unallocated[0], rtol=1e-12)
+
+
 def test_partial_netting_shares_fee_by_size() -> None:
     """Golden: pod A buys 2 units' worth, pod B sells 1: ΔQ = +1 external, A pays the whole fee."""
     inp = _two_pod_inputs(1.0, -0.5, cost=0.001, slip=0.0005)

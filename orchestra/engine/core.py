@@ -52,7 +52,7 @@ from orchestra.kernels.state import (
     new_state,
     seed_capital,
 )
-from orchestra.kernels.step import run_segment_nb, step_post_nb, step_pre_nb
+from orchestra.kernels.step import DUST_REL, run_segment_nb, step_post_nb, step_pre_nb
 from orchestra.timeframes import DAY_MS, epoch_ms, timeframe_ms
 
 FILL_CHUNK = 1 << 16
@@ -274,10 +274,11 @@ class Engine:
         local = t - self.base
         precompile.wait()
         step_pre_nb(inp, st, local)
-        net = np.bincount(
-            inp.slot_sym, weights=st.scratch_target - st.units, minlength=st.account_units.size
-        )
-        net = np.where(st.scratch_changed, net, 0.0)
+        delta = st.scratch_target - st.units
+        net = np.bincount(inp.slot_sym, weights=delta, minlength=st.account_units.size)
+        volume = np.bincount(inp.slot_sym, weights=np.abs(delta), minlength=net.size)
+        dust = np.abs(net) <= DUST_REL * volume  # trades that cancel cross internally (kernel)
+        net = np.where(st.scratch_changed & ~dust, net, 0.0)
         prices = inp.close[local] if inp.params.exec_mode == CLOSE else inp.open[local]
         qty, px, fee, extra = execute(t, net, prices)
         step_post_nb(

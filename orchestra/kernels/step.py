@@ -63,6 +63,15 @@ from orchestra.kernels.state import (
 )
 
 WEIGHT_EPS = 1e-9  # weight changes below this are float noise, never a trade (even at threshold 0)
+# A net order at most this share of the units the pods trade in a symbol is round-off of trades
+# that cancel (one pod closing what another opens): it crosses internally, no external fill.
+DUST_REL = 1e-9
+
+
+@kernel_helper
+def is_dust_nb(net, volume):
+    """Whether a symbol's net order ``net`` is round-off of the pods' traded ``volume``."""
+    return net != 0.0 and abs(net) <= DUST_REL * volume
 
 
 @njit(cache=True)
@@ -257,6 +266,7 @@ def execute_nb(inp, st, out, t, prices, fill_qty, fill_px, fill_fee):
             continue  # no slot of this symbol trades at this bar
         j0, j1 = inp.sym_ptr[s], inp.sym_ptr[s + 1]
         net = 0.0
+        volume = 0.0
         same_side = 0.0
         any_trade = False
         for j in range(j0, j1):
@@ -266,17 +276,22 @@ def execute_nb(inp, st, out, t, prices, fill_qty, fill_px, fill_fee):
             if d != 0.0:
                 any_trade = True
                 net += d
+                volume += abs(d)
         if not any_trade:
             continue
         px = prices[s]
-        sgn = _sign(net)
+        dust = is_dust_nb(net, volume)
+        sgn = 0.0 if dust else _sign(net)  # dust: the pods' trades cross internally, all of them
         for j in range(j0, j1):
             k = inp.sym_slots[j]
             if st.scratch_delta[k] * sgn > 0.0:
                 same_side += abs(st.scratch_delta[k])
-        actual = not np.isnan(fill_qty[s])
+        actual = not np.isnan(fill_qty[s]) and not dust
         ratio = 1.0
-        if actual:  # the exchange's fill (see the docstring)
+        if dust:  # no external order: the account's dust moves at the unslipped price, no fee
+            px_fill = px
+            fee_total = 0.0
+        elif actual:  # the exchange's fill (see the docstring)
             ratio = fill_qty[s] / net if net != 0.0 else 0.0
             px_fill = fill_px[s] if fill_qty[s] != 0.0 else px
             fee_total = fill_fee[s]
