@@ -125,8 +125,15 @@ def simulate(inp, capital: float, fractions, transfers: dict | None = None) -> R
             total = acct_value(px)
             if total > 0:
                 done = set()
-                for p in range(P):  # decreases release cash first
-                    d = frac[p] * total - pod_value(p, px)
+                k_cost = slip + cost * (1 + slip)  # the most a unit of notional can cost
+                for p in range(P):  # decreases release cash first, keeping the exit reserve
+                    e = pod_value(p, px)
+                    gross = sum(abs(slots[k].units * px[slots[k].sym]) for k in by_pod[p])
+                    room = 1 - k_cost * inp.pod_max_leverage[p]
+                    reserve = 0.0 if gross == 0 else (k_cost * gross / room if room > 0 else e)
+                    if frac[p] > 0 and frac[p] * total < min(reserve, e):
+                        frac[p] = min(reserve, e) / total
+                    d = frac[p] * total - e
                     if frac[p] > 0 and d < 0:
                         cash[p] += d
                         unalloc -= d

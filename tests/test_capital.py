@@ -424,3 +424,61 @@ def test_a_bust_account_with_an_unfunded_pod_does_not_divide_by_zero() -> None:
     st_, out = run_kernel(inp, np.array([0.0, 1.0]))
     assert st_.halted[0] != 0 and out.equity[1] <= 0.0  # the account is bust
     assert np.all(np.isfinite(out.pod_nav)) and np.all(out.pod_nav >= 0.0)
+
+
+@settings(max_examples=150)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    cost=st.sampled_from([0.0, 0.0004, 0.01, 0.03, 0.1]),  # up to the config's 1000 bps
+    slip=st.sampled_from([0.0, 0.0001, 0.02, 0.1]),
+    exec_close=st.booleans(),
+    cuts=st.lists(
+        st.tuples(st.integers(0, 28), st.lists(st.floats(1e-4, 1.0), min_size=4, max_size=4)),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_a_cut_pod_is_never_driven_below_zero_by_its_own_exit(
+    seed: int, cost: float, slip: float, exec_close: bool, cuts: list
+) -> None:
+    """Issue #25: prices never move (open = close = constant), so a pod's equity changes only
+    by its own trading costs. Fractions are cut by up to 10,000× at random bars while pods hold
+    positions, at costs up to the config's limits. A pod that could pay for its own re-targeting
+    before a cut (equity ≥ k·G / (1 − k·L)) still can after it: at the cut's execution its
+    equity after the cash left and it re-targeted is ≥ 0 — the cash that leaves keeps what the
+    exit costs.
+    (Before: 0.15 → 0.0036 at 500 bps took a pod's equity to −1e12.)"""
+    from tests.kernel_cases import make_inputs, run_kernel
+
+    rng = np.random.default_rng(seed)
+    n_pods, n_bars = 4, 30
+    inp = make_inputs(
+        rng, n_pods, 3, n_bars, exec_close=exec_close, cost=cost, slip=slip, max_gross=0.0,
+        daily_loss=0.0, stop=False, trailing=False, late_listing=False,
+    )  # fmt: skip
+    flat = np.broadcast_to(inp.close[0], inp.close.shape).copy()
+    inp = inp._replace(open=flat, close=flat, atr=flat * 0.01, funding=np.zeros_like(flat))
+    fractions = np.full(n_pods, 0.24)
+    transfers: dict[int, np.ndarray] = {}
+    current = fractions.copy()
+    for bar, factors in sorted(cuts):
+        current = current * np.asarray(factors)
+        transfers[bar] = current.copy()
+    equity = np.zeros((n_bars, n_pods))
+    gross = np.zeros((n_bars, n_pods))
+
+    def record(t, s) -> None:
+        notional = s.units * flat[t, inp.slot_sym]
+        equity[t] = s.pod_cash + np.bincount(inp.slot_pod, weights=notional, minlength=n_pods)
+        gross[t] = np.bincount(inp.slot_pod, weights=np.abs(notional), minlength=n_pods)
+
+    run_kernel(inp, fractions, per_bar=record, transfers=transfers)
+    k = slip + cost * (1 + slip)  # the most a unit of traded notional costs
+    room = 1 - k * inp.pod_max_leverage
+    for bar in transfers:  # requested at this close, executed at the next bar
+        # a pod holding positions that could pay for its own re-targeting before the cut (at
+        # extreme costs a pod's own turnover can exhaust it with or without a cut)
+        can_pay = (room > 0) & (equity[bar] * room >= k * gross[bar])
+        held = (equity[bar] > 0) & (gross[bar] > 0) & can_pay
+        after = equity[bar + 1][held]
+        assert np.all(after >= -1e-9 * 100_000.0), (bar, after)

@@ -13,6 +13,9 @@ The rules (``docs/accounting.md``, "Capital moves"):
   only**: when there is not enough, the pod gets what there is and its fraction records the share
   it actually received (the next rebalance sizes it again). So ``unallocated ≥ 0`` after every
   move.
+* A cut pod keeps at least what re-targeting its positions can cost at this execution
+  (:func:`exit_reserve_nb`), so its own exit never takes its equity below zero; when that
+  reserve binds its fraction records the share it keeps.
 * A pod at fraction 0 holds nothing: it is flattened at that execution (its exit costs are its
   own), then its remaining equity — positive or negative — is swept back to the unallocated pool
   (:func:`sweep_nb`) once it is flat.
@@ -112,6 +115,32 @@ def _move(st, p, delta, total, e):
     anchor_nb(st, p, nav, e + delta, total)
 
 
+@kernel_helper
+def exit_reserve_nb(inp, st, p, prices, equity):
+    """The equity pod ``p`` must keep at a cut so that its own trades at this execution cannot
+    take it below zero: ``k·G / (1 − k·L)``.
+
+    ``G`` is its gross notional at the execution prices, ``L`` its ``max_leverage`` and
+    ``k = slippage + cost·(1 + slippage)`` the most a unit of traded notional can cost. Trading
+    from positions of notional ``G`` to any targets within ``L × E`` costs at most
+    ``k·(G + L·E)``, which ``E ≥ k·G / (1 − k·L)`` covers. When ``k·L ≥ 1`` no reserve is enough
+    and the pod keeps all of ``equity`` (the cut waits until it is flat). 0 for a flat pod.
+    """
+    gross = 0.0
+    for k in range(inp.pod_ptr[p], inp.pod_ptr[p + 1]):
+        q = st.units[k]
+        if q != 0.0:
+            gross += abs(q * prices[inp.slot_sym[k]])
+    if gross == 0.0:
+        return 0.0
+    slip = inp.params.slippage
+    per_unit = slip + inp.params.cost * (1.0 + slip)
+    room = 1.0 - per_unit * inp.pod_max_leverage[p]
+    if room <= 0.0:
+        return equity
+    return per_unit * gross / room
+
+
 @njit(cache=True, inline="always")
 def apply_transfers_nb(inp, st, prices):
     """Apply the pending fraction requests at execution prices (before the pods re-target)."""
@@ -123,15 +152,22 @@ def apply_transfers_nb(inp, st, prices):
         st.pending[:] = False
         return
     # pass 1: decreases (release cash to the pool). Pods going to 0 keep their capital until
-    # they are flat (sweep_nb), so their exit costs stay on their own books.
+    # they are flat (sweep_nb), so their exit costs stay on their own books; a cut pod keeps at
+    # least what re-targeting its positions can cost (exit_reserve_nb).
     for p in range(n_pods):
         if not st.pending[p] or st.pod_fraction[p] <= 0.0:
             continue
         e = pod_equity_nb(inp, st, p, prices)
-        delta = st.pod_fraction[p] * total - e
-        if delta < 0.0:
-            _move(st, p, delta, total, e)
-            st.pending[p] = False
+        keep = st.pod_fraction[p] * total
+        if keep >= e:
+            continue  # an increase (pass 2)
+        st.pending[p] = False
+        reserve = exit_reserve_nb(inp, st, p, prices, e)
+        if keep < reserve:
+            keep = reserve if reserve < e else e
+            st.pod_fraction[p] = keep / total  # the share it actually keeps
+        if keep < e:
+            _move(st, p, keep - e, total, e)
     # pass 2: increases, funded from unallocated cash only
     for p in range(n_pods):
         if not st.pending[p] or st.pod_fraction[p] <= 0.0:
