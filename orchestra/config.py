@@ -15,9 +15,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import types
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -33,6 +34,7 @@ from pydantic import (
 
 from orchestra.strategies.registry import (
     NumbersAreNotBooleans,
+    add_strategy_path,
     StrategyNotFound,
     StrategyParams,
     get_strategy,
@@ -160,6 +162,12 @@ class PortfolioRiskConfig(_Frozen):
         "alert", description="What to do beyond max_portfolio_drawdown"
     )
     max_gross_leverage: float = Field(3.0, gt=0, description="Σ_s |n[s]| cap at every bar")
+    min_effective_n: float = Field(
+        2.0,
+        ge=0,
+        description="A WARNING when the effective number of strategies (1 / Σ PRC²) falls below "
+        "this, with two or more pods (the plan's 2; 0 disables)",
+    )
     max_single_pod_risk_pct: float = Field(
         0.40, gt=0, le=1, description="Alert when one pod's PRC exceeds this"
     )
@@ -179,10 +187,10 @@ class GraduationConfig(_Frozen):
     """Criteria for incubation → production (SPEC §8.1)."""
 
     min_live_days: int = Field(90, ge=0, description="Days since the pod started")
-    min_sharpe: float = Field(1.0, description="Annualised Sharpe of daily returns")
-    max_drawdown: float = Field(0.15, gt=0, le=1, description="Max drawdown so far")
+    min_sharpe: float = Field(0.8, description="Annualised Sharpe of daily returns")
+    max_drawdown: float = Field(0.30, gt=0, le=1, description="Max drawdown so far")
     min_trade_count: int = Field(30, ge=0, description="Fills on the pod's book")
-    min_calmar: float = Field(0.8, description="CAGR / max drawdown")
+    min_calmar: float = Field(0.5, description="CAGR / max drawdown")
     max_backtest_live_gap: float = Field(
         0.02,
         ge=0,
@@ -198,17 +206,23 @@ class GraduationConfig(_Frozen):
 class RetirementConfig(_Frozen):
     """Warning, probation and retirement rules (SPEC §8.1)."""
 
-    max_drawdown_breach: float = Field(0.25, gt=0, le=1, description="Hard stop drawdown")
-    consecutive_loss_months: int = Field(6, ge=1, description="Hard stop: losing months in a row")
-    rolling_sharpe_floor: float = Field(0.3, description="Warning below this rolling Sharpe")
-    rolling_sharpe_window: int = Field(180, ge=2, description="Days in the rolling Sharpe")
-    probation_days: int = Field(30, ge=1, description="Days in probation before retirement")
-    warning_days: int = Field(30, ge=1, description="Days in warning before probation")
+    max_drawdown_breach: float = Field(0.60, gt=0, le=1, description="Hard stop drawdown")
+    consecutive_loss_months: int = Field(9, ge=1, description="Hard stop: losing months in a row")
+    rolling_sharpe_floor: float = Field(-0.5, description="Warning below this rolling Sharpe")
+    rolling_sharpe_window: int = Field(365, ge=2, description="Days in the rolling Sharpe")
+    probation_days: int = Field(90, ge=1, description="Days in probation before retirement")
+    warning_days: int = Field(90, ge=1, description="Days in warning before probation")
+    strong_recovery_margin: float = Field(
+        0.5,
+        gt=0,
+        description="Probation → production needs the rolling Sharpe ≥ rolling_sharpe_floor + "
+        "this (always stricter than the floor; the plan's 2 × 0.3 is 0.3 + 0.3)",
+    )
     min_dwell_days: int = Field(
         5,
         ge=0,
-        description="Hysteresis: days a pod stays in production or warning before it may move "
-        "between the two (hard stops and probation act at once)",
+        description="Hysteresis: days a pod stays in any state before a soft transition out of "
+        "it (the hard stops act at once)",
     )
     recovery_drawdown_ratio: float = Field(
         0.8,
@@ -216,6 +230,12 @@ class RetirementConfig(_Frozen):
         le=1,
         description="Hysteresis: recovery from warning needs the pod drawdown below this × "
         "its drawdown_warning",
+    )
+    recovery_sharpe_margin: float = Field(
+        0.25,
+        ge=0,
+        description="Hysteresis: recovery from warning needs the rolling Sharpe ≥ "
+        "rolling_sharpe_floor + this (a pod hovering at the floor does not flap)",
     )
 
 
@@ -235,8 +255,89 @@ class CorrelationConfig(_Frozen):
     stress_threshold: float = Field(0.70, ge=-1, le=1, description="Alert above this average")
 
 
+# Lifecycle defaults. "study": the limits research/lifecycle_study.py chose on the real candles
+# (sound crypto pods draw down 30-40 % and go a year with a flat Sharpe); "plan": the original
+# plan's values (docs/lifecycle.md measures what each costs in false retirements).
+LIFECYCLE_PROFILES: dict[str, dict[str, Any]] = {
+    "study": {
+        "graduation": {"min_sharpe": 0.8, "max_drawdown": 0.30, "min_calmar": 0.5},
+        "retirement": {
+            "max_drawdown_breach": 0.60,
+            "consecutive_loss_months": 9,
+            "rolling_sharpe_floor": -0.5,
+            "rolling_sharpe_window": 365,
+            "probation_days": 90,
+            "warning_days": 90,
+            "strong_recovery_margin": 0.5,
+        },
+        "pod_max_drawdown": 0.50,
+        "warning_ratio": 0.7,
+    },
+    "plan": {
+        "graduation": {"min_sharpe": 1.0, "max_drawdown": 0.15, "min_calmar": 0.8},
+        "retirement": {
+            "max_drawdown_breach": 0.25,
+            "consecutive_loss_months": 6,
+            "rolling_sharpe_floor": 0.3,
+            "rolling_sharpe_window": 180,
+            "probation_days": 30,
+            "warning_days": 30,
+            "strong_recovery_margin": 0.3,
+        },
+        "pod_max_drawdown": 0.15,
+        "warning_ratio": 2.0 / 3.0,
+    },
+}
+
+
+def _default_warning(data: Any, ratio: float) -> Any:
+    """A pod risk mapping without ``drawdown_warning``: ``ratio × max_drawdown`` (when that is a
+    number; anything else is left to the field checks)."""
+    if isinstance(data, dict) and "drawdown_warning" not in data:
+        md = data.get("max_drawdown")
+        if isinstance(md, int | float) and not isinstance(md, bool) and 0 < md <= 1:
+            data = {**data, "drawdown_warning": round(ratio * md, 12)}
+    return data
+
+
+def _apply_profile(raw: Any) -> Any:
+    """Fill the lifecycle settings a config leaves out from its ``lifecycle_profile``."""
+    if not isinstance(raw, dict):
+        return raw
+    orch = raw.get("orchestrator")
+    name = orch.get("lifecycle_profile", "study") if isinstance(orch, dict) else "study"
+    profile = LIFECYCLE_PROFILES.get(name) if isinstance(name, str) else None
+    if profile is None:
+        return raw  # an unknown profile: the field check names it
+    raw = dict(raw)
+    if name != "study":  # the study's values are the fields' own defaults
+        orch = dict(orch or {})
+        for section in ("graduation", "retirement"):
+            given = orch.get(section)
+            if given is None or isinstance(given, dict):
+                orch[section] = {**profile[section], **(given or {})}
+        raw["orchestrator"] = orch
+    pods = raw.get("pods")
+    if isinstance(pods, list):
+        filled = []
+        for pod in pods:
+            if isinstance(pod, dict) and (pod.get("risk") is None or isinstance(pod["risk"], dict)):
+                risk = {"max_drawdown": profile["pod_max_drawdown"], **(pod.get("risk") or {})}
+                pod = {**pod, "risk": _default_warning(risk, profile["warning_ratio"])}
+            filled.append(pod)
+        raw["pods"] = filled
+    return raw
+
+
 class OrchestratorConfig(_Frozen):
     """Capital allocation, lifecycle and portfolio risk (SPEC §4, §7, §8, §10)."""
+
+    lifecycle_profile: Literal["study", "plan"] = Field(
+        "study",
+        description="Defaults of the lifecycle limits a config leaves out: study (the limits "
+        "research/lifecycle_study.py chose on real candles) or plan (the original plan's: "
+        "warning at 10 % drawdown, probation at 15 %, Sharpe floor 0.3 over 180 days)",
+    )
 
     allocation_method: Literal[
         "equal_weight", "inverse_volatility", "risk_parity", "adaptive_kelly"
@@ -254,6 +355,13 @@ class OrchestratorConfig(_Frozen):
     degradation: DegradationConfig = Field(default_factory=DegradationConfig)  # type: ignore[arg-type]
     correlation: CorrelationConfig = Field(default_factory=CorrelationConfig)  # type: ignore[arg-type]
     max_pods: int = Field(10, ge=1, description="Upper bound on the number of pods")
+    min_pod_capital: float = Field(
+        1000.0,
+        ge=0,
+        description="A pod asked for less capital than this (quote currency) is not funded: "
+        "its fraction is 0, with a WARNING naming the pod (the plan's $1,000: below it "
+        "exchange minimum order sizes distort a pod's trades); 0 disables",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,8 +372,14 @@ class OrchestratorConfig(_Frozen):
 class PodRiskConfig(_Frozen):
     """One pod's own risk rules (SPEC §9.2) and drawdown limits (SPEC §8.1)."""
 
-    max_drawdown: float = Field(0.15, gt=0, le=1, description="warning → probation above this")
-    drawdown_warning: float = Field(0.10, gt=0, le=1, description="production → warning above")
+    max_drawdown: float = Field(0.50, gt=0, le=1, description="warning → probation above this")
+    drawdown_warning: float = Field(
+        0.35,
+        gt=0,
+        le=1,
+        description="production → warning above (default: 0.7 × max_drawdown; the plan "
+        "profile: 2/3 × max_drawdown)",
+    )
     max_leverage: float = Field(2.0, gt=0, description="Σ_s |w[p,s]| cap")
     system_stop_loss: float | None = Field(
         0.10, gt=0, lt=1, description="Close when loss from entry exceeds this; null disables"
@@ -275,6 +389,11 @@ class PodRiskConfig(_Frozen):
     rebalance_threshold: float = Field(
         0.05, ge=0, description="Trade a symbol only if |w_target - w_current| exceeds this"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _warning_follows_max(cls, data: Any) -> Any:
+        return _default_warning(data, LIFECYCLE_PROFILES["study"]["warning_ratio"])
 
     @model_validator(mode="after")
     def _dd_order(self) -> PodRiskConfig:
@@ -453,6 +572,11 @@ class Config(_Frozen):
         """Where the config came from: its file, or ``<config>`` when built in code."""
         return self._source or "<config>"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _profile(cls, data: Any) -> Any:
+        return _apply_profile(data)
+
     @model_validator(mode="after")
     def _check(self) -> Config:
         ids = [p.pod_id for p in self.pods]
@@ -607,6 +731,7 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from None
     except ValueError as exc:  # e.g. an integer literal past Python's digit limit
         raise ConfigError(str(path), [f"a value cannot be read: {exc}"]) from None
+    add_strategy_path(path.resolve().parent)  # its own strategy modules sit beside it
     cfg = parse_config(raw, str(path), base_dir=path.resolve().parent)
     cfg._source = str(path)
     return cfg
@@ -653,6 +778,41 @@ def venue_problems(config: Config) -> list[str]:
     return out
 
 
+def _allowed_values(info: Any) -> str:
+    """What a field accepts, from its type and constraints: the values of an enumeration, a
+    numeric range, or the type."""
+    import annotated_types as at
+
+    annotation = info.annotation
+    union = get_origin(annotation) in (Union, types.UnionType)
+    args = [a for a in get_args(annotation) if a is not type(None)] if union else [annotation]
+    optional = union and type(None) in get_args(annotation)
+    words: list[str] = []
+    for arg in args:
+        if get_origin(arg) is Literal:
+            words += [f"`{v}`" for v in get_args(arg)]
+        elif arg is bool:
+            words += ["`true`", "`false`"]
+    bounds = []
+    for meta in info.metadata:
+        for kind, attr, sign in ((at.Ge, "ge", "≥"), (at.Gt, "gt", ">"), (at.Le, "le", "≤"),
+                                 (at.Lt, "lt", "<")):  # fmt: skip
+            if isinstance(meta, kind):
+                bounds.append(f"{sign} {getattr(meta, attr)}")
+    names = {int: "integer", float: "number", str: "text", dt.date: "date (YYYY-MM-DD)",
+             Path: "folder path"}  # fmt: skip
+    kinds = [names.get(a, "") for a in args]
+    kinds += ["a section (below)" for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+    kinds += ["list" for a in args if get_origin(a) is list]
+    kinds += ["mapping" for a in args if get_origin(a) is dict]
+    kinds = [k for k in kinds if k]
+    if kinds:
+        words.append(" or ".join(kinds) + (f" {', '.join(bounds)}" if bounds else ""))
+    if optional and words:
+        words.append("`null`")
+    return " | ".join(words)
+
+
 def config_reference_markdown() -> str:
     """The field reference of every config section, generated from the models (docs/config.md)."""
     sections: list[tuple[str, type[BaseModel]]] = [
@@ -673,7 +833,7 @@ def config_reference_markdown() -> str:
     lines = []
     for name, model in sections:
         lines += [f"### `{name}`", "", (model.__doc__ or "").strip().splitlines()[0], ""]
-        lines += ["| field | default | meaning |", "|---|---|---|"]
+        lines += ["| field | default | allowed | meaning |", "|---|---|---|---|"]
         for field_name, info in model.model_fields.items():
             if info.is_required():
                 default = "**required**"
@@ -688,6 +848,7 @@ def config_reference_markdown() -> str:
                 )
             desc = (info.description or "").replace("|", "\\|")
             default = default.replace("|", "\\|")
-            lines.append(f"| `{field_name}` | {default} | {desc} |")
+            allowed = _allowed_values(info).replace("|", "\\|")
+            lines.append(f"| `{field_name}` | {default} | {allowed} | {desc} |")
         lines.append("")
     return "\n".join(lines)

@@ -167,7 +167,7 @@ def compile_live_kernels() -> float:
 
     t = time.perf_counter()
     inputs, state, outputs = probe_arguments()
-    step_pre_nb(inputs, state, 0)
+    step_pre_nb(inputs, state, outputs, 0)
     none = state.scratch_nan  # NaN fills: modelled (only the types matter here)
     step_post_nb(inputs, state, outputs, 0, none, none, none)
     return time.perf_counter() - t

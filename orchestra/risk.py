@@ -65,6 +65,8 @@ def daily_monitor(
     min_history: int = 30,
     period: float = 1.0,
     last_days: int | None = None,
+    min_effective_n: float = 0.0,
+    states: np.ndarray | None = None,
 ) -> tuple[list[RiskSnapshot], list[RiskAlert]]:
     """Risk snapshots and alerts at each day end.
 
@@ -73,7 +75,13 @@ def daily_monitor(
     finer clock, the bar length on a coarser one). With ``last_days`` only the last that many day
     ends are evaluated (each depends on its own window only; an alert's once-per-episode rule
     needs the day before, so pass 2 to get the last day's alerts right).
+
+    With two or more pods, an ``effective_n_low`` WARNING when the effective number of
+    strategies falls below ``min_effective_n`` (the plan's 2). With ``states`` (``(n_days, P)``
+    state codes), an ``all_pods_out`` CRITICAL when every pod is retired or holds no capital
+    after some pod held capital: the book sits in cash.
     """
+    from orchestra.kernels.state import RETIRED
     from orchestra.timeframes import days_to_periods
 
     lookback = days_to_periods(lookback, period)
@@ -82,7 +90,27 @@ def daily_monitor(
     alerts: list[RiskAlert] = []
     rets = navs[1:] / navs[:-1] - 1.0
     stressed = False
+    thin = False
     concentrated = np.zeros(navs.shape[1], dtype=bool)
+    if states is not None:  # pods in the book at each day end, and whether any ever was
+        active = (states != RETIRED) & (fractions > 0)
+        invested = np.cumsum(active.any(axis=1)) > 0
+        out = invested & ~active.any(axis=1)
+        for d in np.flatnonzero(out & ~np.concatenate([[False], out[:-1]])):
+            if last_days is not None and d < navs.shape[0] - last_days:
+                continue
+            retired = int((states[d] == RETIRED).sum())
+            alerts.append(
+                RiskAlert(
+                    int(timestamps[d]),
+                    "all_pods_out",
+                    "CRITICAL",
+                    f"every pod is retired ({retired}) or unfunded "
+                    f"({navs.shape[1] - retired}): the whole book sits in cash",
+                    0.0,
+                    1.0,
+                )
+            )
     first = min_history if last_days is None else max(min_history, rets.shape[0] + 1 - last_days)
     for d in range(first, rets.shape[0] + 1):
         ts = int(timestamps[d])
@@ -107,6 +135,21 @@ def daily_monitor(
                 )
             )
         stressed = corr > stress_threshold
+        eff = effective_n(prc)
+        low = navs.shape[1] >= 2 and 0 < eff < min_effective_n
+        if low and not thin:
+            alerts.append(
+                RiskAlert(
+                    ts,
+                    "effective_n_low",
+                    "WARNING",
+                    f"effective number of strategies {eff:.2f} below {min_effective_n:g}: "
+                    "the portfolio's risk sits in too few pods",
+                    eff,
+                    min_effective_n,
+                )
+            )
+        thin = low
         for i in np.flatnonzero((prc > max_single_pod_risk) & ~concentrated):
             alerts.append(
                 RiskAlert(

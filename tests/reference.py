@@ -124,6 +124,8 @@ def simulate(inp, capital: float, fractions, transfers: dict | None = None) -> R
             pending = None
             total = acct_value(px)
             if total > 0:
+                min_cap = getattr(inp.params, "min_capital", 0.0)
+                frac = [0.0 if 0 < f * total < min_cap else f for f in frac]
                 done = set()
                 k_cost = slip + cost * (1 + slip)  # the most a unit of notional can cost
                 for p in range(P):  # decreases release cash first, keeping the exit reserve

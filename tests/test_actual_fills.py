@@ -28,7 +28,7 @@ def run_with_fills(inp, fractions, fill_for):
     for t in range(T):
         units0 = st_.account_units.copy()
         cash0, pod_cash0 = st_.account_cash[0], st_.pod_cash.copy()
-        step_pre_nb(inp, st_, t)
+        step_pre_nb(inp, st_, out, t)
         prices = inp.close[t] if inp.params.exec_mode == 1 else inp.open[t]
         qty, px, fee = fill_for(t, net_orders(inp, st_), prices)
         n_fills = int(out.fill_count[0])

@@ -100,6 +100,8 @@ def one_pod_config(
     raw = {
         "data": {"source": "files", "path": str(folder), "timeframe": "1h" if hourly else "1d"},
         "orchestrator": {
+            # the state machine's mechanics on the plan's limits (warning at 10 % drawdown...)
+            "lifecycle_profile": "plan",
             "allocation_method": "equal_weight",
             "rebalance": {"trigger": "calendar", "calendar_days": 10_000},
             "risk": {
@@ -381,6 +383,8 @@ def test_bad_pod_is_demoted_and_retired_on_real_data(shared_data: Path, tmp_path
             "max_fraction": 0.3,
             "min_fraction": 0.05,
             "initial_state": "production",
+            # the plan's pod limits: the study's (a 50 % drawdown) take years to retire it
+            "risk": {"max_drawdown": 0.15, "drawdown_warning": 0.10},
         }
     )
     for p in raw["pods"][:-1]:
@@ -448,6 +452,7 @@ def aggressive_lifecycle(inp, max_dd: float, action: int):
         min_history=3,
         period_days=1.0,
         recovery_ratio=1.0,  # no hysteresis band, no dwell (min_dwell 0)
+        strong_margin=0.3,  # the plan's 2 × 0.3
     )
     params = inp.params._replace(max_drawdown=max_dd, drawdown_action=action)
     return inp._replace(

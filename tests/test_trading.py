@@ -44,7 +44,11 @@ def trade_raw(folder: Path, capital: float = 100_000.0, threshold: float = 0.02)
     risk = {"rebalance_threshold": threshold, "max_leverage": 1.0}
     return {
         "data": {"source": "files", "path": str(folder), "timeframe": "1d"},
-        "orchestrator": {"allocation_method": "inverse_volatility", "min_history": 10},
+        "orchestrator": {
+            "allocation_method": "inverse_volatility",
+            "min_history": 10,
+            "min_pod_capital": 0.0,  # small test accounts: the exchange's own minimum applies
+        },
         "pods": [
             {
                 "pod_id": "trend",

@@ -5,6 +5,7 @@ synthetic bars depend only on (seed, symbol, timestamp); account positions are e
 from __future__ import annotations
 
 import datetime as dt
+import os
 import socket
 import subprocess
 import sys
@@ -455,3 +456,27 @@ def test_report_on_a_damaged_run_dir_is_one_line(tmp_path: Path, damage: str, ne
         case "foreign_fills":
             pl.DataFrame({"x": [1]}).write_parquet(run / "fills.parquet")
     assert_user_error(run_cli("report", str(run)), "run directory error", needle)
+
+
+def test_a_strategy_module_beside_the_config_is_found(tmp_path: Path, monkeypatch) -> None:
+    """`strategy: beside_cfg:always` with beside_cfg.py next to the config, run from elsewhere
+    (an installed `orch-bt` does not put the current directory on sys.path)."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setenv("PYTHONPATH", "")
+    (tmp_path / "beside_cfg.py").write_text(
+        "import polars as pl\n"
+        "from orchestra.strategies import StrategyParams, strategy\n"
+        "class P(StrategyParams):\n    weight: float = 0.5\n"
+        "@strategy(P)\ndef always(bars, params):\n"
+        "    return bars.select('timestamp', 'symbol', pl.lit(params.weight).alias('weight'))\n"
+    )
+    cfg = _user_pod_config(tmp_path, "x")
+    raw = yaml.safe_load(cfg.read_text())
+    raw["pods"][0]["strategy"] = "beside_cfg:always"
+    cfg.write_text(yaml.safe_dump(raw))
+    res = run_cli("run", str(cfg), "--quiet", "--out", str(tmp_path / "r"))
+    assert res.exit_code == 0, res.output
+    assert str(tmp_path) in sys.path and str(tmp_path) in os.environ["PYTHONPATH"]
+    raw["pods"][0]["strategy"] = "not_there_at_all:always"
+    cfg.write_text(yaml.safe_dump(raw))
+    assert_user_error(run_cli("run", str(cfg), "--quiet"), "put not_there_at_all.py")

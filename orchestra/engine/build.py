@@ -218,6 +218,8 @@ def lifecycle_params(config: Config, enabled: bool = True) -> LifecycleParams:
         period_days=float(period),
         min_dwell=float(r.min_dwell_days),
         recovery_ratio=float(r.recovery_drawdown_ratio),
+        strong_margin=float(r.strong_recovery_margin),
+        recovery_margin=float(r.recovery_sharpe_margin),
     )
 
 
@@ -270,6 +272,7 @@ def static_inputs(
         funding=1.0 if config.portfolio.funding else 0.0,
         max_drawdown=float(risk.max_portfolio_drawdown),
         drawdown_action=float(actions[risk.drawdown_action]),
+        min_capital=float(config.orchestrator.min_pod_capital),
     )
     sl = np.array(
         [

@@ -32,6 +32,7 @@ daily report read back), so memory and cost per bar do not grow with the history
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -56,6 +57,11 @@ from orchestra.kernels.step import DUST_REL, run_segment_nb, step_post_nb, step_
 from orchestra.timeframes import DAY_MS, epoch_ms, timeframe_ms
 
 FILL_CHUNK = 1 << 16
+
+
+class CapitalWarning(UserWarning):
+    """A pod whose slice is below ``orchestrator.min_pod_capital`` is not funded."""
+
 # per-bar output series (grown together when the live loop extends the inputs)
 ROW_FIELDS = (
     "equity",
@@ -70,7 +76,7 @@ ROW_FIELDS = (
 )
 FILL_FIELDS = ("bar", "slot", "units", "price", "fee", "venue", "units_after")
 EVENT_FIELDS = ("bar", "pod", "from", "to", "reason", "value", "threshold")
-ALERT_FIELDS = ("bar", "type", "value", "threshold")
+ALERT_FIELDS = ("bar", "type", "value", "threshold", "pod")
 NO_JOIN = np.iinfo(np.int64).min  # a pod without a start date is there from the first bar
 
 
@@ -147,13 +153,22 @@ class Engine:
         st = self.state
         first = int(inp.timestamps[0]) if first_ts is None else int(first_ts)
         joined = self.join_ts <= first
-        seed_capital(
-            st,
-            np.array(
-                [p.initial_fraction if j else 0.0 for p, j in zip(cfg.pods, joined, strict=True)]
-            ),
-            cfg.backtest.capital,
+        initial = np.array(
+            [p.initial_fraction if j else 0.0 for p, j in zip(cfg.pods, joined, strict=True)]
         )
+        asked = initial * cfg.backtest.capital
+        denied = (asked > 0) & (asked < cfg.orchestrator.min_pod_capital)
+        for p in np.flatnonzero(denied):
+            warnings.warn(
+                f"pods[{p}] ({cfg.pods[p].pod_id}): initial_fraction {initial[p]:g} × capital "
+                f"{cfg.backtest.capital:,.0f} = {asked[p]:,.2f} is below "
+                f"orchestrator.min_pod_capital {cfg.orchestrator.min_pod_capital:,.0f}: the pod "
+                "is not funded (lower min_pod_capital, or give it a larger fraction)",
+                CapitalWarning,
+                stacklevel=2,
+            )
+        seed_capital(st, np.where(denied, 0.0, initial), cfg.backtest.capital)
+        st.pod_denied[:] = denied
         for p, pod in enumerate(cfg.pods):
             st.pod_state[p] = PRODUCTION if pod.initial_state == "production" else INCUBATION
             st.pod_joined[p] = joined[p]
@@ -273,7 +288,7 @@ class Engine:
         inp, st = self.inputs, self.state
         local = t - self.base
         precompile.wait()
-        step_pre_nb(inp, st, local)
+        step_pre_nb(inp, st, self.out, local)
         delta = st.scratch_target - st.units
         net = np.bincount(inp.slot_sym, weights=delta, minlength=st.account_units.size)
         volume = np.bincount(inp.slot_sym, weights=np.abs(delta), minlength=net.size)
@@ -606,4 +621,4 @@ def _event_arrays(o: Outputs) -> tuple[np.ndarray, ...]:
 
 
 def _alert_arrays(o: Outputs) -> tuple[np.ndarray, ...]:
-    return (o.al_bar, o.al_type, o.al_value, o.al_threshold)
+    return (o.al_bar, o.al_type, o.al_value, o.al_threshold, o.al_pod)

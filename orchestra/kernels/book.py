@@ -1,4 +1,5 @@
-"""Valuation of the books (numba): a pod's equity and the account's equity at given prices."""
+"""Valuation of the books (numba): a pod's equity and the account's equity at given prices; the
+kernel alert buffer."""
 
 from __future__ import annotations
 
@@ -14,6 +15,20 @@ def pod_equity_nb(inp, st, p, prices):
         if q != 0.0:
             e += q * prices[inp.slot_sym[k]]
     return e
+
+
+@kernel_helper
+def alert_nb(out, t, kind, value, threshold, pod):
+    """Append a kernel alert (``pod`` -1 for the account); dropped when the buffer is full."""
+    i = out.al_count[0]
+    if i >= out.al_bar.shape[0]:
+        return
+    out.al_bar[i] = t
+    out.al_type[i] = kind
+    out.al_value[i] = value
+    out.al_threshold[i] = threshold
+    out.al_pod[i] = pod
+    out.al_count[0] = i + 1
 
 
 @kernel_helper

@@ -13,6 +13,8 @@ The rules (``docs/accounting.md``, "Capital moves"):
   only**: when there is not enough, the pod gets what there is and its fraction records the share
   it actually received (the next rebalance sizes it again). So ``unallocated ≥ 0`` after every
   move.
+* A pod asked for less than ``min_capital`` (``orchestrator.min_pod_capital``) gets fraction 0:
+  it is not funded (a ``pod_below_min_capital`` alert when it loses the capital it had).
 * A cut pod keeps at least what re-targeting its positions can cost at this execution
   (:func:`exit_reserve_nb`), so its own exit never takes its equity below zero; when that
   reserve binds its fraction records the share it keeps.
@@ -29,11 +31,12 @@ its capital), never a negative or exploding index.
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
-from orchestra.kernels.book import account_equity_nb, pod_equity_nb
+from orchestra.kernels.book import account_equity_nb, alert_nb, pod_equity_nb
 from orchestra.kernels.jit import kernel_helper
-from orchestra.kernels.state import EQUITY_EPS
+from orchestra.kernels.state import A_POD_UNDER_MIN_CAPITAL, EQUITY_EPS
 
 
 @kernel_helper
@@ -142,7 +145,7 @@ def exit_reserve_nb(inp, st, p, prices, equity):
 
 
 @njit(cache=True, inline="always")
-def apply_transfers_nb(inp, st, prices):
+def apply_transfers_nb(inp, st, out, t, prices):
     """Apply the pending fraction requests at execution prices (before the pods re-target)."""
     n_pods = st.pod_fraction.shape[0]
     if not st.pending.any():
@@ -151,6 +154,21 @@ def apply_transfers_nb(inp, st, prices):
     if total <= 0.0:  # a bust account has nothing to allocate; it is being flattened
         st.pending[:] = False
         return
+    # pass 0: a pod asked for less than the minimum capital is not funded (fraction 0: it is
+    # flattened and swept like a pod the allocator set to 0); one alert when it loses its capital
+    min_capital = inp.params.min_capital
+    if min_capital > 0.0:
+        for p in range(n_pods):
+            if not st.pending[p]:
+                continue
+            asked = st.pod_fraction[p] * total
+            if 0.0 < asked < min_capital:
+                st.pod_fraction[p] = 0.0
+                if not st.pod_denied[p]:  # once per episode
+                    alert_nb(out, t, np.int64(A_POD_UNDER_MIN_CAPITAL), asked, min_capital, p)
+                st.pod_denied[p] = True
+            elif asked >= min_capital:
+                st.pod_denied[p] = False
     # pass 1: decreases (release cash to the pool). Pods going to 0 keep their capital until
     # they are flat (sweep_nb), so their exit costs stay on their own books; a cut pod keeps at
     # least what re-targeting its positions can cost (exit_reserve_nb).

@@ -326,15 +326,18 @@ def _decide_nb(inp, st, p):
         elif dd > inp.pod_drawdown_warning[p]:
             return np.int64(WARNING), np.int64(R_DD_WARNING), dd, inp.pod_drawdown_warning[p]
     elif state == WARNING:
+        # hysteresis: every soft transition waits min_dwell days in the state (hard stops above
+        # act at once)
+        if st.pod_state_days[p] < lc.min_dwell:
+            return _NO_TRANSITION
         if dd > inp.pod_max_drawdown[p]:
             return np.int64(PROBATION), np.int64(R_DD_MAX), dd, inp.pod_max_drawdown[p]
         elif (
-            st.pod_state_days[p] >= lc.min_dwell
-            and not alarm
-            and (not rs_valid or rs >= floor)
+            not alarm
+            and (not rs_valid or rs >= floor + lc.recovery_margin)
             and dd < inp.pod_drawdown_warning[p] * lc.recovery_ratio
         ):
-            return np.int64(PRODUCTION), np.int64(R_RECOVERED), rs, floor
+            return np.int64(PRODUCTION), np.int64(R_RECOVERED), rs, floor + lc.recovery_margin
         elif st.pod_state_days[p] >= lc.warning_days:
             return (
                 np.int64(PROBATION),
@@ -343,16 +346,20 @@ def _decide_nb(inp, st, p):
                 lc.warning_days,
             )
     elif state == PROBATION:
-        # strong recovery also needs the drawdown back under the pod's max_drawdown (otherwise a
-        # pod deep in drawdown would cycle probation -> production -> warning -> probation)
+        # strong recovery: a rolling Sharpe a margin above the floor (stricter than the floor
+        # whatever its sign; "2 × floor" was easier than the floor itself when negative), after
+        # the dwell, and the drawdown back under the pod's max_drawdown (otherwise a pod deep in
+        # drawdown would cycle probation -> production -> warning -> probation)
+        strong = floor + lc.strong_margin
         if (
-            rs_valid
-            and rs >= 2.0 * floor
+            st.pod_state_days[p] >= lc.min_dwell
+            and rs_valid
+            and rs >= strong
             and score < lam / 2.0
             and not alarm
             and dd < inp.pod_max_drawdown[p]
         ):
-            return np.int64(PRODUCTION), np.int64(R_STRONG_RECOVERY), rs, 2.0 * floor
+            return np.int64(PRODUCTION), np.int64(R_STRONG_RECOVERY), rs, strong
         elif st.pod_state_days[p] >= lc.probation_days:
             return (
                 np.int64(RETIRED),

@@ -81,6 +81,7 @@ class RunParams(NamedTuple):
     funding: float  # 1.0 when funding is charged, else 0.0 (skips the funding pass)
     max_drawdown: float  # portfolio drawdown limit; <= 0 disables
     drawdown_action: float  # DD_ALERT, DD_DERISK (targets × DERISK_FACTOR in breach), DD_FLATTEN
+    min_capital: float  # a pod asked for less capital than this is not funded; 0 disables
 
 
 DD_ALERT = 0
@@ -113,8 +114,10 @@ class LifecycleParams(NamedTuple):
     corr_lookback: float  # day-end steps
     min_history: float  # returns (day ends) before a rolling Sharpe / correlation counts
     period_days: float  # calendar days one day-end step covers (1, or the bar on a coarse clock)
-    min_dwell: float  # days a pod stays in production / warning before moving between them
+    min_dwell: float  # days a pod stays in a state before a soft transition out of it
     recovery_ratio: float  # recovery from warning needs drawdown < this × drawdown_warning
+    strong_margin: float  # probation → production needs rolling Sharpe ≥ floor + this
+    recovery_margin: float  # warning → production needs rolling Sharpe ≥ floor + this
 
 
 def zero_params(**values: float) -> RunParams:
@@ -157,7 +160,16 @@ REASONS = (
 A_DAILY_LOSS = 0
 A_PORTFOLIO_DRAWDOWN = 1
 A_ACCOUNT_BUST = 2
-ALERT_TYPES = ("daily_loss_circuit_breaker", "portfolio_drawdown", "account_equity_depleted")
+A_POD_UNDER_MIN_CAPITAL = 3  # (al_pod says which pod)
+A_GROSS_OVER_CAP = 4  # at a close, after prices moved since the execution that respected it
+ALERT_TYPES = (
+    "daily_loss_circuit_breaker",
+    "portfolio_drawdown",
+    "account_equity_depleted",
+    "pod_below_min_capital",
+    "gross_leverage_above_cap",
+)
+ALERT_SEVERITY = ("CRITICAL", "CRITICAL", "CRITICAL", "WARNING", "WARNING")
 
 EQUITY_EPS = 1e-9  # a pod equity at most this share of the account's counts as zero (unfunded)
 
@@ -193,6 +205,7 @@ class State(NamedTuple):
     pod_anchor_nav: np.ndarray  # NAV at the last anchor (day end or capital move)
     pod_anchor_equity: np.ndarray  # pod equity at the last anchor
     pod_funded: np.ndarray  # bool: anchor equity > EQUITY_EPS · account equity (else NAV frozen)
+    pod_denied: np.ndarray  # bool: its last request was under min_capital (alerted once)
     pod_fees: np.ndarray  # fees attributed, cumulative
     pod_alone_fees: np.ndarray  # fees the pod would have paid trading alone, cumulative
     pod_trades: np.ndarray  # int64 fills on the pod's book (slot trades), cumulative
@@ -230,6 +243,7 @@ class State(NamedTuple):
     halted: np.ndarray  # (1,) int8 HALT_*: flatten fired or the account is bust; no more trading
     derisk: np.ndarray  # (1,) int8: in a drawdown breach with drawdown_action derisk
     dd_alerted: np.ndarray  # (1,) int8: a drawdown alert was raised in the current breach
+    gross_alerted: np.ndarray  # (1,) int8: gross leverage is above its cap since the last alert
     account_fees: np.ndarray
     next_bar: np.ndarray  # int64: the bar the next step processes
     # scratch (K,) / (S,) reused every bar; not meaningful between bars
@@ -275,6 +289,7 @@ class Outputs(NamedTuple):
     al_type: np.ndarray  # int8 A_*
     al_value: np.ndarray
     al_threshold: np.ndarray
+    al_pod: np.ndarray  # int64: the pod an alert is about, -1 for the account
     al_count: np.ndarray  # (1,) int64
     # Page-Hinkley score per pod at each bar (updated at day ends)
     ph_score: np.ndarray  # (T, P)
@@ -304,6 +319,7 @@ def new_state(n_pods: int, n_syms: int, n_slots: int, history: int = 2) -> State
         pod_anchor_nav=np.ones(n_pods),
         pod_anchor_equity=f(n_pods),
         pod_funded=np.zeros(n_pods, dtype=np.bool_),
+        pod_denied=np.zeros(n_pods, dtype=np.bool_),
         pod_fees=f(n_pods),
         pod_alone_fees=f(n_pods),
         pod_trades=i(n_pods),
@@ -338,6 +354,7 @@ def new_state(n_pods: int, n_syms: int, n_slots: int, history: int = 2) -> State
         halted=np.zeros(1, dtype=np.int8),
         derisk=np.zeros(1, dtype=np.int8),
         dd_alerted=np.zeros(1, dtype=np.int8),
+        gross_alerted=np.zeros(1, dtype=np.int8),
         account_fees=f(1),
         next_bar=i(1),
         scratch_target=f(n_slots),
@@ -406,6 +423,7 @@ def new_outputs(n_bars: int, n_pods: int, capacity: int, n_days: int | None = No
         al_type=np.zeros(n_al, dtype=np.int8),
         al_value=np.zeros(n_al),
         al_threshold=np.zeros(n_al),
+        al_pod=np.full(n_al, -1, dtype=np.int64),
         al_count=np.zeros(1, dtype=np.int64),
         ph_score=np.zeros((n_bars, n_pods)),
     )

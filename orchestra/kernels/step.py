@@ -37,13 +37,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from orchestra.kernels.book import account_equity_nb
+from orchestra.kernels.book import account_equity_nb, alert_nb
 from orchestra.kernels.capital import apply_transfers_nb, current_nav_nb, sweep_nb
 from orchestra.kernels.jit import kernel_helper
 from orchestra.kernels.lifecycle import day_end_nb
 from orchestra.kernels.state import (
     A_ACCOUNT_BUST,
     A_DAILY_LOSS,
+    A_GROSS_OVER_CAP,
     A_PORTFOLIO_DRAWDOWN,
     BREAKER_BLOCKED,
     BREAKER_OFF,
@@ -66,6 +67,7 @@ WEIGHT_EPS = 1e-9  # weight changes below this are float noise, never a trade (e
 # A net order at most this share of the units the pods trade in a symbol is round-off of trades
 # that cancel (one pod closing what another opens): it crosses internally, no external fill.
 DUST_REL = 1e-9
+GROSS_TOLERANCE = 1e-6  # gross leverage within this share above the cap is round-off, not a breach
 
 
 @kernel_helper
@@ -293,6 +295,8 @@ def execute_nb(inp, st, out, t, prices, fill_qty, fill_px, fill_fee):
             fee_total = 0.0
         elif actual:  # the exchange's fill (see the docstring)
             ratio = fill_qty[s] / net if net != 0.0 else 0.0
+            if abs(ratio - 1.0) <= 1e-12:  # the whole order, up to round-off: targets exactly
+                ratio = 1.0
             px_fill = fill_px[s] if fill_qty[s] != 0.0 else px
             fee_total = fill_fee[s]
         else:
@@ -370,6 +374,16 @@ def mark_nb(inp, st, out, t):
     out.equity[t] = total
     out.unallocated[t] = st.unallocated[0]
     out.gross_leverage[t] = gross / total if total > 0.0 else np.nan  # undefined when bust
+    # the cap binds at executions; prices moving until the close can carry gross above it: one
+    # WARNING per episode (again only once gross has been back under the cap at a close)
+    cap = inp.params.max_gross
+    if cap > 0.0 and total > 0.0:
+        if gross > cap * total * (1.0 + GROSS_TOLERANCE):
+            if st.gross_alerted[0] == 0:
+                st.gross_alerted[0] = 1
+                alert_nb(out, t, np.int64(A_GROSS_OVER_CAP), gross / total, cap, -1)
+        else:
+            st.gross_alerted[0] = 0
     for p in range(inp.pod_ptr.shape[0] - 1):
         e = st.pod_cash[p]
         g = 0.0
@@ -390,7 +404,7 @@ def mark_nb(inp, st, out, t):
         st.equity_peak[0] = total
     if total <= 0.0 and st.halted[0] != HALT_BUST:  # nothing left to trade with: stop for good
         st.halted[0] = HALT_BUST
-        _alert(out, t, np.int64(A_ACCOUNT_BUST), total, 0.0)
+        alert_nb(out, t, np.int64(A_ACCOUNT_BUST), total, 0.0, -1)
     limit = inp.params.daily_loss
     if (
         limit > 0.0
@@ -399,14 +413,14 @@ def mark_nb(inp, st, out, t):
         and total < st.day_start_equity[0] * (1.0 - limit)
     ):
         st.breaker[0] = BREAKER_PENDING
-        _alert(out, t, np.int64(A_DAILY_LOSS), 1.0 - total / st.day_start_equity[0], limit)
+        alert_nb(out, t, np.int64(A_DAILY_LOSS), 1.0 - total / st.day_start_equity[0], limit, -1)
     max_dd = inp.params.max_drawdown
     if max_dd > 0.0 and st.equity_peak[0] > 0.0:
         dd = 1.0 - total / st.equity_peak[0]
         if dd > max_dd:
             if st.dd_alerted[0] == 0:
                 st.dd_alerted[0] = 1
-                _alert(out, t, np.int64(A_PORTFOLIO_DRAWDOWN), dd, max_dd)
+                alert_nb(out, t, np.int64(A_PORTFOLIO_DRAWDOWN), dd, max_dd, -1)
             action = inp.params.drawdown_action
             if action == DD_FLATTEN and st.halted[0] == 0:
                 st.halted[0] = HALT_DRAWDOWN
@@ -423,32 +437,20 @@ def mark_nb(inp, st, out, t):
         out.pod_state[t, p] = st.pod_state[p]
 
 
-@kernel_helper
-def _alert(out, t, kind, value, threshold):
-    i = out.al_count[0]
-    if i >= out.al_bar.shape[0]:
-        return
-    out.al_bar[i] = t
-    out.al_type[i] = kind
-    out.al_value[i] = value
-    out.al_threshold[i] = threshold
-    out.al_count[0] = i + 1
-
-
 @njit(cache=True, inline="always")
 def _prices(inp, t):
     return inp.close[t] if inp.params.exec_mode == CLOSE else inp.open[t]
 
 
 @njit(cache=True, inline="always")
-def step_pre_nb(inp, st, t):
+def step_pre_nb(inp, st, out, t):
     """First half of bar ``t``, up to the targets: new day, (close mode) stops, capital moves,
     pod rules. The net order per symbol is then ``Σ (scratch_target − units)`` over its slots."""
     new_day_nb(inp, st, t)
     prices = _prices(inp, t)
     if inp.params.exec_mode == CLOSE:
         update_stops_nb(inp, st, t)
-    apply_transfers_nb(inp, st, prices)  # capital decided at the last close moves first
+    apply_transfers_nb(inp, st, out, t, prices)  # capital decided at the last close moves first
     pod_targets_nb(inp, st, t, prices)
 
 
@@ -501,7 +503,7 @@ def run_segment_nb(inp, st, out, t0, t1, stops):
             return t, False
         # one bar with modelled fills (one inlining layer less than a step_nb wrapper: numba
         # copies the inlined IR once per layer, seconds of compile time here)
-        step_pre_nb(inp, st, t)
+        step_pre_nb(inp, st, out, t)
         step_post_nb(inp, st, out, t, modelled, modelled, modelled)
         kind = stops[t]
         t += 1

@@ -496,7 +496,8 @@ class LiveSession:
             whole = float(base.get(sym, 0.0)) + float(held[s])
             ours = amount * float(held[s]) / whole if whole else 0.0
             ours += float(carry.pop(sym, 0.0))
-            if ours and after[s] and np.isfinite(closes[s]):
+            flat = abs(float(after[s])) <= 1e-9 * abs(float(held[s]))  # round-off of a close
+            if ours and after[s] and not flat and np.isfinite(closes[s]):
                 row[s] = -ours / (float(after[s]) * float(closes[s]))
             elif ours:
                 carry[sym] = ours

@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-SCHEMA_VERSION = 2  # 2: packed arrays (not .npz), journal rows carry their timestamps
+SCHEMA_VERSION = 3  # 2: packed arrays (not .npz), journal rows carry their timestamps;
+# 3: kernel alerts name their pod, the state records pods denied for min_pod_capital
 DB_NAME = "live.sqlite"
 
 _SCHEMA = """

@@ -96,6 +96,8 @@ def day_view(
         o.min_history,
         period,
         last_days=2,
+        min_effective_n=o.risk.min_effective_n,
+        states=pod_state[-tail:],
     )
     last = snaps[-1] if snaps and snaps[-1].timestamp == int(timestamps[-1]) else None
     prc = last.prc if last is not None else np.zeros(len(pod_ids))

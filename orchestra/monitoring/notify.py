@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from orchestra.kernels.state import ALERT_TYPES, REASONS, STATE_NAMES
+from orchestra.kernels.state import ALERT_SEVERITY, ALERT_TYPES, REASONS, STATE_NAMES
 
 log = logging.getLogger("orchestra.live")
 WEBHOOK_ENV = "ORCHESTRA_DISCORD_WEBHOOK"
@@ -138,6 +138,32 @@ def bar_messages(
         kind = ALERT_TYPES[int(al["type"][i])]
         ts = engine.timestamp(int(al["bar"][i]))
         value, thr = float(al["value"][i]), float(al["threshold"][i])
+        pod = int(al["pod"][i])
+        if ALERT_SEVERITY[int(al["type"][i])] != "CRITICAL" and pod < 0:
+            msgs.append(
+                message(
+                    kind,
+                    "WARNING",
+                    f"portfolio: {kind}",
+                    f"{kind}: value {value:.4g}, limit {thr:.4g}",
+                    ts,
+                    {"alert": kind, "value": f"{value:.4g}", "threshold": f"{thr:.4g}"},
+                )
+            )
+            continue
+        if pod >= 0:  # about one pod (min_pod_capital): a warning, not a portfolio breach
+            pid = engine.prepared.pod_ids[pod]
+            msgs.append(
+                message(
+                    kind,
+                    "WARNING",
+                    f"{pid}: {kind}",
+                    f"{pid} was given {value:,.2f}, below the minimum {thr:,.0f}: not funded",
+                    ts,
+                    {"pod": pid, "value": f"{value:.4g}", "threshold": f"{thr:.4g}"},
+                )
+            )
+            continue
         msgs.append(
             message(
                 "risk_breach",

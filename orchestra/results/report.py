@@ -335,6 +335,16 @@ def pod_section(result: OrchestratedResult) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
+def _cash_html(cash: dict | None) -> str:
+    """A line on how long every pod was retired or unfunded (a warning when it is the end)."""
+    if not cash or not cash.get("days"):
+        return ""
+    from orchestra.results.summary import _cash_line
+
+    css = ' class="warn"' if cash.get("since") else ""
+    return f"<p{css}>Time in cash (every pod retired or unfunded): {html.escape(_cash_line(cash))}</p>"
+
+
 def write_html(result: OrchestratedResult, path: str | Path, title: str | None = None) -> Path:
     """Write the report to ``path`` and return it."""
     s = result.summary
@@ -351,6 +361,7 @@ td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}}th{{background:#f
 <p>Data: <b>{html.escape(str(s.get("data_source", "?")))}</b> · range {html.escape(str(s.get("data_range", {}).get("first_bar")))} →
 {html.escape(str(s.get("data_range", {}).get("last_bar")))} · config hash <code>{html.escape(str(s.get("config_hash", "")))}</code> · orchestra {html.escape(str(s.get("version", "")))}</p>
 <p class="warn">Execution: {html.escape(str(s.get("execution_note", "")))}</p>
+{_cash_html(s.get("time_in_cash"))}
 <h2>Metrics</h2>{_table_html(_metrics_table(metrics))}
 <h2>Pods</h2>{pods_html}
 <p>One pod's own report: <code>orch-bt report RUN --html --pod POD_ID</code> (report-POD_ID.html).</p>

@@ -15,7 +15,7 @@ import polars as pl
 
 from orchestra.kernels.state import STATE_NAMES
 from orchestra.results.metrics import METRIC_COLUMNS, summarize
-from orchestra.timeframes import DAYS_PER_YEAR, period_days
+from orchestra.timeframes import DAY_MS, DAYS_PER_YEAR, period_days, timeframe_ms
 
 TS = pl.Datetime("ms", "UTC")
 FRAME_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -413,6 +413,9 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
         "final_equity": float(eq[-1]) if T else capital,
         "account_fees": float(st.account_fees[0]),
         "netting_savings": float(st.pod_alone_fees.sum() - st.account_fees[0]),
+        "time_in_cash": time_in_cash(
+            out.pod_state[:T], out.pod_fraction[:T], ts, timeframe_ms(config.clock_timeframe) / DAY_MS
+        ),
         "timings": timings or {},
     }
     return OrchestratedResult(
@@ -486,6 +489,26 @@ def _lifecycle_frame(engine) -> pl.DataFrame:
     )
 
 
+def time_in_cash(
+    states: np.ndarray, fractions: np.ndarray, timestamps: Any, bar_days: float
+) -> dict[str, Any]:
+    """How long the book sat in cash: bars (after a first pod was funded) at whose close every
+    pod was retired or held no capital, in days and as a share of the run; ``since``: the start
+    of the stretch that lasts to the end (None when the book ends invested)."""
+    from orchestra.kernels.state import RETIRED
+
+    T = states.shape[0]
+    if T == 0:
+        return {"days": 0.0, "share": 0.0, "since": None}
+    active = ((states != RETIRED) & (fractions > 0)).any(axis=1)
+    out = (np.cumsum(active) > 0) & ~active
+    since = None
+    if out[-1]:
+        start = T - int(np.argmax(~out[::-1])) if not out.all() else 0
+        since = str(timestamps[start])
+    return {"days": float(out.sum() * bar_days), "share": float(out.mean()), "since": since}
+
+
 def _monitor(engine, config):
     from orchestra.risk import daily_monitor
 
@@ -505,6 +528,8 @@ def _monitor(engine, config):
         o.risk.max_single_pod_risk_pct,
         o.min_history,
         period_days(config.clock_timeframe),
+        min_effective_n=o.risk.min_effective_n,
+        states=out.pod_state[bars],
     )
 
 
@@ -536,7 +561,13 @@ def _portfolio_risk_frame(snaps: list) -> pl.DataFrame:
 
 
 def _alerts_frame(engine, monitor_alerts: list, pod_ids: list[str]) -> pl.DataFrame:
-    from orchestra.kernels.state import A_ACCOUNT_BUST, A_DAILY_LOSS, ALERT_TYPES
+    from orchestra.kernels.state import (
+        A_ACCOUNT_BUST,
+        A_DAILY_LOSS,
+        A_GROSS_OVER_CAP,
+        A_POD_UNDER_MIN_CAPITAL,
+        ALERT_TYPES,
+    )
     from orchestra.risk import RiskAlert
 
     al = engine.alerts()
@@ -545,6 +576,21 @@ def _alerts_frame(engine, monitor_alerts: list, pod_ids: list[str]) -> pl.DataFr
         kind = int(al["type"][i])
         value, thr = float(al["value"][i]), float(al["threshold"][i])
         ts = int(engine.inputs.timestamps[al["bar"][i]])
+        if kind == A_POD_UNDER_MIN_CAPITAL:
+            pod = pod_ids[int(al["pod"][i])]
+            msg = (
+                f"{pod} was given {value:,.2f}, below orchestrator.min_pod_capital {thr:,.0f}: "
+                "not funded (fraction 0) until a request reaches the minimum"
+            )
+            rows.append(RiskAlert(ts, ALERT_TYPES[kind], "WARNING", msg, value, thr, pod))
+            continue
+        if kind == A_GROSS_OVER_CAP:
+            msg = (
+                f"gross leverage {value:.3f} above max_gross_leverage {thr:g} at a close (prices "
+                "moved since the execution); the next execution scales the pods back under it"
+            )
+            rows.append(RiskAlert(ts, ALERT_TYPES[kind], "WARNING", msg, value, thr, None))
+            continue
         if kind == A_ACCOUNT_BUST:
             msg = f"account equity reached {value:,.2f} (≤ 0): flattened, the run stops trading"
         elif kind == A_DAILY_LOSS:

@@ -88,11 +88,22 @@ def account_table(result: OrchestratedResult) -> Table:
         ("Fees", f"{m['fees']:,.2f}"),
         ("Netting savings", f"{m['netting_savings']:,.2f}"),
         ("Avg gross leverage", f"{m['exposure']:.2f}x"),
+        ("Time in cash", _cash_line(s.get("time_in_cash"))),
         ("Execution", s.get("execution_note", "")),
     ]
     for k, v in rows:
         table.add_row(k, v)
     return table
+
+
+def _cash_line(cash: dict | None) -> str:
+    """Days every pod was retired or unfunded (after the book was first invested)."""
+    if not cash:
+        return "-"
+    line = f"{cash['days']:,.0f} days ({cash['share']:.0%} of the run)"
+    if cash.get("since"):
+        line += f", every pod out since {str(cash['since'])[:10]}"
+    return line
 
 
 def print_summary(

@@ -188,6 +188,22 @@ def strategy(params_model: type[StrategyParams]) -> Callable[[StrategyFn], Strat
     return deco
 
 
+def add_strategy_path(folder: str | os.PathLike[str]) -> None:
+    """Let ``package.module:function`` strategies be imported from ``folder`` (and from the
+    current directory): appended to ``sys.path`` — after the installed packages, so a user file
+    never shadows one — and to ``PYTHONPATH`` so that sweep workers and the live loop's child
+    processes find them too. ``load_config`` calls it with the config file's folder."""
+    import sys
+
+    known = os.environ.get("PYTHONPATH", "").split(os.pathsep) if os.environ.get("PYTHONPATH") else []
+    for entry in (str(folder), os.getcwd()):
+        if entry not in sys.path:
+            sys.path.append(entry)
+        if entry not in known:
+            known.append(entry)
+    os.environ["PYTHONPATH"] = os.pathsep.join(known)
+
+
 def registered_names() -> list[str]:
     """Sorted names of the built-in strategies."""
     _load_builtins()
@@ -209,9 +225,16 @@ def get_strategy(name: str) -> StrategySpec:
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:  # any import failure is a user error here
+            hint = ""
+            if isinstance(exc, ModuleNotFoundError) and exc.name == module_name.split(".")[0]:
+                hint = (
+                    f" (put {module_name.split('.')[0]}.py or its package beside the config "
+                    "file or in the current directory, or install it / add its folder to "
+                    "PYTHONPATH)"
+                )
             raise StrategyNotFound(
                 f"cannot import module {module_name!r} for strategy {name!r}: "
-                f"{type(exc).__name__}: {exc}"
+                f"{type(exc).__name__}: {exc}{hint}"
             ) from exc
         fn = getattr(module, attr, None)
         if fn is None or not callable(fn):
