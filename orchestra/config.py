@@ -342,7 +342,19 @@ class OrchestratorConfig(_Frozen):
     allocation_method: Literal[
         "equal_weight", "inverse_volatility", "risk_parity", "adaptive_kelly"
     ] = Field("risk_parity", description="How fractions are set at each rebalance")
-    kelly_fraction: float = Field(0.25, ge=0, le=1, description="Max blend weight of Kelly")
+    kelly_fraction: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Fractional Kelly: the Kelly leg's size and its maximum blend weight "
+        "(kelly_rule)",
+    )
+    kelly_rule: Literal["plan", "full"] = Field(
+        "plan",
+        description="adaptive_kelly: plan = the original plan's w = (1−α)·w_rp + α·(kelly_fraction"
+        "·f*), α = confidence·kelly_fraction; full = the full Kelly f* blended once (a Kelly leg "
+        "1/kelly_fraction × the plan's)",
+    )
     kelly_confidence_ramp: int = Field(180, ge=1, description="Days to reach the full blend")
     allocation_lookback: int = Field(90, ge=2, description="Days of pod returns for moments")
     min_history: int = Field(

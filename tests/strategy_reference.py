@@ -73,7 +73,11 @@ def _expr(name: str, p: dict[str, Any], per_year: float, n: pl.Expr) -> pl.Expr:
         lb = p.get("lookback", 30)
         num = (_log_return() * pl.col("volume")).rolling_sum(lb).over("symbol")
         den = pl.col("volume").rolling_sum(lb).over("symbol")
-        signal = pl.when(den > 0).then((num / den).sign()).otherwise(0.0)
+        # the documented rule: a window with zero total volume gives 0. Decided by counting the
+        # window's non-zero volumes: polars' rolling sum of a window of zeros can leave a
+        # rounding residue of earlier values (a "positive" 1e-17 and a sign out of noise)
+        traded = (pl.col("volume") != 0).cast(pl.Int64).rolling_sum(lb).over("symbol") > 0
+        signal = pl.when(traded & (den > 0)).then((num / den).sign()).otherwise(0.0)
         return _scaled(signal, _vol(p.get("vol_window", 30), per_year), vt, n)
     if name == "donchian-ensemble":
         lbs = p.get("lookbacks", [20, 60, 150])

@@ -107,14 +107,32 @@ def test_kelly_rules() -> None:
     assert np.allclose(free, [0.1, 0.05], atol=1e-6)
 
 
-def test_adaptive_kelly_ramp() -> None:
+@pytest.mark.parametrize(("rule", "leg"), [("plan", 0.25), ("full", 1.0)])
+def test_adaptive_kelly_ramp(rule: str, leg: float) -> None:
+    """The plan's rule (§4.3): f_frac = kelly_fraction · f*, α = confidence · kelly_fraction,
+    w = (1 − α)·w_rp + α·f_frac; "full" blends f* itself (a leg 4× the plan's at 0.25)."""
     w_rp, w_k = np.array([0.6, 0.4]), np.array([0.5, 0.0])
-    assert np.array_equal(adaptive_kelly_blend(w_rp, w_k, 0.8, 0, 0.25, 180), w_rp)
-    full = 0.75 * w_rp + 0.25 * w_k / 0.8
-    assert np.allclose(adaptive_kelly_blend(w_rp, w_k, 0.8, 180, 0.25, 180), full)
-    assert np.allclose(adaptive_kelly_blend(w_rp, w_k, 0.8, 1000, 0.25, 180), full)
-    half = 0.875 * w_rp + 0.125 * w_k / 0.8
-    assert np.allclose(adaptive_kelly_blend(w_rp, w_k, 0.8, 90, 0.25, 180), half)
+    assert np.array_equal(adaptive_kelly_blend(w_rp, w_k, 0.8, 0, 0.25, 180, rule), w_rp)
+    full = 0.75 * w_rp + 0.25 * leg * w_k / 0.8
+    assert np.allclose(adaptive_kelly_blend(w_rp, w_k, 0.8, 180, 0.25, 180, rule), full)
+    assert np.allclose(adaptive_kelly_blend(w_rp, w_k, 0.8, 1000, 0.25, 180, rule), full)
+    half = 0.875 * w_rp + 0.125 * leg * w_k / 0.8
+    assert np.allclose(adaptive_kelly_blend(w_rp, w_k, 0.8, 90, 0.25, 180, rule), half)
+
+
+def test_kelly_weights_default_volatility_and_checked_covariance() -> None:
+    """Issue #25: the default max_volatility (inf, no cap) solves; a covariance that is not a
+    covariance (asymmetric, wrong shape, NaN) is a ValueError, not silently symmetrised."""
+    w = kelly_weights(np.array([0.02, 0.01]), np.diag([0.04, 0.09]))  # Σ⁻¹μ within the budget
+    assert np.allclose(w, [0.5, 0.01 / 0.09], atol=1e-6)
+    with pytest.raises(ValueError, match="not symmetric"):
+        kelly_weights(np.array([0.1, 0.2]), np.array([[0.04, 0.03], [0.0, 0.09]]))
+    with pytest.raises(ValueError, match="shape"):
+        kelly_weights(np.array([0.1, 0.2]), np.eye(3))
+    with pytest.raises(ValueError, match="non-finite"):
+        risk_parity_weights(np.array([[0.04, np.nan], [np.nan, 0.09]]))
+    with pytest.raises(ValueError, match="not symmetric"):
+        risk_parity_weights(np.array([[0.04, 0.03], [0.0, 0.09]]))
 
 
 @settings(max_examples=500)

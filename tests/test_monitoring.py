@@ -132,6 +132,7 @@ def test_metrics_endpoint_during_a_paper_replay(market: Path, tmp_path: Path) ->
     for name in (
         "orchestra_pod_equity",
         "orchestra_pod_allocation_fraction",
+        "orchestra_pod_capital_share",
         "orchestra_pod_rolling_sharpe",
         "orchestra_pod_drawdown",
         "orchestra_pod_risk_contribution",
@@ -146,6 +147,12 @@ def test_metrics_endpoint_during_a_paper_replay(market: Path, tmp_path: Path) ->
         assert sum(s.value for s in states if s.labels["pod_id"] == pid) == 1.0
     (eq,) = fams["orchestra_portfolio_equity"].samples
     assert eq.value == equity
+    # the decided fraction and the slice in force, each what its name says
+    share = {s.labels["pod_id"]: s.value for s in fams["orchestra_pod_capital_share"].samples}
+    held = {s.labels["pod_id"]: s.value for s in fams["orchestra_pod_equity"].samples}
+    assert share == pytest.approx({p: v / equity for p, v in held.items()})
+    decided = {s.labels["pod_id"]: s.value for s in fams["orchestra_pod_allocation_fraction"].samples}
+    assert set(decided) == pods and all(0 <= v <= 1 for v in decided.values())
     for name in (
         "orchestra_portfolio_effective_n",
         "orchestra_portfolio_avg_correlation",

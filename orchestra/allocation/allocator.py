@@ -66,10 +66,25 @@ def risk_parity_weights(cov: np.ndarray, budgets: np.ndarray | None = None) -> n
     """
     cov = np.asarray(cov, dtype=float)
     n = cov.shape[0]
+    _check_covariance(cov, n)
     b = np.full(n, 1.0 / n) if budgets is None else np.asarray(budgets, dtype=float)
     b = b / b.sum()
     chol = cholesky_factor(cov)
     return _CACHE.erc(tuple(range(n))).solve(chol, b)
+
+
+def _check_covariance(cov: np.ndarray, n: int) -> None:
+    """A covariance a user passes in: ``(n, n)``, finite and symmetric (to 1e-8 of its scale)."""
+    if cov.shape != (n, n):
+        raise ValueError(f"covariance has shape {cov.shape}; expected ({n}, {n})")
+    if not np.all(np.isfinite(cov)):
+        raise ValueError("covariance has non-finite entries")
+    scale = float(np.max(np.abs(cov))) if cov.size else 0.0
+    gap = float(np.max(np.abs(cov - cov.T))) if cov.size else 0.0
+    if gap > 1e-8 * scale:
+        raise ValueError(
+            f"covariance is not symmetric (largest |Σ − Σᵀ| = {gap:.3g}): pass a covariance matrix"
+        )
 
 
 def kelly_weights(
@@ -86,6 +101,9 @@ def kelly_weights(
     mu = np.asarray(mu, dtype=float)
     cov = np.asarray(cov, dtype=float)
     n = mu.shape[0]
+    _check_covariance(cov, n)
+    if not np.all(np.isfinite(mu)):
+        raise ValueError("mu has non-finite entries")
     out = np.zeros(n)
     pos = mu > 0
     if not pos.any() or budget <= 0:
@@ -104,20 +122,32 @@ def adaptive_kelly_blend(
     live_days: int,
     kelly_fraction: float,
     ramp: int,
+    rule: str = "plan",
 ) -> np.ndarray:
-    """``(1 − α)·w_rp + α·w_kelly/budget`` with ``α = kelly_fraction · min(live_days / ramp, 1)``.
+    """``(1 − α)·w_rp + α·k·w_kelly/budget``, ``α = kelly_fraction · min(live_days / ramp, 1)``.
+
+    ``rule="plan"`` (the original plan's, the default): the Kelly leg is fractional Kelly,
+    ``k = kelly_fraction``, so ``kelly_fraction`` shrinks both the leg and its blend weight.
+    ``rule="full"``: ``k = 1``, the full (constrained) Kelly weights blended once — at
+    ``kelly_fraction: 0.25`` a Kelly leg 4× the plan's.
 
     ``w_rp`` sums to 1 (shares of the budget); ``w_kelly`` is in fractions of equity (sums to at
     most ``budget``), so the result, in shares of the budget, may sum below 1: the Kelly part's
     unused share stays in cash. ``live_days`` is the shortest track record among the blended pods.
 
-    >>> adaptive_kelly_blend(np.array([0.5, 0.5]), np.array([0.4, 0.0]), 0.8, 0, 0.25, 180).tolist()
+    >>> rp, k = np.array([0.5, 0.5]), np.array([0.4, 0.0])
+    >>> adaptive_kelly_blend(rp, k, 1.0, 0, 0.25, 180).tolist()  # no track record: risk parity
     [0.5, 0.5]
-    >>> adaptive_kelly_blend(np.array([0.5, 0.5]), np.array([0.4, 0.0]), 0.8, 400, 0.25, 180).tolist()
-    [0.5, 0.375]
+    >>> adaptive_kelly_blend(rp, k, 1.0, 400, 0.25, 180).tolist()  # 0.75·0.5 + 0.25·(0.25·0.4)
+    [0.4, 0.375]
+    >>> adaptive_kelly_blend(rp, k, 1.0, 400, 0.25, 180, rule="full").tolist()  # + 0.25·0.4
+    [0.475, 0.375]
     """
+    if rule not in ("plan", "full"):
+        raise ValueError(f"rule {rule!r}: use 'plan' or 'full'")
     alpha = kelly_fraction * min(max(live_days, 0) / ramp, 1.0)
-    kelly_share = w_kelly / budget if budget > 0 else np.zeros_like(w_kelly)
+    leg = kelly_fraction if rule == "plan" else 1.0
+    kelly_share = leg * w_kelly / budget if budget > 0 else np.zeros_like(w_kelly)
     return (1.0 - alpha) * np.asarray(w_rp, dtype=float) + alpha * kelly_share
 
 
@@ -461,7 +491,13 @@ class Allocator:
             int(np.min(live_days[prod])) if live_days is not None else int(r.shape[0] * self.period)
         )
         return adaptive_kelly_blend(
-            w_rp, w_k, budget, live, self.o.kelly_fraction, self.o.kelly_confidence_ramp
+            w_rp,
+            w_k,
+            budget,
+            live,
+            self.o.kelly_fraction,
+            self.o.kelly_confidence_ramp,
+            self.o.kelly_rule,
         ), None
 
     def _kelly(

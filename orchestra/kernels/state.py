@@ -150,7 +150,8 @@ REASONS = (
     "recovered within warning_days (value = rolling Sharpe)",
     "no recovery within warning_days (value = days in warning)",
     "pod drawdown above the pod's max_drawdown",
-    "strong recovery: rolling Sharpe >= 2 x floor and Page-Hinkley score < lambda/2",
+    "strong recovery: rolling Sharpe >= floor + strong_recovery_margin (value; threshold)"
+    " and Page-Hinkley score < lambda/2",
     "probation_days passed without strong recovery (value = days in probation)",
     "hard stop: drawdown above max_drawdown_breach",
     "hard stop: consecutive losing months",

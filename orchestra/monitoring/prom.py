@@ -11,7 +11,8 @@ metric                                      type   meaning
 ==========================================  =====  ===========================================
 orchestra_build_info{version,config_hash}   gauge  1
 orchestra_pod_equity{pod_id,strategy}       gauge  pod equity (quote currency)
-orchestra_pod_allocation_fraction{pod_id}   gauge  fraction set by allocator / lifecycle
+orchestra_pod_allocation_fraction{pod_id}   gauge  fraction decided (allocator / lifecycle)
+orchestra_pod_capital_share{pod_id}         gauge  pod equity / account equity (in force)
 orchestra_pod_rolling_sharpe{pod_id}        gauge  Sharpe over retirement.rolling_sharpe_window
 orchestra_pod_drawdown{pod_id}              gauge  NAV below its peak (fraction)
 orchestra_pod_lifecycle_state{pod_id,state} gauge  1 for the pod's current state, else 0
@@ -63,7 +64,17 @@ class LiveMetrics:
             registry=r,
         )
         self.fraction = Gauge(
-            "orchestra_pod_allocation_fraction", "Pod allocation fraction", pod, registry=r
+            "orchestra_pod_allocation_fraction",
+            "Pod fraction decided by the allocator / lifecycle (its cash moves at the next "
+            "execution)",
+            pod,
+            registry=r,
+        )
+        self.share = Gauge(
+            "orchestra_pod_capital_share",
+            "Pod equity / account equity at the last close (the slice in force)",
+            pod,
+            registry=r,
         )
         self.rolling_sharpe = Gauge(
             "orchestra_pod_rolling_sharpe", "Pod rolling Sharpe ratio", pod, registry=r
@@ -169,6 +180,9 @@ class LiveMetrics:
         for p, pid in enumerate(self.pod_ids):
             self.pod_equity.labels(pid, self.strategies[p]).set(float(out["pod_equity"][0, p]))
             self.fraction.labels(pid).set(float(st.pod_fraction[p]))
+            total = float(out["equity"][0])
+            held = float(out["pod_equity"][0, p])
+            self.share.labels(pid).set(held / total if total > 0 else 0.0)
             peak = float(st.pod_nav_peak[p])
             self.pod_dd.labels(pid).set(1.0 - float(st.pod_nav[p]) / peak if peak > 0 else 0.0)
             for s, name in enumerate(STATE_NAMES):
