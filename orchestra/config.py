@@ -34,9 +34,9 @@ from pydantic import (
 
 from orchestra.strategies.registry import (
     NumbersAreNotBooleans,
-    add_strategy_path,
     StrategyNotFound,
     StrategyParams,
+    add_strategy_path,
     get_strategy,
 )
 from orchestra.timeframes import TimeframeError, timeframe_ms

@@ -69,6 +69,8 @@ def churning_configs(draw):
         "data": {"source": "synthetic", "seed": draw(st.integers(0, 50))},
         "orchestrator": {
             "allocation_method": draw(st.sampled_from(METHODS)),
+            # 1,000 of 10,000: probation's 5 % and small slices go unfunded; 0: they trade
+            "min_pod_capital": draw(st.sampled_from([0.0, 1000.0])),
             "min_history": 10,
             "allocation_lookback": 30,
             "rebalance": {

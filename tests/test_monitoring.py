@@ -151,7 +151,9 @@ def test_metrics_endpoint_during_a_paper_replay(market: Path, tmp_path: Path) ->
     share = {s.labels["pod_id"]: s.value for s in fams["orchestra_pod_capital_share"].samples}
     held = {s.labels["pod_id"]: s.value for s in fams["orchestra_pod_equity"].samples}
     assert share == pytest.approx({p: v / equity for p, v in held.items()})
-    decided = {s.labels["pod_id"]: s.value for s in fams["orchestra_pod_allocation_fraction"].samples}
+    decided = {
+        s.labels["pod_id"]: s.value for s in fams["orchestra_pod_allocation_fraction"].samples
+    }
     assert set(decided) == pods and all(0 <= v <= 1 for v in decided.values())
     for name in (
         "orchestra_portfolio_effective_n",

@@ -420,8 +420,9 @@ def test_a_strategy_that_never_returns_stops_the_run_in_one_line(tmp_path: Path)
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert "pods[0] (a): strategy 'tests.user_strategy:never_returns' did not return within 2 s" in (
-        proc.stderr
+    assert (
+        "pods[0] (a): strategy 'tests.user_strategy:never_returns' did not return within 2 s"
+        in (proc.stderr)
     ), proc.stderr
 
 

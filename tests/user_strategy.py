@@ -120,7 +120,9 @@ def null_after_start(bars: pl.DataFrame, params: AlwaysLongParams) -> pl.DataFra
 def warmup_nulls(bars: pl.DataFrame, params: AlwaysLongParams) -> pl.DataFrame:
     """A valid user strategy: null (and NaN) weights in each symbol's leading warm-up only."""
     mom = (pl.col("close") / pl.col("close").shift(10) - 1.0).over("symbol")
-    return bars.sort("symbol", "timestamp").select("timestamp", "symbol", mom.sign().alias("weight"))
+    return bars.sort("symbol", "timestamp").select(
+        "timestamp", "symbol", mom.sign().alias("weight")
+    )
 
 
 @strategy(AlwaysLongParams)

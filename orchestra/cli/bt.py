@@ -105,8 +105,9 @@ def _cold_start(quiet: bool, group: str = "bar-loop") -> None:
 
     if precompile.kernel_cached(precompile.GROUPS[group][0]):
         return
-    if not quiet:
-        err.print("compiling the numba kernels once (~20 s; later runs start at once)")
+    if not quiet:  # measured (docs/benchmarks.md, C): 17 s on 2 cores, 22 s in one process
+        took = precompile.compile_estimate("~20 s", "~25 s")
+        err.print(f"compiling the numba kernels once ({took}; later runs start at once)")
     precompile.start(group)
 
 

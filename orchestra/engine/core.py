@@ -62,6 +62,7 @@ FILL_CHUNK = 1 << 16
 class CapitalWarning(UserWarning):
     """A pod whose slice is below ``orchestrator.min_pod_capital`` is not funded."""
 
+
 # per-bar output series (grown together when the live loop extends the inputs)
 ROW_FIELDS = (
     "equity",

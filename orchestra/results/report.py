@@ -342,7 +342,9 @@ def _cash_html(cash: dict | None) -> str:
     from orchestra.results.summary import _cash_line
 
     css = ' class="warn"' if cash.get("since") else ""
-    return f"<p{css}>Time in cash (every pod retired or unfunded): {html.escape(_cash_line(cash))}</p>"
+    return (
+        f"<p{css}>Time in cash (every pod retired or unfunded): {html.escape(_cash_line(cash))}</p>"
+    )
 
 
 def write_html(result: OrchestratedResult, path: str | Path, title: str | None = None) -> Path:

@@ -414,7 +414,10 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
         "account_fees": float(st.account_fees[0]),
         "netting_savings": float(st.pod_alone_fees.sum() - st.account_fees[0]),
         "time_in_cash": time_in_cash(
-            out.pod_state[:T], out.pod_fraction[:T], ts, timeframe_ms(config.clock_timeframe) / DAY_MS
+            out.pod_state[:T],
+            out.pod_fraction[:T],
+            ts,
+            timeframe_ms(config.clock_timeframe) / DAY_MS,
         ),
         "timings": timings or {},
     }

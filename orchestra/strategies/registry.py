@@ -145,7 +145,7 @@ def call_user_strategy(name: str, func: Callable[..., Any], *args: Any) -> Any:
     def target() -> None:
         try:
             result.append(func(*args))
-        except BaseException as exc:  # noqa: BLE001 - sys.exit in a strategy is an error too
+        except BaseException as exc:  # sys.exit in a strategy is an error too
             failure.append(exc)
 
     worker = threading.Thread(target=target, name=f"strategy {name}", daemon=True)
@@ -195,7 +195,9 @@ def add_strategy_path(folder: str | os.PathLike[str]) -> None:
     processes find them too. ``load_config`` calls it with the config file's folder."""
     import sys
 
-    known = os.environ.get("PYTHONPATH", "").split(os.pathsep) if os.environ.get("PYTHONPATH") else []
+    known = (
+        os.environ.get("PYTHONPATH", "").split(os.pathsep) if os.environ.get("PYTHONPATH") else []
+    )
     for entry in (str(folder), os.getcwd()):
         if entry not in sys.path:
             sys.path.append(entry)
