@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from orchestra.kernels.state import ALERT_SEVERITY, ALERT_TYPES, REASONS, STATE_NAMES
+from orchestra.results.result import kernel_alert_text
 
 log = logging.getLogger("orchestra.live")
 WEBHOOK_ENV = "ORCHESTRA_DISCORD_WEBHOOK"
@@ -134,46 +135,22 @@ def bar_messages(
             )
         )
     al = moved["alerts"]
+    action = engine.prepared.config.orchestrator.risk.drawdown_action
     for i in range(al["bar"].size):
-        kind = ALERT_TYPES[int(al["type"][i])]
+        code = int(al["type"][i])
+        kind, severity = ALERT_TYPES[code], ALERT_SEVERITY[code]
         ts = engine.timestamp(int(al["bar"][i]))
         value, thr = float(al["value"][i]), float(al["threshold"][i])
-        pod = int(al["pod"][i])
-        if ALERT_SEVERITY[int(al["type"][i])] != "CRITICAL" and pod < 0:
-            msgs.append(
-                message(
-                    kind,
-                    "WARNING",
-                    f"portfolio: {kind}",
-                    f"{kind}: value {value:.4g}, limit {thr:.4g}",
-                    ts,
-                    {"alert": kind, "value": f"{value:.4g}", "threshold": f"{thr:.4g}"},
-                )
-            )
-            continue
-        if pod >= 0:  # about one pod (min_pod_capital): a warning, not a portfolio breach
-            pid = engine.prepared.pod_ids[pod]
-            msgs.append(
-                message(
-                    kind,
-                    "WARNING",
-                    f"{pid}: {kind}",
-                    f"{pid} was given {value:,.2f}, below the minimum {thr:,.0f}: not funded",
-                    ts,
-                    {"pod": pid, "value": f"{value:.4g}", "threshold": f"{thr:.4g}"},
-                )
-            )
-            continue
-        msgs.append(
-            message(
-                "risk_breach",
-                "CRITICAL",
-                f"portfolio risk breach: {kind}",
-                f"{kind}: value {value:.4g}, limit {thr:.4g}",
-                ts,
-                {"alert": kind, "value": f"{value:.4g}", "threshold": f"{thr:.4g}"},
-            )
-        )
+        pid = engine.prepared.pod_ids[int(al["pod"][i])] if int(al["pod"][i]) >= 0 else None
+        fields = {"alert": kind, "value": f"{value:.4g}", "threshold": f"{thr:.4g}"}
+        if severity == "CRITICAL":  # the account's limits: a portfolio risk breach
+            category, title = "risk_breach", f"portfolio risk breach: {kind}"
+        else:  # a warning about the portfolio or one pod
+            category, title = kind, f"{pid or 'portfolio'}: {kind}"
+        if pid is not None:
+            fields["pod"] = pid
+        body = kernel_alert_text(code, value, thr, pid, action)
+        msgs.append(message(category, severity, title, body, ts, fields))
     msgs.extend(trade_log(engine, moved["fills"]))
     if allocations:
         ts = int(allocations[0].timestamp)

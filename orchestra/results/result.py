@@ -563,45 +563,49 @@ def _portfolio_risk_frame(snaps: list) -> pl.DataFrame:
     )
 
 
-def _alerts_frame(engine, monitor_alerts: list, pod_ids: list[str]) -> pl.DataFrame:
+def kernel_alert_text(kind: int, value: float, thr: float, pod: str | None, action: str) -> str:
+    """The message of a kernel alert (the alerts frame and the live notifications)."""
     from orchestra.kernels.state import (
         A_ACCOUNT_BUST,
         A_DAILY_LOSS,
         A_GROSS_OVER_CAP,
         A_POD_UNDER_MIN_CAPITAL,
-        ALERT_TYPES,
     )
+
+    if kind == A_POD_UNDER_MIN_CAPITAL:
+        return (
+            f"{pod} was given {value:,.2f}, below orchestrator.min_pod_capital {thr:,.0f}: "
+            "not funded (fraction 0) until a request reaches the minimum"
+        )
+    if kind == A_GROSS_OVER_CAP:
+        return (
+            f"gross leverage {value:.3f} above max_gross_leverage {thr:g} at a close (prices "
+            "moved since the execution); the next execution scales the pods back under it"
+        )
+    if kind == A_ACCOUNT_BUST:
+        return f"account equity reached {value:,.2f} (≤ 0): flattened, the run stops trading"
+    if kind == A_DAILY_LOSS:
+        return (
+            f"equity fell {value:.1%} from the day's open (limit {thr:.1%}): flatten at the "
+            "next execution, no trades until the next UTC day"
+        )
+    return f"portfolio drawdown {value:.1%} beyond {thr:.1%}: action {action}"
+
+
+def _alerts_frame(engine, monitor_alerts: list, pod_ids: list[str]) -> pl.DataFrame:
+    from orchestra.kernels.state import ALERT_SEVERITY, ALERT_TYPES
     from orchestra.risk import RiskAlert
 
     al = engine.alerts()
     rows = list(monitor_alerts)
+    action = engine.prepared.config.orchestrator.risk.drawdown_action
     for i in range(al["bar"].size):
         kind = int(al["type"][i])
         value, thr = float(al["value"][i]), float(al["threshold"][i])
         ts = int(engine.inputs.timestamps[al["bar"][i]])
-        if kind == A_POD_UNDER_MIN_CAPITAL:
-            pod = pod_ids[int(al["pod"][i])]
-            msg = (
-                f"{pod} was given {value:,.2f}, below orchestrator.min_pod_capital {thr:,.0f}: "
-                "not funded (fraction 0) until a request reaches the minimum"
-            )
-            rows.append(RiskAlert(ts, ALERT_TYPES[kind], "WARNING", msg, value, thr, pod))
-            continue
-        if kind == A_GROSS_OVER_CAP:
-            msg = (
-                f"gross leverage {value:.3f} above max_gross_leverage {thr:g} at a close (prices "
-                "moved since the execution); the next execution scales the pods back under it"
-            )
-            rows.append(RiskAlert(ts, ALERT_TYPES[kind], "WARNING", msg, value, thr, None))
-            continue
-        if kind == A_ACCOUNT_BUST:
-            msg = f"account equity reached {value:,.2f} (≤ 0): flattened, the run stops trading"
-        elif kind == A_DAILY_LOSS:
-            msg = f"equity fell {value:.1%} from the day's open (limit {thr:.1%}): flatten at the next execution, no trades until the next UTC day"
-        else:
-            action = engine.prepared.config.orchestrator.risk.drawdown_action
-            msg = f"portfolio drawdown {value:.1%} beyond {thr:.1%}: action {action}"
-        rows.append(RiskAlert(ts, ALERT_TYPES[kind], "CRITICAL", msg, value, thr, None))
+        pod = pod_ids[int(al["pod"][i])] if int(al["pod"][i]) >= 0 else None
+        msg = kernel_alert_text(kind, value, thr, pod, action)
+        rows.append(RiskAlert(ts, ALERT_TYPES[kind], ALERT_SEVERITY[kind], msg, value, thr, pod))
     if not rows:
         return empty_frame("alerts")
     frame = _records_frame(rows, "alerts")
