@@ -48,6 +48,7 @@ def _user_error(exc: Exception) -> None:
     from orchestra.data.ccxt_source import SourceUnavailable
     from orchestra.data.schema import DataError
     from orchestra.results.result import RunDirError
+    from orchestra.runs import RunTargetError
     from orchestra.strategies.registry import StrategyError, StrategyNotFound
 
     if isinstance(exc, ConfigError):
@@ -60,6 +61,9 @@ def _user_error(exc: Exception) -> None:
     elif isinstance(exc, (StrategyError, SourceUnavailable)):
         kind = "strategy error" if isinstance(exc, StrategyError) else "exchange error"
         err.print(f"[bold red]{kind}[/]: ", end="", highlight=False)
+        err.print(str(exc), highlight=False, markup=False)
+    elif isinstance(exc, RunTargetError):
+        err.print("[bold red]run directory error[/]: ", end="", highlight=False)
         err.print(str(exc), highlight=False, markup=False)
     elif isinstance(exc, RunDirError):
         err.print("[bold red]run directory error[/]: ", end="", highlight=False)
@@ -95,6 +99,16 @@ strategy_timeout_option = click.option(
     help="Seconds a user strategy may run in one call before the run stops with an error "
     "(default 600, or ORCHESTRA_STRATEGY_TIMEOUT; 0 = no limit).",
 )
+
+
+def _tag(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    import re
+
+    if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,39}", value):
+        raise click.BadParameter(
+            f"{value!r}: use letters, digits, '.', '_' or '-' (at most 40, it names a folder)"
+        )
+    return value
 
 
 def _cold_start(quiet: bool, group: str = "bar-loop") -> None:
@@ -136,10 +150,17 @@ def main() -> None:
     "--out",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Run directory (default runs/<config-stem>-<hash8>/).",
+    help="Run directory (default runs/<config-stem>[-<tag>]-<hash8>/, the hash of the effective "
+    "config: --start/--end give their own folder). A folder holding another run is never "
+    "replaced.",
 )
 @click.option("--start", callback=_date, help="Override backtest.start (YYYY-MM-DD).")
 @click.option("--end", callback=_date, help="Override backtest.end (YYYY-MM-DD).")
+@click.option(
+    "--tag",
+    callback=_tag,
+    help="A name for this run: in its folder name and summary.json (letters, digits, . _ -).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary table.")
 @strategy_timeout_option
 @user_errors
@@ -149,13 +170,19 @@ def run(
     out_dir: Path | None,
     start: dt.date | None,
     end: dt.date | None,
+    tag: str | None,
     quiet: bool,
 ) -> None:
     """Run the backtest of CONFIG, save the run directory and print the summary."""
     from orchestra import load_config, run_backtest
+    from orchestra.engine import with_dates
     from orchestra.results.summary import print_summary
+    from orchestra.runs import check_run_target
 
-    cfg = load_config(config)
+    cfg = with_dates(load_config(config), start, end)  # the effective config names the folder
+    name = f"{config.stem}-{tag}" if tag else config.stem
+    target = out_dir or Path("runs") / f"{name}-{cfg.config_hash[:8]}"
+    check_run_target(target, cfg.config_hash)
     _cold_start(quiet)
     show = not quiet and sys.stderr.isatty()
     if show:
@@ -173,10 +200,12 @@ def run(
             def progress(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            result = run_backtest(cfg, start=start, end=end, progress=progress)
+            result = run_backtest(cfg, progress=progress)
     else:
-        result = run_backtest(cfg, start=start, end=end)
-    target = out_dir or Path("runs") / f"{config.stem}-{cfg.config_hash[:8]}"
+        result = run_backtest(cfg)
+    result.summary["tag"] = tag
+    result.summary["config_source"] = str(config)
+    result.summary["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     result.save(target)
     if not quiet:
         print_summary(result, out)
@@ -186,6 +215,37 @@ def run(
 
         path = write_html(result, target / "report.html", title=f"orchestra — {config.stem}")
         click.echo(f"HTML report: {path}")
+
+
+@main.command("runs")
+@click.argument("root", required=False, default="runs", type=click.Path(path_type=Path))
+@user_errors
+def runs_(root: Path) -> None:
+    """List the runs under ROOT (default runs/): name, kind, created, config, tag, window,
+    return, Sharpe, max drawdown; newest first."""
+    from rich.table import Table
+
+    from orchestra.runs import list_runs
+
+    rows = list_runs(root)
+    if not rows:
+        click.echo(f"no runs under {root}")
+        return
+    table = Table(title=f"runs under {root}", box=None, pad_edge=False)
+    for col in ("run", "kind", "created", "config", "tag", "window", "return", "Sharpe", "max DD"):
+        table.add_column(col, justify="right" if col in ("return", "Sharpe", "max DD") else "left",
+                         no_wrap=True)  # fmt: skip
+    for r in rows:
+        ret, sh, dd = r.get("return"), r.get("sharpe"), r.get("max_drawdown")
+        table.add_row(
+            r["run"], r["kind"], r.get("created", "").replace("T", " ")[:16],
+            Path(r.get("config", "")).name, r.get("tag", ""), r.get("window", ""),
+            f"{ret:+.1%}" if ret is not None else "",
+            f"{sh:.2f}" if sh is not None else "",
+            f"{dd:.1%}" if dd is not None else "",
+        )  # fmt: skip
+    wide = out if out.is_terminal else Console(soft_wrap=True, width=200)  # pipes: no cropping
+    wide.print(table)
 
 
 @main.command()
