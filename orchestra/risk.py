@@ -42,13 +42,14 @@ class RiskSnapshot:
 
 
 def average_correlation(returns: np.ndarray) -> float:
-    """Mean of the off-diagonal correlations of ``(n_days, n_pods)`` returns (0 if undefined)."""
+    """Mean of the off-diagonal correlations of ``(n_days, n_pods)`` returns (NaN if undefined:
+    fewer than two pods that move, or fewer than three days)."""
     if returns.shape[1] < 2 or returns.shape[0] < 3:
-        return 0.0
+        return float("nan")
     sd = returns.std(axis=0)
     keep = sd > 0
     if keep.sum() < 2:
-        return 0.0
+        return float("nan")
     c = np.corrcoef(returns[:, keep].T)
     iu = np.triu_indices(c.shape[0], 1)
     return float(np.mean(c[iu]))
@@ -121,7 +122,8 @@ def daily_monitor(
         if live.size >= 1:
             cov = shrunk_covariance(window[:, live])
             prc[live] = risk_contributions(f[live], cov)
-        corr = average_correlation(window[:, live]) if live.size >= 2 else 0.0
+        # undefined (NaN: a gap in the report) with fewer than two live pods
+        corr = average_correlation(window[:, live]) if live.size >= 2 else float("nan")
         snaps.append(RiskSnapshot(ts, prc, effective_n(prc), corr))
         if corr > stress_threshold and not stressed:
             alerts.append(

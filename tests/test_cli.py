@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from click.testing import CliRunner
@@ -46,9 +47,11 @@ def _check_run_dir(out: Path, config: Path) -> None:
     html = (out / "report.html").read_text()
     for cid in CHART_IDS:
         assert f'id="chart-{cid}"' in html, cid
-    assert (
-        "plotly" in html.lower() and "<script" in html and len(html) > 1_000_000
-    )  # plotly.js inlined
+    # one plotly.js beside the run folders, loaded by a relative path (issue #24: reports of
+    # 5.4 MB each became ~0.9 MB)
+    (js,) = out.parent.glob("plotly-*.min.js")
+    assert f'<script src="../{js.name}"' in html and js.stat().st_size > 1_000_000
+    assert len(html.encode()) <= 1_500_000
 
 
 def test_run_example_config(tmp_path: Path) -> None:
@@ -227,6 +230,12 @@ def test_report_compares_several_runs(tmp_path: Path) -> None:
     assert "run-a" in res.output and "run-b" in res.output and "sharpe" in res.output
     html = (tmp_path / "compare.html").read_text()
     assert "2 runs compared" in html and "rebased to 1" in html and "run-b" in html
+    (js,) = tmp_path.glob("plotly-*.min.js")
+    assert f'<script src="{js.name}"' in html
+    one = CliRunner().invoke(main, ["report", str(tmp_path / "run-a"), "--html"])
+    assert one.exit_code == 0, one.output
+    report = (tmp_path / "run-a" / "report.html").stat().st_size
+    assert (tmp_path / "compare.html").stat().st_size <= report  # no larger than one report
     assert parse_config(raw).orchestrator.allocation_method == "equal_weight"
     bad = CliRunner().invoke(main, ["report", str(tmp_path / "run-a"), str(tmp_path / "nope")])
     assert bad.exit_code == 2 and "nope" in bad.output and "Traceback" not in bad.output
@@ -267,3 +276,28 @@ def test_the_kernel_warm_up_reaches_every_built_in_strategy() -> None:
         "equal",
         "inverse_volatility",
     }
+
+
+def test_the_allocation_chart_stacks_what_was_in_force_to_100_percent(tmp_path: Path) -> None:
+    """Issue #24: the chart stacked decided fractions on the actual unallocated cash and went
+    to 126 %; now every day's pods + unallocated = 100 % of the account's equity."""
+    from orchestra.results.report import allocation_shares, charts, collapse_alerts
+
+    res = run_backtest(load_config(CONFIGS / "example.yaml"))
+    shares = allocation_shares(res)
+    total = shares.drop("timestamp").sum_horizontal().to_numpy()
+    assert shares.height >= 700 and np.allclose(total, 1.0, atol=1e-9)
+    fig = charts(res)["allocation"]
+    stacked = np.sum([np.asarray(tr.y, dtype=float) for tr in fig.data], axis=0)
+    assert np.allclose(stacked, 1.0, atol=1e-9)
+    # repeated alerts of one kind about one pod read as one row with a count
+    table = collapse_alerts(res.alerts)
+    assert table["count"].sum() == res.alerts.height
+    assert table.select("alert_type", "pod_id").is_unique().all()
+    # a pod's report is about the pod: its capital, no account-wide diversification
+    pod = res.for_pod("pod-tsmom-major")
+    figs = charts(pod)
+    assert "diversification" not in figs and "pod-tsmom-major" in figs["equity"].layout.title.text
+    from orchestra.results.report import pod_section
+
+    assert "share of equity" not in pod_section(pod).columns

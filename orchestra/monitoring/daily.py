@@ -251,7 +251,8 @@ def format_daily_report(view: DayView) -> str:
         "",
         "Risk:",
         f"  Portfolio DD: {_pct(view.drawdown)} / {limit}",
-        f"  Avg Correlation: {view.avg_correlation:.2f}",
+        "  Avg Correlation: "
+        + (f"{view.avg_correlation:.2f}" if np.isfinite(view.avg_correlation) else "n/a"),
         f"  Top PRC: {top.pod_id} ({top.prc:.1%})" if top else "  Top PRC: -",
     ]
     if view.live_gap is not None:

@@ -1,4 +1,4 @@
-"""The self-contained HTML report (plotly; opens offline: plotly.js is embedded once).
+"""The HTML report (plotly; opens offline: one plotly.js copy beside the run folders).
 
 Charts (SPEC §11), as far as the result has data for them: account equity, pod NAVs rebased to 1,
 drawdowns, allocation history (stacked), PRC over time, diversification, a lifecycle Gantt (one
@@ -53,11 +53,34 @@ def _line(fig: go.Figure, x: list, y, name: str, **kw) -> None:
     fig.add_scatter(x=tx, y=ty, name=name, **kw)
 
 
-def _fig_html(fig: go.Figure, first: bool) -> str:
+def _fig_html(fig: go.Figure, first: bool = False) -> str:
     fig.update_layout(
         height=380, margin={"l": 60, "r": 20, "t": 50, "b": 45}, template="plotly_white"
     )
-    return to_html(fig, full_html=False, include_plotlyjs=True if first else False)
+    return to_html(fig, full_html=False, include_plotlyjs=False)
+
+
+def plotly_script(report: Path, folder: Path | None = None) -> str:
+    """The ``<script>`` that loads plotly.js for a report written to ``report``: one copy,
+    ``plotly-<version>.min.js``, in ``folder`` — by default the folder that holds the run
+    folders (``runs/``) — shared by every report there (5 MB once instead of in every report).
+    The reports stay offline; a report moved elsewhere needs that file at the same relative
+    place."""
+    import os
+
+    import plotly
+    from plotly.offline import get_plotlyjs
+
+    name = f"plotly-{plotly.__version__}.min.js"
+    shared = (folder if folder is not None else report.parent.parent) / name
+    if not shared.is_file():
+        shared.parent.mkdir(parents=True, exist_ok=True)
+        tmp = shared.with_suffix(".tmp")
+        tmp.write_text(get_plotlyjs(), encoding="utf-8")
+        tmp.replace(shared)
+    src = Path(os.path.relpath(shared.resolve(), report.parent.resolve())).as_posix()
+    return f'<script src="{src}" charset="utf-8"></script>'
+
 
 
 def _metrics_table(frame: pl.DataFrame) -> pl.DataFrame:
@@ -92,6 +115,30 @@ def _table_html(frame: pl.DataFrame, floats: str = "{:.4g}") -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def allocation_shares(result: OrchestratedResult) -> pl.DataFrame:
+    """What was in force at each UTC day's last bar: each pod's equity and the unallocated cash
+    as shares of the account's equity (they sum to 1; a pod below zero counts 0). The pods'
+    *decided* fractions (``pod_equity.fraction``) can differ until the next execution moves the
+    cash, and stacking them on the actual cash went above 100 %."""
+    eq = result.equity.select("timestamp", "equity", "unallocated")
+    wide = result.pod_equity.pivot(on="pod_id", index="timestamp", values="equity")
+    pods = [c for c in wide.columns if c != "timestamp"]
+    both = eq.join(wide, on="timestamp", how="left").sort("timestamp")
+    daily = both.group_by_dynamic("timestamp", every="1d").agg(pl.all().last())
+    total = pl.col("equity")
+    return daily.select(
+        "timestamp",
+        *[(pl.col(p).clip(0, None) / total).fill_null(0.0).alias(p) for p in pods],
+        (pl.col("unallocated").clip(0, None) / total).alias("(unallocated)"),
+    )
+
+
+def _pod_fraction_frame(result: OrchestratedResult) -> pl.DataFrame:
+    """A pod's report: its decided fraction at each day's close (one series)."""
+    pe = result.pod_equity.select("timestamp", "fraction").sort("timestamp")
+    return pe.group_by_dynamic("timestamp", every="1d").agg(pl.col("fraction").last())
+
+
 def charts(result: OrchestratedResult) -> dict[str, go.Figure]:
     """The report's figures by id (tests check that each expected one is present)."""
     figs: dict[str, go.Figure] = {}
@@ -101,10 +148,16 @@ def charts(result: OrchestratedResult) -> dict[str, go.Figure]:
     ts = eq["timestamp"].to_list()
 
     currency = "quote currency"
+    pod_view = result.summary.get("pod")
     f = go.Figure()
-    _line(f, ts, eq["equity"].to_numpy(), "account equity")
-    _line(f, ts, eq["unallocated"].to_numpy(), "unallocated cash", line={"dash": "dot"})
-    f.update_layout(title="Account equity", xaxis=TIME_AXIS, yaxis_title=f"equity ({currency})")
+    if pod_view:  # the pod's capital: capital moves show as steps, its NAV is the performance
+        _line(f, ts, eq["equity"].to_numpy(), f"{pod_view} equity")
+        title = f"Pod {pod_view}: its capital (steps are capital moves; NAV below is performance)"
+    else:
+        _line(f, ts, eq["equity"].to_numpy(), "account equity")
+        _line(f, ts, eq["unallocated"].to_numpy(), "unallocated cash", line={"dash": "dot"})
+        title = "Account equity"
+    f.update_layout(title=title, xaxis=TIME_AXIS, yaxis_title=f"equity ({currency})")
     figs["equity"] = f
 
     f = go.Figure()
@@ -134,27 +187,15 @@ def charts(result: OrchestratedResult) -> dict[str, go.Figure]:
     figs["drawdowns"] = f
 
     f = go.Figure()
-    daily = pe.group_by_dynamic("timestamp", every="1d", group_by="pod_id").agg(
-        pl.col("fraction").last()
-    )
-    for pid in pods:
-        sub = daily.filter(pl.col("pod_id") == pid)
+    shares = allocation_shares(result) if not pod_view else _pod_fraction_frame(result)
+    for col in shares.columns[1:]:
         f.add_scatter(
-            x=sub["timestamp"].to_list(), y=sub["fraction"].to_list(), name=pid, stackgroup="alloc"
+            x=shares["timestamp"].to_list(), y=shares[col].to_list(), name=col, stackgroup="alloc"
         )
-    un = eq.group_by_dynamic("timestamp", every="1d").agg(
-        (pl.col("unallocated") / pl.col("equity")).last().alias("u")
-    )
-    f.add_scatter(
-        x=un["timestamp"].to_list(),
-        y=un["u"].clip(0, None).to_list(),
-        name="(unallocated)",
-        stackgroup="alloc",
-    )
     f.update_layout(
-        title="Allocation history (daily)",
+        title="Allocation in force (daily close): each pod's equity and the unallocated cash",
         xaxis=TIME_AXIS,
-        yaxis={"title": {"text": "fraction of account equity"}, "tickformat": ".0%"},
+        yaxis={"title": {"text": "share of account equity"}, "tickformat": ".0%"},
     )
     figs["allocation"] = f
 
@@ -183,16 +224,23 @@ def charts(result: OrchestratedResult) -> dict[str, go.Figure]:
             name="average pod correlation",
             yaxis="y2",
         )
+        n_max = max(2.0, float(np.nanmax(pr["effective_n"].to_numpy(), initial=1.0)))
         f.update_layout(
             title="Diversification: effective number of strategies and average pod correlation",
             xaxis=TIME_AXIS,
-            yaxis_title="effective N (strategies)",
+            yaxis={
+                "title": {"text": "effective N (strategies)"},
+                "range": [0, np.ceil(n_max) + 0.5],
+                "dtick": 1,
+            },
             yaxis2={
                 "overlaying": "y",
                 "side": "right",
                 "range": [-1, 1],
+                "tickvals": [-1, -0.5, 0, 0.5, 1],
                 "title": {"text": "average correlation"},
             },
+            legend={"orientation": "h", "y": -0.2},
         )
         figs["diversification"] = f
 
@@ -323,6 +371,7 @@ def pod_section(result: OrchestratedResult) -> pl.DataFrame:
                 "symbols": ", ".join(pc.get("symbols", [])),
                 "state at end": r["state"],
                 "share of equity": f"{r['equity'] / equity:.1%}" if equity else "-",
+                "fraction (decided)": f"{r['fraction']:.1%}",
                 "return (NAV)": f"{m.get('total_return', 0.0):.1%}",
                 "Sharpe": f"{m.get('sharpe', 0.0):.2f}",
                 "max DD": f"{m.get('max_drawdown', 0.0):.1%}",
@@ -332,7 +381,10 @@ def pod_section(result: OrchestratedResult) -> pl.DataFrame:
                 "lifecycle moves": str(ev.height),
             }
         )
-    return pl.DataFrame(rows)
+    frame = pl.DataFrame(rows)
+    if result.summary.get("pod"):  # a pod's own report: its share of itself says nothing
+        frame = frame.drop("share of equity")
+    return frame
 
 
 def _cash_html(cash: dict | None) -> str:
@@ -347,6 +399,24 @@ def _cash_html(cash: dict | None) -> str:
     )
 
 
+def collapse_alerts(alerts: pl.DataFrame) -> pl.DataFrame:
+    """One row per (alert type, severity, pod): how many, first and last time, the first
+    message — 23 near-identical risk-concentration alerts read as one line."""
+    if not alerts.height:
+        return alerts
+    return (
+        alerts.sort("timestamp")
+        .group_by("alert_type", "severity", "pod_id", maintain_order=True)
+        .agg(
+            pl.len().alias("count"),
+            pl.col("timestamp").first().alias("first"),
+            pl.col("timestamp").last().alias("last"),
+            pl.col("message").first().alias("first message"),
+        )
+        .sort("first")
+    )
+
+
 def write_html(result: OrchestratedResult, path: str | Path, title: str | None = None) -> Path:
     """Write the report to ``path`` and return it."""
     s = result.summary
@@ -356,7 +426,15 @@ def write_html(result: OrchestratedResult, path: str | Path, title: str | None =
         parts.append(f'<section id="chart-{fid}">{_fig_html(fig, first=i == 0)}</section>')
     metrics = result.metrics
     pods_html = _table_html(pod_section(result))
+    hint = (
+        "<p>One pod's own report: <code>orch-bt report RUN --html --pod POD_ID</code> "
+        "(report-POD_ID.html).</p>"
+        if not s.get("pod")
+        else ""
+    )
+    out = Path(path)
     body = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+{plotly_script(out)}
 <style>body{{font-family:system-ui,sans-serif;margin:24px;max-width:1200px}}table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}}th{{background:#f4f4f4}}.warn{{color:#a60}}</style></head><body>
 <h1>{html.escape(title)}</h1>
@@ -366,13 +444,12 @@ td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}}th{{background:#f
 {_cash_html(s.get("time_in_cash"))}
 <h2>Metrics</h2>{_table_html(_metrics_table(metrics))}
 <h2>Pods</h2>{pods_html}
-<p>One pod's own report: <code>orch-bt report RUN --html --pod POD_ID</code> (report-POD_ID.html).</p>
+{hint}
 {"".join(parts)}
 <h2>Lifecycle events</h2>{_table_html(result.lifecycle_events)}
-<h2>Alerts</h2>{_table_html(result.alerts)}
+<h2>Alerts</h2><p>Alerts of one kind about one pod collapsed with a count (every alert: alerts.parquet).</p>{_table_html(collapse_alerts(result.alerts))}
 <h2>Last allocations</h2>{_table_html(result.allocations.tail(3 * max(1, metrics.height - 1)))}
 </body></html>"""
-    out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(body)
     return out
@@ -422,14 +499,15 @@ def write_compare_html(results: dict[str, OrchestratedResult], path: str | Path)
         yaxis={"title": {"text": "drawdown from peak"}, "tickformat": ".0%"},
     )
     parts = [_fig_html(f, first=True), _fig_html(g, first=False)]
+    out = Path(path)
     body = f"""<!doctype html><html><head><meta charset="utf-8"><title>orchestra — comparison</title>
+{plotly_script(out, out.parent)}
 <style>body{{font-family:system-ui,sans-serif;margin:24px;max-width:1200px}}table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}}th{{background:#f4f4f4}}</style></head><body>
 <h1>orchestra — {len(results)} runs compared</h1>
 <h2>Account metrics</h2>{_table_html(compare_table(results))}
 {"".join(f"<section>{p}</section>" for p in parts)}
 </body></html>"""
-    out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(body)
     return out

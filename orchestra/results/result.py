@@ -247,7 +247,7 @@ class OrchestratedResult:
             allocations=self.allocations.filter(mine),
             lifecycle_events=self.lifecycle_events.filter(mine),
             risk_contributions=self.risk_contributions.filter(mine),
-            portfolio_risk=self.portfolio_risk,
+            portfolio_risk=empty_frame("portfolio_risk"),  # the account's, not the pod's
             alerts=self.alerts.filter(mine),
             metrics=row,
             summary=summary,
