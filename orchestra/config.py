@@ -539,6 +539,12 @@ class BacktestConfig(_Frozen):
     warmup_days: int | Literal["auto"] = Field(
         "auto", description="Days before start used only to warm signals up; auto from strategies"
     )
+    benchmark: str = Field(
+        "auto",
+        description="What the report measures the book against: a traded symbol (buy and hold), "
+        "basket (the traded symbols, equal weight, rebalanced daily), none, or auto (BTC/USDT "
+        "or BTC/USDT:USDT when traded, else basket)",
+    )
 
     @field_validator("warmup_days")
     @classmethod
@@ -610,6 +616,13 @@ class Config(_Frozen):
                     f"data.timeframe {self.data.timeframe!r}"
                 )
         self._check_warmup()
+        bench = self.backtest.benchmark
+        traded = sorted({s for p in self.pods for s in p.symbols})
+        if bench not in ("auto", "basket", "none") and bench not in traded:
+            raise ValueError(
+                f"backtest.benchmark {bench!r} is not traded by any pod: use auto, basket, none "
+                f"or one of {', '.join(traded)}"
+            )
         for i, pod in enumerate(self.pods):
             if pod.start is not None and pod.start > self.backtest.end:
                 raise ValueError(

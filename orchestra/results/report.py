@@ -349,7 +349,138 @@ def charts(result: OrchestratedResult) -> dict[str, go.Figure]:
         yaxis_title="fees saved, cumulative (quote currency)",
     )
     figs["netting"] = f
+    figs.update(return_charts(result))
     return figs
+
+
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+def return_charts(result: OrchestratedResult) -> dict[str, go.Figure]:
+    """The return analytics' charts: log-scale growth against the benchmark, monthly returns
+    heatmap, rolling Sharpe and volatility, the daily return distribution."""
+    from orchestra.results import analytics as an
+
+    entity = result.summary.get("pod") or "account"
+    figs: dict[str, go.Figure] = {}
+    if not result.equity.height:
+        return figs
+    f = go.Figure()
+    days, start = an.day_end_values(result, entity)
+    _line(f, days["date"].to_list(), days["value"].to_numpy() / start, entity)
+    if result.benchmark.height:
+        b, _ = an.day_end_values(result, "benchmark")
+        _line(f, b["date"].to_list(), b["value"].to_numpy(), str(result.benchmark["name"][0]),
+              line={"dash": "dot"})  # fmt: skip
+    f.update_layout(
+        title="Growth of 1, log scale (the benchmark dotted)",
+        xaxis=TIME_AXIS,
+        yaxis={"title": {"text": "value (start = 1, log scale)"}, "type": "log"},
+    )
+    figs["growth_log"] = f
+
+    m = an.monthly_returns(result, entity)
+    if m.height:
+        years = sorted(set(m["year"].to_list()))
+        z = np.full((len(years), 12), np.nan)
+        for y, mo, v in m.iter_rows():
+            z[years.index(y), mo - 1] = v
+        text = [[f"{v:+.1%}" if np.isfinite(v) else "" for v in row] for row in z]
+        lim = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 0.1
+        f = go.Figure(
+            go.Heatmap(
+                z=z, x=MONTHS, y=[str(y) for y in years], text=text, texttemplate="%{text}",
+                colorscale="RdYlGn", zmid=0, zmin=-lim, zmax=lim,
+                colorbar={"title": {"text": "return"}, "tickformat": ".0%"},
+            )
+        )  # fmt: skip
+        f.update_layout(
+            title="Monthly returns (compounded daily, UTC months)",
+            xaxis_title="month",
+            yaxis={"title": {"text": "year"}, "autorange": "reversed", "type": "category"},
+        )
+        figs["monthly"] = f
+
+    roll = an.rolling(result, entity, window=90)
+    f = go.Figure()
+    _line(f, roll["date"].to_list(), roll["sharpe"].to_numpy(), "Sharpe (90 d)")
+    _line(f, roll["date"].to_list(), roll["volatility"].to_numpy(), "volatility (90 d)",
+          yaxis="y2")  # fmt: skip
+    f.update_layout(
+        title="Rolling 90-day Sharpe ratio and volatility (annualised)",
+        xaxis=TIME_AXIS,
+        yaxis={"title": {"text": "Sharpe ratio"}},
+        yaxis2={"overlaying": "y", "side": "right", "title": {"text": "volatility"},
+                "tickformat": ".0%", "rangemode": "tozero"},  # fmt: skip
+        legend={"orientation": "h", "y": -0.2},
+    )
+    figs["rolling"] = f
+
+    r = an.daily_returns(result, entity)["return"].to_numpy()
+    st = an.return_stats(r)
+    f = go.Figure(go.Histogram(x=r, nbinsx=80, name="daily returns"))
+    for key, label in (("var_95_hist", "VaR 95 %"), ("cvar_95", "CVaR 95 %")):
+        if np.isfinite(st[key]):
+            f.add_vline(x=st[key], line_dash="dash", annotation_text=label)
+    f.update_layout(
+        title=f"Daily returns: skew {st['skew']:.2f}, excess kurtosis {st['kurtosis']:.2f}, "
+        f"VaR 95 % {st['var_95_hist']:.2%}, CVaR 95 % {st['cvar_95']:.2%}",
+        xaxis={"title": {"text": "daily return"}, "tickformat": ".1%"},
+        yaxis_title="days",
+        showlegend=False,
+    )
+    figs["distribution"] = f
+    return figs
+
+
+ANALYTICS_PCT = {"volatility", "var_95", "var_95_hist", "cvar_95", "best_day", "worst_day",
+                 "win_days", "alpha", "tracking_error", "mean_daily"}  # fmt: skip
+
+
+def analytics_table(result: OrchestratedResult) -> pl.DataFrame:
+    """The analytics frame for reading: percentages where they are ratios, 2 decimals else."""
+    frame = result.analytics.drop("days", "mean_daily")
+    if result.summary.get("pod"):
+        keep = {result.summary["pod"], "benchmark"}
+        frame = frame.filter(pl.col("entity").is_in(keep))
+    out: dict[str, list] = {}
+    for c in frame.columns:
+        vals = frame[c].to_list()
+        if c == "entity":
+            out[c] = vals
+        elif c in ANALYTICS_PCT:
+            out[c] = [f"{v:.2%}" if v is not None and np.isfinite(v) else "-" for v in vals]
+        else:
+            out[c] = [f"{v:.2f}" if v is not None and np.isfinite(v) else "-" for v in vals]
+    return pl.DataFrame(out)
+
+
+def _returns_html(result: OrchestratedResult) -> str:
+    """The return analytics section: figures against the benchmark, yearly returns and the
+    worst drawdowns (the charts follow with the others)."""
+    from orchestra.results import analytics as an
+
+    if not result.equity.height:
+        return ""
+    entity = result.summary.get("pod") or "account"
+    bench = result.benchmark["name"][0] if result.benchmark.height else "none"
+    years = an.yearly_returns(result, entity)
+    years = years.with_columns(
+        [pl.col(c).map_elements(lambda v: f"{v:+.1%}", return_dtype=pl.String)
+         for c in years.columns if c != "year"]
+    )  # fmt: skip
+    dd = an.drawdowns(result, entity, top=5).with_columns(
+        pl.col("depth").map_elements(lambda v: f"{v:.1%}", return_dtype=pl.String),
+        pl.col("recovery").cast(pl.String).fill_null("not yet"),
+    )
+    return (
+        f"<h2>Returns</h2><p>Daily returns at each UTC day's close, 365 a year; benchmark: "
+        f"<b>{html.escape(str(bench))}</b> (<code>backtest.benchmark</code>). Definitions: "
+        "docs/results.md (they equal QuantStats').</p>"
+        f"{_table_html(analytics_table(result))}"
+        f"<h3>Calendar years</h3>{_table_html(years)}"
+        f"<h3>Worst drawdowns ({html.escape(entity)})</h3>{_table_html(dd)}"
+    )
 
 
 def pod_section(result: OrchestratedResult) -> pl.DataFrame:
@@ -443,6 +574,7 @@ td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}}th{{background:#f
 <p class="warn">Execution: {html.escape(str(s.get("execution_note", "")))}</p>
 {_cash_html(s.get("time_in_cash"))}
 <h2>Metrics</h2>{_table_html(_metrics_table(metrics))}
+{_returns_html(result)}
 <h2>Pods</h2>{pods_html}
 {hint}
 {"".join(parts)}

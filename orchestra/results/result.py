@@ -103,10 +103,12 @@ FRAME_SCHEMAS: dict[str, dict[str, Any]] = {
         "model_nav": pl.Float64,
         "gap": pl.Float64,
     },
+    # the benchmark's value at each bar, 1 at the first (backtest.benchmark; empty for none)
+    "benchmark": {"timestamp": TS, "name": pl.String, "value": pl.Float64},
 }
 FRAMES = list(FRAME_SCHEMAS)
 # frames a run directory written before they existed does not hold (read as empty)
-OPTIONAL_FRAMES = frozenset({"live_gap", "live_nav_gap"})
+OPTIONAL_FRAMES = frozenset({"live_gap", "live_nav_gap", "benchmark"})
 
 
 class RunDirError(ValueError):
@@ -180,6 +182,32 @@ class OrchestratedResult:
     summary: dict[str, Any] = field(default_factory=dict)
     live_gap: pl.DataFrame = field(default_factory=lambda: empty_frame("live_gap"))
     live_nav_gap: pl.DataFrame = field(default_factory=lambda: empty_frame("live_nav_gap"))
+    benchmark: pl.DataFrame = field(default_factory=lambda: empty_frame("benchmark"))
+
+    def returns(self, entity: str = "account"):
+        """Daily returns of the account (or a pod's NAV) as a pandas Series indexed by UTC date:
+        hand it to QuantStats (``qs.reports.html(res.returns(), res.returns("benchmark"))``).
+        ``"benchmark"`` gives the benchmark's. Needs pandas."""
+        from orchestra.results.analytics import daily_returns
+
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("OrchestratedResult.returns needs pandas: pip install pandas") from None
+        r = daily_returns(self, entity)
+        return pd.Series(
+            r["return"].to_numpy(),
+            index=pd.DatetimeIndex(r["date"].to_list()),
+            name=entity,
+        )
+
+    @property
+    def analytics(self) -> pl.DataFrame:
+        """Return analytics of the account and each pod on daily returns (see
+        :func:`orchestra.results.analytics.analytics`)."""
+        from orchestra.results.analytics import analytics
+
+        return analytics(self)
 
     def frames(self) -> dict[str, pl.DataFrame]:
         return {name: getattr(self, name) for name in FRAMES}
@@ -250,6 +278,7 @@ class OrchestratedResult:
             portfolio_risk=empty_frame("portfolio_risk"),  # the account's, not the pod's
             alerts=self.alerts.filter(mine),
             metrics=row,
+            benchmark=self.benchmark,
             summary=summary,
         )
 
@@ -422,6 +451,7 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
         "timings": timings or {},
     }
     return OrchestratedResult(
+        benchmark=_benchmark_frame(config, prep.market.symbols, inp.close[:T], ts),
         equity=equity,
         pod_equity=pod_equity,
         positions=positions,
@@ -489,6 +519,36 @@ def _lifecycle_frame(engine) -> pl.DataFrame:
             "threshold": ev["threshold"],
         },
         schema=FRAME_SCHEMAS["lifecycle_events"],
+    )
+
+
+def _benchmark_frame(config, symbols: list[str], close: np.ndarray, ts: pl.Series) -> pl.DataFrame:
+    """``backtest.benchmark`` at every bar, 1 at the first (see the config field)."""
+    choice = config.backtest.benchmark
+    traded = sorted({s for p in config.pods for s in p.symbols})
+    if choice == "auto":
+        choice = next((s for s in ("BTC/USDT", "BTC/USDT:USDT") if s in traded), "basket")
+    if choice == "none" or close.shape[0] == 0:
+        return empty_frame("benchmark")
+    if choice == "basket":
+        cols = [symbols.index(s) for s in traded if s in symbols]
+        px = close[:, cols]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = px[1:] / px[:-1] - 1.0
+        r = np.where(np.isfinite(r), r, np.nan)
+        listed = np.isfinite(r).any(axis=1)
+        mean = np.where(listed, np.nanmean(np.where(listed[:, None], r, 0.0), axis=1), 0.0)
+        value = np.concatenate([[1.0], np.cumprod(1.0 + mean)])
+        name = "basket of " + ", ".join(traded)
+    else:
+        px = close[:, symbols.index(choice)]
+        first = int(np.argmax(np.isfinite(px))) if np.isfinite(px).any() else 0
+        filled = pl.Series(px).fill_nan(None).forward_fill().to_numpy()
+        value = np.where(np.arange(px.size) < first, 1.0, filled / px[first])
+        name = f"{choice} buy and hold"
+    return pl.DataFrame(
+        {"timestamp": ts, "name": [name] * ts.len(), "value": value},
+        schema=FRAME_SCHEMAS["benchmark"],
     )
 
 
