@@ -71,9 +71,10 @@ def list_runs(root: str | Path = "runs") -> list[dict[str, Any]]:
             continue
         rng = s.get("data_range", {})
         account = _account_metrics(d)
-        created = s.get("created") or dt.datetime.fromtimestamp(
-            summary.stat().st_mtime, dt.UTC
-        ).isoformat()
+        created = (
+            s.get("created")
+            or dt.datetime.fromtimestamp(summary.stat().st_mtime, dt.UTC).isoformat()
+        )
         rows.append(
             {
                 "run": d.name,

@@ -22,11 +22,17 @@ def cfg(tmp_path: Path, monkeypatch) -> Path:
         yaml.safe_dump(
             {
                 "data": {"market": "swap"},
-                "pods": [{"pod_id": "a", "strategy": "tsmom", "symbols": ["BTC/USDT"],
-                          "initial_fraction": 0.4}],
+                "pods": [
+                    {
+                        "pod_id": "a",
+                        "strategy": "tsmom",
+                        "symbols": ["BTC/USDT"],
+                        "initial_fraction": 0.4,
+                    }
+                ],
                 "backtest": {"start": "2024-01-01", "end": "2024-06-30"},
             }
-        )  # fmt: skip
+        )
     )
     return path
 

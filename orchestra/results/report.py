@@ -82,7 +82,6 @@ def plotly_script(report: Path, folder: Path | None = None) -> str:
     return f'<script src="{src}" charset="utf-8"></script>'
 
 
-
 def _metrics_table(frame: pl.DataFrame) -> pl.DataFrame:
     """Metrics for reading: ratios as percentages, money with thousands separators."""
     out = {}
@@ -410,8 +409,13 @@ def return_charts(result: OrchestratedResult) -> dict[str, go.Figure]:
         title="Rolling 90-day Sharpe ratio and volatility (annualised)",
         xaxis=TIME_AXIS,
         yaxis={"title": {"text": "Sharpe ratio"}},
-        yaxis2={"overlaying": "y", "side": "right", "title": {"text": "volatility"},
-                "tickformat": ".0%", "rangemode": "tozero"},  # fmt: skip
+        yaxis2={
+            "overlaying": "y",
+            "side": "right",
+            "title": {"text": "volatility"},
+            "tickformat": ".0%",
+            "rangemode": "tozero",
+        },
         legend={"orientation": "h", "y": -0.2},
     )
     figs["rolling"] = f

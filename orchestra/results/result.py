@@ -193,7 +193,9 @@ class OrchestratedResult:
         try:
             import pandas as pd
         except ImportError:
-            raise ImportError("OrchestratedResult.returns needs pandas: pip install pandas") from None
+            raise ImportError(
+                "OrchestratedResult.returns needs pandas: pip install pandas"
+            ) from None
         r = daily_returns(self, entity)
         return pd.Series(
             r["return"].to_numpy(),
