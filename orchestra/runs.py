@@ -58,8 +58,8 @@ def list_runs(root: str | Path = "runs") -> list[dict[str, Any]]:
         return rows
     for d in sorted(p for p in base.iterdir() if p.is_dir()):
         if is_live_dir(d):
-            created = dt.datetime.fromtimestamp((d / "live.sqlite").stat().st_mtime, dt.UTC)
-            rows.append({"run": d.name, "kind": "live", "created": created.isoformat()[:19]})
+            opened = dt.datetime.fromtimestamp((d / "live.sqlite").stat().st_mtime, dt.UTC)
+            rows.append({"run": d.name, "kind": "live", "created": opened.isoformat()[:19]})
             continue
         summary = d / "summary.json"
         if not summary.is_file():
