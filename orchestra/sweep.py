@@ -42,6 +42,7 @@ import numpy as np
 import polars as pl
 
 from orchestra.config import Config, ConfigError, parse_config
+from orchestra.overfitting import deflated_sharpe_of_trials, pbo_cscv
 
 LOWER_IS_BETTER = {"max_drawdown", "volatility"}
 
@@ -163,8 +164,8 @@ def expand(spec: SweepSpec) -> list[dict[str, Any]]:
             kind, (lo, hi) = next(iter(dist.items()))
             if kind == "int":
                 draw[key] = int(rng.integers(int(lo), int(hi) + 1))
-            else:
-                draw[key] = float(rng.uniform(lo, hi))
+            else:  # 4 significant digits: a setting a person can read and type again
+                draw[key] = float(f"{rng.uniform(lo, hi):.4g}")
         out.append(draw)
     return out
 
@@ -208,17 +209,23 @@ def variant_config(base: Config, overrides: dict[str, Any], label: str) -> Confi
         raise ConfigError(f"{base.source} [{label}]", [str(exc.args[0])]) from None
 
 
-def _metrics(cfg: Config, start: dt.date | None, end: dt.date | None) -> dict[str, float]:
+def _metrics(cfg: Config, start: dt.date | None, end: dt.date | None) -> dict[str, Any]:
+    """The account's metrics and final equity, and its daily returns (``_dates``, ``_returns``:
+    the deflated Sharpe ratio, PBO and the stitched walk-forward curve need them)."""
     from orchestra.engine import run_backtest
+    from orchestra.results.analytics import daily_returns
 
     res = run_backtest(cfg, start=start, end=end)
     row = res.metrics.filter(pl.col("entity") == "account").row(0, named=True)
     row.pop("entity")
     row["final_equity"] = float(res.summary["final_equity"])
+    daily = daily_returns(res)
+    row["_dates"] = daily["date"].to_list()
+    row["_returns"] = daily["return"].to_numpy()
     return row
 
 
-def _run(job: tuple[Config, dt.date | None, dt.date | None]) -> dict[str, float]:
+def _run(job: tuple[Config, dt.date | None, dt.date | None]) -> dict[str, Any]:
     return _metrics(*job)
 
 
@@ -230,7 +237,7 @@ def run_jobs(
     workers: int = 1,
     progress: Callable[[int], None] | None = None,
     backend: str = "loky",
-) -> list[dict[str, float]]:
+) -> list[dict[str, Any]]:
     """Run backtests, results in job order whatever the parallelism.
 
     ``backend="loky"``: ``workers`` local processes (1: in this process). ``backend="ray"``:
@@ -248,7 +255,7 @@ def run_jobs(
         return out
     from joblib import Parallel, delayed, parallel_backend
 
-    results: list[dict[str, float]] = []
+    results: list[dict[str, Any]] = []
     if backend == "ray":
         _start_ray(workers)
         with parallel_backend("ray"):  # (no generator results there: progress at the end)
@@ -289,6 +296,29 @@ def _start_ray(workers: int) -> None:
             )
 
 
+@dataclass
+class SweepOutcome:
+    """Everything a sweep measured: ``results`` (one row per variant, ranked, with its deflated
+    Sharpe ratio), walk-forward ``folds`` and the stitched out-of-sample curve ``oos`` (or None),
+    the variants' daily ``returns`` (``date`` and one column per variant) and ``pbo`` (the
+    probability of backtest overfitting by CSCV, :func:`orchestra.overfitting.pbo_cscv`)."""
+
+    results: pl.DataFrame
+    folds: pl.DataFrame | None
+    oos: pl.DataFrame | None
+    returns: pl.DataFrame
+    pbo: dict[str, float]
+
+    @property
+    def oos_sharpe(self) -> float:
+        """The stitched out-of-sample curve's Sharpe ratio (365 returns a year)."""
+        if self.oos is None or self.oos.height < 2:
+            return float("nan")
+        r = self.oos["return"].to_numpy()
+        sd = r.std(ddof=1)
+        return float(r.mean() / sd * np.sqrt(365)) if sd > 0 else 0.0
+
+
 def run_sweep(
     base: Config,
     spec: SweepSpec,
@@ -296,26 +326,61 @@ def run_sweep(
     progress: Callable[[int], None] | None = None,
     backend: str = "loky",
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """(results ranked by the metric, walk-forward folds or None)."""
+    """(results ranked by the metric, walk-forward folds or None); :func:`sweep` has the rest."""
+    outcome = sweep(base, spec, workers, progress, backend)
+    return outcome.results, outcome.folds
+
+
+def sweep(
+    base: Config,
+    spec: SweepSpec,
+    workers: int = 1,
+    progress: Callable[[int], None] | None = None,
+    backend: str = "loky",
+) -> SweepOutcome:
+    """Run every variant (and the walk-forward), rank them, and measure the selection luck."""
     variants = expand(spec)
     configs = [variant_config(base, v, f"variant {i}") for i, v in enumerate(variants)]
     rows = run_jobs([(c, None, None) for c in configs], workers, progress, backend)
+    returns = _returns_matrix(rows)
     params = list(dict.fromkeys(k for v in variants for k in v))
+    dsr = deflated_sharpe_of_trials(returns["matrix"]) if returns["matrix"].size else None
     results = pl.DataFrame(
         [
             {
                 "variant": i,
                 **{k: str(variants[i].get(k, "(config)")) for k in params},
-                **rows[i],
+                **{k: v for k, v in rows[i].items() if not k.startswith("_")},
+                "deflated_sharpe": float(dsr[i]) if dsr is not None else float("nan"),
             }
             for i in range(len(variants))
         ]
     )
     results = results.sort(spec.metric, descending=spec.metric not in LOWER_IS_BETTER)
-    folds = None
+    folds = oos = None
     if spec.train_days and spec.test_days:
-        folds = walk_forward(base, spec, configs, variants, workers, progress, backend)
-    return results, folds
+        folds, oos = walk_forward(base, spec, configs, variants, workers, progress, backend)
+    frame = pl.DataFrame(
+        {"date": returns["dates"],
+         **{f"variant_{i}": returns["matrix"][:, i] for i in range(len(variants))}}
+    )  # fmt: skip
+    pbo = pbo_cscv(returns["matrix"]) if returns["matrix"].size else pbo_cscv(np.zeros((0, 0)))
+    return SweepOutcome(results, folds, oos, frame, pbo)
+
+
+def _returns_matrix(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The variants' daily returns as a ``(T, N)`` matrix on the dates they all have."""
+    if not rows:
+        return {"dates": [], "matrix": np.zeros((0, 0))}
+    common = set(rows[0]["_dates"])
+    for r in rows[1:]:
+        common &= set(r["_dates"])
+    dates = sorted(common)
+    cols = []
+    for r in rows:
+        index = {d: i for i, d in enumerate(r["_dates"])}
+        cols.append(r["_returns"][[index[d] for d in dates]])
+    return {"dates": dates, "matrix": np.column_stack(cols) if cols else np.zeros((0, 0))}
 
 
 def fold_windows(start: dt.date, end: dt.date, train: int, test: int) -> list[tuple[dt.date, ...]]:
@@ -339,8 +404,9 @@ def fold_windows(start: dt.date, end: dt.date, train: int, test: int) -> list[tu
 
 def walk_forward(
     base, spec, configs, variants, workers, progress, backend: str = "loky"
-) -> pl.DataFrame:
-    """Choose on each training window, measure on the test window that follows."""
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Choose on each training window, measure on the test window that follows: the folds, and
+    the stitched out-of-sample daily returns (``date, return, equity``)."""
     assert spec.train_days and spec.test_days
     windows = fold_windows(base.backtest.start, base.backtest.end, spec.train_days, spec.test_days)
     if not windows:
@@ -353,11 +419,15 @@ def walk_forward(
         )
     sign = -1.0 if spec.metric in LOWER_IS_BETTER else 1.0
     rows = []
+    oos_dates: list[dt.date] = []
+    oos_returns: list[np.ndarray] = []
     for k, (a, b, c, d) in enumerate(windows):
         train = run_jobs([(cfg, a, b) for cfg in configs], workers, progress, backend)
         scores = [sign * float(np.nan_to_num(r[spec.metric], nan=-np.inf)) for r in train]
         best = int(np.argmax(scores))
         (test,) = run_jobs([(configs[best], c, d)], 1, progress)
+        oos_dates.extend(test["_dates"])
+        oos_returns.append(test["_returns"])
         rows.append(
             {
                 "fold": k,
@@ -370,7 +440,11 @@ def walk_forward(
                 "out_of_sample_return": test["total_return"],
             }
         )
-    return pl.DataFrame(rows)
+    # the honest curve: the chosen variant of each fold on its test window, one after another
+    # (each test window starts from fresh capital; its daily returns chain the folds)
+    r = np.concatenate(oos_returns) if oos_returns else np.zeros(0)
+    oos = pl.DataFrame({"date": oos_dates, "return": r, "equity": np.cumprod(1.0 + r)})
+    return pl.DataFrame(rows), oos
 
 
 def jobs_count(spec: SweepSpec, base: Config) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 import yaml
@@ -123,7 +124,11 @@ def test_cli_sweep_writes_results_and_ranking(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     table = pl.read_parquet(tmp_path / "s" / "results.parquet")
     assert table.height == 2 and "sharpe" in table.columns
-    assert "Ranking by sharpe" in (tmp_path / "s" / "ranking.html").read_text()
+    page = (tmp_path / "s" / "ranking.html").read_text()
+    assert "Ranking by sharpe" in page and "deflated Sharpe ratio" in page
+    assert "Probability of backtest overfitting" in page and "sharpe over" in page
+    assert (tmp_path / "s" / "returns.parquet").is_file()
+    assert "probability of backtest overfitting" in res.output
 
 
 @pytest.mark.parametrize(
@@ -198,3 +203,52 @@ def test_the_ray_backend_equals_local_processes(base) -> None:
 
     ray.shutdown()
     assert loky.equals(ray_res)
+
+
+def test_a_sweep_measures_its_selection_luck_and_stitches_the_walk_forward(base) -> None:
+    """Issue #24: each variant's deflated Sharpe ratio (against all the sweep's trials), the
+    probability of backtest overfitting over the variants' daily returns, and one stitched
+    out-of-sample curve: each fold's chosen variant on its test window, as single runs give."""
+    from orchestra.overfitting import deflated_sharpe_of_trials, pbo_cscv
+    from orchestra.results.analytics import daily_returns
+    from orchestra.sweep import sweep
+
+    spec = SweepSpec(
+        grid={"pods.pod-tsmom-major.params.lookback": [15, 30, 45]},
+        random_n=2,
+        random_seed=3,
+        space={"orchestrator.retirement.rolling_sharpe_floor": {"float": [-1.0, 0.0]}},
+        train_days=120,
+        test_days=60,
+    )
+    outcome = sweep(base, spec)
+    matrix = outcome.returns.drop("date").to_numpy()
+    assert matrix.shape == (outcome.returns.height, 5)
+    dsr = deflated_sharpe_of_trials(matrix)
+    by_variant = dict(
+        zip(outcome.results["variant"], outcome.results["deflated_sharpe"], strict=True)
+    )
+    assert [by_variant[i] for i in range(5)] == pytest.approx(dsr.tolist(), rel=1e-12)
+    assert all(0 <= v <= 1 for v in dsr)
+    assert outcome.pbo == pbo_cscv(matrix)
+    # random draws are readable: 4 significant digits
+    floors = [float(v) for v in outcome.results["orchestrator.retirement.rolling_sharpe_floor"]
+              if v != "(config)"]  # fmt: skip
+    assert floors and all(f == float(f"{f:.4g}") for f in floors)
+    # the stitched out-of-sample curve chains the folds' test windows
+    assert outcome.folds is not None and outcome.oos is not None
+    pieces = []
+    for row in outcome.folds.iter_rows(named=True):
+        c, d = (dt.date.fromisoformat(x) for x in row["test"].split(" → "))
+        variant = outcome.results.filter(pl.col("variant") == row["chosen_variant"]).row(
+            0, named=True
+        )
+        overrides = {k: v for k, v in variant.items() if "." in k and v != "(config)"}
+        overrides = {
+            k: (int(v) if k.endswith("lookback") else float(v)) for k, v in overrides.items()
+        }
+        single = run_backtest(variant_config(base, overrides, "check"), start=c, end=d)
+        pieces.append(daily_returns(single)["return"].to_numpy())
+    assert np.array_equal(outcome.oos["return"].to_numpy(), np.concatenate(pieces))
+    r = outcome.oos["return"].to_numpy()
+    assert outcome.oos_sharpe == pytest.approx(r.mean() / r.std(ddof=1) * np.sqrt(365))

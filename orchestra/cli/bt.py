@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -440,8 +441,9 @@ def sweep(
 ) -> None:
     """Run CONFIG over a grid (and random draws) of settings; rank them; walk-forward."""
     from orchestra import load_config
-    from orchestra.results.report import _table_html
-    from orchestra.sweep import jobs_count, load_spec, run_sweep
+    from orchestra.sweep import jobs_count, load_spec
+    from orchestra.sweep import sweep as run_all
+    from orchestra.sweep_report import format_frame, write_ranking
 
     cfg = load_config(config)
     spec = load_spec(grid_file)
@@ -462,35 +464,42 @@ def sweep(
         disable=not show,
     ) as bar:
         task = bar.add_task("sweep", total=total)
-        results, folds = run_sweep(cfg, spec, workers, lambda n: bar.advance(task, n), backend)
+        outcome = run_all(cfg, spec, workers, lambda n: bar.advance(task, n), backend)
+    results, folds = outcome.results, outcome.folds
     target = out_dir or Path("runs") / f"sweep-{config.stem}-{grid_file.stem}"
     target.mkdir(parents=True, exist_ok=True)
     results.write_parquet(target / "results.parquet")
-    parts = [f"<h2>Ranking by {spec.metric}</h2>{_table_html(results.head(50))}"]
-    if folds is not None:
+    outcome.returns.write_parquet(target / "returns.parquet")
+    if folds is not None and outcome.oos is not None:
         folds.write_parquet(target / "walk_forward.parquet")
-        parts.append(f"<h2>Walk-forward (out of sample)</h2>{_table_html(folds)}")
-    (target / "ranking.html").write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>sweep {config.stem}</title>"
-        "<style>body{font-family:system-ui,sans-serif;margin:24px}table{border-collapse:collapse;"
-        "font-size:13px}td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}</style>"
-        f"</head><body><h1>Sweep of {config.name} ({results.height} variants)</h1>"
-        + "".join(parts)
-        + "</body></html>"
-    )
+        outcome.oos.write_parquet(target / "walk_forward_oos.parquet")
+    write_ranking(outcome, spec, config.name, target / "ranking.html")
     if not quiet:
         params = [c for c in results.columns if "." in c]
-        keep = ["variant", *params, spec.metric, "total_return", "max_drawdown"]
+        keep = ["variant", *params, spec.metric, "deflated_sharpe", "total_return", "max_drawdown"]
         _print_frame(
-            results.head(10).select(list(dict.fromkeys(keep))),
+            format_frame(results.head(10).select(list(dict.fromkeys(keep))), short=True),
             f"Top variants by {spec.metric} (of {results.height})",
+        )
+        pbo = outcome.pbo["pbo"]
+        out.print(
+            f"probability of backtest overfitting (CSCV, {outcome.pbo['blocks']:.0f} blocks): "
+            f"{pbo:.0%}"
+            if math.isfinite(pbo)
+            else "probability of backtest overfitting: n/a (fewer than 2 variants)",
+            highlight=False,
         )
         if folds is not None:
             _print_frame(
-                folds.drop("chosen", "train"),
+                format_frame(folds.drop("chosen", "train")),
                 "Walk-forward: chosen on the training window, measured on the next test window",
             )
-    click.echo(f"sweep results: {target} (results.parquet, ranking.html)")
+            out.print(
+                f"stitched out-of-sample Sharpe: {outcome.oos_sharpe:.2f} "
+                f"({outcome.oos.height if outcome.oos is not None else 0} days)",
+                highlight=False,
+            )
+    click.echo(f"sweep results: {target} (results.parquet, returns.parquet, ranking.html)")
 
 
 def _print_frame(frame, title: str) -> None:
@@ -498,10 +507,11 @@ def _print_frame(frame, title: str) -> None:
 
     t = Table(title=title, title_justify="left")
     for c in frame.columns:
-        t.add_column(c, justify="right")
+        t.add_column(c, justify="right", overflow="fold")
     for row in frame.iter_rows():
         t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
-    out.print(t)
+    wide = out if out.is_terminal else Console(soft_wrap=True, width=200)  # pipes: no cropping
+    wide.print(t)
 
 
 def _advance(bar: Progress, task: Any, _symbol: str, n: int) -> None:
