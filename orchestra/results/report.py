@@ -534,6 +534,31 @@ def _cash_html(cash: dict | None) -> str:
     )
 
 
+def _trades_html(result: OrchestratedResult) -> str:
+    """Round trips per pod and symbol (``trades.parquet``): count, win rate, expectancy, P&L,
+    average holding time, fees, funding."""
+    from orchestra.results.trades import trade_summary
+
+    if not result.trades.height:
+        return ""
+    table = trade_summary(result.trades)
+    shown = table.with_columns(
+        pl.col("win_rate").map_elements(lambda v: f"{v:.0%}", return_dtype=pl.String),
+        *[
+            pl.col(c).map_elements(lambda v: f"{v:,.2f}", return_dtype=pl.String)
+            for c in ("expectancy", "pnl", "fees", "funding")
+        ],
+        pl.col("avg_holding_days").map_elements(lambda v: f"{v:.1f}", return_dtype=pl.String),
+    )
+    still = int(result.trades["open"].sum())
+    return (
+        "<h2>Trades</h2><p>Round trips per pod and symbol, from each pod's attributed fills "
+        "(P&amp;L net of its fees and funding; "
+        f"{still} trip(s) still open, marked at the last close). Every trip: trades.parquet.</p>"
+        f"{_table_html(shown)}"
+    )
+
+
 def collapse_alerts(alerts: pl.DataFrame) -> pl.DataFrame:
     """One row per (alert type, severity, pod): how many, first and last time, the first
     message — 23 near-identical risk-concentration alerts read as one line."""
@@ -580,6 +605,7 @@ td,th{{border:1px solid #ddd;padding:3px 6px;text-align:right}}th{{background:#f
 <h2>Metrics</h2>{_table_html(_metrics_table(metrics))}
 {_returns_html(result)}
 <h2>Pods</h2>{pods_html}
+{_trades_html(result)}
 {hint}
 {"".join(parts)}
 <h2>Lifecycle events</h2>{_table_html(result.lifecycle_events)}

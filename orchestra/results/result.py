@@ -15,6 +15,7 @@ import polars as pl
 
 from orchestra.kernels.state import STATE_NAMES
 from orchestra.results.metrics import METRIC_COLUMNS, summarize
+from orchestra.results.trades import TRADE_SCHEMA, round_trips
 from orchestra.timeframes import DAY_MS, DAYS_PER_YEAR, period_days, timeframe_ms
 
 TS = pl.Datetime("ms", "UTC")
@@ -105,10 +106,12 @@ FRAME_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     # the benchmark's value at each bar, 1 at the first (backtest.benchmark; empty for none)
     "benchmark": {"timestamp": TS, "name": pl.String, "value": pl.Float64},
+    # round trips per pod and symbol (orchestra.results.trades)
+    "trades": TRADE_SCHEMA,
 }
 FRAMES = list(FRAME_SCHEMAS)
 # frames a run directory written before they existed does not hold (read as empty)
-OPTIONAL_FRAMES = frozenset({"live_gap", "live_nav_gap", "benchmark"})
+OPTIONAL_FRAMES = frozenset({"live_gap", "live_nav_gap", "benchmark", "trades"})
 
 
 class RunDirError(ValueError):
@@ -183,6 +186,7 @@ class OrchestratedResult:
     live_gap: pl.DataFrame = field(default_factory=lambda: empty_frame("live_gap"))
     live_nav_gap: pl.DataFrame = field(default_factory=lambda: empty_frame("live_nav_gap"))
     benchmark: pl.DataFrame = field(default_factory=lambda: empty_frame("benchmark"))
+    trades: pl.DataFrame = field(default_factory=lambda: empty_frame("trades"))
 
     def returns(self, entity: str = "account"):
         """Daily returns of the account (or a pod's NAV) as a pandas Series indexed by UTC date:
@@ -281,6 +285,7 @@ class OrchestratedResult:
             alerts=self.alerts.filter(mine),
             metrics=row,
             benchmark=self.benchmark,
+            trades=self.trades.filter(mine),
             summary=summary,
         )
 
@@ -452,7 +457,17 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
         ),
         "timings": timings or {},
     }
+    trades = round_trips(
+        inp.timestamps[:T],
+        inp.close,
+        inp.funding,
+        slot_pod.tolist(),
+        slot_symbol.tolist(),
+        inp.slot_sym,
+        fills_raw,
+    )
     return OrchestratedResult(
+        trades=trades,
         benchmark=_benchmark_frame(config, prep.market.symbols, inp.close[:T], ts),
         equity=equity,
         pod_equity=pod_equity,
