@@ -85,3 +85,34 @@ def test_funding_is_in_the_trips(tmp_path: Path) -> None:
     res = run(raw)
     check_trips(res)
     assert res.trades["funding"].abs().sum() > 0
+
+
+def test_position_books_agree_with_the_round_trips() -> None:
+    """Two computations of the same P&L: a slot's realised P&L (average cost) after its last
+    fill equals the sum of its trips' P&L plus their funding when the slot ends flat; the pods'
+    metrics carry live days, rolling volatility and the drawdown now."""
+    raw = load_config(ROOT / "configs" / "example.yaml").model_dump(mode="json")
+    raw["portfolio"].update(cost_bps=30.0, slippage_bps=20.0)
+    res = run(raw)
+    pos = res.positions
+    assert {"target_weight", "notional", "avg_entry", "realised_pnl", "unrealised_pnl"} <= set(
+        pos.columns
+    )
+    last = pos.group_by("pod_id", "symbol").agg(pl.all().sort_by("timestamp").last())
+    checked = 0
+    for row in last.iter_rows(named=True):
+        trips = res.trades.filter(
+            (pl.col("pod_id") == row["pod_id"]) & (pl.col("symbol") == row["symbol"])
+        )
+        if row["units"] == 0.0:
+            want = float((trips["pnl"] + trips["funding"]).sum())
+            assert row["realised_pnl"] == pytest.approx(want, rel=1e-9, abs=1e-6)
+            assert row["unrealised_pnl"] == 0.0
+            checked += 1
+    assert checked >= 1
+    # notional = units × close = weight × the account's equity at that bar
+    both = pos.join(res.equity.select("timestamp", "equity"), on="timestamp")
+    assert np.allclose(both["notional"], both["weight"] * both["equity"], rtol=1e-9, atol=1e-6)
+    m = res.metrics.filter(pl.col("entity") != "account")
+    assert (m["live_days"] > 0).all() and (m["rolling_volatility"] > 0).all()
+    assert ((m["current_drawdown"] >= 0) & (m["current_drawdown"] < 1)).all()

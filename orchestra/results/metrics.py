@@ -26,7 +26,29 @@ METRIC_COLUMNS = [
     "fees",
     "netting_savings",
     "exposure",
+    # the plan's pod performance: days live, rolling volatility, drawdown now (at the end)
+    "live_days",
+    "rolling_volatility",
+    "current_drawdown",
 ]
+
+
+def state_figures(
+    day_end_values: np.ndarray, values: np.ndarray, live_days: float, window: int, per_year: float
+) -> dict[str, float]:
+    """``live_days``; ``rolling_volatility``: annualised std of the last ``window`` day-end
+    returns (NaN with fewer than 2); ``current_drawdown``: the last value below its running
+    peak."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = day_end_values[1:] / day_end_values[:-1] - 1.0 if day_end_values.size > 1 else np.zeros(0)
+    r = r[np.isfinite(r)][-window:]
+    vol = float(np.std(r, ddof=1) * np.sqrt(per_year)) if r.size > 1 else float("nan")
+    dd = drawdown(values)
+    return {
+        "live_days": float(live_days),
+        "rolling_volatility": vol,
+        "current_drawdown": float(dd[-1]) if dd.size else 0.0,
+    }
 
 
 def total_return(values: np.ndarray) -> float:

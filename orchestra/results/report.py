@@ -24,7 +24,8 @@ from plotly.io import to_html
 from orchestra.results.result import OrchestratedResult
 
 MAX_POINTS = 2000  # per line, for display
-PCT_METRICS = {"total_return", "cagr", "volatility", "max_drawdown", "win_rate", "exposure"}
+PCT_METRICS = {"total_return", "cagr", "volatility", "max_drawdown", "win_rate", "exposure",
+               "rolling_volatility", "current_drawdown"}  # fmt: skip
 TIME_AXIS = {"title": {"text": "date (UTC)"}}
 
 
@@ -136,6 +137,28 @@ def _pod_fraction_frame(result: OrchestratedResult) -> pl.DataFrame:
     """A pod's report: its decided fraction at each day's close (one series)."""
     pe = result.pod_equity.select("timestamp", "fraction").sort("timestamp")
     return pe.group_by_dynamic("timestamp", every="1d").agg(pl.col("fraction").last())
+
+
+TOP_SYMBOLS = 6
+
+
+def exposure_lines(expo: pl.DataFrame, top: int = TOP_SYMBOLS) -> pl.DataFrame:
+    """The exposure chart's lines: the ``top`` symbols by mean |net weight| and, when there are
+    more, one ``others (n)`` line with the rest's net weight summed (ten lines were unreadable)."""
+    if expo["symbol"].n_unique() <= top + 1:
+        return expo
+    rank = expo.group_by("symbol").agg(pl.col("weight").abs().mean()).sort("weight", descending=True)
+    keep = rank["symbol"].head(top).to_list()
+    rest = rank.height - top
+    others = (
+        expo.filter(~pl.col("symbol").is_in(keep))
+        .group_by("timestamp")
+        .agg(pl.col("weight").sum())
+        .with_columns(pl.lit(f"others ({rest})").alias("symbol"))
+        .select("timestamp", "symbol", "weight")
+        .sort("timestamp")
+    )
+    return pl.concat([expo.filter(pl.col("symbol").is_in(keep)), others])
 
 
 def charts(result: OrchestratedResult) -> dict[str, go.Figure]:
@@ -285,16 +308,19 @@ def charts(result: OrchestratedResult) -> dict[str, go.Figure]:
     )
     figs["lifecycle"] = f
 
-    expo = result.exposures
+    expo = exposure_lines(result.exposures)
     if expo.height:
         f = go.Figure()
         for sym in expo["symbol"].unique(maintain_order=True).to_list():
             s = expo.filter(pl.col("symbol") == sym)
             _line(f, s["timestamp"].to_list(), s["weight"].to_numpy(), sym, line_shape="hv")
         f.update_layout(
-            title="Net exposure per symbol (daily)",
+            title=f"Net exposure per symbol (daily; the {TOP_SYMBOLS} largest, the rest summed)"
+            if expo["symbol"].n_unique() > TOP_SYMBOLS
+            else "Net exposure per symbol (daily)",
             xaxis=TIME_AXIS,
-            yaxis={"title": {"text": "net weight (units × price / equity)"}, "tickformat": ".0%"},
+            yaxis={"title": {"text": "net weight of equity"}, "tickformat": ".0%"},
+            legend={"orientation": "h", "y": -0.2},
         )
         figs["net_exposure"] = f
 

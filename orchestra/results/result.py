@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from orchestra.kernels.state import STATE_NAMES
-from orchestra.results.metrics import METRIC_COLUMNS, summarize
+from orchestra.results.metrics import METRIC_COLUMNS, state_figures, summarize
 from orchestra.results.trades import TRADE_SCHEMA, round_trips
 from orchestra.timeframes import DAY_MS, DAYS_PER_YEAR, period_days, timeframe_ms
 
@@ -42,6 +42,14 @@ FRAME_SCHEMAS: dict[str, dict[str, Any]] = {
         "symbol": pl.String,
         "units": pl.Float64,
         "weight": pl.Float64,
+        # the pod's view (added 2026-12-03): its strategy's internal target weight at that bar,
+        # the position's notional at the close, average entry price, realised P&L of the slot so
+        # far (fills' cash against the average entry, fees included) and unrealised P&L
+        "target_weight": pl.Float64,
+        "notional": pl.Float64,
+        "avg_entry": pl.Float64,
+        "realised_pnl": pl.Float64,
+        "unrealised_pnl": pl.Float64,
     },
     "account_positions": {"timestamp": TS, "symbol": pl.String, "units": pl.Float64},
     "exposures": {"timestamp": TS, "symbol": pl.String, "weight": pl.Float64},
@@ -114,6 +122,13 @@ FRAMES = list(FRAME_SCHEMAS)
 OPTIONAL_FRAMES = frozenset({"live_gap", "live_nav_gap", "benchmark", "trades"})
 
 
+# frames that gained columns since runs were first saved: a run written before reads them as NaN
+CORE_COLUMNS = {
+    "metrics": {"entity"},
+    "positions": {"timestamp", "pod_id", "symbol", "units", "weight"},
+}
+
+
 class RunDirError(ValueError):
     """A run directory whose files are missing or unreadable (one line for the CLI)."""
 
@@ -134,7 +149,8 @@ def _read_frame(d: Path, name: str) -> pl.DataFrame:
             f"{path}: not a readable parquet file ({first}); rerun `orch-bt run` to rewrite it"
         ) from None
     lost = [c for c in FRAME_SCHEMAS[name] if c not in frame.columns]
-    if name == "metrics" and "entity" in frame.columns:  # a metric added since: unknown (NaN)
+    core = CORE_COLUMNS.get(name)
+    if core is not None and core <= set(frame.columns):  # columns added since: unknown (NaN)
         frame = frame.with_columns([pl.lit(float("nan")).alias(c) for c in lost])
         lost = []
     if lost:
@@ -362,6 +378,7 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
     after = fills_raw["units_after"][last]
     sym_idx = inp.slot_sym[ps] if ps.size else np.zeros(0, dtype=np.int64)
     close = inp.close[pb, sym_idx] if ps.size else np.zeros(0)
+    books = slot_books(fills_raw, inp.slot_pod.size)
     positions = pl.DataFrame(
         {
             "timestamp": pl.Series(inp.timestamps[pb]).cast(TS),
@@ -369,6 +386,11 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
             "symbol": slot_symbol[ps].tolist(),
             "units": after,
             "weight": after * close / out.equity[pb] if ps.size else np.zeros(0),
+            "target_weight": inp.target[pb, ps] if ps.size else np.zeros(0),
+            "notional": after * close,
+            "avg_entry": books["avg_entry"][last],
+            "realised_pnl": books["realised"][last],
+            "unrealised_pnl": after * (close - books["avg_entry"][last]),
         },
         schema=FRAME_SCHEMAS["positions"],
     )
@@ -386,6 +408,8 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
     )
     years = days / 365.0 if days > 0 else 1.0
     per_year = DAYS_PER_YEAR / period_days(config.clock_timeframe)  # day-end returns per year
+    # the rolling volatility's window: the lifecycle's rolling Sharpe window, in day-end steps
+    window = max(2, round(config.orchestrator.retirement.rolling_sharpe_window / period_days(config.clock_timeframe)))
     ext = fills.filter(pl.col("venue") == "external")
     acct_notional = float((ext["units"].abs() * ext["price"]).sum()) if ext.height else 0.0
     mean_eq = float(np.mean(eq)) if eq.size else capital
@@ -401,6 +425,13 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
                 float(st.account_fees[0]),
                 float(st.pod_alone_fees.sum() - st.account_fees[0]),
                 float(np.nanmean(out.gross_leverage[:T])) if T else 0.0,
+                per_year,
+            ),
+            **state_figures(
+                np.concatenate([[capital], eq[day_end]]),
+                np.concatenate([[capital], eq]),
+                days,
+                window,
                 per_year,
             ),
         }
@@ -419,6 +450,13 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
                     float(st.pod_fees[p]),
                     float(st.pod_alone_fees[p] - st.pod_fees[p]),
                     float(np.mean(out.pod_gross[:T, p])) if T else 0.0,
+                    per_year,
+                ),
+                **state_figures(
+                    np.concatenate([[1.0], nav[day_end]]),
+                    np.concatenate([[1.0], nav]),
+                    float(st.pod_live_days[p]),
+                    window,
                     per_year,
                 ),
             }
@@ -567,6 +605,39 @@ def _benchmark_frame(config, symbols: list[str], close: np.ndarray, ts: pl.Serie
         {"timestamp": ts, "name": [name] * ts.len(), "value": value},
         schema=FRAME_SCHEMAS["benchmark"],
     )
+
+
+def slot_books(fills: dict[str, np.ndarray], n_slots: int) -> dict[str, np.ndarray]:
+    """After each fill (kernel order): its slot's average entry price and realised P&L so far.
+
+    Average cost: a fill that grows the position (or opens it) moves the average entry; one that
+    shrinks it realises ``closed units × (price − entry)`` in the position's direction; a flip
+    realises the old side and opens the rest at the fill's price. Fees are realised when paid.
+    """
+    n = fills["bar"].size
+    avg_out, real_out = np.zeros(n), np.zeros(n)
+    q = np.zeros(n_slots)
+    avg = np.zeros(n_slots)
+    realised = np.zeros(n_slots)
+    for i, (k, u, p, f) in enumerate(
+        zip(fills["slot"].tolist(), fills["units"].tolist(), fills["price"].tolist(),
+            fills["fee"].tolist(), strict=True)
+    ):  # fmt: skip
+        q0 = q[k]
+        q1 = q0 + u
+        realised[k] -= f
+        if q0 == 0 or q0 * u > 0:  # opens or grows
+            avg[k] = (abs(q0) * avg[k] + abs(u) * p) / abs(q1) if q1 != 0 else 0.0
+        else:  # shrinks, closes or flips
+            closed = min(abs(u), abs(q0))
+            realised[k] += closed * (p - avg[k]) * np.sign(q0)
+            if q0 * q1 < 0:
+                avg[k] = p
+            elif abs(q1) <= 1e-12 * max(abs(q0), abs(u)):
+                avg[k] = 0.0
+        q[k] = q1
+        avg_out[i], real_out[i] = avg[k], realised[k]
+    return {"avg_entry": avg_out, "realised": real_out}
 
 
 def time_in_cash(
