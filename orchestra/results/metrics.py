@@ -40,7 +40,11 @@ def state_figures(
     returns (NaN with fewer than 2); ``current_drawdown``: the last value below its running
     peak."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = day_end_values[1:] / day_end_values[:-1] - 1.0 if day_end_values.size > 1 else np.zeros(0)
+        r = (
+            day_end_values[1:] / day_end_values[:-1] - 1.0
+            if day_end_values.size > 1
+            else np.zeros(0)
+        )
     r = r[np.isfinite(r)][-window:]
     vol = float(np.std(r, ddof=1) * np.sqrt(per_year)) if r.size > 1 else float("nan")
     dd = drawdown(values)

@@ -147,7 +147,9 @@ def exposure_lines(expo: pl.DataFrame, top: int = TOP_SYMBOLS) -> pl.DataFrame:
     more, one ``others (n)`` line with the rest's net weight summed (ten lines were unreadable)."""
     if expo["symbol"].n_unique() <= top + 1:
         return expo
-    rank = expo.group_by("symbol").agg(pl.col("weight").abs().mean()).sort("weight", descending=True)
+    rank = (
+        expo.group_by("symbol").agg(pl.col("weight").abs().mean()).sort("weight", descending=True)
+    )
     keep = rank["symbol"].head(top).to_list()
     rest = rank.height - top
     others = (
@@ -449,9 +451,11 @@ def return_charts(result: OrchestratedResult) -> dict[str, go.Figure]:
     r = an.daily_returns(result, entity)["return"].to_numpy()
     st = an.return_stats(r)
     f = go.Figure(go.Histogram(x=r, nbinsx=80, name="daily returns"))
-    for key, label in (("var_95_hist", "VaR 95 %"), ("cvar_95", "CVaR 95 %")):
+    for key, label, where in (("var_95_hist", "VaR 95 %", "top right"),
+                              ("cvar_95", "CVaR 95 %", "top left")):  # fmt: skip
         if np.isfinite(st[key]):
-            f.add_vline(x=st[key], line_dash="dash", annotation_text=label)
+            f.add_vline(x=st[key], line_dash="dash", annotation_text=label,
+                        annotation_position=where)  # fmt: skip
     f.update_layout(
         title=f"Daily returns: skew {st['skew']:.2f}, excess kurtosis {st['kurtosis']:.2f}, "
         f"VaR 95 % {st['var_95_hist']:.2%}, CVaR 95 % {st['cvar_95']:.2%}",

@@ -409,7 +409,13 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
     years = days / 365.0 if days > 0 else 1.0
     per_year = DAYS_PER_YEAR / period_days(config.clock_timeframe)  # day-end returns per year
     # the rolling volatility's window: the lifecycle's rolling Sharpe window, in day-end steps
-    window = max(2, round(config.orchestrator.retirement.rolling_sharpe_window / period_days(config.clock_timeframe)))
+    window = max(
+        2,
+        round(
+            config.orchestrator.retirement.rolling_sharpe_window
+            / period_days(config.clock_timeframe)
+        ),
+    )
     ext = fills.filter(pl.col("venue") == "external")
     acct_notional = float((ext["units"].abs() * ext["price"]).sum()) if ext.height else 0.0
     mean_eq = float(np.mean(eq)) if eq.size else capital
