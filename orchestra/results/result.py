@@ -620,30 +620,16 @@ def slot_books(fills: dict[str, np.ndarray], n_slots: int) -> dict[str, np.ndarr
     shrinks it realises ``closed units × (price − entry)`` in the position's direction; a flip
     realises the old side and opens the rest at the fill's price. Fees are realised when paid.
     """
-    n = fills["bar"].size
-    avg_out, real_out = np.zeros(n), np.zeros(n)
-    q = np.zeros(n_slots)
-    avg = np.zeros(n_slots)
-    realised = np.zeros(n_slots)
-    for i, (k, u, p, f) in enumerate(
-        zip(fills["slot"].tolist(), fills["units"].tolist(), fills["price"].tolist(),
-            fills["fee"].tolist(), strict=True)
-    ):  # fmt: skip
-        q0 = q[k]
-        q1 = q0 + u
-        realised[k] -= f
-        if q0 == 0 or q0 * u > 0:  # opens or grows
-            avg[k] = (abs(q0) * avg[k] + abs(u) * p) / abs(q1) if q1 != 0 else 0.0
-        else:  # shrinks, closes or flips
-            closed = min(abs(u), abs(q0))
-            realised[k] += closed * (p - avg[k]) * np.sign(q0)
-            if q0 * q1 < 0:
-                avg[k] = p
-            elif abs(q1) <= 1e-12 * max(abs(q0), abs(u)):
-                avg[k] = 0.0
-        q[k] = q1
-        avg_out[i], real_out[i] = avg[k], realised[k]
-    return {"avg_entry": avg_out, "realised": real_out}
+    from orchestra.results.trades import slot_books_nb
+
+    avg, realised = slot_books_nb(
+        np.ascontiguousarray(fills["slot"], dtype=np.int64),
+        np.ascontiguousarray(fills["units"], dtype=np.float64),
+        np.ascontiguousarray(fills["price"], dtype=np.float64),
+        np.ascontiguousarray(fills["fee"], dtype=np.float64),
+        n_slots,
+    )
+    return {"avg_entry": avg, "realised": realised}
 
 
 def time_in_cash(

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from numba import njit
 
 TRADE_SCHEMA: dict[str, Any] = {
     "pod_id": pl.String,
@@ -45,24 +46,135 @@ TRADE_SCHEMA: dict[str, Any] = {
 }
 
 
-class _Trip:
-    __slots__ = ("bar0", "bar1", "buy_px", "buy_u", "cash", "fees", "funding", "max_u",
-                 "sell_px", "sell_u", "side")  # fmt: skip
+@njit(cache=True)
+def _last_close(close, T, s):
+    for t in range(T - 1, -1, -1):
+        if close[t, s] == close[t, s]:
+            return close[t, s]
+    return np.nan
 
-    def __init__(self, bar: int, side: float) -> None:
-        self.bar0, self.bar1, self.side = bar, -1, side
-        self.cash = self.fees = self.funding = self.max_u = 0.0
-        self.buy_u = self.buy_px = self.sell_u = self.sell_px = 0.0
 
-    def fill(self, units: float, price: float, fee: float) -> None:
-        self.cash -= units * price + fee
-        self.fees += fee
-        if units > 0:
-            self.buy_u += units
-            self.buy_px += units * price
-        else:
-            self.sell_u -= units
-            self.sell_px -= units * price
+@njit(cache=True)
+def _trips_nb(
+    order, fill_slot, fill_bar, fill_units, fill_price, fill_fee, slot_sym, close, cum_funding, T
+):
+    """Round trips of every slot, the fills visited slot by slot in time order (``order``).
+
+    ``cum_funding[t, s]`` is ``Σ_{u<t} close·rate`` of symbol ``s``, so the funding of ``q``
+    units held after bars ``a .. b−1`` is ``q·(cum[b] − cum[a])``. Returns one array per column
+    (``bar1`` −1 while open); see the module docstring for the definitions."""
+    n = order.shape[0]
+    cap = 2 * n + 1
+    t_slot = np.empty(cap, np.int64)
+    t_side = np.empty(cap, np.float64)
+    t_bar0 = np.empty(cap, np.int64)
+    t_bar1 = np.empty(cap, np.int64)
+    t_entry = np.empty(cap, np.float64)
+    t_exit = np.empty(cap, np.float64)
+    t_maxu = np.empty(cap, np.float64)
+    t_fees = np.empty(cap, np.float64)
+    t_fund = np.empty(cap, np.float64)
+    t_pnl = np.empty(cap, np.float64)
+    t_mae = np.empty(cap, np.float64)
+    t_mfe = np.empty(cap, np.float64)
+    m = 0
+    i = 0
+    while i < n:
+        k = fill_slot[order[i]]
+        s = slot_sym[k]
+        j = i
+        while j < n and fill_slot[order[j]] == k:
+            j += 1
+        # the slot's fills are order[i:j]
+        q = 0.0
+        open_ = False
+        cur = -1
+        last_bar = -1
+        for f in range(i, j):
+            idx = order[f]
+            b = fill_bar[idx]
+            u = fill_units[idx]
+            p = fill_price[idx]
+            fee = fill_fee[idx]
+            if open_ and last_bar >= 0:  # funding on q held after bars last_bar .. b-1
+                t_fund[cur] += q * (cum_funding[b, s] - cum_funding[last_bar, s])
+            q1 = q + u
+            parts = 1
+            if open_ and q != 0.0 and q * q1 < 0.0:
+                parts = 2
+            for part in range(parts):
+                if parts == 2 and part == 0:
+                    uu = -q
+                    ff = fee * (-q / u)
+                elif parts == 2:
+                    uu = q1
+                    ff = fee - fee * (-q / u)
+                else:
+                    uu = u
+                    ff = fee
+                if not open_ and uu != 0.0:
+                    cur = m
+                    m += 1
+                    open_ = True
+                    t_slot[cur] = k
+                    t_side[cur] = 1.0 if uu > 0 else -1.0
+                    t_bar0[cur] = b
+                    t_bar1[cur] = -1
+                    t_entry[cur] = 0.0  # Σ units·price of the growing fills, then / units
+                    t_exit[cur] = 0.0
+                    t_maxu[cur] = 0.0
+                    t_fees[cur] = 0.0
+                    t_fund[cur] = 0.0
+                    t_pnl[cur] = 0.0
+                    t_mae[cur] = 0.0  # growing units
+                    t_mfe[cur] = 0.0  # shrinking units
+                if open_:
+                    t_pnl[cur] -= uu * p + ff
+                    t_fees[cur] += ff
+                    if uu * t_side[cur] > 0:
+                        t_entry[cur] += abs(uu) * p
+                        t_mae[cur] += abs(uu)
+                    else:
+                        t_exit[cur] += abs(uu) * p
+                        t_mfe[cur] += abs(uu)
+                    held = q + uu if parts == 1 or part == 0 else uu
+                    if parts == 2 and part == 0:
+                        held = 0.0
+                    if abs(held) > t_maxu[cur]:
+                        t_maxu[cur] = abs(held)
+                    flat = held == 0.0 or abs(held) <= 1e-12 * max(abs(q), abs(uu))
+                    if flat:
+                        t_bar1[cur] = b
+                        open_ = False
+            q = q1 if abs(q1) > 1e-12 * max(abs(q), abs(u)) else 0.0
+            last_bar = b
+        if open_:  # funding to the end, then marked at the last close (the last known one)
+            t_fund[cur] += q * (cum_funding[T, s] - cum_funding[last_bar, s])
+            t_pnl[cur] += q * _last_close(close, T, s)
+        i = j
+    # averages, excursions, funding and P&L
+    for r in range(m):
+        s = slot_sym[t_slot[r]]
+        grow_u, shrink_u = t_mae[r], t_mfe[r]
+        entry = t_entry[r] / grow_u if grow_u > 0 else np.nan
+        is_open = t_bar1[r] < 0
+        end = T - 1 if is_open else t_bar1[r]
+        t_entry[r] = entry
+        t_exit[r] = _last_close(close, T, s) if is_open or shrink_u == 0 else t_exit[r] / shrink_u
+        lo = 0.0
+        hi = 0.0
+        if entry > 0:
+            for t in range(t_bar0[r], end + 1):
+                c = close[t, s]
+                if c == c:
+                    x = t_side[r] * (c / entry - 1.0)
+                    lo = min(lo, x)
+                    hi = max(hi, x)
+        t_mae[r] = lo
+        t_mfe[r] = hi
+        t_pnl[r] -= t_fund[r]
+    return (t_slot[:m], t_side[:m], t_bar0[:m], t_bar1[:m], t_entry[:m], t_exit[:m],
+            t_maxu[:m], t_fees[:m], t_fund[:m], t_pnl[:m], t_mae[:m], t_mfe[:m])  # fmt: skip
 
 
 def round_trips(
@@ -77,95 +189,90 @@ def round_trips(
     """The trips of every slot from the kernel's fill arrays (``bar, slot, units, price, fee``,
     in execution order) and the run's ``(T, S)`` closes and funding rates."""
     T = timestamps.size
-    rows: list[dict[str, Any]] = []
     if T == 0 or fills["bar"].size == 0:
         return pl.DataFrame(schema=TRADE_SCHEMA)
-    order = np.lexsort((np.arange(fills["bar"].size), fills["slot"]))  # by slot, then time
-    slots = fills["slot"][order]
-    bounds = np.flatnonzero(np.diff(slots)) + 1
-    for chunk in np.split(order, bounds):
-        k = int(fills["slot"][chunk[0]])
-        s = int(slot_sym[k])
-        px_close, rate = close[:T, s], funding[:T, s]
-        bars = fills["bar"][chunk]
-        units, price, fee = fills["units"][chunk], fills["price"][chunk], fills["fee"][chunk]
-        # units held after each bar (the funding base): the last fill of a bar sets it
-        held = np.zeros(T)
-        q = 0.0
-        trips: list[_Trip] = []
-        trip: _Trip | None = None
-        for b, u, p, f in zip(
-            bars.tolist(), units.tolist(), price.tolist(), fee.tolist(), strict=True
-        ):
-            q1 = q + u
-            if trip is not None and q != 0 and q * q1 < 0:  # a flip: close, then open the rest
-                part = -q / u
-                trip.fill(-q, p, f * part)
-                trip.bar1 = b
-                trips.append(trip)
-                trip = _Trip(b, np.sign(q1))
-                trip.fill(q1, p, f * (1 - part))
-            else:
-                if trip is None and u != 0:
-                    trip = _Trip(b, np.sign(u))
-                if trip is not None:
-                    trip.fill(u, p, f)
-            q = q1 if abs(q1) > 1e-12 * max(abs(q), abs(u)) else 0.0
-            held[b:] = q
-            if trip is not None:
-                trip.max_u = max(trip.max_u, abs(q))
-                if q == 0.0:
-                    trip.bar1 = b
-                    trips.append(trip)
-                    trip = None
-        if trip is not None:
-            trips.append(trip)
-        paid = held * px_close * np.nan_to_num(rate)  # the kernel's funding pass, per bar
-        last_bar = T - 1
-        for tr in trips:
-            is_open = tr.bar1 < 0
-            end = last_bar if is_open else tr.bar1
-            # funding is paid on the units held after a bar: a closed trip's stop before its
-            # exit bar (a flip's exit bar belongs to the next trip)
-            tr.funding = float(paid[tr.bar0 : end + 1 if is_open else end].sum())
-            mark = q * float(px_close[last_bar]) if is_open else 0.0
-            entry_u, entry_px = (tr.buy_u, tr.buy_px) if tr.side > 0 else (tr.sell_u, tr.sell_px)
-            exit_u, exit_px = (tr.sell_u, tr.sell_px) if tr.side > 0 else (tr.buy_u, tr.buy_px)
-            entry = entry_px / entry_u if entry_u else float("nan")
-            exit_ = exit_px / exit_u if exit_u and not is_open else float(px_close[last_bar])
-            path = px_close[tr.bar0 : end + 1]
-            path = path[np.isfinite(path)]
-            exc = tr.side * (path / entry - 1.0) if path.size and entry > 0 else np.zeros(1)
-            pnl = tr.cash - tr.funding + mark
-            rows.append(
-                {
-                    "pod_id": slot_pod[k],
-                    "symbol": slot_symbol[k],
-                    "side": "long" if tr.side > 0 else "short",
-                    "entry_time": int(timestamps[tr.bar0]),
-                    "exit_time": None if is_open else int(timestamps[end]),
-                    "entry_price": entry,
-                    "exit_price": exit_,
-                    "max_units": tr.max_u,
-                    "holding_days": (int(timestamps[end]) - int(timestamps[tr.bar0])) / 86_400_000,
-                    "fees": tr.fees,
-                    "funding": tr.funding,
-                    "pnl": pnl,
-                    "return": pnl / (entry * tr.max_u) if entry > 0 and tr.max_u else float("nan"),
-                    "mae": float(min(exc.min(), 0.0)),
-                    "mfe": float(max(exc.max(), 0.0)),
-                    "open": is_open,
-                }
-            )
-    if not rows:
-        return pl.DataFrame(schema=TRADE_SCHEMA)
-    frame = pl.DataFrame(
-        rows, schema={**TRADE_SCHEMA, "entry_time": pl.Int64, "exit_time": pl.Int64}
+    order = np.lexsort((np.arange(fills["bar"].size), fills["slot"])).astype(np.int64)
+    px = np.ascontiguousarray(close[:T], dtype=np.float64)
+    paid = np.nan_to_num(px * funding[:T])
+    cum = np.vstack([np.zeros((1, px.shape[1])), np.cumsum(paid, axis=0)])
+    (slot, side, bar0, bar1, entry, exit_, maxu, fees, fund, pnl, mae, mfe) = _trips_nb(
+        order,
+        np.ascontiguousarray(fills["slot"], dtype=np.int64),
+        np.ascontiguousarray(fills["bar"], dtype=np.int64),
+        np.ascontiguousarray(fills["units"], dtype=np.float64),
+        np.ascontiguousarray(fills["price"], dtype=np.float64),
+        np.ascontiguousarray(fills["fee"], dtype=np.float64),
+        np.ascontiguousarray(slot_sym, dtype=np.int64),
+        px,
+        cum,
+        T,
     )
-    return frame.with_columns(
-        pl.col("entry_time").cast(TRADE_SCHEMA["entry_time"]),
-        pl.col("exit_time").cast(TRADE_SCHEMA["exit_time"]),
-    ).sort("pod_id", "symbol", "entry_time")
+    is_open = bar1 < 0
+    end = np.where(is_open, T - 1, bar1)
+    ts = timestamps.astype(np.int64)
+    pods = np.asarray(slot_pod, dtype=object)
+    syms = np.asarray(slot_symbol, dtype=object)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ret = np.where((entry > 0) & (maxu > 0), pnl / (entry * maxu), np.nan)
+    frame = pl.DataFrame(
+        {
+            "pod_id": pods[slot].tolist(),
+            "symbol": syms[slot].tolist(),
+            "side": np.where(side > 0, "long", "short").tolist(),
+            "entry_time": pl.Series(ts[bar0]).cast(TRADE_SCHEMA["entry_time"]),
+            "exit_time": pl.Series(np.where(is_open, 0, ts[end])).cast(
+                TRADE_SCHEMA["exit_time"]
+            ),
+            "entry_price": entry,
+            "exit_price": exit_,
+            "max_units": maxu,
+            "holding_days": (ts[end] - ts[bar0]) / 86_400_000,
+            "fees": fees,
+            "funding": fund,
+            "pnl": pnl,
+            "return": ret,
+            "mae": mae,
+            "mfe": mfe,
+            "open": is_open,
+        },
+        schema=TRADE_SCHEMA,
+    )
+    frame = frame.with_columns(
+        pl.when(pl.col("open")).then(None).otherwise(pl.col("exit_time")).alias("exit_time")
+    )
+    return frame.sort("pod_id", "symbol", "entry_time", maintain_order=True)
+
+
+@njit(cache=True)
+def slot_books_nb(slot, units, price, fee, n_slots):
+    """Average entry and realised P&L of each fill's slot after it (see
+    :func:`orchestra.results.result.slot_books`)."""
+    n = slot.shape[0]
+    avg_out = np.zeros(n)
+    real_out = np.zeros(n)
+    q = np.zeros(n_slots)
+    avg = np.zeros(n_slots)
+    realised = np.zeros(n_slots)
+    for i in range(n):
+        k = slot[i]
+        u = units[i]
+        p = price[i]
+        q0 = q[k]
+        q1 = q0 + u
+        realised[k] -= fee[i]
+        if q0 == 0.0 or q0 * u > 0.0:  # opens or grows
+            avg[k] = (abs(q0) * avg[k] + abs(u) * p) / abs(q1) if q1 != 0.0 else 0.0
+        else:  # shrinks, closes or flips
+            closed = min(abs(u), abs(q0))
+            realised[k] += closed * (p - avg[k]) * (1.0 if q0 > 0 else -1.0)
+            if q0 * q1 < 0.0:
+                avg[k] = p
+            elif abs(q1) <= 1e-12 * max(abs(q0), abs(u)):
+                avg[k] = 0.0
+        q[k] = q1
+        avg_out[i] = avg[k]
+        real_out[i] = realised[k]
+    return avg_out, real_out
 
 
 def trade_summary(trips: pl.DataFrame) -> pl.DataFrame:
