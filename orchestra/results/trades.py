@@ -220,9 +220,7 @@ def round_trips(
             "symbol": syms[slot].tolist(),
             "side": np.where(side > 0, "long", "short").tolist(),
             "entry_time": pl.Series(ts[bar0]).cast(TRADE_SCHEMA["entry_time"]),
-            "exit_time": pl.Series(np.where(is_open, 0, ts[end])).cast(
-                TRADE_SCHEMA["exit_time"]
-            ),
+            "exit_time": pl.Series(np.where(is_open, 0, ts[end])).cast(TRADE_SCHEMA["exit_time"]),
             "entry_price": entry,
             "exit_price": exit_,
             "max_units": maxu,
