@@ -226,6 +226,9 @@ def _metrics(cfg: Config, start: dt.date | None, end: dt.date | None) -> dict[st
 
 
 def _run(job: tuple[Config, dt.date | None, dt.date | None]) -> dict[str, Any]:
+    from orchestra.engine.build import share_work
+
+    share_work(True)  # points of a sweep share data windows and pod signals (per process)
     return _metrics(*job)
 
 
@@ -247,11 +250,18 @@ def run_jobs(
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r}: one of {', '.join(BACKENDS)}")
     if workers <= 1 and backend == "loky":
+        from orchestra.engine import build
+
+        was_on = build._SHARED is not None
         out = []
-        for job in jobs:
-            out.append(_run(job))
-            if progress:
-                progress(1)
+        try:
+            for job in jobs:
+                out.append(_run(job))
+                if progress:
+                    progress(1)
+        finally:
+            if not was_on:  # this process's later runs do not keep the sweep's arrays
+                build.share_work(False)
         return out
     from joblib import Parallel, delayed, parallel_backend
 

@@ -252,3 +252,30 @@ def test_a_sweep_measures_its_selection_luck_and_stitches_the_walk_forward(base)
     assert np.array_equal(outcome.oos["return"].to_numpy(), np.concatenate(pieces))
     r = outcome.oos["return"].to_numpy()
     assert outcome.oos_sharpe == pytest.approx(r.mean() / r.std(ddof=1) * np.sqrt(365))
+
+
+def test_points_share_the_data_window_and_pod_signals_bit_for_bit(base) -> None:
+    """Issue #26: with sharing on, a second point that differs only in allocation loads no data
+    and computes no signal again, and its inputs and results equal a fresh run's exactly; a
+    point with another lookback recomputes only that pod."""
+    from orchestra.engine import build, prepare
+
+    fresh = run_backtest(
+        variant_config(base, {"orchestrator.allocation_method": "equal_weight"}, "x")
+    )
+    shared = build.share_work(True)
+    try:
+        prepare(base)
+        other = variant_config(base, {"orchestrator.allocation_method": "equal_weight"}, "x")
+        hits = dict(shared.hits)
+        again = run_backtest(other)
+        assert shared.hits["data"] == hits["data"] + 1
+        assert shared.hits["signals"] == hits["signals"] + len(base.pods)
+        for name, frame in fresh.frames().items():
+            assert frame.equals(getattr(again, name)), name
+        before = shared.hits["signals"]
+        prepare(variant_config(base, {"pods.pod-donchian-alt.params.lookbacks": [20, 40]}, "y"))
+        assert shared.hits["signals"] - before in (0, len(base.pods) - 1)
+    finally:
+        build.share_work(False)
+    assert build._SHARED is None

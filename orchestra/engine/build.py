@@ -55,6 +55,63 @@ def atr_matrix(market: Market, window: int = ATR_BARS) -> np.ndarray:
     return atr_nb(market.high, market.low, market.close, market.tradable, window, state)
 
 
+class SharedWork:
+    """A per-process memo of what a sweep's points share (issue #26): the loaded bars and
+    market matrices of a data window, and each pod's weight block on them.
+
+    A data window is keyed by everything :func:`~orchestra.data.load_bars` reads — ``data``,
+    the symbols, the first warm-up day and the end — and the clock; a pod's block by its
+    strategy, params, symbols, timeframe and leverage cap on that window's market object. The
+    arrays are the ones a fresh computation gives (prepare copies what the engine may touch), so
+    a point's results are bit-identical with or without it (tested). Bounded: the last
+    ``max_windows`` windows and their blocks. Off unless :func:`share_work` turned it on (sweep
+    workers do).
+    """
+
+    def __init__(self, max_windows: int = 2) -> None:
+        self.max_windows = max_windows
+        self.windows: dict[str, tuple[Any, pl.DataFrame, Market]] = {}
+        self.blocks: dict[tuple, np.ndarray] = {}
+        self.hits = {"data": 0, "signals": 0}
+
+    def window(self, key: str, build: Any) -> tuple[Any, pl.DataFrame, Market]:
+        if key in self.windows:
+            self.hits["data"] += 1
+            return self.windows[key]
+        if len(self.windows) >= self.max_windows:  # forget the oldest window and its blocks
+            old = next(iter(self.windows))
+            gone = id(self.windows.pop(old)[2])
+            self.blocks = {k: v for k, v in self.blocks.items() if k[-1] != gone}
+        self.windows[key] = build()
+        return self.windows[key]
+
+
+_SHARED: SharedWork | None = None
+
+
+def share_work(on: bool = True) -> SharedWork | None:
+    """Turn the per-process memo of data windows and pod signals on (or off); returns it."""
+    global _SHARED
+    if on and _SHARED is None:
+        _SHARED = SharedWork()
+    elif not on:
+        _SHARED = None
+    return _SHARED
+
+
+def _pod_key(pod: Any, market: Market) -> tuple:
+    import json
+
+    return (
+        pod.strategy,
+        json.dumps(pod_params(pod), sort_keys=True, default=str),
+        tuple(pod.symbols),
+        pod.timeframe,
+        float(pod.risk.max_leverage),
+        id(market),
+    )
+
+
 def pod_weight_matrix(
     config: Config, bars: pl.DataFrame, market: Market, clock_tf: str
 ) -> np.ndarray:
@@ -78,9 +135,16 @@ def pod_weight_matrix(
     mat = np.zeros((market.n_bars, int(offsets[-1])))
     notes: dict[int, str] = {}
 
+    shared = _SHARED
+
     def one(i: int) -> None:
         pod = config.pods[i]
         block = mat[:, offsets[i] : offsets[i + 1]]  # a view
+        key = _pod_key(pod, market) if shared is not None else None
+        if shared is not None and key in shared.blocks:
+            shared.hits["signals"] += 1
+            block[:] = shared.blocks[key]
+            return
         try:
             wide = None
             if timeframe_ms(pod.timeframe) == step:
@@ -101,6 +165,8 @@ def pod_weight_matrix(
         # the pod's leverage cap, on its dense block (a per-timestamp group-by in polars costs
         # more than the strategy itself on long frames)
         scaled, top = cap_matrix(block, pod.risk.max_leverage)
+        if shared is not None and key is not None:
+            shared.blocks[key] = block.copy()
         if scaled and ":" in pod.strategy:  # a user's strategy: say what the cap changed
             notes[i] = (
                 f"pods[{i}] ({pod.pod_id}): strategy {pod.strategy!r} asked for gross weight "
@@ -332,6 +398,20 @@ def empty_prepared(config: Config, data_label: str) -> Prepared:
     )
 
 
+def _window_key(config: Config, start: dt.date, end: dt.date) -> str:
+    """Everything the loaded bars and the market matrices depend on."""
+    import json
+
+    from orchestra.strategies.warmup import warmup_days
+
+    first = start - dt.timedelta(days=warmup_days(config))
+    return json.dumps(
+        [config.data.model_dump(mode="json"), config.symbols, str(first), str(end),
+         config.clock_timeframe],
+        sort_keys=True,
+    )  # fmt: skip
+
+
 def prepare(
     config: Config,
     start: dt.date | None = None,
@@ -352,13 +432,19 @@ def prepare(
     start = start or config.backtest.start
     end = end or config.backtest.end
     t = time.perf_counter()
-    if loaded is None:
-        loaded = load_bars(config, start, end)
-    bars = loaded.bars
-    if timeframe_ms(clock_tf) != timeframe_ms(config.data.timeframe):
-        bars = resample(bars, clock_tf)
     symbols = config.symbols
-    market = to_matrices(bars, symbols, clock_tf)
+
+    def build_window() -> tuple[LoadedData, pl.DataFrame, Market]:
+        got = loaded if loaded is not None else load_bars(config, start, end)
+        frame = got.bars
+        if timeframe_ms(clock_tf) != timeframe_ms(config.data.timeframe):
+            frame = resample(frame, clock_tf)
+        return got, frame, to_matrices(frame, symbols, clock_tf)
+
+    if _SHARED is not None and loaded is None:
+        loaded, bars, market = _SHARED.window(_window_key(config, start, end), build_window)
+    else:
+        loaded, bars, market = build_window()
     timings["data"] = time.perf_counter() - t
 
     t = time.perf_counter()
