@@ -15,8 +15,9 @@ uv: ## install uv if it is missing (with pip: --user first, then into the curren
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
 	@command -v $(UV) >/dev/null 2>&1 || { echo "uv could not be installed: install it (https://docs.astral.sh/uv/) and re-run"; exit 1; }
 
-install: uv ## create .venv from uv.lock (dev tools included) and compile the numba kernels once
-	$(UV) sync --frozen
+install: uv ## create .venv from uv.lock (dev tools included), compile bytecode and the numba kernels once
+	$(UV) sync --frozen --compile-bytecode
+	@$(UV) run python -m compileall -q orchestra
 	@$(UV) run python -m orchestra.engine.warm
 
 demo: install ## run the embedded default (synthetic data) and write the HTML report
