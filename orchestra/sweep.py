@@ -211,15 +211,28 @@ def variant_config(base: Config, overrides: dict[str, Any], label: str) -> Confi
 
 def _metrics(cfg: Config, start: dt.date | None, end: dt.date | None) -> dict[str, Any]:
     """The account's metrics and final equity, and its daily returns (``_dates``, ``_returns``:
-    the deflated Sharpe ratio, PBO and the stitched walk-forward curve need them)."""
-    from orchestra.engine import run_backtest
-    from orchestra.results.analytics import daily_returns
+    the deflated Sharpe ratio, PBO and the stitched walk-forward curve need them).
 
-    res = run_backtest(cfg, start=start, end=end)
-    row = res.metrics.filter(pl.col("entity") == "account").row(0, named=True)
-    row.pop("entity")
-    row["final_equity"] = float(res.summary["final_equity"])
-    daily = daily_returns(res)
+    A point needs only the account's figures: the engine runs as in ``run_backtest`` and the
+    account's row comes from the same function as the full result's
+    (:func:`~orchestra.results.result.account_metrics`), without building the frames (fills,
+    positions, trades, alerts...) nobody reads here. Equal to a single run's figures (tested).
+    """
+    from orchestra.engine import Engine, prepare, with_dates
+    from orchestra.results.analytics import daily_returns_of
+    from orchestra.results.result import TS, account_metrics
+
+    cfg = with_dates(cfg, start, end)
+    engine = Engine(prepare(cfg))
+    engine.run()
+    T = engine.next_bar
+    row: dict[str, Any] = account_metrics(engine, cfg, engine.fills())
+    eq = engine.out.equity[:T]
+    row["final_equity"] = float(eq[-1]) if T else float(cfg.backtest.capital)
+    frame = pl.DataFrame(
+        {"timestamp": pl.Series(engine.inputs.timestamps[:T]).cast(TS), "equity": eq}
+    )
+    daily = daily_returns_of(frame, "equity", float(cfg.backtest.capital))
     row["_dates"] = daily["date"].to_list()
     row["_returns"] = daily["return"].to_numpy()
     return row

@@ -279,3 +279,22 @@ def test_points_share_the_data_window_and_pod_signals_bit_for_bit(base) -> None:
     finally:
         build.share_work(False)
     assert build._SHARED is None
+
+
+def test_a_points_light_figures_equal_the_full_results(base) -> None:
+    """Issue #26: a sweep point builds only the account's figures, with the full result's own
+    function: every metric and the daily returns equal a single run's, bit for bit."""
+    from orchestra.results.analytics import daily_returns
+    from orchestra.results.metrics import METRIC_COLUMNS
+    from orchestra.sweep import _metrics
+
+    start, end = dt.date(2024, 2, 1), dt.date(2024, 5, 31)
+    light = _metrics(base, start, end)
+    full = run_backtest(base, start=start, end=end)
+    acct = full.metrics.filter(pl.col("entity") == "account").row(0, named=True)
+    for k in METRIC_COLUMNS:
+        assert light[k] == acct[k] or (np.isnan(light[k]) and np.isnan(acct[k])), k
+    assert light["final_equity"] == full.summary["final_equity"]
+    daily = daily_returns(full)
+    assert light["_dates"] == daily["date"].to_list()
+    assert np.array_equal(light["_returns"], daily["return"].to_numpy())

@@ -59,6 +59,15 @@ def daily_returns(result: Any, entity: str = "account") -> pl.DataFrame:
     """``date, return``: the entity's daily simple returns (a day whose value is not positive
     before it — a pod at NAV 0 — has none)."""
     days, start = day_end_values(result, entity)
+    return _returns(days, start)
+
+
+def daily_returns_of(frame: pl.DataFrame, value: str, start: float) -> pl.DataFrame:
+    """:func:`daily_returns` of a ``timestamp, value`` frame that starts from ``start``."""
+    return _returns(_day_ends(frame, value), start)
+
+
+def _returns(days: pl.DataFrame, start: float) -> pl.DataFrame:
     v = days["value"].to_numpy()
     prev = np.concatenate([[start], v[:-1]])
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -316,6 +316,57 @@ def _venue_problems(config) -> list[str]:
     return venue_problems(config)
 
 
+def _run_scales(engine, config) -> tuple[np.ndarray, float, float, float, int]:
+    """Day-end bars, the run's days and years, day-end returns a year, the rolling window."""
+    inp = engine.inputs
+    T = engine.next_bar
+    day_end = np.flatnonzero(inp.day_end[:T])
+    days = (
+        T * (float(inp.timestamps[1] - inp.timestamps[0]) if T > 1 else 86_400_000.0) / 86_400_000.0
+    )
+    years = days / 365.0 if days > 0 else 1.0
+    period = period_days(config.clock_timeframe)
+    per_year = DAYS_PER_YEAR / period  # day-end returns per year
+    # the rolling volatility's window: the lifecycle's rolling Sharpe window, in day-end steps
+    window = max(2, round(config.orchestrator.retirement.rolling_sharpe_window / period))
+    return day_end, days, years, per_year, window
+
+
+def account_metrics(engine, config, fills_raw: dict[str, np.ndarray]) -> dict[str, float]:
+    """The account's row of the metrics frame, from a finished engine and its fill arrays (one
+    code path for the full result and a sweep's light one)."""
+    st, out = engine.state, engine.out
+    T = engine.next_bar
+    capital = config.backtest.capital
+    eq = out.equity[:T]
+    day_end, days, years, per_year, window = _run_scales(engine, config)
+    mask = fills_raw["venue"] == 0
+    ext = pl.DataFrame({"units": fills_raw["units"][mask], "price": fills_raw["price"][mask]},
+                       schema={"units": pl.Float64, "price": pl.Float64})  # fmt: skip
+    acct_notional = float((ext["units"].abs() * ext["price"]).sum()) if ext.height else 0.0
+    mean_eq = float(np.mean(eq)) if eq.size else capital
+    return {
+        **summarize(
+            np.concatenate([[capital], eq]),
+            np.concatenate([[capital], eq[day_end]]),
+            days,
+            ext.height,
+            acct_notional / mean_eq / years,
+            float(st.account_fees[0]),
+            float(st.pod_alone_fees.sum() - st.account_fees[0]),
+            float(np.nanmean(out.gross_leverage[:T])) if T else 0.0,
+            per_year,
+        ),
+        **state_figures(
+            np.concatenate([[capital], eq[day_end]]),
+            np.concatenate([[capital], eq]),
+            days,
+            window,
+            per_year,
+        ),
+    }
+
+
 def build_result(engine, config, timings: dict[str, float] | None = None) -> OrchestratedResult:
     """Assemble the frames and metrics from a finished :class:`~orchestra.engine.core.Engine`."""
     from orchestra import __version__
@@ -402,46 +453,8 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
     alerts = _alerts_frame(engine, monitor_alerts, pod_ids)
 
     # metrics
-    day_end = np.flatnonzero(inp.day_end[:T])
-    days = (
-        T * (float(inp.timestamps[1] - inp.timestamps[0]) if T > 1 else 86_400_000.0) / 86_400_000.0
-    )
-    years = days / 365.0 if days > 0 else 1.0
-    per_year = DAYS_PER_YEAR / period_days(config.clock_timeframe)  # day-end returns per year
-    # the rolling volatility's window: the lifecycle's rolling Sharpe window, in day-end steps
-    window = max(
-        2,
-        round(
-            config.orchestrator.retirement.rolling_sharpe_window
-            / period_days(config.clock_timeframe)
-        ),
-    )
-    ext = fills.filter(pl.col("venue") == "external")
-    acct_notional = float((ext["units"].abs() * ext["price"]).sum()) if ext.height else 0.0
-    mean_eq = float(np.mean(eq)) if eq.size else capital
-    rows = [
-        {
-            "entity": "account",
-            **summarize(
-                np.concatenate([[capital], eq]),
-                np.concatenate([[capital], eq[day_end]]),
-                days,
-                ext.height,
-                acct_notional / mean_eq / years,
-                float(st.account_fees[0]),
-                float(st.pod_alone_fees.sum() - st.account_fees[0]),
-                float(np.nanmean(out.gross_leverage[:T])) if T else 0.0,
-                per_year,
-            ),
-            **state_figures(
-                np.concatenate([[capital], eq[day_end]]),
-                np.concatenate([[capital], eq]),
-                days,
-                window,
-                per_year,
-            ),
-        }
-    ]
+    day_end, days, years, per_year, window = _run_scales(engine, config)
+    rows = [{"entity": "account", **account_metrics(engine, config, fills_raw)}]
     for p, pid in enumerate(pod_ids):
         nav = out.pod_nav[:T, p]
         rows.append(
