@@ -320,3 +320,26 @@ def test_numpy_ledoit_wolf_equals_scikit_learn_bit_for_bit(n, p, seed, collinear
     cov, shrink = ledoit_wolf(x)
     ref_cov, ref_shrink = sk_ledoit_wolf(x)
     assert np.array_equal(cov, ref_cov) and shrink == ref_shrink
+
+
+def test_methods_without_a_solver_never_import_cvxpy() -> None:
+    """Issue #26: cvxpy (1.1 s of a warm start, most of it scipy.stats) is imported at the first
+    problem built; equal weight and inverse volatility never build one."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, warnings; warnings.simplefilter('ignore')\n"
+        "from orchestra.config import load_config, parse_config\n"
+        "from orchestra import run_backtest\n"
+        "raw = load_config('configs/example.yaml').model_dump(mode='json')\n"
+        "for m in ('equal_weight', 'inverse_volatility'):\n"
+        "    raw['orchestrator']['allocation_method'] = m\n"
+        "    run_backtest(parse_config(raw))\n"
+        "print('cvxpy' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"

@@ -446,9 +446,13 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(seed: int, tmp_path_
             assert after == (bar if kind == "mid-write" else bar + 1), (kills, kind, bar, after)
         else:
             proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
-            if kind == "startup":
+            if kind == "startup":  # anywhere in start-up, at the latest right after its first bar
                 bar = done
-                time.sleep(float(rng.uniform(0.2, 3.0)))
+                deadline = time.monotonic() + float(rng.uniform(0.2, 3.0))
+                while (
+                    time.monotonic() < deadline and _next_bar(state) == done and proc.poll() is None
+                ):
+                    time.sleep(0.003)
             else:
                 bar = int(rng.integers(done + 1, done + room))
                 while _next_bar(state) < bar and proc.poll() is None:

@@ -18,9 +18,25 @@ Kelly (growth-optimal under a quadratic approximation, fractional by the caller)
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING, Any
 
-import cvxpy as cp
 import numpy as np
+
+if TYPE_CHECKING:
+    import cvxpy as cp
+else:
+
+    class _LazyCvxpy:
+        """cvxpy, imported at the first problem built (1.1 s of a warm run's start, most of it
+        scipy.stats): allocation methods without a solver (equal weight, inverse volatility)
+        never pay it."""
+
+        def __getattr__(self, name: str) -> Any:
+            import cvxpy
+
+            return getattr(cvxpy, name)
+
+    cp = _LazyCvxpy()
 
 # Tight tolerances: risk contributions must match budgets to 1e-5 (tested).
 SOLVER_OPTS = {
