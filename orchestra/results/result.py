@@ -525,7 +525,9 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
     )
     return OrchestratedResult(
         trades=trades,
-        benchmark=_benchmark_frame(config, prep.market.symbols, inp.close[:T], ts),
+        benchmark=_benchmark_frame(
+            config, prep.market.symbols, inp.close[:T], inp.timestamps[:T], inp.day_end[:T]
+        ),
         equity=equity,
         pod_equity=pod_equity,
         positions=positions,
@@ -596,33 +598,39 @@ def _lifecycle_frame(engine) -> pl.DataFrame:
     )
 
 
-def _benchmark_frame(config, symbols: list[str], close: np.ndarray, ts: pl.Series) -> pl.DataFrame:
-    """``backtest.benchmark`` at every bar, 1 at the first (see the config field)."""
+def _benchmark_frame(
+    config, symbols: list[str], close: np.ndarray, timestamps: np.ndarray, day_end: np.ndarray
+) -> pl.DataFrame:
+    """``backtest.benchmark`` at the run's first bar (value 1) and at each UTC day's close —
+    all the daily analytics read (see the config field). A symbol is bought and held from its
+    first bar; the basket is rebalanced to equal weights at each day's close."""
     choice = config.backtest.benchmark
     traded = sorted({s for p in config.pods for s in p.symbols})
     if choice == "auto":
         choice = next((s for s in ("BTC/USDT", "BTC/USDT:USDT") if s in traded), "basket")
     if choice == "none" or close.shape[0] == 0:
         return empty_frame("benchmark")
+    rows = np.unique(np.concatenate([[0], np.flatnonzero(day_end)]))
     if choice == "basket":
-        cols = [symbols.index(s) for s in traded if s in symbols]
-        px = close[:, cols]
+        px = close[np.ix_(rows, [symbols.index(s) for s in traded if s in symbols])]
+        px = pl.DataFrame(px).with_columns(pl.all().fill_nan(None).forward_fill()).to_numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
             r = px[1:] / px[:-1] - 1.0
-        r = np.where(np.isfinite(r), r, np.nan)
-        listed = np.isfinite(r).any(axis=1)
-        mean = np.where(listed, np.nanmean(np.where(listed[:, None], r, 0.0), axis=1), 0.0)
+        listed = np.isfinite(r)
+        n = listed.sum(axis=1)
+        mean = np.where(n > 0, np.where(listed, r, 0.0).sum(axis=1) / np.maximum(n, 1), 0.0)
         value = np.concatenate([[1.0], np.cumprod(1.0 + mean)])
         name = "basket of " + ", ".join(traded)
     else:
-        px = close[:, symbols.index(choice)]
-        first = int(np.argmax(np.isfinite(px))) if np.isfinite(px).any() else 0
+        px = close[rows, symbols.index(choice)]
         filled = pl.Series(px).fill_nan(None).forward_fill().to_numpy()
-        value = np.where(np.arange(px.size) < first, 1.0, filled / px[first])
+        finite = np.isfinite(filled)
+        first = int(np.argmax(finite)) if finite.any() else 0
+        value = np.where(np.arange(px.size) < first, 1.0, filled / filled[first])
         name = f"{choice} buy and hold"
-    return pl.DataFrame(
-        {"timestamp": ts, "name": [name] * ts.len(), "value": value},
-        schema=FRAME_SCHEMAS["benchmark"],
+    frame = pl.DataFrame({"timestamp": pl.Series(timestamps[rows]).cast(TS), "value": value})
+    return frame.select("timestamp", pl.lit(name).alias("name"), "value").cast(
+        FRAME_SCHEMAS["benchmark"]
     )
 
 

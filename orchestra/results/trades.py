@@ -210,15 +210,19 @@ def round_trips(
     is_open = bar1 < 0
     end = np.where(is_open, T - 1, bar1)
     ts = timestamps.astype(np.int64)
-    pods = np.asarray(slot_pod, dtype=object)
-    syms = np.asarray(slot_symbol, dtype=object)
+    # names by slot gathered in polars (no Python object per trip: L has ~10⁵–10⁶ trips)
+    pods = pl.Series("pod_id", slot_pod, dtype=pl.String).gather(slot)
+    syms = pl.Series("symbol", slot_symbol, dtype=pl.String).gather(slot)
+    sides = pl.Series("side", ["short", "long"], dtype=pl.String).gather(
+        (side > 0).astype(np.int64)
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         ret = np.where((entry > 0) & (maxu > 0), pnl / (entry * maxu), np.nan)
     frame = pl.DataFrame(
         {
-            "pod_id": pods[slot].tolist(),
-            "symbol": syms[slot].tolist(),
-            "side": np.where(side > 0, "long", "short").tolist(),
+            "pod_id": pods,
+            "symbol": syms,
+            "side": sides,
             "entry_time": pl.Series(ts[bar0]).cast(TRADE_SCHEMA["entry_time"]),
             "exit_time": pl.Series(np.where(is_open, 0, ts[end])).cast(TRADE_SCHEMA["exit_time"]),
             "entry_price": entry,
@@ -238,7 +242,7 @@ def round_trips(
     frame = frame.with_columns(
         pl.when(pl.col("open")).then(None).otherwise(pl.col("exit_time")).alias("exit_time")
     )
-    return frame.sort("pod_id", "symbol", "entry_time", maintain_order=True)
+    return frame  # in slot order (pods as configured, their symbols), each slot's trips in time
 
 
 @njit(cache=True)
