@@ -612,7 +612,8 @@ def _benchmark_frame(
         return empty_frame("benchmark")
     rows = np.unique(np.concatenate([[0], np.flatnonzero(day_end)]))
     if choice == "basket":
-        px = close[np.ix_(rows, [symbols.index(s) for s in traded if s in symbols])]
+        cols = np.array([symbols.index(s) for s in traded if s in symbols], dtype=np.int64)
+        px = close[np.ix_(rows, cols)]
         px = pl.DataFrame(px).with_columns(pl.all().fill_nan(None).forward_fill()).to_numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
             r = px[1:] / px[:-1] - 1.0
