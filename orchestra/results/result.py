@@ -629,9 +629,13 @@ def _benchmark_frame(
         first = int(np.argmax(finite)) if finite.any() else 0
         value = np.where(np.arange(px.size) < first, 1.0, filled / filled[first])
         name = f"{choice} buy and hold"
-    frame = pl.DataFrame({"timestamp": pl.Series(timestamps[rows]).cast(TS), "value": value})
-    return frame.select("timestamp", pl.lit(name).alias("name"), "value").cast(
-        FRAME_SCHEMAS["benchmark"]
+    return pl.DataFrame(
+        {
+            "timestamp": pl.Series(timestamps[rows]).cast(TS),
+            "name": pl.repeat(name, rows.size, eager=True, dtype=pl.String),
+            "value": value,
+        },
+        schema=FRAME_SCHEMAS["benchmark"],
     )
 
 
