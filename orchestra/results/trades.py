@@ -77,6 +77,8 @@ def _trips_nb(
     t_pnl = np.empty(cap, np.float64)
     t_mae = np.empty(cap, np.float64)
     t_mfe = np.empty(cap, np.float64)
+    grow_u = np.empty(cap, np.float64)
+    shrink_u = np.empty(cap, np.float64)
     m = 0
     i = 0
     while i < n:
@@ -85,7 +87,7 @@ def _trips_nb(
         j = i
         while j < n and fill_slot[order[j]] == k:
             j += 1
-        # the slot's fills are order[i:j]
+        # the slot's fills are order[i:j]; q is the position before each fill
         q = 0.0
         open_ = False
         cur = -1
@@ -96,22 +98,14 @@ def _trips_nb(
             u = fill_units[idx]
             p = fill_price[idx]
             fee = fill_fee[idx]
-            if open_ and last_bar >= 0:  # funding on q held after bars last_bar .. b-1
+            if open_:  # funding on q held after bars last_bar .. b-1
                 t_fund[cur] += q * (cum_funding[b, s] - cum_funding[last_bar, s])
-            q1 = q + u
-            parts = 1
-            if open_ and q != 0.0 and q * q1 < 0.0:
-                parts = 2
-            for part in range(parts):
-                if parts == 2 and part == 0:
-                    uu = -q
-                    ff = fee * (-q / u)
-                elif parts == 2:
-                    uu = q1
-                    ff = fee - fee * (-q / u)
-                else:
-                    uu = u
-                    ff = fee
+            # a flip is two legs: close q, then open the rest (the fee split by units)
+            flip = open_ and q * (q + u) < 0.0
+            pos = q
+            for leg in range(2 if flip else 1):
+                uu = (-q if leg == 0 else q + u) if flip else u
+                ff = fee * abs(uu) / abs(u) if flip else fee
                 if not open_ and uu != 0.0:
                     cur = m
                     m += 1
@@ -120,33 +114,31 @@ def _trips_nb(
                     t_side[cur] = 1.0 if uu > 0 else -1.0
                     t_bar0[cur] = b
                     t_bar1[cur] = -1
-                    t_entry[cur] = 0.0  # Σ units·price of the growing fills, then / units
-                    t_exit[cur] = 0.0
+                    t_entry[cur] = 0.0  # Σ |units|·price of the growing legs (then the mean)
+                    t_exit[cur] = 0.0  # Σ |units|·price of the shrinking legs
+                    grow_u[cur] = 0.0
+                    shrink_u[cur] = 0.0
                     t_maxu[cur] = 0.0
                     t_fees[cur] = 0.0
                     t_fund[cur] = 0.0
                     t_pnl[cur] = 0.0
-                    t_mae[cur] = 0.0  # growing units
-                    t_mfe[cur] = 0.0  # shrinking units
                 if open_:
                     t_pnl[cur] -= uu * p + ff
                     t_fees[cur] += ff
                     if uu * t_side[cur] > 0:
                         t_entry[cur] += abs(uu) * p
-                        t_mae[cur] += abs(uu)
+                        grow_u[cur] += abs(uu)
                     else:
                         t_exit[cur] += abs(uu) * p
-                        t_mfe[cur] += abs(uu)
-                    held = q + uu if parts == 1 or part == 0 else uu
-                    if parts == 2 and part == 0:
-                        held = 0.0
-                    if abs(held) > t_maxu[cur]:
-                        t_maxu[cur] = abs(held)
-                    flat = held == 0.0 or abs(held) <= 1e-12 * max(abs(q), abs(uu))
-                    if flat:
+                        shrink_u[cur] += abs(uu)
+                    before = pos
+                    pos = 0.0 if flip and leg == 0 else pos + uu
+                    t_maxu[cur] = max(t_maxu[cur], abs(pos))
+                    if abs(pos) <= 1e-12 * max(abs(before), abs(uu)):  # back at 0 (round-off)
+                        pos = 0.0
                         t_bar1[cur] = b
                         open_ = False
-            q = q1 if abs(q1) > 1e-12 * max(abs(q), abs(u)) else 0.0
+            q = q + u if abs(q + u) > 1e-12 * max(abs(q), abs(u)) else 0.0
             last_bar = b
         if open_:  # funding to the end, then marked at the last close (the last known one)
             t_fund[cur] += q * (cum_funding[T, s] - cum_funding[last_bar, s])
@@ -155,12 +147,13 @@ def _trips_nb(
     # averages, excursions, funding and P&L
     for r in range(m):
         s = slot_sym[t_slot[r]]
-        grow_u, shrink_u = t_mae[r], t_mfe[r]
-        entry = t_entry[r] / grow_u if grow_u > 0 else np.nan
+        entry = t_entry[r] / grow_u[r] if grow_u[r] > 0 else np.nan
         is_open = t_bar1[r] < 0
         end = T - 1 if is_open else t_bar1[r]
         t_entry[r] = entry
-        t_exit[r] = _last_close(close, T, s) if is_open or shrink_u == 0 else t_exit[r] / shrink_u
+        t_exit[r] = (
+            _last_close(close, T, s) if is_open or shrink_u[r] == 0 else t_exit[r] / shrink_u[r]
+        )
         lo = 0.0
         hi = 0.0
         if entry > 0:
