@@ -91,12 +91,6 @@ def deflated_sharpe_of_trials(returns: np.ndarray) -> np.ndarray:
     return np.array([probabilistic_sharpe(s, bar, n, g3, g4) for s, g3, g4 in cols])
 
 
-def _sharpe_cols(block: np.ndarray) -> np.ndarray:
-    sd = block.std(axis=0, ddof=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(sd > 0, block.mean(axis=0) / sd, 0.0)
-
-
 def pbo_cscv(returns: np.ndarray, n_blocks: int = 16) -> dict[str, float]:
     """Probability of backtest overfitting of ``(T, N)`` trial returns by CSCV (module
     docstring): ``{"pbo", "splits", "blocks", "median_logit"}``. ``n_blocks`` (even) is reduced
@@ -107,17 +101,31 @@ def pbo_cscv(returns: np.ndarray, n_blocks: int = 16) -> dict[str, float]:
     s = min(n_blocks, T // 2)
     s -= s % 2
     edges = np.linspace(0, T, s + 1).astype(int)
-    blocks = [returns[edges[i] : edges[i + 1]] for i in range(s)]
-    logits = []
-    for chosen in itertools.combinations(range(s), s // 2):
-        rest = [i for i in range(s) if i not in chosen]
-        train = np.concatenate([blocks[i] for i in chosen])
-        test = np.concatenate([blocks[i] for i in rest])
-        best = int(np.argmax(_sharpe_cols(train)))
-        oos = _sharpe_cols(test)
-        rank = float((oos < oos[best]).sum() + 1 + 0.5 * ((oos == oos[best]).sum() - 1))
-        omega = rank / (N + 1)
-        logits.append(np.log(omega / (1.0 - omega)))
+    # every split's Sharpe ratios from per-block sums (one matrix product for all C(s, s/2)
+    # splits instead of concatenating blocks per split: 12,870 splits of 16 blocks)
+    count = np.diff(edges).astype(float)
+    s1 = np.add.reduceat(returns, edges[:-1], axis=0)  # (s, N) per-block sums
+    s2 = np.add.reduceat(returns * returns, edges[:-1], axis=0)
+    chosen = np.array(list(itertools.combinations(range(s), s // 2)))
+    member = np.zeros((chosen.shape[0], s))
+    np.put_along_axis(member, chosen, 1.0, axis=1)
+
+    def sharpes(m: np.ndarray) -> np.ndarray:
+        n = (m @ count)[:, None]
+        mean = (m @ s1) / n
+        var = np.maximum((m @ s2) - n * mean * mean, 0.0) / (n - 1.0)
+        sd = np.sqrt(var)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # a column's sd below round-off of its mean counts as zero (a constant column)
+            flat = sd <= 1e-12 * np.maximum(np.abs(mean), 1e-300)
+            return np.where((sd > 0) & ~flat, mean / sd, 0.0)
+
+    train, test = sharpes(member), sharpes(1.0 - member)
+    best = np.argmax(train, axis=1)
+    oos_best = test[np.arange(test.shape[0]), best][:, None]
+    rank = (test < oos_best).sum(axis=1) + 1 + 0.5 * ((test == oos_best).sum(axis=1) - 1)
+    omega = rank / (N + 1)
+    logits = np.log(omega / (1.0 - omega))
     lam = np.asarray(logits)
     return {
         "pbo": float((lam <= 0).mean()),

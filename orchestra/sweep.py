@@ -331,6 +331,13 @@ class SweepOutcome:
     oos: pl.DataFrame | None
     returns: pl.DataFrame
     pbo: dict[str, float]
+    configs: list[Config] = field(default_factory=list)  # each variant's, as it ran
+
+    def best_config(self) -> Config | None:
+        """The top-ranked variant's config, as it ran (its warm-up included)."""
+        if not self.configs or self.results.is_empty():
+            return None
+        return self.configs[int(self.results["variant"][0])]
 
     @property
     def oos_sharpe(self) -> float:
@@ -363,8 +370,13 @@ def sweep(
 ) -> SweepOutcome:
     """Run every variant (and the walk-forward), rank them, and measure the selection luck."""
     variants = expand(spec)
-    configs = [variant_config(base, v, f"variant {i}") for i, v in enumerate(variants)]
-    rows = run_jobs([(c, None, None) for c in configs], workers, progress, backend)
+    configs = variant_configs(base, variants)
+    windows = _fold_windows_of(base, spec)
+    # the grid and every fold's training runs are independent: one batch for the workers
+    jobs: list[tuple[Config, dt.date | None, dt.date | None]] = [(c, None, None) for c in configs]
+    jobs += [(c, a, b) for (a, b, _, _) in windows for c in configs]
+    done = run_jobs(jobs, workers, progress, backend)
+    rows, trained = done[: len(configs)], done[len(configs) :]
     returns = _returns_matrix(rows)
     params = list(dict.fromkeys(k for v in variants for k in v))
     dsr = deflated_sharpe_of_trials(returns["matrix"]) if returns["matrix"].size else None
@@ -381,14 +393,38 @@ def sweep(
     )
     results = results.sort(spec.metric, descending=spec.metric not in LOWER_IS_BETTER)
     folds = oos = None
-    if spec.train_days and spec.test_days:
-        folds, oos = walk_forward(base, spec, configs, variants, workers, progress, backend)
+    if windows:
+        folds, oos = walk_forward(spec, configs, variants, windows, trained, progress)
     frame = pl.DataFrame(
         {"date": returns["dates"],
          **{f"variant_{i}": returns["matrix"][:, i] for i in range(len(variants))}}
     )  # fmt: skip
     pbo = pbo_cscv(returns["matrix"]) if returns["matrix"].size else pbo_cscv(np.zeros((0, 0)))
-    return SweepOutcome(results, folds, oos, frame, pbo)
+    return SweepOutcome(results, folds, oos, frame, pbo, configs)
+
+
+def variant_configs(base: Config, variants: list[dict[str, Any]]) -> list[Config]:
+    """Every variant's config, all warmed up over the same days: the longest any needs.
+
+    With ``backtest.warmup_days: auto`` a variant's warm-up follows its own lookbacks, so a
+    lookback sweep would load a different window of bars for almost every point, and variants
+    would start their signals from different histories. One warm-up for all (unless the base
+    config or the grid sets it) gives every point the same bars and one data window to share.
+    It is in each variant's config (``best.yaml`` of ``orch-bt sweep`` carries it), so a single
+    run of a variant reproduces its row exactly.
+    """
+    from orchestra.strategies.warmup import warmup_days
+
+    configs = [variant_config(base, v, f"variant {i}") for i, v in enumerate(variants)]
+    if base.backtest.warmup_days != "auto" or any(
+        c.backtest.warmup_days != "auto" for c in configs
+    ):
+        return configs
+    days = max((warmup_days(c) for c in configs), default=0)
+    return [
+        variant_config(base, {**v, "backtest.warmup_days": days}, f"variant {i}")
+        for i, v in enumerate(variants)
+    ]
 
 
 def _returns_matrix(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -425,12 +461,9 @@ def fold_windows(start: dt.date, end: dt.date, train: int, test: int) -> list[tu
     return out
 
 
-def walk_forward(
-    base, spec, configs, variants, workers, progress, backend: str = "loky"
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Choose on each training window, measure on the test window that follows: the folds, and
-    the stitched out-of-sample daily returns (``date, return, equity``)."""
-    assert spec.train_days and spec.test_days
+def _fold_windows_of(base: Config, spec: SweepSpec) -> list[tuple[dt.date, ...]]:
+    if not (spec.train_days and spec.test_days):
+        return []
     windows = fold_windows(base.backtest.start, base.backtest.end, spec.train_days, spec.test_days)
     if not windows:
         raise ConfigError(
@@ -440,15 +473,37 @@ def walk_forward(
                 f"not fit in {base.backtest.start} → {base.backtest.end}"
             ],
         )
+    return windows
+
+
+def walk_forward(
+    spec: SweepSpec,
+    configs: list[Config],
+    variants: list[dict[str, Any]],
+    windows: list[tuple[dt.date, ...]],
+    trained: list[dict[str, Any]],
+    progress: Callable[[int], None] | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Choose on each training window, measure on the test window that follows: the folds, and
+    the stitched out-of-sample daily returns (``date, return, equity``). ``trained`` holds every
+    fold's training runs, fold by fold in variant order (run in one batch with the grid)."""
     sign = -1.0 if spec.metric in LOWER_IS_BETTER else 1.0
+    n = len(configs)
+    chosen = []
+    for k in range(len(windows)):
+        train = trained[k * n : (k + 1) * n]
+        scores = [sign * float(np.nan_to_num(r[spec.metric], nan=-np.inf)) for r in train]
+        chosen.append(int(np.argmax(scores)))
+    # the test runs, one per fold (few and short: in this process)
+    tests = run_jobs(
+        [(configs[best], c, d) for best, (_, _, c, d) in zip(chosen, windows, strict=True)],
+        1,
+        progress,
+    )
     rows = []
     oos_dates: list[dt.date] = []
     oos_returns: list[np.ndarray] = []
-    for k, (a, b, c, d) in enumerate(windows):
-        train = run_jobs([(cfg, a, b) for cfg in configs], workers, progress, backend)
-        scores = [sign * float(np.nan_to_num(r[spec.metric], nan=-np.inf)) for r in train]
-        best = int(np.argmax(scores))
-        (test,) = run_jobs([(configs[best], c, d)], 1, progress)
+    for k, ((a, b, c, d), best, test) in enumerate(zip(windows, chosen, tests, strict=True)):
         oos_dates.extend(test["_dates"])
         oos_returns.append(test["_returns"])
         rows.append(
@@ -458,7 +513,7 @@ def walk_forward(
                 "test": f"{c} → {d}",
                 "chosen_variant": best,
                 "chosen": ", ".join(f"{p}={v}" for p, v in variants[best].items()),
-                f"in_sample_{spec.metric}": train[best][spec.metric],
+                f"in_sample_{spec.metric}": trained[k * n + best][spec.metric],
                 f"out_of_sample_{spec.metric}": test[spec.metric],
                 "out_of_sample_return": test["total_return"],
             }

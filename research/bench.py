@@ -13,6 +13,12 @@ Workloads:
   V  vectorbt 1.x on the same work, in its own environment (research/vectorbt, `uv run
      --project`): one pod at its target weights at 10 and 50 symbols (equity must agree within
      1e-9), and M's 10 pods as vectorbt column groups beside orchestra's netted run
+  W  a 50-lookback tsmom sweep on the real 1h candles (../shared/data, 10 pairs, 2021–2025):
+     `orch-bt sweep` with 1 and 2 workers (fresh process, and warm in one process) beside
+     vectorbt's broadcast of the same sweep in one call (research/vectorbt/run_vbt_sweep.py);
+     the best point against a single run of its config, the Sharpe ratios against vectorbt's
+  G  the example grid (configs/grids/example.yaml: 13 variants + walk-forward, 83 backtests)
+     as a fresh `orch-bt sweep`, 1 and 2 workers
   C  cold start: `orch-bt run configs/example.yaml` in a fresh process with an empty numba cache
      (the bar loop compiling in a second process, as shipped), the same with everything compiled
      in one process (ORCHESTRA_PRECOMPILE=0), then again with the cache the first run left (what
@@ -25,7 +31,7 @@ second of the kernel stage. The naive loop runs the same inputs for a slice of b
 throughput is compared in the same run (ratio = kernel / naive). Figures are only comparable
 within one run: the machine is shared and noisy.
 
-  python research/bench.py [--only S,M,L,R,V,C] [--naive-bars N]
+  python research/bench.py [--only S,M,L,R,V,W,G,C] [--naive-bars N]
 """
 
 from __future__ import annotations
@@ -371,6 +377,132 @@ def run_vectorbt_workload() -> dict:
     return {"workload": "V", "rows": rows, "vectorbt": str(vb["version"])}
 
 
+REAL_1H = ROOT.parent / "shared" / "data" / "binance-1h"
+REAL_SYMBOLS = ["BTC", "ETH", "BNB", "SOL", "XRP", "ADA", "DOGE", "AVAX", "LINK", "DOT"]
+LOOKBACKS = list(range(10, 510, 10))
+
+
+def sweep_base_config():
+    """W's base: ``single_pod_config``'s pod (tsmom, every rule off, at the close) on the real
+    hourly candles of the 10 pairs in ``../shared/data``, 2021–2025 (gaps forward-filled)."""
+    from orchestra.config import parse_config
+
+    raw = single_pod_config(10).model_dump(mode="json")
+    raw["data"] = {"source": "files", "path": str(REAL_1H), "timeframe": "1h", "gaps": "ffill"}
+    raw["pods"][0]["symbols"] = [f"{s}/USDT" for s in REAL_SYMBOLS]
+    raw["backtest"]["warmup_days"] = "auto"
+    return parse_config(raw, source="bench W")
+
+
+def _timed_cli(args: list[str]) -> float:
+    t = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", "from orchestra.cli.bt import main; main()", *args],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return time.perf_counter() - t
+
+
+def run_sweep_workload() -> dict:
+    """A 50-lookback tsmom sweep on the real 1h candles beside vectorbt's broadcast of the same
+    sweep (signals + one ``from_orders`` over 50 × 10 columns + value + Sharpe), and the best
+    point against a single run of its config."""
+    import tempfile
+    import warnings
+
+    import numpy as np
+    import yaml
+
+    if not REAL_1H.is_dir():
+        return {"workload": "W", "skipped": f"{REAL_1H} not found (../shared/data)"}
+    warnings.simplefilter("ignore")  # the candles' forward-filled gaps
+    from orchestra.data import load_bars, to_matrices
+    from orchestra.engine import run_backtest
+    from orchestra.engine.build import share_work
+    from orchestra.strategies.warmup import warmup_days
+    from orchestra.sweep import SweepSpec, sweep, variant_configs
+    from orchestra.timeframes import epoch_ms
+
+    base = sweep_base_config()
+    spec = SweepSpec(grid={"pods.solo.params.lookback": LOOKBACKS})
+    out: dict = {"workload": "W", "points": len(LOOKBACKS)}
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg_file, grid_file = Path(tmp) / "w.yaml", Path(tmp) / "grid.yaml"
+        cfg_file.write_text(yaml.safe_dump(base.model_dump(mode="json")))
+        grid_file.write_text(yaml.safe_dump({"grid": dict(spec.grid)}))
+        for workers in (1, 2):  # what a user waits for: a fresh `orch-bt sweep`, end to end
+            out[f"cli_{workers}w_s"] = _timed_cli(
+                ["sweep", str(cfg_file), "--grid", str(grid_file), "--workers", str(workers),
+                 "--quiet", "--out", str(Path(tmp) / f"s{workers}")]
+            )  # fmt: skip
+    # in this process with the workers already started (vectorbt below is timed warm too)
+    sweep(base, SweepSpec(grid={"pods.solo.params.lookback": [7, 9]}), 2)
+    for workers in (1, 2):
+        t = time.perf_counter()
+        outcome = sweep(base, spec, workers)
+        out[f"warm_{workers}w_s"] = time.perf_counter() - t
+    share_work(False)
+    best = outcome.best_config()
+    single = run_backtest(best)
+    acct = single.metrics.filter(single.metrics["entity"] == "account").row(0, named=True)
+    top = outcome.results.row(0, named=True)
+    out["best_lookback"] = int(top["pods.solo.params.lookback"])
+    out["best_equals_single_run"] = (
+        all(top[k] == acct[k] for k in ("sharpe", "total_return", "max_drawdown", "volatility"))
+        and top["final_equity"] == single.summary["final_equity"]
+    )
+    # vectorbt on the same bars, warm-up included
+    cfgs = variant_configs(base, [{"pods.solo.params.lookback": lb} for lb in LOOKBACKS])
+    first = base.backtest.start - __import__("datetime").timedelta(days=warmup_days(cfgs[0]))
+    loaded = load_bars(cfgs[0], first, base.backtest.end)
+    market = to_matrices(loaded.bars, base.symbols, "1h")
+    start = int(np.searchsorted(market.timestamps, epoch_ms(base.backtest.start)))
+    day = (market.timestamps[start:] // 86_400_000).astype(np.int64)
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
+        np.savez(
+            src, close=market.close, start=start, lookbacks=np.array(LOOKBACKS), vol_window=30,
+            vol_target=0.35, per_year=24 * 365, max_leverage=0.95,
+            fees=base.portfolio.cost_bps / 1e4, init_cash=base.backtest.capital, day=day,
+            repeats=2,
+        )  # fmt: skip
+        subprocess.run(
+            ["uv", "run", "-q", "--project", str(VBT_PROJECT), "python",
+             str(VBT_PROJECT / "run_vbt_sweep.py"), str(src), str(dst)],
+            check=True,
+        )  # fmt: skip
+        vb = np.load(dst)
+        by_variant = outcome.results.sort("variant")
+        out["vectorbt_s"] = float(vb["seconds"])
+        out["vectorbt"] = str(vb["version"])
+        out["vectorbt_best_lookback"] = LOOKBACKS[int(np.argmax(vb["sharpe"]))]
+        # compared where orchestra's 99 % portfolio-drawdown rule (which vectorbt does not
+        # have) never acted: the shortest lookbacks lose ~99.9 % to fees and stop trading
+        ok = by_variant["max_drawdown"].to_numpy() < 0.9
+        out["compared"] = int(ok.sum())
+        ours = by_variant["sharpe"].to_numpy()
+        out["sharpe_max_abs_diff"] = float(np.max(np.abs(ours - vb["sharpe"])[ok]))
+        final = by_variant["final_equity"].to_numpy()
+        out["final_max_rel_diff"] = float(np.max((np.abs(final - vb["final"]) / vb["final"])[ok]))
+    return out
+
+
+def run_grid_workload() -> dict:
+    """G: the example grid (13 variants + walk-forward, 83 backtests) as a user runs it, a fresh
+    `orch-bt sweep configs/example.yaml --grid configs/grids/example.yaml`, 1 and 2 workers."""
+    import tempfile
+
+    out: dict = {"workload": "G"}
+    with tempfile.TemporaryDirectory() as tmp:
+        for workers in (1, 2):
+            out[f"cli_{workers}w_s"] = _timed_cli(
+                ["sweep", str(ROOT / "configs" / "example.yaml"), "--grid",
+                 str(ROOT / "configs" / "grids" / "example.yaml"), "--workers", str(workers),
+                 "--quiet", "--out", str(Path(tmp) / f"g{workers}")]
+            )  # fmt: skip
+    return out
+
+
 def run_cold() -> dict:
     """`orch-bt run configs/example.yaml` in fresh processes: empty numba cache (as shipped: the
     bar loop compiles in a second process; then with ORCHESTRA_PRECOMPILE=0, all in one), then
@@ -465,12 +597,15 @@ def run_one(name: str, naive_bars: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", default="S,M,L,R,V,C")
+    ap.add_argument("--only", default="S,M,L,R,V,W,G,C")
     ap.add_argument("--naive-bars", type=int, default=300)
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        special = {"V": run_vectorbt_workload, "C": run_cold}
+        special = {
+            "V": run_vectorbt_workload, "C": run_cold, "W": run_sweep_workload,
+            "G": run_grid_workload,
+        }  # fmt: skip
         special.update({case: (lambda c=case: run_live(c)) for case in LIVE_CASES})
         child = special.get(args.child)
         result = child() if child else run_one(args.child, args.naive_bars)
@@ -498,7 +633,8 @@ def main() -> None:
     replays = [r for r in rows if r["workload"] == "R"]
     versus = [r for r in rows if r["workload"] == "V"]
     cold = [r for r in rows if r["workload"] == "C"]
-    rows = [r for r in rows if r["workload"] not in ("R", "V", "C")]
+    sweeps = [r for r in rows if r["workload"] in ("W", "G")]
+    rows = [r for r in rows if r["workload"] not in ("R", "V", "C", "W", "G")]
     table = Table(title="orchestra benchmark (warm run; ratios from this run only)")
     for col in [
         "workload",
@@ -598,6 +734,37 @@ def main() -> None:
                 "-" if x["max_rel_diff"] is None else f"{x['max_rel_diff']:.1e}",
             )
         console.print(vt)
+    for r in sweeps:
+        if r.get("skipped"):
+            console.print(f"workload {r['workload']} skipped: {r['skipped']}")
+            continue
+        if r["workload"] == "G":
+            console.print(
+                f"G example grid (83 backtests), fresh `orch-bt sweep`: "
+                f"{r['cli_1w_s']:.1f} s with 1 worker, {r['cli_2w_s']:.1f} s with 2"
+            )
+            continue
+        st = Table(
+            title=f"W: {r['points']}-lookback tsmom sweep, real 1h candles × 10 pairs, against "
+            f"vectorbt {r['vectorbt']}'s broadcast"
+        )
+        for col in ["orchestra", "1 worker s", "2 workers s", "vectorbt s (warm)",
+                    "× vectorbt (2 workers)"]:  # fmt: skip
+            st.add_column(col, justify="right")
+        for kind in ("warm", "cli"):
+            st.add_row(
+                "workers started (warm)" if kind == "warm" else "fresh `orch-bt sweep` (CLI)",
+                f"{r[f'{kind}_1w_s']:.2f}", f"{r[f'{kind}_2w_s']:.2f}", f"{r['vectorbt_s']:.2f}",
+                f"{r['vectorbt_s'] / r[f'{kind}_2w_s']:.1f}×",
+            )  # fmt: skip
+        console.print(st)
+        console.print(
+            f"best lookback {r['best_lookback']} (vectorbt: {r['vectorbt_best_lookback']}); "
+            f"best point equals a single run of its config: {r['best_equals_single_run']}; "
+            f"against vectorbt over the {r['compared']} lookbacks that never lost 90 %: Sharpe "
+            f"max |diff| {r['sharpe_max_abs_diff']:.1e}, final equity max rel. diff "
+            f"{r['final_max_rel_diff']:.1e}"
+        )
     for r in cold:
         ct = Table(title="cold start: orch-bt run configs/example.yaml, fresh process")
         ct.add_column("empty numba cache s", justify="right")

@@ -154,6 +154,49 @@ def test_water_fill_bounds(w: list[float], budget: float, data) -> None:
         assert (f >= lo - 1e-12).all()
 
 
+def _water_fill_bisection(w, budget, lo, hi):
+    """The slow reference: bisection on the level (what water_fill did before issue #26)."""
+    w = np.clip(w, 0.0, None)
+    lo = np.minimum(lo, hi)
+    if lo.sum() >= budget:
+        return lo * (budget / lo.sum())
+    if hi.sum() <= budget:
+        return hi.copy()
+    w = w / w.max() if w.max() > 0 else np.ones(w.size)
+    low, high = 0.0, 1.0
+    while np.clip(high * w, lo, hi).sum() < budget and high < 1e300:
+        high *= 2.0
+    for _ in range(200):
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if np.clip(mid * w, lo, hi).sum() < budget else (low, mid)
+    f = np.clip(high * w, lo, hi)
+    return f * (budget / f.sum()) if f.sum() > budget else f
+
+
+@settings(max_examples=500)
+@given(
+    w=st.lists(st.floats(0, 10), min_size=1, max_size=12),
+    budget=st.floats(0.001, 1),
+    data=st.data(),
+)
+def test_water_fill_equals_bisection(w: list[float], budget: float, data) -> None:
+    """The exact piecewise-linear level equals 200 steps of bisection (to round-off), and pods
+    strictly inside their bounds share one level λ (the water-filling condition)."""
+    n = len(w)
+    hi = np.array(data.draw(st.lists(st.floats(0.01, 1), min_size=n, max_size=n)))
+    lo = np.minimum(np.array(data.draw(st.lists(st.floats(0, 0.3), min_size=n, max_size=n))), hi)
+    positive = [x for x in w if x > 0]
+    if positive and min(positive) < 1e-12 * max(positive):
+        return  # (weights ~1e-308 of the largest: the bisection's level overflows; see above)
+    f = water_fill(np.array(w), budget, lo, hi)
+    ref = _water_fill_bisection(np.array(w), budget, lo, hi)
+    np.testing.assert_allclose(f, ref, rtol=1e-9, atol=1e-12)
+    inside = (f > lo + 1e-9) & (f < hi - 1e-9) & (np.array(w) > 0)
+    if inside.sum() >= 2 and f.sum() > budget - 1e-12:
+        levels = f[inside] / np.array(w)[inside]
+        np.testing.assert_allclose(levels, levels[0], rtol=1e-9)
+
+
 def _allocator(
     method: str = "risk_parity", n: int = 4, max_vol: float = 100.0, **orch
 ) -> Allocator:

@@ -298,3 +298,72 @@ def test_a_points_light_figures_equal_the_full_results(base) -> None:
     daily = daily_returns(full)
     assert light["_dates"] == daily["date"].to_list()
     assert np.array_equal(light["_returns"], daily["return"].to_numpy())
+
+
+def test_a_lookback_sweep_warms_every_variant_up_alike_and_best_yaml_reproduces_the_top_row(
+    tmp_path: Path,
+) -> None:
+    """Issue #26: with ``warmup_days: auto`` each lookback would need its own warm-up (and its
+    own window of bars); a sweep gives every variant the longest, so the points share one data
+    window, and ``best.yaml`` — the top variant as it ran — reproduces its row in a single run."""
+    from orchestra.cli.bt import main
+    from orchestra.engine import build
+    from orchestra.strategies.warmup import warmup_days
+    from orchestra.sweep import variant_configs
+
+    raw = load_config(ROOT / "configs" / "example.yaml").model_dump(mode="json")
+    raw["pods"] = raw["pods"][:1]  # tsmom alone: its warm-up follows its lookback
+    raw["pods"][0].update(initial_fraction=1.0, max_fraction=1.0)
+    raw["orchestrator"]["allocation_method"] = "equal_weight"
+    raw["backtest"].update(start="2024-01-01", end="2024-06-30")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    base = load_config(cfg)
+    lookbacks = [10, 60, 120]
+    variants = [{"pods.pod-tsmom-major.params.lookback": lb} for lb in lookbacks]
+    own = [warmup_days(variant_config(base, v, "x")) for v in variants]
+    assert len(set(own)) == 3  # each lookback alone would warm up differently
+    configs = variant_configs(base, variants)
+    assert {c.backtest.warmup_days for c in configs} == {max(own)}
+    shared = build.share_work(True)
+    try:
+        run_sweep(base, SweepSpec(grid={"pods.pod-tsmom-major.params.lookback": lookbacks}))
+    finally:
+        build.share_work(False)
+    assert shared.hits["data"] == len(lookbacks) - 1  # one window loaded, then shared
+    grid = tmp_path / "g.yaml"
+    grid.write_text(yaml.safe_dump({"grid": {"pods.pod-tsmom-major.params.lookback": lookbacks}}))
+    res = CliRunner().invoke(main, ["sweep", str(cfg), "--grid", str(grid), "--out",
+                                    str(tmp_path / "s"), "--quiet"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    top = pl.read_parquet(tmp_path / "s" / "results.parquet").row(0, named=True)
+    best = load_config(tmp_path / "s" / "best.yaml")
+    assert best.pods[0].params["lookback"] == int(top["pods.pod-tsmom-major.params.lookback"])
+    single = run_backtest(best)
+    acct = single.metrics.filter(pl.col("entity") == "account").row(0, named=True)
+    from orchestra.results.metrics import METRIC_COLUMNS
+
+    for k in METRIC_COLUMNS:
+        assert top[k] == acct[k] or (np.isnan(top[k]) and np.isnan(acct[k])), k
+    assert top["final_equity"] == single.summary["final_equity"]
+
+
+def test_recalled_solutions_and_moments_equal_fresh_ones_bit_for_bit(base) -> None:
+    """Issue #26: a run whose ERC solutions and covariance windows are all recalled from the
+    process's memo equals a run that computed every one of them."""
+    from orchestra.allocation import allocator, problems
+
+    problems.SOLUTIONS.store.clear()
+    allocator._MOMENTS.store.clear()
+    hits = problems.SOLUTIONS.hits
+    fresh = run_backtest(base)
+    assert problems.SOLUTIONS.hits == hits  # nothing to recall in the first run of its numbers
+    again = run_backtest(base)
+    assert problems.SOLUTIONS.hits > hits and len(allocator._MOMENTS.store) > 0
+    assert len(again.allocations) == len(fresh.allocations)
+    for name, frame in fresh.frames().items():
+        assert frame.equals(getattr(again, name)), name
+    memo = problems.Solutions(size=2)
+    for i in range(3):
+        memo.put(("k", i), np.array([float(i)]))
+    assert memo.get(("k", 0)) is None and memo.get(("k", 2)) is not None  # bounded, LRU

@@ -474,6 +474,17 @@ def sweep(
         folds.write_parquet(target / "walk_forward.parquet")
         outcome.oos.write_parquet(target / "walk_forward_oos.parquet")
     write_ranking(outcome, spec, config.name, target / "ranking.html")
+    best = outcome.best_config()
+    if best is not None:  # `orch-bt run best.yaml` reproduces the top row exactly
+        import yaml
+
+        header = (
+            f"# The top variant by {spec.metric} of `orch-bt sweep {config} --grid "
+            f"{grid_file}`, as it ran\n# (every variant warms up over the same days): "
+            "`orch-bt run best.yaml` reproduces its row.\n"
+        )
+        body = yaml.safe_dump(best.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+        (target / "best.yaml").write_text(header + body, encoding="utf-8")
     if not quiet:
         params = [c for c in results.columns if "." in c]
         keep = ["variant", *params, spec.metric, "deflated_sharpe", "total_return", "max_drawdown"]
@@ -499,7 +510,9 @@ def sweep(
                 f"({outcome.oos.height if outcome.oos is not None else 0} days)",
                 highlight=False,
             )
-    click.echo(f"sweep results: {target} (results.parquet, returns.parquet, ranking.html)")
+    click.echo(
+        f"sweep results: {target} (results.parquet, returns.parquet, ranking.html, best.yaml)"
+    )
 
 
 def _print_frame(frame, title: str) -> None:
