@@ -156,9 +156,17 @@ def _day_bars(symbols, first_day: int, last_day: int, seed: int):
     return open_, high, low, close, volume, vols
 
 
-def _intraday_bars(symbols, first_day: int, last_day: int, per_day: int, seed: int):
+def _intraday_bars(symbols, first_day: int, last_day: int, per_day: int, seed: int, write=None):
     """Bars of ``DAY / per_day`` inside each day: a Brownian bridge from the day's open to its
-    close, Student-t increments with the same one-factor structure. Arrays ``(k, n_days·per_day)``."""
+    close, Student-t increments with the same one-factor structure. Arrays ``(k, n_days·per_day)``
+    (open, high, low, close, volume), or with ``write``: ``write(j, arrays)`` receives symbol
+    ``j``'s five ``(n_days·per_day,)`` arrays instead (nothing is returned).
+
+    Symbols are independent: on long histories they are computed on a thread per core (numpy's
+    draws and arithmetic on large arrays release the GIL), each in its own buffers."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
     d_open, _, _, d_close, d_volume, vols = _day_bars(symbols, first_day, last_day, seed)
     n_days = last_day + 1 - first_day
     load = np.array([_symbol_profile(s, seed)[2] for s in symbols])
@@ -177,15 +185,25 @@ def _intraday_bars(symbols, first_day: int, last_day: int, per_day: int, seed: i
     t_draw = lambda rng, shape: rng.standard_t(DOF, size=shape)  # noqa: E731
     factor = per_day_draws((20,), t_draw) * T_SCALE
     k = len(symbols)
-    # written in place, symbol by symbol, into preallocated arrays: long minute histories are
-    # gigabytes, and fresh temporaries per symbol cost more than the arithmetic
-    opens, highs, lows, closes, volumes = (np.empty((k, n_days, per_day)) for _ in range(5))
-    path = np.empty((n_days, per_day))
-    scratch = np.empty((n_days, per_day))
-    wick = np.empty((n_days, 2 * per_day))
     steps = np.arange(1, per_day + 1) / per_day
-    for j, s in enumerate(symbols):
+    full: list[np.ndarray] = []
+    if write is None:
+        # preallocated (k, n_days, per_day) arrays the symbols write into
+        full = [np.empty((k, n_days, per_day)) for _ in range(5)]
+
+        def write(j: int, arrays) -> None:
+            for dst, src in zip(full, arrays, strict=True):
+                dst[j] = src.reshape(n_days, per_day)
+
+    def one(j: int) -> None:
+        s = symbols[j]
         crc = zlib.crc32(s.encode())
+        # written in place into this symbol's buffers: long minute histories are gigabytes, and
+        # fresh temporaries per operation cost more than the arithmetic
+        path = np.empty((n_days, per_day))
+        scratch = np.empty((n_days, per_day))
+        wick = np.empty((n_days, 2 * per_day))
+        o, h, lo, c, v = (np.empty((n_days, per_day)) for _ in range(5))
         e = per_day_draws((crc, 21), t_draw, out=path)
         e *= T_SCALE
         e *= np.sqrt(1 - load[j] ** 2)
@@ -199,7 +217,6 @@ def _intraday_bars(symbols, first_day: int, last_day: int, per_day: int, seed: i
         path *= sig
         np.multiply(steps[None, :], total[:, None], out=scratch)
         np.add(scratch, path, out=path)
-        c, o = closes[j], opens[j]
         np.exp(path, out=path)
         np.multiply(d_open[j][:, None], path, out=c)
         o[:, 0] = d_open[j]
@@ -209,33 +226,35 @@ def _intraday_bars(symbols, first_day: int, last_day: int, per_day: int, seed: i
         np.multiply(wick[:, :per_day], 0.5, out=path)
         path *= sig
         np.exp(path, out=path)
-        np.maximum(o, c, out=highs[j])
-        highs[j] *= path
+        np.maximum(o, c, out=h)
+        h *= path
         np.negative(wick[:, per_day:], out=path)
         path *= 0.5
         path *= sig
         np.exp(path, out=path)
-        np.minimum(o, c, out=lows[j])
-        lows[j] *= path
+        np.minimum(o, c, out=lo)
+        lo *= path
         share = per_day_draws((crc, 23), lambda r, sh: r.normal(0.0, 0.5, sh), out=path)
         np.exp(share, out=share)
         share /= share.sum(axis=1, keepdims=True)
-        np.multiply(share, d_volume[j][:, None], out=volumes[j])
-    return tuple(x.reshape(k, n_days * per_day) for x in (opens, highs, lows, closes, volumes))
+        np.multiply(share, d_volume[j][:, None], out=v)
+        write(j, tuple(x.reshape(-1) for x in (o, h, lo, c, v)))
+
+    # threads pay only on long histories (each chunk's stream set-up holds the GIL): 5.2 → 4.4 s
+    # on a year of minutes × 50 symbols, slower on 5 years of hours
+    workers = min(k, os.cpu_count() or 1) if n_days * per_day >= 100_000 else 1
+    if workers <= 1:
+        for j in range(k):
+            one(j)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            for f in [pool.submit(one, j) for j in range(k)]:
+                f.result()
+    return tuple(x.reshape(k, n_days * per_day) for x in full) if full else None
 
 
-def generate(
-    symbols: list[str],
-    start: dt.date | dt.datetime,
-    end: dt.date | dt.datetime,
-    timeframe: str = "1d",
-    seed: int = 7,
-) -> pl.DataFrame:
-    """Synthetic bars for ``symbols`` from ``start`` (inclusive) to ``end`` (inclusive day).
-
-    Returns the bar frame of SPEC §5.1, sorted by symbol and timestamp. A bar depends only on
-    (seed, symbol, timestamp, timeframe) (see the module docstring).
-    """
+def _grid(start, end, timeframe: str) -> tuple[int, int, int, int, int, int]:
+    """(step, base, first_day, last_day, t0, t_end) of a request (see :func:`generate`)."""
     import math
 
     step = timeframe_ms(timeframe)
@@ -250,6 +269,72 @@ def generate(
     last_day = max((t_end - 1) // DAY_MS, first_day)
     if step % DAY_MS == 0:  # whole days: align the first day on the timeframe's grid
         first_day -= first_day % (step // DAY_MS)
+    return step, base, first_day, last_day, t0, t_end
+
+
+def generate_market(
+    symbols: list[str],
+    start: dt.date | dt.datetime,
+    end: dt.date | dt.datetime,
+    timeframe: str = "1d",
+    seed: int = 7,
+):
+    """The bars of :func:`generate` on the clock, straight into ``(T, S)`` matrices (a
+    :class:`~orchestra.data.align.Market`, columns in ``symbols``' order) without the long frame,
+    or None when the timeframe needs resampling (3d, 1w, a sub-daily timeframe that does not
+    divide the day): then ``to_matrices(generate(...))`` is the way.
+
+    Equal, array for array, to :func:`~orchestra.data.align.to_matrices` of the bars
+    :func:`~orchestra.data.load_bars` keeps, ``[start, end]`` (tested): every symbol has every
+    bar, so every bar is tradable. On a year of minute bars for 50 symbols the long frame was
+    26M rows and 1.6 GB, built, validated and pivoted back.
+    """
+    from orchestra.data.align import Market
+
+    step, base, first_day, last_day, t0, t_end = _grid(start, end, timeframe)
+    if base != step:
+        return None
+    order = sorted(set(symbols))
+    k = len(order)
+    per_day = DAY_MS // base if base < DAY_MS else 1
+    n = (last_day + 1 - first_day) * per_day
+    ts = first_day * DAY_MS + base * np.arange(n, dtype=np.int64)
+    t_first = -(-t0 // step) * step
+    keep = (ts >= t_first) & (ts + step <= max(t_end, t_first + step)) & (ts >= t0) & (ts < t_end)
+    idx = np.flatnonzero(keep)
+    a, b = (int(idx[0]), int(idx[-1]) + 1) if idx.size else (0, 0)
+    column = {s: i for i, s in enumerate(symbols)}
+    out = [np.empty((b - a, len(symbols))) for _ in range(5)]
+    if base >= DAY_MS:
+        for field, arr in zip(out, _day_bars(order, first_day, last_day, seed)[:5], strict=True):
+            for j, s in enumerate(order):
+                field[:, column[s]] = arr[j, a:b]
+    else:
+
+        def write(j: int, arrays) -> None:  # symbol j's bars, straight into its columns
+            for field, arr in zip(out, arrays, strict=True):
+                field[:, column[order[j]]] = arr[a:b]
+
+        _intraday_bars(order, first_day, last_day, per_day, seed, write)
+    o, h, lo, c, v = out
+    return Market(
+        ts[a:b], list(symbols), o, h, lo, c, v, np.ones((b - a, len(symbols)), bool), timeframe
+    )
+
+
+def generate(
+    symbols: list[str],
+    start: dt.date | dt.datetime,
+    end: dt.date | dt.datetime,
+    timeframe: str = "1d",
+    seed: int = 7,
+) -> pl.DataFrame:
+    """Synthetic bars for ``symbols`` from ``start`` (inclusive) to ``end`` (inclusive day).
+
+    Returns the bar frame of SPEC §5.1, sorted by symbol and timestamp. A bar depends only on
+    (seed, symbol, timestamp, timeframe) (see the module docstring).
+    """
+    step, base, first_day, last_day, t0, t_end = _grid(start, end, timeframe)
     symbols = sorted(set(symbols))  # a symbol's bars do not depend on the others
     k = len(symbols)
     if base >= DAY_MS:

@@ -112,9 +112,7 @@ def _pod_key(pod: Any, market: Market) -> tuple:
     )
 
 
-def pod_weight_matrix(
-    config: Config, bars: pl.DataFrame, market: Market, clock_tf: str
-) -> np.ndarray:
+def pod_weight_matrix(config: Config, bars: Any, market: Market, clock_tf: str) -> np.ndarray:
     """Every pod's weights on the clock in one ``(T_all, K)`` slot matrix (pods' slots in order).
 
     A pod on the clock's timeframe whose strategy has a wide form (every built-in) is computed
@@ -122,8 +120,10 @@ def pod_weight_matrix(
     pod (a coarser timeframe, a user's long-frame strategy) goes through the long-frame
     contract. Both give the same numbers. Pods are independent and computed on a thread per
     core (the kernels and polars release the GIL); the result does not depend on the order.
+    ``bars`` is the long frame, or a function that builds it (called once, when a pod needs it).
     """
     import os
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     from orchestra.strategies import StrategyError, StrategyWarning, weights_matrix
@@ -136,6 +136,14 @@ def pod_weight_matrix(
     notes: dict[int, str] = {}
 
     shared = _SHARED
+    frame: list[pl.DataFrame] = [] if callable(bars) else [bars]
+    lock = threading.Lock()
+
+    def long_frame() -> pl.DataFrame:
+        with lock:
+            if not frame:
+                frame.append(bars())
+            return frame[0]
 
     def one(i: int) -> None:
         pod = config.pods[i]
@@ -152,7 +160,7 @@ def pod_weight_matrix(
             if wide is not None:
                 block[:] = wide
             else:
-                pod_bars = bars.filter(pl.col("symbol").is_in(pod.symbols))
+                pod_bars = long_frame().filter(pl.col("symbol").is_in(pod.symbols))
                 w = weights_on_clock(
                     pod.strategy, pod_bars, pod_params(pod), pod.timeframe, clock_tf
                 )
@@ -398,6 +406,47 @@ def empty_prepared(config: Config, data_label: str) -> Prepared:
     )
 
 
+def synthetic_window(
+    config: Config, start: dt.date, end: dt.date
+) -> tuple[LoadedData, Any, Market] | None:
+    """The synthetic bars of a run straight into the market matrices (no long frame; see
+    :func:`~orchestra.data.synthetic.generate_market`), with a function that builds the long
+    frame only if a pod asks for it (a user's long-frame strategy, a coarser pod timeframe)."""
+    from orchestra.data import BAR_SCHEMA, GapReport
+    from orchestra.data.synthetic import generate_market
+    from orchestra.strategies.warmup import warmup_days
+
+    d = config.data
+    first_day = start - dt.timedelta(days=warmup_days(config))
+    market = generate_market(config.symbols, first_day, end, d.timeframe, d.seed)
+    if market is None:
+        return None
+    if market.n_bars == 0:
+        raise DataError([f"{s}: no bars between {first_day} and {end}" for s in config.symbols],
+                        f"synthetic (seed {d.seed})")  # fmt: skip
+    empty = pl.DataFrame(schema=BAR_SCHEMA)
+    got = LoadedData(empty, f"synthetic (seed {d.seed})", GapReport())
+    return got, lambda: bars_of(market), market
+
+
+def bars_of(market: Market) -> pl.DataFrame:
+    """The long bar frame (SPEC §5.1) of a market's tradable bars, by symbol then time."""
+    frames = []
+    for j, s in enumerate(market.symbols):
+        rows = np.flatnonzero(market.tradable[:, j])
+        frames.append(
+            pl.DataFrame(
+                {
+                    "timestamp": pl.Series(market.timestamps[rows]).cast(pl.Datetime("ms", "UTC")),
+                    "symbol": pl.Series([s], dtype=pl.String).gather(np.zeros(rows.size, int)),
+                    **{f: getattr(market, f)[rows, j] for f in
+                       ("open", "high", "low", "close", "volume")},
+                }
+            )  # fmt: skip
+        )
+    return pl.concat(frames).sort("symbol", "timestamp", maintain_order=True)
+
+
 def _window_key(config: Config, start: dt.date, end: dt.date) -> str:
     """Everything the loaded bars and the market matrices depend on."""
     import json
@@ -434,10 +483,16 @@ def prepare(
     t = time.perf_counter()
     symbols = config.symbols
 
-    def build_window() -> tuple[LoadedData, pl.DataFrame, Market]:
+    def build_window() -> tuple[LoadedData, Any, Market]:
+        same_clock = timeframe_ms(clock_tf) == timeframe_ms(config.data.timeframe)
+        plain_dates = type(start) is dt.date and type(end) is dt.date
+        if loaded is None and same_clock and plain_dates and config.data.source == "synthetic":
+            direct = synthetic_window(config, start, end)
+            if direct is not None:
+                return direct
         got = loaded if loaded is not None else load_bars(config, start, end)
         frame = got.bars
-        if timeframe_ms(clock_tf) != timeframe_ms(config.data.timeframe):
+        if not same_clock:
             frame = resample(frame, clock_tf)
         return got, frame, to_matrices(frame, symbols, clock_tf)
 

@@ -186,8 +186,9 @@ def round_trips(
         return pl.DataFrame(schema=TRADE_SCHEMA)
     order = np.lexsort((np.arange(fills["bar"].size), fills["slot"])).astype(np.int64)
     px = np.ascontiguousarray(close[:T], dtype=np.float64)
-    paid = np.nan_to_num(px * funding[:T])
-    cum = np.vstack([np.zeros((1, px.shape[1])), np.cumsum(paid, axis=0)])
+    cum = np.zeros((T + 1, px.shape[1]))  # funding paid per unit held, cumulated (calloc'd:
+    if np.any(funding[:T]):  # untouched pages cost nothing when there is no funding)
+        np.cumsum(np.nan_to_num(px * funding[:T]), axis=0, out=cum[1:])
     (slot, side, bar0, bar1, entry, exit_, maxu, fees, fund, pnl, mae, mfe) = _trips_nb(
         order,
         np.ascontiguousarray(fills["slot"], dtype=np.int64),
