@@ -15,7 +15,7 @@ from orchestra.allocation import (
     water_fill,
 )
 from orchestra.allocation.allocator import adaptive_kelly_blend
-from orchestra.allocation.moments import SingularCovariance
+from orchestra.allocation.moments import SingularCovariance, cholesky_factor, shrunk_covariance
 from orchestra.allocation.problems import ErcProblem, KellyProblem, ProblemCache
 from orchestra.config import parse_config
 from orchestra.kernels.state import INCUBATION, PROBATION, PRODUCTION, RETIRED, WARNING
@@ -386,3 +386,23 @@ def test_methods_without_a_solver_never_import_cvxpy() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_allocators_ledoit_wolf_kernel_equals_the_numpy_one(seed: int) -> None:
+    """Issue #26: the numba loops the allocator uses give the numpy (scikit-learn-equal)
+    estimator's Σ and shrinkage to round-off, collinear pods included."""
+    from orchestra.allocation.moments import _ledoit_wolf_nb, ledoit_wolf
+
+    rng = np.random.default_rng(seed)
+    for n, p in [(90, 3), (30, 2), (365, 10), (5, 4), (200, 6)]:
+        x = rng.standard_t(4, (n, p)) * 0.02
+        if seed % 2:
+            x[:, 1] = x[:, 0]
+        cov, shrink = ledoit_wolf(x)
+        fast, fast_shrink = _ledoit_wolf_nb(x)
+        np.testing.assert_allclose(fast, cov, rtol=1e-12, atol=1e-12 * np.abs(cov).max())
+        assert fast_shrink == pytest.approx(shrink, rel=1e-10, abs=1e-12)
+        chol = cholesky_factor(shrunk_covariance(x)) if not seed % 2 else None
+        if chol is not None:
+            np.testing.assert_allclose(chol @ chol.T, shrunk_covariance(x), rtol=1e-12)

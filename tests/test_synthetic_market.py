@@ -13,7 +13,7 @@ from orchestra.config import parse_config
 from orchestra.data import load_bars, to_matrices
 from orchestra.data.synthetic import generate_market
 from orchestra.engine import prepare
-from orchestra.engine.build import bars_of, synthetic_window
+from orchestra.engine.build import synthetic_window
 
 SYMBOLS = ["SOL/USDT", "BTC/USDT", "ZZZ/USDT", "ETH/USDT"]  # not sorted: columns keep this order
 

@@ -295,7 +295,6 @@ def generate_market(
     if base != step:
         return None
     order = sorted(set(symbols))
-    k = len(order)
     per_day = DAY_MS // base if base < DAY_MS else 1
     n = (last_day + 1 - first_day) * per_day
     ts = first_day * DAY_MS + base * np.arange(n, dtype=np.int64)
