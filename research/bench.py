@@ -530,7 +530,6 @@ def run_cold() -> dict:
 def run_one(name: str, naive_bars: int) -> dict:
     import numpy as np
 
-    from orchestra.data import load_bars
     from orchestra.engine import Engine, prepare
     from orchestra.results.result import build_result
     from tests import reference
@@ -539,10 +538,7 @@ def run_one(name: str, naive_bars: int) -> dict:
     out: dict = {"workload": name}
     for attempt in ("cold", "warm"):
         t_all = time.perf_counter()
-        t = time.perf_counter()
-        loaded = load_bars(cfg)
-        t_load = time.perf_counter() - t
-        prep = prepare(cfg, loaded=loaded)
+        prep = prepare(cfg)  # as run_backtest: synthetic bars straight into the matrices
         eng = Engine(prep)
         eng.run()
         t = time.perf_counter()
@@ -550,7 +546,7 @@ def run_one(name: str, naive_bars: int) -> dict:
         t_results = time.perf_counter() - t
         wall = time.perf_counter() - t_all
         out[attempt] = {
-            "data": t_load + prep.timings["data"],
+            "data": prep.timings["data"],
             "signals": prep.timings["signals"] + prep.timings["inputs"],
             "kernels": eng.timings["kernels"],
             "allocation": eng.timings["allocation"],
@@ -560,7 +556,7 @@ def run_one(name: str, naive_bars: int) -> dict:
         if attempt == "cold":
             # free the cold run's data: the warm run should not allocate beside it (slower
             # fresh pages, and a peak RSS of two runs)
-            del loaded, prep, eng
+            del prep, eng
             gc.collect()
     inp = prep.inputs
     T, K = inp.target.shape
