@@ -180,5 +180,6 @@ def risk_contributions(weights: np.ndarray, cov: np.ndarray) -> np.ndarray:
 
 def effective_n(prc: np.ndarray) -> float:
     """Effective number of strategies ``1 / Σ PRC_i²`` (0 when nothing is at risk)."""
-    s = float(np.sum(np.asarray(prc) ** 2))
+    p = np.asarray(prc, dtype=float)
+    s = float(p @ p)
     return 1.0 / s if s > 0 else 0.0
