@@ -390,15 +390,14 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
             "drawdown": _drawdown(np.concatenate([[capital], eq]))[1:],
         }
     )
-    state_names = np.array(STATE_NAMES)
     pod_equity = pl.DataFrame(
         {
             "timestamp": pl.Series(np.repeat(inp.timestamps[:T], P)).cast(TS),
-            "pod_id": np.tile(np.array(pod_ids, dtype=object), T).tolist(),
+            "pod_id": _names(pod_ids, np.tile(np.arange(P), T)),
             "equity": out.pod_equity[:T].ravel(),
             "nav": out.pod_nav[:T].ravel(),
             "fraction": out.pod_fraction[:T].ravel(),
-            "state": state_names[out.pod_state[:T].ravel()].tolist(),
+            "state": _names(list(STATE_NAMES), out.pod_state[:T].ravel()),
             "gross_leverage": out.pod_gross[:T].ravel(),
         },
         schema=FRAME_SCHEMAS["pod_equity"],
@@ -411,12 +410,12 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
     fills = pl.DataFrame(
         {
             "timestamp": pl.Series(inp.timestamps[bars]).cast(TS),
-            "pod_id": slot_pod[slots].tolist(),
-            "symbol": slot_symbol[slots].tolist(),
+            "pod_id": _names(slot_pod.tolist(), slots),
+            "symbol": _names(slot_symbol.tolist(), slots),
             "units": fills_raw["units"],
             "price": fills_raw["price"],
             "fee": fills_raw["fee"],
-            "venue": np.where(fills_raw["venue"] == 0, "external", "internal").tolist(),
+            "venue": _names(["external", "internal"], (fills_raw["venue"] != 0)),
         },
         schema=FRAME_SCHEMAS["fills"],
     )
@@ -433,8 +432,8 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
     positions = pl.DataFrame(
         {
             "timestamp": pl.Series(inp.timestamps[pb]).cast(TS),
-            "pod_id": slot_pod[ps].tolist(),
-            "symbol": slot_symbol[ps].tolist(),
+            "pod_id": _names(slot_pod.tolist(), ps),
+            "symbol": _names(slot_symbol.tolist(), ps),
             "units": after,
             "weight": after * close / out.equity[pb] if ps.size else np.zeros(0),
             "target_weight": inp.target[pb, ps] if ps.size else np.zeros(0),
@@ -544,6 +543,12 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
     )
 
 
+def _names(names: list[str], index: np.ndarray) -> pl.Series:
+    """``names[index]`` as a String column, gathered in polars (no Python string per row: L
+    has millions of fills)."""
+    return pl.Series(names, dtype=pl.String).gather(np.asarray(index, dtype=np.int64))
+
+
 def _account_positions(positions: pl.DataFrame) -> pl.DataFrame:
     """Account units per symbol, ``Q[s] = Σ_p q[p,s]``, at the bars where they change.
 
@@ -558,36 +563,43 @@ def _account_positions(positions: pl.DataFrame) -> pl.DataFrame:
     if positions.height == 0:
         return empty_frame("account_positions")
     pos = positions.select(
-        pl.col("timestamp").dt.epoch("ms").alias("ts"), "symbol", "pod_id", "units"
-    ).sort("symbol", "ts", "pod_id")
+        pl.col("timestamp").dt.epoch("ms").alias("ts"),
+        "symbol",
+        (pl.col("pod_id").rank("dense") - 1).cast(pl.Int64).alias("pod"),  # pod-id order
+        "units",
+    ).sort("symbol", "ts", "pod")
     ts_all = pos["ts"].to_numpy()
     units_all = pos["units"].to_numpy()
-    pods_all = pos["pod_id"].to_numpy()
+    pods_all = pos["pod"].to_numpy()
+    n_pods = int(pods_all.max()) + 1
     runs = pos["symbol"].rle()
     ends = np.cumsum(runs.struct.field("len").to_numpy())
+    symbols = runs.struct.field("value").to_list()
     out_ts, out_sym, out_units = [], [], []
-    for sym, a, b in zip(runs.struct.field("value"), np.r_[0, ends[:-1]], ends, strict=True):
-        times, t_idx = np.unique(ts_all[a:b], return_inverse=True)
-        pods, p_idx = np.unique(pods_all[a:b], return_inverse=True)  # pod-id order
-        q = np.full((times.size, pods.size), np.nan)
-        q[t_idx, p_idx] = units_all[a:b]
+    for j, (a, b) in enumerate(zip(np.r_[0, ends[:-1]], ends, strict=True)):
+        ts = ts_all[a:b]
+        new_time = np.r_[True, ts[1:] != ts[:-1]]  # sorted: a change bar starts a new row
+        t_idx = np.cumsum(new_time) - 1
+        times = ts[new_time]
+        q = np.full((times.size, n_pods), np.nan)
+        q[t_idx, pods_all[a:b]] = units_all[a:b]
         rows = np.where(np.isnan(q), 0, np.arange(times.size)[:, None])
         np.maximum.accumulate(rows, axis=0, out=rows)  # each pod's last change so far
         q = np.nan_to_num(np.take_along_axis(q, rows, axis=0), nan=0.0)
-        total = q[:, 0].copy()
+        total = q[:, 0].copy()  # (a pod without this symbol adds 0.0: no change)
         gross = np.abs(q[:, 0])
-        for k in range(1, pods.size):
+        for k in range(1, n_pods):
             total += q[:, k]
             gross += np.abs(q[:, k])
         total[np.abs(total) <= DUST_REL * gross] = 0.0
         changed = total != np.r_[0.0, total[:-1]]
         out_ts.append(times[changed])
         out_units.append(total[changed])
-        out_sym.append(np.full(int(changed.sum()), sym, dtype=object))
+        out_sym.append(np.full(int(changed.sum()), j, dtype=np.int64))
     frame = pl.DataFrame(
         {
             "timestamp": pl.Series(np.concatenate(out_ts)).cast(TS),
-            "symbol": pl.Series(np.concatenate(out_sym), dtype=pl.String),
+            "symbol": _names(symbols, np.concatenate(out_sym)),
             "units": np.concatenate(out_units),
         }
     )
