@@ -157,7 +157,8 @@ def pod_weight_matrix(config: Config, bars: Any, market: Market, clock_tf: str) 
             wide = None
             if timeframe_ms(pod.timeframe) == step:
                 wide = weights_matrix(pod.strategy, pod_params(pod), market, pod.symbols)
-            if wide is not None:
+            if wide is not None:  # capped in C order, then copied in row by row
+                capped = cap_matrix(wide, pod.risk.max_leverage)
                 block[:] = wide
             else:
                 pod_bars = long_frame().filter(pl.col("symbol").is_in(pod.symbols))
@@ -168,11 +169,12 @@ def pod_weight_matrix(config: Config, bars: Any, market: Market, clock_tf: str) 
                 rows = ((w["timestamp"].dt.epoch("ms").to_numpy() - t0) // step).astype(np.int64)
                 cols = w["symbol"].replace_strict(index, return_dtype=pl.Int64).to_numpy()
                 block[rows, cols] = w["weight"].to_numpy()
+                # the pod's leverage cap, on its dense block (a per-timestamp group-by in
+                # polars costs more than the strategy itself on long frames)
+                capped = cap_matrix(block, pod.risk.max_leverage)
         except StrategyError as exc:
             raise StrategyError(f"pods[{i}] ({pod.pod_id}): {exc}") from None
-        # the pod's leverage cap, on its dense block (a per-timestamp group-by in polars costs
-        # more than the strategy itself on long frames)
-        scaled, top = cap_matrix(block, pod.risk.max_leverage)
+        scaled, top = capped
         if shared is not None and key is not None:
             shared.blocks[key] = block.copy()
         if scaled and ":" in pod.strategy:  # a user's strategy: say what the cap changed

@@ -257,7 +257,9 @@ def weights_matrix(
         w = call_user_strategy(name, wide, *args)
     if w is None:
         return None
-    w = w.T
+    from orchestra.strategies.kernels import transpose_nb
+
+    w = transpose_nb(np.ascontiguousarray(w, dtype=np.float64))  # (T, S), C order
     if not np.isfinite(w).all():
         t, j = np.argwhere(~np.isfinite(w))[0]
         when = np.datetime64(int(market.timestamps[t]), "ms")

@@ -160,7 +160,10 @@ class MarketFields:
 
     def __getitem__(self, field: str) -> np.ndarray:
         if field not in self._cache:
-            self._cache[field] = np.ascontiguousarray(self.matrices[field][:, self.columns].T)
+            from orchestra.strategies.kernels import gather_transpose_nb
+
+            mat = np.ascontiguousarray(self.matrices[field], dtype=np.float64)
+            self._cache[field] = gather_transpose_nb(mat, np.asarray(self.columns, np.int64))
         return self._cache[field]
 
 
