@@ -558,6 +558,12 @@ def run_one(name: str, naive_bars: int) -> dict:
             # fresh pages, and a peak RSS of two runs)
             del prep, eng
             gc.collect()
+            # a fresh process has no solutions or covariance windows to recall: neither does
+            # the warm run (the numba cache stays warm, as after `make install`)
+            from orchestra.allocation import allocator, problems
+
+            problems.SOLUTIONS.store.clear()
+            allocator._MOMENTS.store.clear()
     inp = prep.inputs
     T, K = inp.target.shape
     out["bars"], out["slots"], out["psb"] = T, K, T * K
