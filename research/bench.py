@@ -292,25 +292,31 @@ def single_pod_config(n_symbols: int):
     )
 
 
-def vectorbt(close, target, group, init_cash, fees: float, repeats: int = 3) -> dict:
-    """Run ``research/vectorbt/run_vbt.py`` in vectorbt's own environment on these arrays."""
+def in_vectorbt(script: str, **arrays) -> dict:
+    """Run ``research/vectorbt/<script>`` in vectorbt's own environment on ``arrays`` (an .npz
+    each way); returns what it wrote."""
     import tempfile
 
     import numpy as np
 
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
-        np.savez(
-            src, close=close, target=target, group=group, init_cash=init_cash, fees=fees,
-            repeats=repeats,
-        )  # fmt: skip
+        np.savez(src, **arrays)
         subprocess.run(
             ["uv", "run", "-q", "--project", str(VBT_PROJECT), "python",
-             str(VBT_PROJECT / "run_vbt.py"), str(src), str(dst)],
+             str(VBT_PROJECT / script), str(src), str(dst)],
             check=True,
         )  # fmt: skip
         out = np.load(dst)
         return {k: out[k] for k in out.files}
+
+
+def vectorbt(close, target, group, init_cash, fees: float, repeats: int = 3) -> dict:
+    """``research/vectorbt/run_vbt.py`` on these arrays (from_orders at target weights)."""
+    return in_vectorbt(
+        "run_vbt.py", close=close, target=target, group=group, init_cash=init_cash, fees=fees,
+        repeats=repeats,
+    )  # fmt: skip
 
 
 def run_vectorbt_workload() -> dict:
@@ -458,32 +464,23 @@ def run_sweep_workload() -> dict:
     market = to_matrices(loaded.bars, base.symbols, "1h")
     start = int(np.searchsorted(market.timestamps, epoch_ms(base.backtest.start)))
     day = (market.timestamps[start:] // 86_400_000).astype(np.int64)
-    with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
-        np.savez(
-            src, close=market.close, start=start, lookbacks=np.array(LOOKBACKS), vol_window=30,
-            vol_target=0.35, per_year=24 * 365, max_leverage=0.95,
-            fees=base.portfolio.cost_bps / 1e4, init_cash=base.backtest.capital, day=day,
-            repeats=2,
-        )  # fmt: skip
-        subprocess.run(
-            ["uv", "run", "-q", "--project", str(VBT_PROJECT), "python",
-             str(VBT_PROJECT / "run_vbt_sweep.py"), str(src), str(dst)],
-            check=True,
-        )  # fmt: skip
-        vb = np.load(dst)
-        by_variant = outcome.results.sort("variant")
-        out["vectorbt_s"] = float(vb["seconds"])
-        out["vectorbt"] = str(vb["version"])
-        out["vectorbt_best_lookback"] = LOOKBACKS[int(np.argmax(vb["sharpe"]))]
-        # compared where orchestra's 99 % portfolio-drawdown rule (which vectorbt does not
-        # have) never acted: the shortest lookbacks lose ~99.9 % to fees and stop trading
-        ok = by_variant["max_drawdown"].to_numpy() < 0.9
-        out["compared"] = int(ok.sum())
-        ours = by_variant["sharpe"].to_numpy()
-        out["sharpe_max_abs_diff"] = float(np.max(np.abs(ours - vb["sharpe"])[ok]))
-        final = by_variant["final_equity"].to_numpy()
-        out["final_max_rel_diff"] = float(np.max((np.abs(final - vb["final"]) / vb["final"])[ok]))
+    vb = in_vectorbt(
+        "run_vbt_sweep.py", close=market.close, start=start, lookbacks=np.array(LOOKBACKS),
+        vol_window=30, vol_target=0.35, per_year=24 * 365, max_leverage=0.95,
+        fees=base.portfolio.cost_bps / 1e4, init_cash=base.backtest.capital, day=day, repeats=2,
+    )  # fmt: skip
+    by_variant = outcome.results.sort("variant")
+    out["vectorbt_s"] = float(vb["seconds"])
+    out["vectorbt"] = str(vb["version"])
+    out["vectorbt_best_lookback"] = LOOKBACKS[int(np.argmax(vb["sharpe"]))]
+    # compared where orchestra's 99 % portfolio-drawdown rule (which vectorbt does not have)
+    # never acted: the shortest lookbacks lose ~99.9 % to fees and stop trading
+    ok = by_variant["max_drawdown"].to_numpy() < 0.9
+    out["compared"] = int(ok.sum())
+    ours = by_variant["sharpe"].to_numpy()
+    out["sharpe_max_abs_diff"] = float(np.max(np.abs(ours - vb["sharpe"])[ok]))
+    final = by_variant["final_equity"].to_numpy()
+    out["final_max_rel_diff"] = float(np.max((np.abs(final - vb["final"]) / vb["final"])[ok]))
     return out
 
 
