@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from orchestra.allocation.moments import effective_n, risk_contributions, shrunk_covariance
 
@@ -46,13 +47,41 @@ def average_correlation(returns: np.ndarray) -> float:
     fewer than two pods that move, or fewer than three days)."""
     if returns.shape[1] < 2 or returns.shape[0] < 3:
         return float("nan")
-    sd = returns.std(axis=0)
-    keep = sd > 0
-    if keep.sum() < 2:
-        return float("nan")
-    c = np.corrcoef(returns[:, keep].T)
-    iu = np.triu_indices(c.shape[0], 1)
-    return float(np.mean(c[iu]))
+    return float(_average_correlation_nb(np.ascontiguousarray(returns, dtype=np.float64)))
+
+
+@njit(cache=True)
+def _average_correlation_nb(x):  # pragma: no cover (numba)
+    """Pearson correlations of the columns that move, averaged over pairs (one numba call: the
+    daily monitor asks at every day end; ``np.corrcoef`` and friends cost ~40 µs there). NaN
+    with fewer than two moving columns. Equal to ``np.corrcoef``'s to round-off (tested)."""
+    n, p = x.shape
+    xc = np.empty((n, p))
+    ss = np.zeros(p)
+    for j in range(p):
+        m = 0.0
+        for i in range(n):
+            m += x[i, j]
+        m /= n
+        for i in range(n):
+            d = x[i, j] - m
+            xc[i, j] = d
+            ss[j] += d * d
+    total = 0.0
+    pairs = 0
+    for j in range(p):
+        if not ss[j] > 0:
+            continue
+        for k in range(j + 1, p):
+            if not ss[k] > 0:
+                continue
+            c = 0.0
+            for i in range(n):
+                c += xc[i, j] * xc[i, k]
+            r = c / np.sqrt(ss[j] * ss[k])
+            total += min(1.0, max(-1.0, r))
+            pairs += 1
+    return total / pairs if pairs else np.nan
 
 
 def daily_monitor(

@@ -406,3 +406,28 @@ def test_the_allocators_ledoit_wolf_kernel_equals_the_numpy_one(seed: int) -> No
         chol = cholesky_factor(shrunk_covariance(x)) if not seed % 2 else None
         if chol is not None:
             np.testing.assert_allclose(chol @ chol.T, shrunk_covariance(x), rtol=1e-12)
+
+
+def test_the_monitors_average_correlation_equals_numpys() -> None:
+    """Issue #26: the numba average correlation equals ``np.corrcoef``'s off-diagonal mean over
+    the moving pods (flat pods left out; NaN with fewer than two moving pods)."""
+    from orchestra.risk import average_correlation
+
+    def reference(r: np.ndarray) -> float:
+        keep = r.std(axis=0) > 0
+        if keep.sum() < 2:
+            return float("nan")
+        c = np.corrcoef(r[:, keep].T)
+        return float(np.mean(c[np.triu_indices(c.shape[0], 1)]))
+
+    rng = np.random.default_rng(4)
+    for k in range(200):
+        r = rng.normal(0.0, 0.02, (int(rng.integers(3, 200)), int(rng.integers(2, 8))))
+        if k % 3 == 0:
+            r[:, 0] = 0.0  # a flat pod
+        if k % 5 == 0:
+            r[:, 1] = r[:, -1]  # a perfectly correlated pair
+        if k % 7 == 0:
+            r[:, 1:] = 0.0  # one moving pod: undefined
+        got, want = average_correlation(r), reference(r)
+        assert (np.isnan(got) and np.isnan(want)) or got == pytest.approx(want, abs=1e-12)
