@@ -5,6 +5,7 @@ bad grid file is a clear error."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import numpy as np
@@ -334,9 +335,20 @@ def test_a_lookback_sweep_warms_every_variant_up_alike_and_best_yaml_reproduces_
     grid = tmp_path / "g.yaml"
     grid.write_text(yaml.safe_dump({"grid": {"pods.pod-tsmom-major.params.lookback": lookbacks}}))
     res = CliRunner().invoke(main, ["sweep", str(cfg), "--grid", str(grid), "--out",
-                                    str(tmp_path / "s"), "--quiet"])  # fmt: skip
+                                    str(tmp_path / "s"), "--quiet", "--keep", "2"])  # fmt: skip
     assert res.exit_code == 0, res.output
-    top = pl.read_parquet(tmp_path / "s" / "results.parquet").row(0, named=True)
+    ranked = pl.read_parquet(tmp_path / "s" / "results.parquet")
+    top = ranked.row(0, named=True)
+    # --keep 2: the top two variants as full run directories, equal to their rows
+    kept = sorted((tmp_path / "s").glob("variant-*"))
+    assert len(kept) == 2 and res.output.count("kept run:") == 2
+    for row in ranked.head(2).iter_rows(named=True):
+        (run,) = [k for k in kept if k.name.startswith(f"variant-{row['variant']}-")]
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["final_equity"] == row["final_equity"]
+        assert (run / "fills.parquet").is_file() and (run / "trades.parquet").is_file()
+    bad = CliRunner().invoke(main, ["sweep", str(cfg), "--grid", str(grid), "--keep", "some"])
+    assert bad.exit_code == 2 and "whole number" in bad.output
     best = load_config(tmp_path / "s" / "best.yaml")
     assert best.pods[0].params["lookback"] == int(top["pods.pod-tsmom-major.params.lookback"])
     single = run_backtest(best)

@@ -433,11 +433,25 @@ def _run_label(d: Path, all_dirs: tuple[Path, ...]) -> str:
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for results (default runs/sweep-<config-stem>-<grid-stem>/).",
 )
+@click.option(
+    "--keep",
+    default="0",
+    show_default=True,
+    callback=lambda ctx, param, v: _keep(v),
+    help="Save the full runs (every frame, as `orch-bt run` would) of the top N variants, or "
+    "all, under the sweep folder; the others are measured from arrays only.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar and no tables.")
 @strategy_timeout_option
 @user_errors
 def sweep(
-    config: Path, grid_file: Path, workers: int, backend: str, out_dir: Path | None, quiet: bool
+    config: Path,
+    grid_file: Path,
+    workers: int,
+    backend: str,
+    out_dir: Path | None,
+    keep: int | None,
+    quiet: bool,
 ) -> None:
     """Run CONFIG over a grid (and random draws) of settings; rank them; walk-forward."""
     from orchestra import load_config
@@ -485,6 +499,8 @@ def sweep(
         )
         body = yaml.safe_dump(best.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
         (target / "best.yaml").write_text(header + body, encoding="utf-8")
+    for path in _keep_runs(outcome, keep, target):
+        click.echo(f"kept run: {path}")
     if not quiet:
         params = [c for c in results.columns if "." in c]
         keep = ["variant", *params, spec.metric, "deflated_sharpe", "total_return", "max_drawdown"]
@@ -513,6 +529,36 @@ def sweep(
     click.echo(
         f"sweep results: {target} (results.parquet, returns.parquet, ranking.html, best.yaml)"
     )
+
+
+def _keep(value: str) -> int | None:
+    """``--keep``: a whole number ≥ 0, or ``all`` (None)."""
+    if value.strip().lower() == "all":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise click.BadParameter(f"{value!r}: give a whole number ≥ 0 or all")
+    return n
+
+
+def _keep_runs(outcome, keep: int | None, target: Path) -> list[Path]:
+    """The top ``keep`` variants (all with None) run in full and saved as run directories
+    ``<target>/variant-<i>-<hash8>/`` (the same config's folder is rewritten; another never)."""
+    from orchestra.engine import run_backtest
+    from orchestra.runs import check_run_target
+
+    order = [int(v) for v in outcome.results["variant"]]
+    saved = []
+    for i in order if keep is None else order[:keep]:
+        cfg = outcome.configs[i]
+        path = target / f"variant-{i}-{cfg.config_hash[:8]}"
+        check_run_target(path, cfg.config_hash)
+        run_backtest(cfg).save(path)
+        saved.append(path)
+    return saved
 
 
 def _print_frame(frame, title: str) -> None:
