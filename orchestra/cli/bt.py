@@ -503,9 +503,9 @@ def sweep(
         click.echo(f"kept run: {path}")
     if not quiet:
         params = [c for c in results.columns if "." in c]
-        keep = ["variant", *params, spec.metric, "deflated_sharpe", "total_return", "max_drawdown"]
+        shown = ["variant", *params, spec.metric, "deflated_sharpe", "total_return", "max_drawdown"]
         _print_frame(
-            format_frame(results.head(10).select(list(dict.fromkeys(keep))), short=True),
+            format_frame(results.head(10).select(list(dict.fromkeys(shown))), short=True),
             f"Top variants by {spec.metric} (of {results.height})",
         )
         pbo = outcome.pbo["pbo"]
