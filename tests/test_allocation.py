@@ -431,3 +431,24 @@ def test_the_monitors_average_correlation_equals_numpys() -> None:
             r[:, 1:] = 0.0  # one moving pod: undefined
         got, want = average_correlation(r), reference(r)
         assert (np.isnan(got) and np.isnan(want)) or got == pytest.approx(want, abs=1e-12)
+
+
+def test_the_singularity_check_agrees_with_lapacks_eigenvalues() -> None:
+    """Issue #26: the numba check's Jacobi eigenvalues equal LAPACK's (``np.linalg.eigvalsh``)
+    to round-off of the largest, and decide singular exactly when LAPACK's would, near-collinear
+    pods included."""
+    from orchestra.allocation.moments import _cholesky_nb
+
+    rng = np.random.default_rng(3)
+    for k in range(600):
+        p = int(rng.integers(2, 12))
+        x = rng.normal(0.0, 0.02, (int(rng.integers(5, 200)), p))
+        if k % 4 == 0:
+            x[:, 1] = x[:, 0] * (1 + 1e-7 * rng.normal())
+        c = shrunk_covariance(x)
+        code, lo, hi, chol = _cholesky_nb(np.ascontiguousarray(c), 1e-10)
+        e = np.linalg.eigvalsh((c + c.T) / 2)
+        assert abs(lo - e[0]) <= 1e-13 * e[-1] and abs(hi - e[-1]) <= 1e-13 * e[-1]
+        assert (code == 3) == (e[0] <= 1e-10 * e[-1])
+        if code == 0:
+            np.testing.assert_allclose(chol, np.linalg.cholesky((c + c.T) / 2), rtol=1e-12)
