@@ -18,7 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from orchestra.allocation.moments import effective_n, risk_contributions, shrunk_covariance
+from orchestra.allocation.moments import (
+    demeaned_nb,
+    effective_n,
+    risk_contributions,
+    shrunk_covariance,
+)
 
 
 @dataclass(frozen=True)
@@ -56,17 +61,11 @@ def _average_correlation_nb(x):  # pragma: no cover (numba)
     daily monitor asks at every day end; ``np.corrcoef`` and friends cost ~40 µs there). NaN
     with fewer than two moving columns. Equal to ``np.corrcoef``'s to round-off (tested)."""
     n, p = x.shape
-    xc = np.empty((n, p))
+    xc = demeaned_nb(x)
     ss = np.zeros(p)
     for j in range(p):
-        m = 0.0
         for i in range(n):
-            m += x[i, j]
-        m /= n
-        for i in range(n):
-            d = x[i, j] - m
-            xc[i, j] = d
-            ss[j] += d * d
+            ss[j] += xc[i, j] * xc[i, j]
     total = 0.0
     pairs = 0
     for j in range(p):

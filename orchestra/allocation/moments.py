@@ -39,10 +39,8 @@ def shrunk_covariance(returns: np.ndarray, periods_per_year: float = DAYS_PER_YE
 
 
 @njit(cache=True)
-def _ledoit_wolf_nb(x):  # pragma: no cover (numba)
-    """:func:`ledoit_wolf` as loops (the allocator asks for one at every day end: numpy's call
-    overhead on a 90 × 3 window was 60 µs, this is ~2). Equal to it to round-off (tested):
-    the sums run in another order. Scalar loops only (array expressions cost compile time)."""
+def demeaned_nb(x):  # pragma: no cover (numba)
+    """``x − x.mean(axis=0)`` of ``(n, p)`` data, each column's mean summed in row order."""
     n, p = x.shape
     xc = np.empty((n, p))
     for j in range(p):
@@ -52,6 +50,16 @@ def _ledoit_wolf_nb(x):  # pragma: no cover (numba)
         m /= n
         for i in range(n):
             xc[i, j] = x[i, j] - m
+    return xc
+
+
+@njit(cache=True)
+def _ledoit_wolf_nb(x):  # pragma: no cover (numba)
+    """:func:`ledoit_wolf` as loops (the allocator asks for one at every day end: numpy's call
+    overhead on a 90 × 3 window was 60 µs, this is ~2). Equal to it to round-off (tested):
+    the sums run in another order. Scalar loops only (array expressions cost compile time)."""
+    n, p = x.shape
+    xc = demeaned_nb(x)
     emp = np.zeros((p, p))
     q = np.zeros((p, p))  # (x²)ᵀ(x²)
     for i in range(n):
