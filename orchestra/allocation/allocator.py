@@ -26,6 +26,7 @@ makes them unreachable.) The very first day end is also a rebalance.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 
@@ -244,12 +245,15 @@ class Moments:
 def window_moments(window: np.ndarray, per_year: float) -> Moments:
     """The :class:`Moments` of a returns window.
 
-    Recalled by the window's exact bytes when this process computed them before (a sweep's
-    variants see the same pod returns on many days), so the numbers are the ones a fresh
-    computation gives.
+    Recalled by a digest of the window's exact bytes when this process computed them before (a
+    sweep's variants see the same pod returns on many days), so the numbers are the ones a fresh
+    computation gives. At most 8,192 windows (a few MB of Σ and factors for 10 pods).
     """
     w = np.ascontiguousarray(window, dtype=np.float64)
-    key = ("moments", w.shape, float(per_year), w.tobytes())
+    # a 32-byte BLAKE2b digest of the bytes, not the bytes: a live process keeps this memo for
+    # months, and 8,192 windows of 90 days × 10 pods would hold 60 MB of keys
+    digest = hashlib.blake2b(w.tobytes(), digest_size=32).digest()
+    key = ("moments", w.shape, float(per_year), digest)
     hit = _MOMENTS.get(key, copy=False)
     if hit is None:
         hit = Moments(shrunk_covariance(w, per_year))
