@@ -119,3 +119,21 @@ def test_a_cold_run_loads_the_kernel_the_second_process_compiled(tmp_path: Path)
     proc = run_with_empty_cache(code, tmp_path)
     hits, misses = map(int, proc.stdout.split()[-2:])
     assert (hits, misses) == (1, 0)
+
+
+def test_make_install_warms_again_when_a_kernel_outside_the_step_module_is_cold(
+    monkeypatch,
+) -> None:
+    """Issue #26: a checkout that gained a kernel (the allocator's, the transposes) is not
+    'cached' for `make install` until that kernel is; every listed kernel exists."""
+    import importlib
+
+    from orchestra.engine import warm
+
+    for module, name in warm.OTHER_KERNELS:
+        assert hasattr(getattr(importlib.import_module(module), name), "_cache"), name
+    monkeypatch.setattr(warm, "_cached", lambda module, name: name != "_cholesky_nb")
+    monkeypatch.setattr("orchestra.precompile.kernel_cached", lambda name="run_segment_nb": True)
+    assert not warm.kernels_all_cached()
+    monkeypatch.setattr(warm, "_cached", lambda module, name: True)
+    assert warm.kernels_all_cached()

@@ -69,10 +69,34 @@ def warm_kernels() -> float:
     return time.perf_counter() - t
 
 
+# kernels outside the step module a run compiles (module, function): `make install` warms
+# them too, so a checkout that gained one does not compile it in its first run
+OTHER_KERNELS = (
+    ("orchestra.allocation.moments", "_ledoit_wolf_nb"),
+    ("orchestra.allocation.moments", "_cholesky_nb"),
+    ("orchestra.risk", "_average_correlation_nb"),
+    ("orchestra.strategies.kernels", "gather_transpose_nb"),
+    ("orchestra.strategies.kernels", "transpose_nb"),
+)
+
+
+def _cached(module: str, name: str) -> bool:
+    import importlib
+    from pathlib import Path
+
+    try:
+        func = getattr(importlib.import_module(module), name)
+        return Path(func._cache._cache_file._index_path).is_file()
+    except AttributeError:  # another numba layout: assume cold, which only costs a compile
+        return False
+
+
 def kernels_all_cached() -> bool:
     from orchestra.precompile import GROUPS, kernel_cached
 
-    return all(kernel_cached(name) for name, _ in GROUPS.values())
+    return all(kernel_cached(name) for name, _ in GROUPS.values()) and all(
+        _cached(module, name) for module, name in OTHER_KERNELS
+    )
 
 
 def main() -> None:
