@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from orchestra import run_backtest
 from orchestra.config import load_config, parse_config
@@ -116,3 +118,67 @@ def test_position_books_agree_with_the_round_trips() -> None:
     m = res.metrics.filter(pl.col("entity") != "account")
     assert (m["live_days"] > 0).all() and (m["rolling_volatility"] > 0).all()
     assert ((m["current_drawdown"] >= 0) & (m["current_drawdown"] < 1)).all()
+
+
+# ---------------------------------------------------------------- account positions (issue #26)
+def _account_positions_reference(rows: list[tuple[int, str, str, float]]) -> dict:
+    """Slow reference: walk the bars in time order, carry each pod's last units, sum them in
+    pod-id order; keep a row where the sum changes; cancelling round-off (≤ 1e-9 of the gross)
+    is 0."""
+    out: dict[tuple[int, str], float] = {}
+    last: dict[str, dict[str, float]] = {}
+    prev: dict[str, float] = {}
+    for ts in sorted({r[0] for r in rows}):
+        for t, pod, sym, units in rows:
+            if t == ts:
+                last.setdefault(sym, {})[pod] = units
+        for sym in sorted({r[2] for r in rows if r[0] == ts}):
+            total, gross = 0.0, 0.0
+            for pod in sorted(last[sym]):
+                total += last[sym][pod]
+                gross += abs(last[sym][pod])
+            if abs(total) <= 1e-9 * gross:
+                total = 0.0
+            if total != prev.get(sym, 0.0):
+                out[(ts, sym)] = total
+            prev[sym] = total
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@example([(0, "a", "X/USDT", 0.1), (0, "b", "X/USDT", 0.2), (1, "c", "X/USDT", -0.3)])
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 12),
+            st.sampled_from(["a", "b", "c"]),
+            st.sampled_from(["X/USDT", "Y/USDT"]),
+            st.sampled_from([0.0, 0.1, 0.2, -0.3, 0.30000000000000004, 1.5, -2.25, 1e-3]),
+        ),
+        max_size=40,
+        unique_by=lambda r: (r[0], r[1], r[2]),
+    )
+)
+def test_account_positions_equal_the_slow_reference(rows) -> None:
+    """Σ of the pods' carried units per symbol at every change bar, exactly; 0.1 + 0.2 − 0.3
+    (5.6e-17 by float addition) is a flat account."""
+    from orchestra.results.result import _account_positions
+
+    frame = pl.DataFrame(
+        {
+            "timestamp": pl.Series([r[0] * 3_600_000 for r in rows], dtype=pl.Int64).cast(
+                pl.Datetime("ms", "UTC")
+            ),
+            "pod_id": [r[1] for r in rows],
+            "symbol": [r[2] for r in rows],
+            "units": [r[3] for r in rows],
+        },
+        schema={"timestamp": pl.Datetime("ms", "UTC"), "pod_id": pl.String,
+                "symbol": pl.String, "units": pl.Float64},
+    )  # fmt: skip
+    got = _account_positions(frame)
+    have = {
+        (int(t.timestamp() * 1000) // 3_600_000, s): u
+        for t, s, u in zip(got["timestamp"], got["symbol"], got["units"], strict=True)
+    }
+    assert have == _account_positions_reference(rows)

@@ -127,3 +127,19 @@ def to_matrices(bars: pl.DataFrame, symbols: list[str], timeframe: str) -> Marke
         tradable,
         timeframe,
     )
+
+
+def bars_of(market: Market) -> pl.DataFrame:
+    """The long bar frame (SPEC §5.1) of a market's tradable bars, by symbol then time: the
+    inverse of :func:`to_matrices` where every bar is tradable (the synthetic source's)."""
+    fields = ("open", "high", "low", "close", "volume")
+    frames = []
+    for j, s in enumerate(market.symbols):
+        rows = np.flatnonzero(market.tradable[:, j])
+        columns = {
+            "timestamp": pl.Series(market.timestamps[rows]).cast(pl.Datetime("ms", "UTC")),
+            "symbol": pl.Series([s], dtype=pl.String).gather(np.zeros(rows.size, int)),
+            **{f: getattr(market, f)[rows, j] for f in fields},
+        }
+        frames.append(pl.DataFrame(columns))
+    return pl.concat(frames).sort("symbol", "timestamp", maintain_order=True)

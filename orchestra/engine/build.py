@@ -17,6 +17,7 @@ import polars as pl
 
 from orchestra.config import Config
 from orchestra.data import DataError, LoadedData, Market, load_bars, resample, to_matrices
+from orchestra.data.align import bars_of
 from orchestra.kernels.market import ATR_BARS
 from orchestra.kernels.state import (
     CLOSE,
@@ -429,21 +430,6 @@ def synthetic_window(
     empty = pl.DataFrame(schema=BAR_SCHEMA)  # type: ignore[arg-type]
     got = LoadedData(empty, f"synthetic (seed {d.seed})", GapReport())
     return got, lambda: bars_of(market), market
-
-
-def bars_of(market: Market) -> pl.DataFrame:
-    """The long bar frame (SPEC §5.1) of a market's tradable bars, by symbol then time."""
-    fields = ("open", "high", "low", "close", "volume")
-    frames = []
-    for j, s in enumerate(market.symbols):
-        rows = np.flatnonzero(market.tradable[:, j])
-        columns = {
-            "timestamp": pl.Series(market.timestamps[rows]).cast(pl.Datetime("ms", "UTC")),
-            "symbol": pl.Series([s], dtype=pl.String).gather(np.zeros(rows.size, int)),
-            **{f: getattr(market, f)[rows, j] for f in fields},
-        }
-        frames.append(pl.DataFrame(columns))
-    return pl.concat(frames).sort("symbol", "timestamp", maintain_order=True)
 
 
 def _window_key(config: Config, start: dt.date, end: dt.date) -> str:

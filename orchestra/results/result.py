@@ -15,7 +15,7 @@ import polars as pl
 
 from orchestra.kernels.state import STATE_NAMES
 from orchestra.results.metrics import METRIC_COLUMNS, state_figures, summarize
-from orchestra.results.trades import TRADE_SCHEMA, round_trips
+from orchestra.results.trades import TRADE_SCHEMA, names, round_trips
 from orchestra.timeframes import DAY_MS, DAYS_PER_YEAR, period_days, timeframe_ms
 
 TS = pl.Datetime("ms", "UTC")
@@ -393,11 +393,11 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
     pod_equity = pl.DataFrame(
         {
             "timestamp": pl.Series(np.repeat(inp.timestamps[:T], P)).cast(TS),
-            "pod_id": _names(pod_ids, np.tile(np.arange(P), T)),
+            "pod_id": names(pod_ids, np.tile(np.arange(P), T)),
             "equity": out.pod_equity[:T].ravel(),
             "nav": out.pod_nav[:T].ravel(),
             "fraction": out.pod_fraction[:T].ravel(),
-            "state": _names(list(STATE_NAMES), out.pod_state[:T].ravel()),
+            "state": names(list(STATE_NAMES), out.pod_state[:T].ravel()),
             "gross_leverage": out.pod_gross[:T].ravel(),
         },
         schema=FRAME_SCHEMAS["pod_equity"],
@@ -410,12 +410,12 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
     fills = pl.DataFrame(
         {
             "timestamp": pl.Series(inp.timestamps[bars]).cast(TS),
-            "pod_id": _names(slot_pod.tolist(), slots),
-            "symbol": _names(slot_symbol.tolist(), slots),
+            "pod_id": names(slot_pod.tolist(), slots),
+            "symbol": names(slot_symbol.tolist(), slots),
             "units": fills_raw["units"],
             "price": fills_raw["price"],
             "fee": fills_raw["fee"],
-            "venue": _names(["external", "internal"], (fills_raw["venue"] != 0)),
+            "venue": names(["external", "internal"], (fills_raw["venue"] != 0)),
         },
         schema=FRAME_SCHEMAS["fills"],
     )
@@ -432,8 +432,8 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
     positions = pl.DataFrame(
         {
             "timestamp": pl.Series(inp.timestamps[pb]).cast(TS),
-            "pod_id": _names(slot_pod.tolist(), ps),
-            "symbol": _names(slot_symbol.tolist(), ps),
+            "pod_id": names(slot_pod.tolist(), ps),
+            "symbol": names(slot_symbol.tolist(), ps),
             "units": after,
             "weight": after * close / out.equity[pb] if ps.size else np.zeros(0),
             "target_weight": inp.target[pb, ps] if ps.size else np.zeros(0),
@@ -543,12 +543,6 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
     )
 
 
-def _names(names: list[str], index: np.ndarray) -> pl.Series:
-    """``names[index]`` as a String column, gathered in polars (no Python string per row: L
-    has millions of fills)."""
-    return pl.Series(names, dtype=pl.String).gather(np.asarray(index, dtype=np.int64))
-
-
 def _account_positions(positions: pl.DataFrame) -> pl.DataFrame:
     """Account units per symbol, ``Q[s] = Σ_p q[p,s]``, at the bars where they change.
 
@@ -599,7 +593,7 @@ def _account_positions(positions: pl.DataFrame) -> pl.DataFrame:
     frame = pl.DataFrame(
         {
             "timestamp": pl.Series(np.concatenate(out_ts)).cast(TS),
-            "symbol": _names(symbols, np.concatenate(out_sym)),
+            "symbol": names(symbols, np.concatenate(out_sym)),
             "units": np.concatenate(out_units),
         }
     )

@@ -170,6 +170,12 @@ def _trips_nb(
             t_maxu[:m], t_fees[:m], t_fund[:m], t_pnl[:m], t_mae[:m], t_mfe[:m])  # fmt: skip
 
 
+def names(labels: list[str], index: np.ndarray) -> pl.Series:
+    """``labels[index]`` as a String column, gathered in polars (no Python string per row: L
+    has millions of fills and trips)."""
+    return pl.Series(labels, dtype=pl.String).gather(np.asarray(index, dtype=np.int64))
+
+
 def round_trips(
     timestamps: np.ndarray,
     close: np.ndarray,
@@ -205,11 +211,9 @@ def round_trips(
     end = np.where(is_open, T - 1, bar1)
     ts = timestamps.astype(np.int64)
     # names by slot gathered in polars (no Python object per trip: L has ~10⁵–10⁶ trips)
-    pods = pl.Series("pod_id", slot_pod, dtype=pl.String).gather(slot)
-    syms = pl.Series("symbol", slot_symbol, dtype=pl.String).gather(slot)
-    sides = pl.Series("side", ["short", "long"], dtype=pl.String).gather(
-        (side > 0).astype(np.int64)
-    )
+    pods = names(slot_pod, slot).alias("pod_id")
+    syms = names(slot_symbol, slot).alias("symbol")
+    sides = names(["short", "long"], side > 0).alias("side")
     with np.errstate(divide="ignore", invalid="ignore"):
         ret = np.where((entry > 0) & (maxu > 0), pnl / (entry * maxu), np.nan)
     frame = pl.DataFrame(
