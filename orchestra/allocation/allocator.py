@@ -386,20 +386,17 @@ class Allocator:
         self.target_prc, self.target_set = None, tuple(prod.tolist())
         if prod.size < 2 or rets_all.shape[0] < self.min_history or f[prod].sum() <= 0:
             return
+        moments = self._moments(rets_all, prod, t)
         try:
-            self._chol(rets_all, prod, t)
+            moments.chol()  # (a singular Σ has no target)
         except SingularCovariance:
             return
-        cov = self._cov(rets_all, prod, t)
+        cov = moments.cov
         self.target_prc = risk_contributions(f[prod], cov)
 
     def _cov(self, rets_all: np.ndarray, idx: np.ndarray, t: int) -> np.ndarray:
         """Ledoit–Wolf Σ of the pods ``idx`` over the lookback, memoised within one day end."""
         return self._moments(rets_all, idx, t).cov
-
-    def _chol(self, rets_all: np.ndarray, idx: np.ndarray, t: int) -> np.ndarray:
-        """The Cholesky factor of :meth:`_cov` (memoised with it); raises SingularCovariance."""
-        return self._moments(rets_all, idx, t).chol()
 
     def _moments(self, rets_all: np.ndarray, idx: np.ndarray, t: int) -> Moments:
         key = (t, rets_all.shape[0], tuple(idx.tolist()))
@@ -418,11 +415,12 @@ class Allocator:
     ) -> float | None:
         if prod.size < 2 or rets_all.shape[0] < self.min_history:
             return None
+        moments = self._moments(rets_all, prod, t)
         try:
-            self._chol(rets_all, prod, t)
+            moments.chol()  # (no drift on a singular Σ)
         except SingularCovariance:
             return None
-        cov = self._cov(rets_all, prod, t)
+        cov = moments.cov
         w = f[prod]
         if w.sum() <= 0:
             return None
@@ -527,7 +525,8 @@ class Allocator:
             if flat:
                 raise SingularCovariance(f"zero variance for {', '.join(flat)}")
             if rets_all is not None:
-                cov, chol = self._cov(rets_all, prod, t), self._chol(rets_all, prod, t)
+                moments = self._moments(rets_all, prod, t)
+                cov, chol = moments.cov, moments.chol()
             else:
                 cov = shrunk_covariance(r, self.per_year)
                 chol = cholesky_factor(cov)
