@@ -403,7 +403,7 @@ def sweep_base_config():
 def _timed_cli(args: list[str]) -> float:
     t = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-c", "from orchestra.cli.bt import main; main()", *args],
+        [sys.executable, "-c", "from orchestra.cli.bt import entry; entry()", *args],
         check=True, capture_output=True,
     )  # fmt: skip
     return time.perf_counter() - t
@@ -514,7 +514,7 @@ def run_cold() -> dict:
             env = {**os.environ, "NUMBA_CACHE_DIR": str(Path(tmp) / cache)}
             env["ORCHESTRA_PRECOMPILE"] = "0" if attempt == "cold_one_process" else "1"
             cmd = [
-                sys.executable, "-c", "from orchestra.cli.bt import main; main()", "run",
+                sys.executable, "-c", "from orchestra.cli.bt import entry; entry()", "run",
                 str(ROOT / "configs" / "example.yaml"), "--quiet", "--out",
                 str(Path(tmp) / f"run-{attempt}"),
             ]  # fmt: skip

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -16,7 +19,7 @@ from orchestra.allocation import (
 )
 from orchestra.allocation.allocator import adaptive_kelly_blend
 from orchestra.allocation.moments import SingularCovariance, cholesky_factor, shrunk_covariance
-from orchestra.allocation.problems import ErcProblem, KellyProblem, ProblemCache
+from orchestra.allocation.problems import ErcProblem, KellyProblem, ProblemCache, SolveError
 from orchestra.config import parse_config
 from orchestra.kernels.state import INCUBATION, PROBATION, PRODUCTION, RETIRED, WARNING
 
@@ -452,3 +455,103 @@ def test_the_singularity_check_agrees_with_lapacks_eigenvalues() -> None:
         assert (code == 3) == (e[0] <= 1e-10 * e[-1])
         if code == 0:
             np.testing.assert_allclose(chol, np.linalg.cholesky((c + c.T) / 2), rtol=1e-12)
+
+
+def test_cvxpy_imports_without_scipy_stats_and_the_stats_atom_still_works() -> None:
+    """import_cvxpy defers scipy.stats (0.4 s of a fresh process) past cvxpy's import; the one
+    atom that uses it still evaluates, and a later ``import scipy.stats`` is the real module."""
+    code = (
+        "import sys\n"
+        "from orchestra.allocation.problems import import_cvxpy\n"
+        "cp = import_cvxpy()\n"
+        "assert 'scipy.stats' not in sys.modules, 'scipy.stats imported'\n"
+        "import scipy, numpy as np\n"
+        "from cvxpy.atoms.quantum_rel_entr import entropy\n"
+        "assert abs(entropy([0.2, 0.8]) - 0.5004024235381879) < 1e-15\n"
+        "import scipy.stats\n"
+        "assert hasattr(scipy.stats, 'norm') and scipy.stats.entropy([0.2, 0.8]) == entropy([0.2, 0.8])\n"
+        "x = cp.Variable(2); p = cp.Problem(cp.Minimize(cp.sum_squares(x - 1)))\n"
+        "p.solve(solver=cp.CLARABEL); assert np.allclose(x.value, 1)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(2, 9),
+    seed=st.integers(0, 2**32 - 1),
+    zeros=st.booleans(),
+    kelly=st.booleans(),
+)
+def test_stuffing_equals_cvxpy_bit_for_bit(n: int, seed: int, zeros: bool, kelly: bool) -> None:
+    """A re-solve through _Stuffing (cvxpy's parameter map read off get_problem_data, applied in
+    numpy) gives cvxpy's own data and solution, byte for byte: Cholesky factors with zero upper
+    triangles, zero budgets/means, both problems, every size."""
+    from orchestra.allocation.problems import SOLVER_OPTS, _numbers
+
+    rng = np.random.default_rng(seed)
+    cls = KellyProblem if kelly else ErcProblem
+    fast, plain = cls(n), cls(n)
+    plain._fast_built = True  # problem.solve every time
+    stuffing = fast._stuffing()
+    assert stuffing is not None  # both shipped problems map: the fast path is really in use
+    a = rng.normal(size=(n, n + 3))
+    chol = np.linalg.cholesky(a @ a.T / (n + 3) * 0.04 + 1e-4 * np.eye(n))
+    if zeros:
+        chol[rng.integers(0, n), :] *= 0.0  # -0.0 and 0.0 entries both (signs of zero matter)
+        chol[np.diag_indices(n)] = np.abs(np.diag(chol)) + 0.01
+    if kelly:
+        mu = rng.normal(0.05, 0.1, n)
+        if zeros:
+            mu[0] = 0.0
+        args = (mu, chol, 1.0, 0.25)
+        values = np.concatenate([mu, chol.ravel(), [1.0, 0.25]])
+        params = [plain.mu, plain.L, plain.budget, plain.max_vol]
+    else:
+        b = rng.dirichlet(np.ones(n))
+        args = (chol, b)
+        values = np.concatenate([chol.ravel(), b])
+        params = [plain.L, plain.b]
+    try:
+        want = plain._solve(*args)
+    except SolveError as exc:
+        with pytest.raises(SolveError, match=str(exc)[:20]):
+            fast._solve(*args)
+        return
+    assert fast._solve(*args).tobytes() == want.tobytes()
+    type(stuffing)._set(params, values)
+    data, _, _ = plain.problem.get_problem_data(
+        "CLARABEL", solver_opts={**SOLVER_OPTS, "max_iter": 500}
+    )
+    numbers, structure = _numbers(data)
+    assert structure == stuffing.structure
+    assert stuffing.numbers(values).tobytes() == numbers.tobytes()
+
+
+def test_stuffing_refuses_what_it_cannot_reproduce() -> None:
+    """A data number that is a constant plus a Parameter (b = p + 1 here) is not mapped: build
+    returns None, and such a problem is solved by problem.solve."""
+    import cvxpy as cp
+
+    from orchestra.allocation.problems import SOLVER_OPTS, _Stuffing
+
+    p = cp.Parameter(2)
+    x = cp.Variable(2)
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(x)), [x >= p + 1])
+    assert _Stuffing.build(prob, [p], SOLVER_OPTS, np.array([0.5, 2.0])) is None
+    q = cp.Parameter(2)
+    ok = cp.Problem(cp.Minimize(cp.sum_squares(x)), [x >= q])
+    fast = _Stuffing.build(ok, [q], SOLVER_OPTS, np.array([0.5, 2.0]))
+    assert fast is not None
+    fast.solve(np.array([3.0, -1.0]), SOLVER_OPTS)
+    assert np.allclose(x.value, [3.0, 0.0], atol=1e-7)
+
+
+def test_one_compiled_problem_per_size_serves_every_pod_set() -> None:
+    from orchestra.allocation.problems import compiled
+
+    a, b = ProblemCache(), ProblemCache()
+    assert a.erc(("p", "q")) is b.erc(("r", "s")) is compiled("erc", 2, 500)
+    assert a.erc(("p", "q", "r")) is not a.erc(("p", "q")) and a.builds == 2
+    assert ProblemCache(max_iter=1).erc(("p", "q")) is not a.erc(("p", "q"))

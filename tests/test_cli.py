@@ -301,3 +301,23 @@ def test_the_allocation_chart_stacks_what_was_in_force_to_100_percent(tmp_path: 
     from orchestra.results.report import pod_section
 
     assert "share of equity" not in pod_section(pod).columns
+
+
+def test_console_script_runs_and_exits_like_main(tmp_path: Path) -> None:
+    """The installed `orch-bt` (``entry``: main, then ``gc.freeze()`` so the shutdown skips the
+    collection) writes the same run as ``main`` in-process, and keeps main's exit codes."""
+    exe = Path(sys.executable).parent / "orch-bt"
+    cfg = str(CONFIGS / "example.yaml")
+    out = subprocess.run(
+        [str(exe), "run", cfg, "--quiet", "--out", str(tmp_path / "script")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    res = CliRunner().invoke(main, ["run", cfg, "--quiet", "--out", str(tmp_path / "inproc")])
+    assert res.exit_code == 0, res.output
+    for name in ("equity.parquet", "fills.parquet", "allocations.parquet"):
+        a = pl.read_parquet(tmp_path / "script" / name)
+        assert a.equals(pl.read_parquet(tmp_path / "inproc" / name)), name
+    bad = subprocess.run([str(exe), "run", str(tmp_path / "missing.yaml")], capture_output=True,
+                         text=True)  # fmt: skip
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
