@@ -75,8 +75,8 @@ OTHER_KERNELS = (
     ("orchestra.allocation.moments", "_ledoit_wolf_nb"),
     ("orchestra.allocation.moments", "_cholesky_nb"),
     ("orchestra.risk", "_average_correlation_nb"),
-    ("orchestra.strategies.kernels", "gather_transpose_nb"),
-    ("orchestra.strategies.kernels", "transpose_nb"),
+    ("orchestra.kernels.layout", "gather_transpose_nb"),
+    ("orchestra.kernels.layout", "transpose_nb"),
 )
 
 

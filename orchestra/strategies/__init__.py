@@ -257,7 +257,7 @@ def weights_matrix(
         w = call_user_strategy(name, wide, *args)
     if w is None:
         return None
-    from orchestra.strategies.kernels import transpose_nb
+    from orchestra.kernels.layout import transpose_nb
 
     w = transpose_nb(np.ascontiguousarray(w, dtype=np.float64))  # (T, S), C order
     if not np.isfinite(w).all():

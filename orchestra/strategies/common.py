@@ -160,7 +160,7 @@ class MarketFields:
 
     def __getitem__(self, field: str) -> np.ndarray:
         if field not in self._cache:
-            from orchestra.strategies.kernels import gather_transpose_nb
+            from orchestra.kernels.layout import gather_transpose_nb
 
             mat = np.ascontiguousarray(self.matrices[field], dtype=np.float64)
             self._cache[field] = gather_transpose_nb(mat, np.asarray(self.columns, np.int64))
