@@ -69,3 +69,24 @@ def test_a_run_on_the_direct_market_equals_one_on_the_long_frame() -> None:
     for name in fast.inputs._fields:
         a, b = getattr(fast.inputs, name), getattr(slow.inputs, name)
         assert np.array_equal(np.asarray(a), np.asarray(b)), name
+
+
+@pytest.mark.parametrize("tf", ["1d", "4h"])
+def test_kept_daily_chunks_change_nothing(tf: str) -> None:
+    """The daily stream chunks a process keeps (a sweep's windows share them) give the numbers a
+    fresh process draws: a window served from chunks kept by a longer one equals it drawn fresh,
+    and a kept chunk cannot be written to."""
+    from orchestra.data import synthetic
+
+    synthetic._chunk.cache_clear()
+    generate_market(SYMBOLS, dt.date(2022, 1, 1), dt.date(2024, 12, 31), tf, 3)
+    kept = generate_market(SYMBOLS, dt.date(2023, 1, 1), dt.date(2023, 3, 31), tf, 3)
+    assert synthetic._chunk.cache_info().hits > 0
+    synthetic._chunk.cache_clear()
+    fresh = generate_market(SYMBOLS, dt.date(2023, 1, 1), dt.date(2023, 3, 31), tf, 3)
+    assert kept is not None and fresh is not None
+    for field in ("open", "high", "low", "close", "volume"):
+        assert getattr(kept, field).tobytes() == getattr(fresh, field).tobytes(), field
+    block = synthetic._chunk(3, (10,), 0, "t", 1)
+    with pytest.raises(ValueError):
+        block[0, 0] = 1.0
