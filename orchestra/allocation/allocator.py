@@ -283,6 +283,7 @@ class Allocator:
     target_prc: np.ndarray | None = None  # PRC of the production pods set at the last rebalance
     target_set: tuple = ()
     _cov_memo: dict = field(default_factory=dict)
+    _prod_memo: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -303,11 +304,23 @@ class Allocator:
         self._rank = np.argsort(np.argsort(np.array(self.pod_ids, dtype=object)))
 
     def _production(self, states: np.ndarray, joined: np.ndarray | None) -> np.ndarray:
-        """Indices of the production pods that have joined (canonical order)."""
-        mask = states == PRODUCTION
-        if joined is not None:
-            mask &= np.asarray(joined, dtype=bool)
-        return self._canon(np.flatnonzero(mask))
+        """Indices of the production pods that have joined (canonical order; read-only).
+        Remembered by the states' and joins' bytes: they change a few times a run, and a day end
+        asks up to three times."""
+        states = np.asarray(states)
+        joins = None if joined is None else np.asarray(joined, dtype=bool).tobytes()
+        key = (states.dtype.str, states.shape, states.tobytes(), joins)
+        hit = self._prod_memo.get(key)
+        if hit is None:
+            mask = states == PRODUCTION
+            if joined is not None:
+                mask &= np.asarray(joined, dtype=bool)
+            hit = self._canon(np.flatnonzero(mask))
+            hit.setflags(write=False)
+            if len(self._prod_memo) > 64:
+                self._prod_memo.clear()
+            self._prod_memo[key] = hit
+        return hit
 
     def _canon(self, idx: np.ndarray) -> np.ndarray:
         return idx[np.argsort(self._rank[idx], kind="stable")] if idx.size else idx

@@ -459,7 +459,12 @@ class Engine:
     def daily_navs(self, t: int) -> np.ndarray:
         """Pod NAVs at every day end up to and including bar ``t``: ``(n_days, P)``."""
         local = t - self.base
-        window = self.out.pod_nav[self._day_ends[self._day_ends <= local]]
+        ends = (
+            self._day_ends[: int(self._day_count[local]) - self._log_days]  # the ends ≤ local
+            if local >= 0
+            else self._day_ends[:0]
+        )
+        window = self.out.pod_nav[ends]
         if not self._day_log["pod_nav"]:
             return window
         return np.concatenate([*self._day_log["pod_nav"], window])
