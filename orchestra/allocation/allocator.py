@@ -33,9 +33,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from orchestra.allocation.moments import (
+    SINGULAR_REL_TOL,
     SingularCovariance,
     cholesky_factor,
     daily_returns,
+    pod_shares_nb,
+    prc_drift_nb,
     risk_contributions,
     shrunk_covariance,
 )
@@ -376,7 +379,9 @@ class Allocator:
             reason = "calendar"
         elif trig in ("threshold", "hybrid"):
             shares = (
-                fractions if equities is None else equities / max(float(np.sum(equities)), 1e-300)
+                fractions
+                if equities is None
+                else pod_shares_nb(np.ascontiguousarray(equities, dtype=np.float64))
             )
             drift = self._prc_drift(rets_all, prod, shares, t)
             if drift is not None and drift > self.o.rebalance.drift_threshold:
@@ -426,21 +431,19 @@ class Allocator:
     def _prc_drift(
         self, rets_all: np.ndarray, prod: np.ndarray, f: np.ndarray, t: int
     ) -> float | None:
+        """The PRC drift of the production pods at shares ``f`` (None when undefined), by
+        :func:`~orchestra.allocation.moments.prc_drift_nb`: the bar loop takes its decision
+        to stop for this check with the same function on the same numbers."""
         if prod.size < 2 or rets_all.shape[0] < self.min_history:
             return None
-        moments = self._moments(rets_all, prod, t)
-        try:
-            moments.chol()  # (no drift on a singular Σ)
-        except SingularCovariance:
-            return None
-        cov = moments.cov
-        w = f[prod]
-        if w.sum() <= 0:
-            return None
-        prc = risk_contributions(w, cov)
-        if self.target_prc is None or self.target_set != tuple(prod.tolist()):
-            return float(np.max(np.abs(prc - 1.0 / prod.size)))
-        return float(np.max(np.abs(prc - self.target_prc)))
+        window = np.ascontiguousarray(self._window(rets_all, prod, t), dtype=np.float64)
+        w = np.ascontiguousarray(f[prod], dtype=np.float64)
+        has_target = self.target_prc is not None and self.target_set == tuple(prod.tolist())
+        target = (
+            np.ascontiguousarray(self.target_prc, dtype=np.float64) if has_target else np.zeros(1)
+        )
+        drift = prc_drift_nb(window, self.per_year, SINGULAR_REL_TOL, w, target, has_target)
+        return None if np.isnan(drift) else float(drift)
 
     def fixed_fractions(
         self, states: np.ndarray, fractions: np.ndarray, joined: np.ndarray | None = None

@@ -39,10 +39,10 @@ def shrunk_covariance(returns: np.ndarray, periods_per_year: float = DAYS_PER_YE
 
 
 @njit(cache=True)
-def demeaned_nb(x):  # pragma: no cover (numba)
-    """``x − x.mean(axis=0)`` of ``(n, p)`` data, each column's mean summed in row order."""
+def demeaned_into(x, xc):  # pragma: no cover (numba)
+    """``xc = x − x.mean(axis=0)`` of ``(n, p)`` data, each column's mean summed in row order
+    (allocation-free: the bar loop calls it without numba's reference counting)."""
     n, p = x.shape
-    xc = np.empty((n, p))
     for j in range(p):
         m = 0.0
         for i in range(n):
@@ -50,6 +50,13 @@ def demeaned_nb(x):  # pragma: no cover (numba)
         m /= n
         for i in range(n):
             xc[i, j] = x[i, j] - m
+
+
+@njit(cache=True)
+def demeaned_nb(x):  # pragma: no cover (numba)
+    """``x − x.mean(axis=0)`` of ``(n, p)`` data (:func:`demeaned_into`, in a new array)."""
+    xc = np.empty(x.shape)
+    demeaned_into(x, xc)
     return xc
 
 
@@ -58,10 +65,20 @@ def _ledoit_wolf_nb(x):  # pragma: no cover (numba)
     """:func:`ledoit_wolf` as loops (the allocator asks for one at every day end: numpy's call
     overhead on a 90 × 3 window was 60 µs, this is ~2). Equal to it to round-off (tested):
     the sums run in another order. Scalar loops only (array expressions cost compile time)."""
+    p = x.shape[1]
+    shrunk = np.empty((p, p))
+    shrinkage = _ledoit_wolf_into(x, np.empty(x.shape), np.empty((p, p)), np.empty((p, p)), shrunk)
+    return shrunk, shrinkage
+
+
+@njit(cache=True)
+def _ledoit_wolf_into(x, xc, emp, q, shrunk):  # pragma: no cover (numba)
+    """:func:`_ledoit_wolf_nb` into given buffers (``xc`` like ``x``; ``emp``, ``q``, ``shrunk``
+    ``(p, p)``); returns the shrinkage. Allocation-free, for the bar loop."""
     n, p = x.shape
-    xc = demeaned_nb(x)
-    emp = np.zeros((p, p))
-    q = np.zeros((p, p))  # (x²)ᵀ(x²)
+    demeaned_into(x, xc)
+    emp[:, :] = 0.0
+    q[:, :] = 0.0  # (x²)ᵀ(x²)
     for i in range(n):
         for j in range(p):
             a = xc[i, j]
@@ -88,14 +105,13 @@ def _ledoit_wolf_nb(x):  # pragma: no cover (numba)
     for j in range(p):
         mu_emp += emp[j, j] / n
     mu_emp /= p
-    shrunk = np.empty((p, p))
     for j in range(p):
         for k in range(j, p):
             v = (1.0 - shrinkage) * (emp[j, k] / n)
             shrunk[j, k] = v
             shrunk[k, j] = v
         shrunk[j, j] += shrinkage * mu_emp
-    return shrunk, shrinkage
+    return shrinkage
 
 
 def ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, float]:
@@ -126,7 +142,7 @@ def ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, float]:
     return shrunk, float(shrinkage)
 
 
-def cholesky_factor(cov: np.ndarray, rel_tol: float = 1e-10) -> np.ndarray:
+def cholesky_factor(cov: np.ndarray, rel_tol: float = 1e-10) -> np.ndarray:  # SINGULAR_REL_TOL
     """Lower-triangular ``L`` with ``Σ = L Lᵀ``; raises :class:`SingularCovariance`.
 
     Σ counts as singular when its smallest eigenvalue is below ``rel_tol`` times its largest (or
@@ -154,22 +170,35 @@ def _cholesky_nb(cov, rel_tol):  # pragma: no cover (numba)
     to round-off of ‖Σ‖, as LAPACK's; scalar loops compile in a fraction of LAPACK's binding)."""
     p = cov.shape[0]
     chol = np.zeros((p, p))
-    a = np.empty((p, p))
+    code, lo, hi = _cholesky_into(cov, rel_tol, np.empty((p, p)), np.empty((p, p)), chol)
+    return code, lo, hi, chol
+
+
+@njit(cache=True)
+def _cholesky_into(cov, rel_tol, a, sym, chol):  # pragma: no cover (numba)
+    """:func:`_cholesky_nb` into given ``(p, p)`` buffers (``a``, ``sym``: work; ``chol``: the
+    factor, zeroed first); returns (code, smallest eigenvalue, largest). Allocation-free."""
+    p = cov.shape[0]
+    for i in range(p):
+        for j in range(p):
+            chol[i, j] = 0.0
     for i in range(p):
         for j in range(p):
             v = cov[i, j]
             if not np.isfinite(v):
-                return 1, 0.0, 0.0, chol
+                return 1, 0.0, 0.0
             a[i, j] = v
     for j in range(p):
         if a[j, j] <= 0:
-            return 2, 0.0, 0.0, chol
+            return 2, 0.0, 0.0
     for i in range(p):  # symmetrise
         for j in range(i + 1, p):
             v = (a[i, j] + a[j, i]) / 2
             a[i, j] = v
             a[j, i] = v
-    sym = a.copy()
+    for i in range(p):
+        for j in range(p):
+            sym[i, j] = a[i, j]
     for _ in range(100):  # Jacobi sweeps until the off-diagonal is round-off of the diagonal
         off = 0.0
         diag = 0.0
@@ -202,7 +231,7 @@ def _cholesky_nb(cov, rel_tol):  # pragma: no cover (numba)
         lo = min(lo, a[i, i])
         hi = max(hi, a[i, i])
     if lo <= rel_tol * hi:
-        return 3, lo, hi, chol
+        return 3, lo, hi
     for i in range(p):  # Cholesky–Banachiewicz on the symmetrised Σ
         for j in range(i + 1):
             acc = sym[i, j]
@@ -210,11 +239,81 @@ def _cholesky_nb(cov, rel_tol):  # pragma: no cover (numba)
                 acc -= chol[i, k] * chol[j, k]
             if i == j:
                 if acc <= 0:
-                    return 4, lo, hi, chol
+                    return 4, lo, hi
                 chol[i, i] = np.sqrt(acc)
             else:
                 chol[i, j] = acc / chol[j, j]
-    return 0, lo, hi, chol
+    return 0, lo, hi
+
+
+SINGULAR_REL_TOL = 1e-10  # cholesky_factor's default: Σ is singular below this condition
+
+
+@njit(cache=True)
+def pod_shares_nb(equities):  # pragma: no cover (numba)
+    """Each pod's share of the pods' total equity, ``e / max(Σ e, 1e-300)`` (Σ in pod order: the
+    bar loop's drift check computes the same numbers)."""
+    total = 0.0
+    for p in range(equities.shape[0]):
+        total += equities[p]
+    denom = max(total, 1e-300)
+    out = np.empty(equities.shape[0])
+    for p in range(equities.shape[0]):
+        out[p] = equities[p] / denom
+    return out
+
+
+@njit(cache=True)
+def prc_drift_into(x, per_year, rel_tol, w, target, has_target, xc, emp, q, cov, a, sym, chol,
+                   sw):  # fmt: skip  # pragma: no cover (numba)
+    """The hybrid/threshold trigger's PRC drift of the pods whose returns are the columns of
+    ``x`` (the lookback window), at shares ``w``: ``max_i |PRC_i − target_i|`` with the target
+    the PRC set at the last rebalance (``has_target``) or equal budgets ``1/n``. NaN when the
+    drift is undefined (Σ singular, Σw ≤ 0). Σ is the annualised Ledoit–Wolf covariance, as the
+    allocator's. Allocation-free, into the given buffers (``xc`` like ``x``, the rest
+    ``(n, n)`` and ``(n,)``): the bar loop runs it at every day end to decide whether the
+    driver must see the day (``orchestra.kernels.step``), and the allocator calls it through
+    :func:`prc_drift_nb`, so both take the same decision from the same bits."""
+    n = x.shape[1]
+    _ledoit_wolf_into(x, xc, emp, q, cov)
+    for j in range(n):
+        for k in range(n):
+            cov[j, k] = cov[j, k] * per_year
+    code, _lo, _hi = _cholesky_into(cov, rel_tol, a, sym, chol)
+    if code != 0:
+        return np.nan
+    total_w = 0.0
+    for i in range(n):
+        total_w += w[i]
+    if total_w <= 0:
+        return np.nan
+    total = 0.0
+    for i in range(n):
+        acc = 0.0
+        for j in range(n):
+            acc += cov[i, j] * w[j]
+        sw[i] = acc
+        total += w[i] * acc
+    drift = 0.0
+    for i in range(n):
+        prc = w[i] * sw[i] / total if total > 0 else 0.0
+        d = abs(prc - (target[i] if has_target else 1.0 / n))
+        if d != d:
+            return np.nan
+        drift = max(drift, d)
+    return drift
+
+
+@njit(cache=True)
+def prc_drift_nb(x, per_year, rel_tol, w, target, has_target):  # pragma: no cover (numba)
+    """:func:`prc_drift_into` with buffers of its own (the allocator's call)."""
+    n = x.shape[1]
+    emp, q, cov = np.empty((n, n)), np.empty((n, n)), np.empty((n, n))
+    a, sym, chol = np.empty((n, n)), np.empty((n, n)), np.empty((n, n))
+    xc = np.empty(x.shape)
+    return prc_drift_into(
+        x, per_year, rel_tol, w, target, has_target, xc, emp, q, cov, a, sym, chol, np.empty(n)
+    )
 
 
 def risk_contributions(weights: np.ndarray, cov: np.ndarray) -> np.ndarray:

@@ -350,6 +350,12 @@ def static_inputs(
         max_drawdown=float(risk.max_portfolio_drawdown),
         drawdown_action=float(actions[risk.drawdown_action]),
         min_capital=float(config.orchestrator.min_pod_capital),
+        # the drift check's settings come from the engine's allocator (Engine.__init__)
+        drift_check=0.0,
+        drift_threshold=0.0,
+        alloc_lookback=0.0,
+        alloc_min_history=0.0,
+        alloc_per_year=0.0,
     )
     sl = np.array(
         [

@@ -107,6 +107,10 @@ PER_BAR_INPUTS = (
     "funding",
 )
 SCRATCH_PREFIX = "scratch_"  # State arrays reused within a bar: not state, never saved
+MEMO_PREFIX = "memo_"  # State arrays the bar loop derives (rebuilt after a restore), never saved
+# the bar loop checks the hybrid/threshold trigger's PRC drift itself and returns to the driver
+# only when the allocator would rebalance (False: at every such day end; tests compare both)
+KERNEL_DRIFT = True
 
 
 class Engine:
@@ -135,9 +139,22 @@ class Engine:
         n_pods = len(prepared.pod_ids)
         n_slots = inp.slot_pod.shape[0]
         capacity = fill_capacity or max(FILL_CHUNK, 4 * n_slots + 2)
-        self.state: State = new_state(
-            n_pods, len(prepared.market.symbols), n_slots, history_days(cfg)
+        self.allocator = Allocator(cfg, prepared.pod_ids)
+        a = self.allocator
+        trig = cfg.orchestrator.rebalance.trigger
+        self.inputs = inp = inp._replace(
+            params=inp.params._replace(
+                drift_check=1.0 if KERNEL_DRIFT and trig in ("threshold", "hybrid") else 0.0,
+                drift_threshold=float(cfg.orchestrator.rebalance.drift_threshold),
+                alloc_lookback=float(a.lookback),
+                alloc_min_history=float(a.min_history),
+                alloc_per_year=float(a.per_year),
+            )
         )
+        self.state: State = new_state(
+            n_pods, len(prepared.market.symbols), n_slots, history_days(cfg), a.lookback
+        )
+        self.state.memo_index[0, :n_pods] = a._rank
         n_days = max(int(inp.day_end.sum()), 1)
         self.out: Outputs = new_outputs(n_bars, n_pods, max(capacity, 2 * n_slots + 1), n_days)
         self._fills: list[dict[str, np.ndarray]] = []
@@ -148,7 +165,6 @@ class Engine:
         self.join_ts = np.array(
             [NO_JOIN if p.start is None else epoch_ms(p.start) for p in cfg.pods], dtype=np.int64
         )
-        self.allocator = Allocator(cfg, prepared.pod_ids)
         self._day_kinds: list[int] = []
         self._index_inputs()
         st = self.state
@@ -507,6 +523,19 @@ class Engine:
                 request_rebalance_nb(
                     st.pod_fraction, st.pending, np.ascontiguousarray(new, dtype=np.float64)
                 )
+                self._sync_drift_target()
+
+    def _sync_drift_target(self) -> None:
+        """The allocator's PRC target (set at a rebalance) into the state, for the bar loop's
+        drift check (:func:`~orchestra.kernels.step.drift_stop_nb`)."""
+        a, idx = self.allocator, self.state.memo_index
+        if a.target_prc is None:
+            idx[3, 2] = -1
+            return
+        n = len(a.target_set)
+        idx[3, 2] = n
+        idx[1, :n] = a.target_set
+        self.state.memo_target[:n] = a.target_prc
 
     # ---------------------------------------------------------------- persistence
     def snapshot(self) -> dict[str, np.ndarray]:
@@ -515,7 +544,7 @@ class Engine:
         snap = {
             f"state.{name}": np.asarray(a).copy()
             for name, a in self.state._asdict().items()
-            if not name.startswith(SCRATCH_PREFIX)
+            if not name.startswith((SCRATCH_PREFIX, MEMO_PREFIX))
         }
         snap["state.next_bar"][0] = self.next_bar
         a = self.allocator
@@ -554,13 +583,17 @@ class Engine:
                     f"saved {key} is {value.dtype}{value.shape}, expected {want.dtype}{want.shape}"
                 )
         for name, arr in self.state._asdict().items():
-            if not name.startswith(SCRATCH_PREFIX):
+            if not name.startswith((SCRATCH_PREFIX, MEMO_PREFIX)):
                 arr[...] = snap[f"state.{name}"]
         a = self.allocator
         a.target_prc = (
             snap["allocator.target_prc"].copy() if bool(snap["allocator.has_target"]) else None
         )
         a.target_set = tuple(int(x) for x in snap["allocator.target_set"])
+        # the drift check's ring starts empty (the bar loop refills it; until then the driver
+        # decides every check), the target comes back with the allocator's
+        self.state.memo_index[3, :2] = 0
+        self._sync_drift_target()
         a.allocations = list(allocations)
         n = self.next_bar
         if self.keep_journal:  # the whole run in memory (base 0): the rows go back in place

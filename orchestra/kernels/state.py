@@ -82,6 +82,13 @@ class RunParams(NamedTuple):
     max_drawdown: float  # portfolio drawdown limit; <= 0 disables
     drawdown_action: float  # DD_ALERT, DD_DERISK (targets × DERISK_FACTOR in breach), DD_FLATTEN
     min_capital: float  # a pod asked for less capital than this is not funded; 0 disables
+    # the PRC-drift check of the hybrid/threshold trigger in the bar loop (kernels.step); the
+    # engine sets them from its allocator; drift_check 0 stops at every such day end instead
+    drift_check: float
+    drift_threshold: float
+    alloc_lookback: float  # returns in the covariance window
+    alloc_min_history: float  # returns before a drift is defined
+    alloc_per_year: float  # annualisation of Σ
 
 
 DD_ALERT = 0
@@ -247,6 +254,13 @@ class State(NamedTuple):
     gross_alerted: np.ndarray  # (1,) int8: gross leverage is above its cap since the last alert
     account_fees: np.ndarray
     next_bar: np.ndarray  # int64: the bar the next step processes
+    # memo: derived, rebuilt by the bar loop (never saved; a restored run starts them empty, and
+    # the bar loop then returns to the driver at every drift check until they are full again)
+    memo_navs: np.ndarray  # (W+1, P) ring of the pods' NAVs at the last W+1 day ends
+    memo_target: np.ndarray  # (P,) PRC target of the last rebalance (the allocator's)
+    memo_index: np.ndarray  # (4, max(P, 3)) int64: row 0 the pods' rank by pod_id, row 1 the
+    # target's pod set, row 2 scratch (the production pods in rank order), row 3 [day ends
+    # pushed, next ring row, target set size (-1: no target)]
     # scratch (K,) / (S,) reused every bar; not meaningful between bars
     scratch_target: np.ndarray
     scratch_delta: np.ndarray
@@ -254,6 +268,9 @@ class State(NamedTuple):
     scratch_fraction: np.ndarray  # (P,) fraction a pod asks for at this day end (-1 = none)
     scratch_nan: np.ndarray  # (S,) all NaN, never written: "modelled fills" for the bar loop
     scratch_equity: np.ndarray  # (P,) pod equities at a day end
+    scratch_rows: np.ndarray  # (2, W, P) the drift check's returns window and its demeaned copy
+    scratch_mats: np.ndarray  # (6, P, P) the drift check's Ledoit–Wolf and Cholesky buffers
+    scratch_vecs: np.ndarray  # (3, P) the drift check's shares, target and Σw
 
 
 class Outputs(NamedTuple):
@@ -296,10 +313,13 @@ class Outputs(NamedTuple):
     ph_score: np.ndarray  # (T, P)
 
 
-def new_state(n_pods: int, n_syms: int, n_slots: int, history: int = 2) -> State:
+def new_state(
+    n_pods: int, n_syms: int, n_slots: int, history: int = 2, drift_window: int = 1
+) -> State:
     """A zeroed State of the right shapes (the engine then sets cash and fractions).
 
-    ``history`` is the ring buffer length in days (the longest lifecycle window).
+    ``history`` is the ring buffer length in days (the longest lifecycle window);
+    ``drift_window`` the allocator's covariance window in returns (the drift check's).
     """
     f = lambda n: np.zeros(n, dtype=np.float64)  # noqa: E731
     i = lambda n: np.zeros(n, dtype=np.int64)  # noqa: E731
@@ -358,12 +378,18 @@ def new_state(n_pods: int, n_syms: int, n_slots: int, history: int = 2) -> State
         gross_alerted=np.zeros(1, dtype=np.int8),
         account_fees=f(1),
         next_bar=i(1),
+        memo_navs=np.ones((max(drift_window, 1) + 1, n_pods)),
+        memo_target=f(n_pods),
+        memo_index=np.zeros((4, max(n_pods, 3)), dtype=np.int64),
         scratch_target=f(n_slots),
         scratch_delta=f(n_slots),
         scratch_changed=np.zeros(n_syms, dtype=np.bool_),
         scratch_fraction=np.full(n_pods, -1.0),
         scratch_nan=np.full(n_syms, np.nan),
         scratch_equity=f(n_pods),
+        scratch_rows=np.zeros((2, max(drift_window, 1), n_pods)),
+        scratch_mats=np.zeros((6, n_pods, n_pods)),
+        scratch_vecs=np.zeros((3, n_pods)),
     )
 
 

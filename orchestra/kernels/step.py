@@ -37,6 +37,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from orchestra.allocation.moments import SINGULAR_REL_TOL, prc_drift_into
 from orchestra.kernels.book import account_equity_nb, alert_nb
 from orchestra.kernels.capital import apply_transfers_nb, current_nav_nb, sweep_nb
 from orchestra.kernels.jit import kernel_helper
@@ -464,19 +465,91 @@ def step_post_nb(inp, st, out, t, fill_qty, fill_px, fill_fee):
     if inp.params.exec_mode != CLOSE:
         update_stops_nb(inp, st, t)
     mark_nb(inp, st, out, t)
+    if inp.day_end[t] and inp.params.drift_check > 0.0:
+        push_day_navs_nb(st, out, t)
     st.next_bar[0] = t + 1
 
 
-@njit(cache=True, inline="always")
-def shared_nb(st):
-    """Whether at least two pods that have joined are in production (PRC drift needs two)."""
+@kernel_helper
+def push_day_navs_nb(st, out, t):
+    """At day-end bar ``t``: the pods' NAVs into the drift check's ring (``memo_navs``)."""
+    meta = st.memo_index[3]
+    pos = meta[1]
+    for p in range(st.memo_navs.shape[1]):
+        st.memo_navs[pos, p] = out.pod_nav[t, p]
+    meta[1] = pos + 1 if pos + 1 < st.memo_navs.shape[0] else 0
+    meta[0] += 1
+
+
+@kernel_helper
+def drift_stop_nb(inp, st, out, t):
+    """Whether the driver must see day-end bar ``t``, a ``STOP_IF_SHARED`` day of the hybrid or
+    threshold trigger: only when the allocator would rebalance on a PRC drift.
+
+    With fewer than two joined production pods the drift is undefined (no). Otherwise, with
+    ``drift_check`` on and the ring holding the allocator's whole window, the drift is computed
+    here by :func:`~orchestra.allocation.moments.prc_drift_into`, the function the allocator
+    calls, on the same numbers (the pods' NAVs at the day ends, their shares of the pods'
+    equity, the target of the last rebalance, the pods in pod_id order): the driver is called
+    exactly when the allocator's drift exceeds the threshold. Until the ring is full (a run's
+    first ``lookback`` days, or after a restore) the answer is yes and the allocator decides.
+    """
+    n_pods = st.pod_state.shape[0]
+    idx = st.memo_index
     n = 0
-    for p in range(st.pod_state.shape[0]):
+    for p in range(n_pods):
         if st.pod_state[p] == PRODUCTION and st.pod_joined[p]:
+            idx[2, n] = p
             n += 1
-            if n == 2:
-                return True
-    return False
+    if n < 2:
+        return False
+    prm = inp.params
+    if prm.drift_check <= 0.0:
+        return True
+    for i in range(1, n):  # pod_id order (the allocator's canonical order): insertion sort
+        v = idx[2, i]
+        j = i - 1
+        while j >= 0 and idx[0, idx[2, j]] > idx[0, v]:
+            idx[2, j + 1] = idx[2, j]
+            j -= 1
+        idx[2, j + 1] = v
+    window = st.scratch_rows.shape[1]
+    returns = idx[3, 0] - 1
+    if returns < window or returns < prm.alloc_min_history:
+        return True
+    ring = st.memo_navs.shape[0]
+    newest = idx[3, 1] - 1 if idx[3, 1] > 0 else ring - 1
+    x = st.scratch_rows[0, :, :n]
+    for i in range(window):  # row i: the return of the day end window-1-i before the newest
+        r1 = newest - (window - 1 - i)
+        if r1 < 0:
+            r1 += ring
+        r0 = r1 - 1 if r1 > 0 else ring - 1
+        for j in range(n):
+            p = idx[2, j]
+            x[i, j] = st.memo_navs[r1, p] / st.memo_navs[r0, p] - 1.0
+    total = 0.0
+    for p in range(n_pods):
+        total += out.pod_equity[t, p]
+    denom = max(total, 1e-300)
+    vec = st.scratch_vecs
+    has_target = idx[3, 2] == n
+    for j in range(n):
+        vec[0, j] = out.pod_equity[t, idx[2, j]] / denom
+        if idx[1, j] != idx[2, j]:
+            has_target = False
+    if has_target:
+        for j in range(n):
+            vec[1, j] = st.memo_target[j]
+    m = st.scratch_mats
+    drift = prc_drift_into(
+        x, prm.alloc_per_year, SINGULAR_REL_TOL, vec[0, :n], vec[1, :n], has_target,
+        st.scratch_rows[1, :, :n], m[0, :n, :n], m[1, :n, :n], m[2, :n, :n], m[3, :n, :n],
+        m[4, :n, :n], m[5, :n, :n], vec[2, :n],
+    )  # fmt: skip
+    if drift != drift:  # undefined (singular Σ, no shares): the allocator does nothing
+        return False
+    return drift > prm.drift_threshold
 
 
 @njit(cache=True, _nrt=False)  # type: ignore[call-overload]  # numba option, not in its stubs
@@ -505,8 +578,9 @@ def run_segment_nb(inp, st, out, t0, t1, stops):
         # copies the inlined IR once per layer, seconds of compile time here)
         step_pre_nb(inp, st, out, t)
         step_post_nb(inp, st, out, t, modelled, modelled, modelled)
-        kind = stops[t]
+        bar = t
+        kind = stops[bar]
         t += 1
-        if kind == STOP_ALWAYS or (kind == STOP_IF_SHARED and shared_nb(st)):
+        if kind == STOP_ALWAYS or (kind == STOP_IF_SHARED and drift_stop_nb(inp, st, out, bar)):
             return t, True
     return t, False
