@@ -74,6 +74,8 @@ def warm_kernels() -> float:
 OTHER_KERNELS = (
     ("orchestra.allocation.moments", "_ledoit_wolf_nb"),
     ("orchestra.allocation.moments", "_cholesky_nb"),
+    ("orchestra.allocation.moments", "prc_drift_nb"),
+    ("orchestra.kernels.moments", "pod_shares_nb"),
     ("orchestra.risk", "_average_correlation_nb"),
     ("orchestra.kernels.layout", "gather_transpose_nb"),
     ("orchestra.kernels.layout", "transpose_nb"),

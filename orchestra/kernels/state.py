@@ -268,9 +268,9 @@ class State(NamedTuple):
     scratch_fraction: np.ndarray  # (P,) fraction a pod asks for at this day end (-1 = none)
     scratch_nan: np.ndarray  # (S,) all NaN, never written: "modelled fills" for the bar loop
     scratch_equity: np.ndarray  # (P,) pod equities at a day end
-    scratch_rows: np.ndarray  # (2, W, P) the drift check's returns window and its demeaned copy
-    scratch_mats: np.ndarray  # (6, P, P) the drift check's Ledoit–Wolf and Cholesky buffers
-    scratch_vecs: np.ndarray  # (3, P) the drift check's shares, target and Σw
+    scratch_drift: np.ndarray  # (2·W·P + 6·P² + 3·P,) the drift check's buffers: its returns
+    # window and demeaned copy, Ledoit–Wolf and Cholesky matrices, shares, target and Σw (cut
+    # into C-ordered blocks of the production pods' count, the layout the allocator's calls use)
 
 
 class Outputs(NamedTuple):
@@ -387,9 +387,7 @@ def new_state(
         scratch_fraction=np.full(n_pods, -1.0),
         scratch_nan=np.full(n_syms, np.nan),
         scratch_equity=f(n_pods),
-        scratch_rows=np.zeros((2, max(drift_window, 1), n_pods)),
-        scratch_mats=np.zeros((6, n_pods, n_pods)),
-        scratch_vecs=np.zeros((3, n_pods)),
+        scratch_drift=f(2 * max(drift_window, 1) * n_pods + 6 * n_pods * n_pods + 3 * n_pods),
     )
 
 

@@ -37,11 +37,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from orchestra.allocation.moments import SINGULAR_REL_TOL, prc_drift_into
 from orchestra.kernels.book import account_equity_nb, alert_nb
 from orchestra.kernels.capital import apply_transfers_nb, current_nav_nb, sweep_nb
 from orchestra.kernels.jit import kernel_helper
 from orchestra.kernels.lifecycle import day_end_nb
+from orchestra.kernels.moments import SINGULAR_REL_TOL, prc_drift_into
 from orchestra.kernels.state import (
     A_ACCOUNT_BUST,
     A_DAILY_LOSS,
@@ -466,23 +466,36 @@ def step_post_nb(inp, st, out, t, fill_qty, fill_px, fill_fee):
         update_stops_nb(inp, st, t)
     mark_nb(inp, st, out, t)
     if inp.day_end[t] and inp.params.drift_check > 0.0:
-        push_day_navs_nb(st, out, t)
+        push_day_navs_nb(st.memo_navs, st.memo_index, out.pod_nav[t])
     st.next_bar[0] = t + 1
 
 
 @kernel_helper
-def push_day_navs_nb(st, out, t):
-    """At day-end bar ``t``: the pods' NAVs into the drift check's ring (``memo_navs``)."""
-    meta = st.memo_index[3]
-    pos = meta[1]
-    for p in range(st.memo_navs.shape[1]):
-        st.memo_navs[pos, p] = out.pod_nav[t, p]
-    meta[1] = pos + 1 if pos + 1 < st.memo_navs.shape[0] else 0
-    meta[0] += 1
+def push_day_navs_nb(navs, index, nav):
+    """At a day end: the pods' NAVs ``nav`` into the drift check's ring ``navs`` (State's
+    ``memo_navs``; ``index`` is its ``memo_index``). The drift check's helpers take the arrays
+    they use, not the ~100 of the State: a helper's compile time grows with its arguments."""
+    pos = index[3, 1]
+    for p in range(navs.shape[1]):
+        navs[pos, p] = nav[p]
+    index[3, 1] = pos + 1 if pos + 1 < navs.shape[0] else 0
+    index[3, 0] += 1
 
 
 @kernel_helper
 def drift_stop_nb(inp, st, out, t):
+    """See :func:`drift_due_nb` (this unpacks the arrays it reads)."""
+    prm = inp.params
+    return drift_due_nb(
+        st.pod_state, st.pod_joined, st.memo_navs, st.memo_index, st.memo_target,
+        st.scratch_drift, out.pod_equity[t], prm.drift_check, prm.drift_threshold,
+        prm.alloc_lookback, prm.alloc_min_history, prm.alloc_per_year,
+    )  # fmt: skip
+
+
+@kernel_helper
+def drift_due_nb(states, joined, navs, idx, memo_target, buf, equity, check, threshold,
+                 lookback, min_history, per_year):  # fmt: skip
     """Whether the driver must see day-end bar ``t``, a ``STOP_IF_SHARED`` day of the hybrid or
     threshold trigger: only when the allocator would rebalance on a PRC drift.
 
@@ -494,17 +507,15 @@ def drift_stop_nb(inp, st, out, t):
     exactly when the allocator's drift exceeds the threshold. Until the ring is full (a run's
     first ``lookback`` days, or after a restore) the answer is yes and the allocator decides.
     """
-    n_pods = st.pod_state.shape[0]
-    idx = st.memo_index
+    n_pods = states.shape[0]
     n = 0
     for p in range(n_pods):
-        if st.pod_state[p] == PRODUCTION and st.pod_joined[p]:
+        if states[p] == PRODUCTION and joined[p]:
             idx[2, n] = p
             n += 1
     if n < 2:
         return False
-    prm = inp.params
-    if prm.drift_check <= 0.0:
+    if check <= 0.0:
         return True
     for i in range(1, n):  # pod_id order (the allocator's canonical order): insertion sort
         v = idx[2, i]
@@ -513,13 +524,27 @@ def drift_stop_nb(inp, st, out, t):
             idx[2, j + 1] = idx[2, j]
             j -= 1
         idx[2, j + 1] = v
-    window = st.scratch_rows.shape[1]
+    window = int(lookback)
     returns = idx[3, 0] - 1
-    if returns < window or returns < prm.alloc_min_history:
+    if returns < window or returns < min_history:
         return True
-    ring = st.memo_navs.shape[0]
+    # C-ordered blocks for n pods in buf (the allocator's layout: one compile of the numerics)
+    x = buf[: window * n].reshape((window, n))
+    xc = buf[window * n : 2 * window * n].reshape((window, n))
+    at = 2 * window * n
+    nn = n * n
+    emp = buf[at : at + nn].reshape((n, n))
+    q = buf[at + nn : at + 2 * nn].reshape((n, n))
+    cov = buf[at + 2 * nn : at + 3 * nn].reshape((n, n))
+    a = buf[at + 3 * nn : at + 4 * nn].reshape((n, n))
+    sym = buf[at + 4 * nn : at + 5 * nn].reshape((n, n))
+    chol = buf[at + 5 * nn : at + 6 * nn].reshape((n, n))
+    at += 6 * nn
+    w = buf[at : at + n]
+    target = buf[at + n : at + 2 * n]
+    sw = buf[at + 2 * n : at + 3 * n]
+    ring = navs.shape[0]
     newest = idx[3, 1] - 1 if idx[3, 1] > 0 else ring - 1
-    x = st.scratch_rows[0, :, :n]
     for i in range(window):  # row i: the return of the day end window-1-i before the newest
         r1 = newest - (window - 1 - i)
         if r1 < 0:
@@ -527,29 +552,25 @@ def drift_stop_nb(inp, st, out, t):
         r0 = r1 - 1 if r1 > 0 else ring - 1
         for j in range(n):
             p = idx[2, j]
-            x[i, j] = st.memo_navs[r1, p] / st.memo_navs[r0, p] - 1.0
+            x[i, j] = navs[r1, p] / navs[r0, p] - 1.0
     total = 0.0
     for p in range(n_pods):
-        total += out.pod_equity[t, p]
+        total += equity[p]
     denom = max(total, 1e-300)
-    vec = st.scratch_vecs
     has_target = idx[3, 2] == n
     for j in range(n):
-        vec[0, j] = out.pod_equity[t, idx[2, j]] / denom
+        w[j] = equity[idx[2, j]] / denom
         if idx[1, j] != idx[2, j]:
             has_target = False
-    if has_target:
-        for j in range(n):
-            vec[1, j] = st.memo_target[j]
-    m = st.scratch_mats
+    for j in range(n):
+        target[j] = memo_target[j] if has_target else 0.0
     drift = prc_drift_into(
-        x, prm.alloc_per_year, SINGULAR_REL_TOL, vec[0, :n], vec[1, :n], has_target,
-        st.scratch_rows[1, :, :n], m[0, :n, :n], m[1, :n, :n], m[2, :n, :n], m[3, :n, :n],
-        m[4, :n, :n], m[5, :n, :n], vec[2, :n],
+        x, per_year, SINGULAR_REL_TOL, w, target, has_target, xc, emp, q, cov, a,
+        sym, chol, sw,
     )  # fmt: skip
     if drift != drift:  # undefined (singular Σ, no shares): the allocator does nothing
         return False
-    return drift > prm.drift_threshold
+    return drift > threshold
 
 
 @njit(cache=True, _nrt=False)  # type: ignore[call-overload]  # numba option, not in its stubs
