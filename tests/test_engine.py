@@ -383,10 +383,11 @@ def test_the_bar_loop_returns_only_where_the_allocator_can_act(trigger: str, n_p
         raw["pods"] = raw["pods"][:n_pods]
         if n_pods == 1:
             raw["pods"][0].update(initial_fraction=1.0, max_fraction=1.0)
-        else:  # drift rebalances happen (the check decides something)
+        else:  # drift rebalances happen (the check decides something), some on a window
+            # shorter than the lookback (min_history < lookback: the run's first days)
             raw["orchestrator"]["rebalance"]["drift_threshold"] = 0.02
-            raw["orchestrator"]["allocation_lookback"] = 20
-            raw["orchestrator"]["min_history"] = 20
+            raw["orchestrator"]["allocation_lookback"] = 40
+            raw["orchestrator"]["min_history"] = 15
     raw["orchestrator"]["rebalance"]["trigger"] = trigger
     cfg = parse_config(raw)
     prep = prepare(cfg)

@@ -155,6 +155,7 @@ class Engine:
             n_pods, len(prepared.market.symbols), n_slots, history_days(cfg), a.lookback
         )
         self.state.memo_index[0, :n_pods] = a._rank
+        self.state.memo_index[3, 3] = 1  # the ring will see every day end of this run
         n_days = max(int(inp.day_end.sum()), 1)
         self.out: Outputs = new_outputs(n_bars, n_pods, max(capacity, 2 * n_slots + 1), n_days)
         self._fills: list[dict[str, np.ndarray]] = []
@@ -592,7 +593,7 @@ class Engine:
         a.target_set = tuple(int(x) for x in snap["allocator.target_set"])
         # the drift check's ring starts empty (the bar loop refills it; until then the driver
         # decides every check), the target comes back with the allocator's
-        self.state.memo_index[3, :2] = 0
+        self.state.memo_index[3, :] = 0
         self._sync_drift_target()
         a.allocations = list(allocations)
         n = self.next_bar

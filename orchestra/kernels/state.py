@@ -258,9 +258,10 @@ class State(NamedTuple):
     # the bar loop then returns to the driver at every drift check until they are full again)
     memo_navs: np.ndarray  # (W+1, P) ring of the pods' NAVs at the last W+1 day ends
     memo_target: np.ndarray  # (P,) PRC target of the last rebalance (the allocator's)
-    memo_index: np.ndarray  # (4, max(P, 3)) int64: row 0 the pods' rank by pod_id, row 1 the
+    memo_index: np.ndarray  # (4, max(P, 4)) int64: row 0 the pods' rank by pod_id, row 1 the
     # target's pod set, row 2 scratch (the production pods in rank order), row 3 [day ends
-    # pushed, next ring row, target set size (-1: no target)]
+    # pushed, next ring row, target set size (-1: no target), 1 when the pushes are every day
+    # end of the run (a fresh engine; 0 after a restore)]
     # scratch (K,) / (S,) reused every bar; not meaningful between bars
     scratch_target: np.ndarray
     scratch_delta: np.ndarray
@@ -380,7 +381,7 @@ def new_state(
         next_bar=i(1),
         memo_navs=np.ones((max(drift_window, 1) + 1, n_pods)),
         memo_target=f(n_pods),
-        memo_index=np.zeros((4, max(n_pods, 3)), dtype=np.int64),
+        memo_index=np.zeros((4, max(n_pods, 4)), dtype=np.int64),
         scratch_target=f(n_slots),
         scratch_delta=f(n_slots),
         scratch_changed=np.zeros(n_syms, dtype=np.bool_),

@@ -504,8 +504,8 @@ def drift_due_nb(states, joined, navs, idx, memo_target, buf, equity, check, thr
     here by :func:`~orchestra.allocation.moments.prc_drift_into`, the function the allocator
     calls, on the same numbers (the pods' NAVs at the day ends, their shares of the pods'
     equity, the target of the last rebalance, the pods in pod_id order): the driver is called
-    exactly when the allocator's drift exceeds the threshold. Until the ring is full (a run's
-    first ``lookback`` days, or after a restore) the answer is yes and the allocator decides.
+    exactly when the allocator's drift exceeds the threshold. After a restore the ring starts
+    empty: until it holds the whole window the answer is yes and the allocator decides.
     """
     n_pods = states.shape[0]
     n = 0
@@ -525,12 +525,16 @@ def drift_due_nb(states, joined, navs, idx, memo_target, buf, equity, check, thr
             j -= 1
         idx[2, j + 1] = v
     window = int(lookback)
-    returns = idx[3, 0] - 1
-    if returns < window or returns < min_history:
+    returns = idx[3, 0] - 1  # day-end returns the ring has seen
+    whole = idx[3, 3] == 1  # ... and they are every return of the run (no restore since)
+    if returns < min_history:  # the allocator's drift is undefined: nothing happens
+        return not whole  # (after a restore the run's count is unknown here: it decides)
+    if returns < window and not whole:
         return True
+    rows = returns if returns < window else window  # the allocator's window: the last `window`
     # C-ordered blocks for n pods in buf (the allocator's layout: one compile of the numerics)
-    x = buf[: window * n].reshape((window, n))
-    xc = buf[window * n : 2 * window * n].reshape((window, n))
+    x = buf[: rows * n].reshape((rows, n))
+    xc = buf[window * n : window * n + rows * n].reshape((rows, n))
     at = 2 * window * n
     nn = n * n
     emp = buf[at : at + nn].reshape((n, n))
@@ -545,8 +549,8 @@ def drift_due_nb(states, joined, navs, idx, memo_target, buf, equity, check, thr
     sw = buf[at + 2 * n : at + 3 * n]
     ring = navs.shape[0]
     newest = idx[3, 1] - 1 if idx[3, 1] > 0 else ring - 1
-    for i in range(window):  # row i: the return of the day end window-1-i before the newest
-        r1 = newest - (window - 1 - i)
+    for i in range(rows):  # row i: the return of the day end rows-1-i before the newest
+        r1 = newest - (rows - 1 - i)
         if r1 < 0:
             r1 += ring
         r0 = r1 - 1 if r1 > 0 else ring - 1
