@@ -366,7 +366,7 @@ def _day_end_calls(eng: Engine) -> list[int]:
 
 
 @pytest.mark.parametrize("trigger", ["calendar", "threshold", "hybrid"])
-@pytest.mark.parametrize("n_pods", [1, 3, "example"])
+@pytest.mark.parametrize("n_pods", [1, 3, "example", "3d-kelly"])
 def test_the_bar_loop_returns_only_where_the_allocator_can_act(trigger: str, n_pods) -> None:
     """The kernel skips the driver's threshold checks while fewer than two joined pods are in
     production (PRC drift is undefined there), and computes the PRC drift itself otherwise (the
@@ -380,6 +380,13 @@ def test_the_bar_loop_returns_only_where_the_allocator_can_act(trigger: str, n_p
         raw = load_config(CONFIGS / "example.yaml").model_dump(mode="json")
     else:
         raw = small_config().model_dump(mode="json")
+        if n_pods == "3d-kelly":  # a coarse clock (a return covers 3 days) and Kelly weights
+            raw["data"]["timeframe"] = "3d"
+            for pod in raw["pods"]:
+                pod["timeframe"] = "3d"
+            raw["orchestrator"]["allocation_method"] = "adaptive_kelly"
+            raw["backtest"]["start"] = "2022-01-01"
+            n_pods = 3
         raw["pods"] = raw["pods"][:n_pods]
         if n_pods == 1:
             raw["pods"][0].update(initial_fraction=1.0, max_fraction=1.0)
