@@ -420,3 +420,38 @@ def test_the_bar_loop_returns_only_where_the_allocator_can_act(trigger: str, n_p
     if trigger != "calendar" and n_pods != 1:
         drift = [r for r in fast.allocator.allocations if r.trigger.startswith("threshold")]
         assert drift, "no drift rebalance: the check decided nothing"
+
+
+def test_pods_with_the_same_signal_compute_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue #26: pods with the same strategy, params, symbols, timeframe and leverage cap share
+    one computation of their weights (copied into each pod's block); the others compute their
+    own. The blocks equal what each pod computes alone."""
+    import orchestra.strategies as strategies
+    from orchestra.engine.build import pod_weight_matrix
+
+    raw = small_config().model_dump(mode="json")
+    twin = {**raw["pods"][0], "pod_id": "a2", "initial_fraction": 0.1}
+    other_cap = {**raw["pods"][0], "pod_id": "a3", "initial_fraction": 0.1}
+    other_cap["risk"] = {**other_cap["risk"], "max_leverage": 0.5}
+    raw["pods"] = [raw["pods"][0], raw["pods"][1], twin, other_cap]
+    cfg = parse_config(raw)
+    calls: list[str] = []
+    real = strategies.weights_matrix
+
+    def counted(name, *args, **kwargs):
+        calls.append(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(strategies, "weights_matrix", counted)
+    prep = prepare(cfg)
+    assert len(calls) == 3  # a, b, a3 (another cap): a2 is a's copy
+    monkeypatch.setattr(strategies, "weights_matrix", real)
+    mat = pod_weight_matrix(cfg, None, prep.market, cfg.clock_timeframe)
+    for i, pod in enumerate(cfg.pods):  # each pod alone, as a one-pod config
+        alone = parse_config({**raw, "pods": [{**raw["pods"][i], "initial_fraction": 0.5}]})
+        own = pod_weight_matrix(alone, None, prep.market, cfg.clock_timeframe)
+        lo = sum(len(p.symbols) for p in cfg.pods[:i])
+        assert np.array_equal(mat[:, lo : lo + len(pod.symbols)], own), pod.pod_id
+    run = Engine(prep)
+    run.run()
+    assert np.isfinite(run.out.equity).all()

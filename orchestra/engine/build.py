@@ -137,6 +137,12 @@ def pod_weight_matrix(config: Config, bars: Any, market: Market, clock_tf: str) 
     notes: dict[int, str] = {}
 
     shared = _SHARED
+    # pods with the same strategy, params, symbols, timeframe and leverage cap have the same
+    # weights: each is computed once and copied (the first pod of each such group computes)
+    keys = [_pod_key(pod, market) for pod in config.pods]
+    first: dict[tuple, int] = {}
+    same_as = {i: first.setdefault(k, i) for i, k in enumerate(keys)}
+    caps: dict[int, tuple[int, float]] = {}
     frame: list[pl.DataFrame] = [] if callable(bars) else [bars]
     lock = threading.Lock()
 
@@ -149,7 +155,7 @@ def pod_weight_matrix(config: Config, bars: Any, market: Market, clock_tf: str) 
     def one(i: int) -> None:
         pod = config.pods[i]
         block = mat[:, offsets[i] : offsets[i + 1]]  # a view
-        key = _pod_key(pod, market) if shared is not None else None
+        key = keys[i]
         if shared is not None and key in shared.blocks:
             shared.hits["signals"] += 1
             block[:] = shared.blocks[key]
@@ -175,25 +181,31 @@ def pod_weight_matrix(config: Config, bars: Any, market: Market, clock_tf: str) 
                 capped = cap_matrix(block, pod.risk.max_leverage)
         except StrategyError as exc:
             raise StrategyError(f"pods[{i}] ({pod.pod_id}): {exc}") from None
-        scaled, top = capped
-        if shared is not None and key is not None:
+        caps[i] = capped
+        if shared is not None:
             shared.blocks[key] = block.copy()
+
+    computed = [i for i in range(len(config.pods)) if same_as[i] == i]
+    workers = min(len(computed), os.cpu_count() or 1)
+    if workers <= 1:
+        for i in computed:
+            one(i)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            futures = [pool.submit(one, i) for i in computed]
+        for f in futures:  # the first pod's error, whatever finished first
+            f.result()
+    for i, j in same_as.items():
+        if j != i:  # the same weights as pod j's
+            mat[:, offsets[i] : offsets[i + 1]] = mat[:, offsets[j] : offsets[j + 1]]
+        pod = config.pods[i]
+        scaled, top = caps.get(j, (0, 0.0))
         if scaled and ":" in pod.strategy:  # a user's strategy: say what the cap changed
             notes[i] = (
                 f"pods[{i}] ({pod.pod_id}): strategy {pod.strategy!r} asked for gross weight "
                 f"above risk.max_leverage = {pod.risk.max_leverage:g} at {scaled} bar(s) "
                 f"(largest {top:.6g}); those bars were scaled down pro rata"
             )
-
-    workers = min(len(config.pods), os.cpu_count() or 1)
-    if workers <= 1:
-        for i in range(len(config.pods)):
-            one(i)
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            futures = [pool.submit(one, i) for i in range(len(config.pods))]
-        for f in futures:  # the first pod's error, whatever finished first
-            f.result()
     for i in sorted(notes):  # in pod order, whatever finished first
         warnings.warn(notes[i], StrategyWarning, stacklevel=2)
     return mat
