@@ -129,28 +129,6 @@ def _bytes(*arrays: np.ndarray) -> tuple:
     return tuple(np.ascontiguousarray(a, dtype=np.float64).tobytes() for a in arrays)
 
 
-def _solve(
-    problem: cp.Problem,
-    name: str,
-    max_iter: int,
-    fast: _Stuffing | None = None,
-    values: np.ndarray | None = None,
-) -> None:
-    """Solve with Clarabel (through ``fast`` at the flat Parameter ``values`` when the problem has
-    a checked :class:`_Stuffing`, else ``problem.solve``); an inaccurate status is accepted here
-    and checked by the caller."""
-    opts = {**SOLVER_OPTS, "max_iter": max_iter}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Solution may be inaccurate")
-        try:
-            if fast is not None and values is not None:
-                fast.solve(values, opts)
-            else:
-                problem.solve(solver=cp.CLARABEL, warm_start=False, **opts)
-        except cp.error.SolverError as exc:
-            raise SolveError(f"{name} solver error: {exc}") from None
-
-
 _MAPPED = ("P", "c", "A", "b")  # the numbers of cvxpy's Clarabel data; the rest is structure
 
 
@@ -325,33 +303,71 @@ def _check_factor(n: int) -> np.ndarray:
     return np.linalg.cholesky(a @ a.T / (n + 4) + 0.1 * np.eye(n))
 
 
-class ErcProblem:
+class _Resolved:
+    """A compiled DPP problem, re-solved with Clarabel at flat Parameter values (``params`` in
+    order, each flattened): through its :class:`_Stuffing` when that checks out (built at the
+    first solve, at :meth:`_check_point`), else by setting the Parameters and ``problem.solve``.
+    Both give the same bits."""
+
+    name = ""
+    problem: cp.Problem
+    params: list
+
+    def __init__(self, n: int, max_iter: int) -> None:
+        self.n = n
+        self.max_iter = max_iter
+        self._fast: _Stuffing | None = None
+        self._fast_built = False
+
+    def _check_point(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _stuffing(self) -> _Stuffing | None:
+        if not self._fast_built:
+            self._fast_built = True
+            opts = {**SOLVER_OPTS, "max_iter": self.max_iter}
+            self._fast = _Stuffing.build(self.problem, self.params, opts, self._check_point())
+        return self._fast
+
+    def _resolve(self, *values: Any) -> None:
+        """Solve at ``values`` (one per Parameter); an inaccurate status is accepted here and
+        checked by the caller."""
+        flat = np.concatenate([np.asarray(v, dtype=np.float64).ravel() for v in values])
+        fast = self._stuffing()
+        opts = {**SOLVER_OPTS, "max_iter": self.max_iter}
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+            try:
+                if fast is not None:
+                    fast.solve(flat, opts)
+                else:
+                    _Stuffing._set(self.params, flat)
+                    self.problem.solve(solver=cp.CLARABEL, warm_start=False, **opts)
+            except cp.error.SolverError as exc:
+                raise SolveError(f"{self.name} solver error: {exc}") from None
+
+
+class ErcProblem(_Resolved):
     """ERC for ``n`` assets; call :meth:`solve` with a Cholesky factor and budgets.
 
     Re-solves go through :class:`_Stuffing` (cvxpy's own parameter map, applied in numpy; the
     same bits as ``problem.solve``) when it checks out, else through ``problem.solve``."""
 
+    name = "ERC"
+
     def __init__(self, n: int, max_iter: int = 500):
-        self.n = n
-        self.max_iter = max_iter
+        super().__init__(n, max_iter)
         self.L = cp.Parameter((n, n), name="L")
         self.b = cp.Parameter(n, nonneg=True, name="budgets")
         self.x = cp.Variable(n, pos=True, name="x")
         objective = 0.5 * cp.sum_squares(self.L.T @ self.x) - self.b @ cp.log(self.x)
         self.problem = cp.Problem(cp.Minimize(objective))
-        self._fast: _Stuffing | None = None
-        self._fast_built = False
+        self.params = [self.L, self.b]
 
     recalled = False  # whether the last solve was recalled from SOLUTIONS
 
-    def _stuffing(self) -> _Stuffing | None:
-        if not self._fast_built:
-            self._fast_built = True
-            check = np.concatenate([_check_factor(self.n).ravel(), np.full(self.n, 1 / self.n)])
-            self._fast = _Stuffing.build(
-                self.problem, [self.L, self.b], {**SOLVER_OPTS, "max_iter": self.max_iter}, check
-            )
-        return self._fast
+    def _check_point(self) -> np.ndarray:
+        return np.concatenate([_check_factor(self.n).ravel(), np.full(self.n, 1 / self.n)])
 
     def solve(self, chol: np.ndarray, budgets: np.ndarray) -> np.ndarray:
         key = ("erc", self.n, self.max_iter, *_bytes(chol, budgets))
@@ -363,13 +379,7 @@ class ErcProblem:
         return w
 
     def _solve(self, chol: np.ndarray, budgets: np.ndarray) -> np.ndarray:
-        fast = self._stuffing()
-        if fast is None:
-            self.L.value = chol
-            self.b.value = budgets
-        values = np.concatenate([np.asarray(chol, dtype=np.float64).ravel(),
-                                 np.asarray(budgets, dtype=np.float64)])  # fmt: skip
-        _solve(self.problem, "ERC", self.max_iter, fast, values)
+        self._resolve(chol, budgets)
         if self.problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or self.x.value is None:
             raise SolveError(f"ERC status {self.problem.status}")
         x = np.maximum(np.asarray(self.x.value, dtype=float), 0.0)
@@ -385,13 +395,14 @@ class ErcProblem:
         return w
 
 
-class KellyProblem:
+class KellyProblem(_Resolved):
     """Constrained Kelly for ``n`` assets; :meth:`solve` takes μ, L, budget and max volatility.
     Re-solves go through :class:`_Stuffing` when it checks out, as for :class:`ErcProblem`."""
 
+    name = "Kelly"
+
     def __init__(self, n: int, max_iter: int = 500):
-        self.n = n
-        self.max_iter = max_iter
+        super().__init__(n, max_iter)
         self.mu = cp.Parameter(n, name="mu")
         self.L = cp.Parameter((n, n), name="L")
         self.budget = cp.Parameter(nonneg=True, name="budget")
@@ -401,20 +412,11 @@ class KellyProblem:
         objective = self.mu @ self.w - 0.5 * cp.sum_squares(risk)
         constraints = [self.w >= 0, cp.sum(self.w) <= self.budget, cp.norm(risk, 2) <= self.max_vol]
         self.problem = cp.Problem(cp.Maximize(objective), constraints)
-        self._fast: _Stuffing | None = None
-        self._fast_built = False
+        self.params = [self.mu, self.L, self.budget, self.max_vol]
 
-    def _stuffing(self) -> _Stuffing | None:
-        if not self._fast_built:
-            self._fast_built = True
-            n = self.n
-            mu = np.linspace(0.05, 0.2, n)
-            check = np.concatenate([mu, _check_factor(n).ravel(), [1.0, 0.5]])
-            params = [self.mu, self.L, self.budget, self.max_vol]
-            self._fast = _Stuffing.build(
-                self.problem, params, {**SOLVER_OPTS, "max_iter": self.max_iter}, check
-            )
-        return self._fast
+    def _check_point(self) -> np.ndarray:
+        mu = np.linspace(0.05, 0.2, self.n)
+        return np.concatenate([mu, _check_factor(self.n).ravel(), [1.0, 0.5]])
 
     def solve(self, mu: np.ndarray, chol: np.ndarray, budget: float, max_vol: float) -> np.ndarray:
         key = ("kelly", self.n, self.max_iter, *_bytes(mu, chol, np.array([budget, max_vol])))
@@ -425,17 +427,7 @@ class KellyProblem:
         return w
 
     def _solve(self, mu: np.ndarray, chol: np.ndarray, budget: float, max_vol: float) -> np.ndarray:
-        fast = self._stuffing()
-        if fast is None:
-            self.mu.value = mu
-            self.L.value = chol
-            self.budget.value = budget
-            self.max_vol.value = max_vol
-        values = np.concatenate(
-            [np.asarray(mu, dtype=np.float64).ravel(), np.asarray(chol, dtype=np.float64).ravel(),
-             [float(budget), float(max_vol)]]
-        )  # fmt: skip
-        _solve(self.problem, "Kelly", self.max_iter, fast, values)
+        self._resolve(mu, chol, budget, max_vol)
         if self.problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or self.w.value is None:
             raise SolveError(f"Kelly status {self.problem.status}")
         return np.clip(np.asarray(self.w.value, dtype=float), 0.0, None)
