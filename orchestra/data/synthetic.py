@@ -189,7 +189,7 @@ def _intraday_bars(symbols, first_day: int, last_day: int, per_day: int, seed: i
             out[lo - first_day : hi - first_day + 1] = block[lo - c * ic : hi - c * ic + 1]
         return out
 
-    t_draw = lambda rng, shape: rng.standard_t(DOF, size=shape)  # noqa: E731
+    t_draw = _DRAWS["t"]
     factor = per_day_draws((20,), t_draw) * T_SCALE
     k = len(symbols)
     steps = np.arange(1, per_day + 1) / per_day

@@ -496,8 +496,10 @@ def drift_stop_nb(inp, st, out, t):
 @kernel_helper
 def drift_due_nb(states, joined, navs, idx, memo_target, buf, equity, check, threshold,
                  lookback, min_history, per_year):  # fmt: skip
-    """Whether the driver must see day-end bar ``t``, a ``STOP_IF_SHARED`` day of the hybrid or
-    threshold trigger: only when the allocator would rebalance on a PRC drift.
+    """Whether the driver must see this day end, a ``STOP_IF_SHARED`` day of the hybrid or
+    threshold trigger: only when the allocator would rebalance on a PRC drift (``equity``: the
+    pods' equities at the day end; the other arrays are the State's named in
+    :func:`drift_stop_nb`).
 
     With fewer than two joined production pods the drift is undefined (no). Otherwise, with
     ``drift_check`` on and the ring holding the allocator's whole window, the drift is computed
