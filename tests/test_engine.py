@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestra.config import load_config, parse_config
 from orchestra.data import LoadedData, load_bars
@@ -365,6 +367,60 @@ def _day_end_calls(eng: Engine) -> list[int]:
     return calls
 
 
+def _against_every_check_day(cfg) -> tuple[Engine, list[int], list[int]]:
+    """Run ``cfg`` as shipped and with a driver that stops at every check day; assert the two are
+    equal bit for bit (state, outputs, journal, allocation records; the kernel's derived
+    ``scratch_``/``memo_`` arrays aside). Returns the first engine and both day-end call lists."""
+    from orchestra.engine.core import MEMO_PREFIX, SCRATCH_PREFIX
+    from orchestra.kernels.state import STOP_ALWAYS, STOP_IF_SHARED
+
+    prep = prepare(cfg)
+    fast, every = Engine(prep), Engine(prep)
+    every._stops[every._stops == STOP_IF_SHARED] = STOP_ALWAYS  # the driver before the change
+    fast_calls, every_calls = _day_end_calls(fast), _day_end_calls(every)
+    fast.run()
+    every.run()
+    for name, x in fast.state._asdict().items():
+        if not name.startswith((SCRATCH_PREFIX, MEMO_PREFIX)):
+            assert np.array_equal(x, getattr(every.state, name), equal_nan=True), name
+    for x, y in zip(fast.out, every.out, strict=True):
+        assert np.array_equal(x, y, equal_nan=True)
+    for name in ("fills", "events", "alerts"):
+        a, b = getattr(fast, name)(), getattr(every, name)()
+        assert all(np.array_equal(a[k], b[k]) for k in a), name
+    assert [r.__dict__ for r in fast.allocator.allocations] == [
+        r.__dict__ for r in every.allocator.allocations
+    ]
+    assert set(fast_calls) <= set(every_calls)
+    return fast, fast_calls, every_calls
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    trigger=st.sampled_from(["threshold", "hybrid"]),
+    threshold=st.sampled_from([0.005, 0.02, 0.05, 0.2]),
+    lookback=st.integers(5, 60),
+    min_history=st.integers(2, 60),
+    method=st.sampled_from(["risk_parity", "inverse_volatility", "adaptive_kelly"]),
+    n_pods=st.integers(2, 3),
+)
+def test_the_bar_loops_drift_check_is_the_allocators(
+    seed: int, trigger: str, threshold: float, lookback: int, min_history: int, method: str,
+    n_pods: int,
+) -> None:  # fmt: skip
+    """Property: whatever the market, trigger, threshold, window (shorter or longer than
+    min_history), allocation method and number of pods, the run whose bar loop checks the PRC
+    drift itself equals the run whose driver checks at every day end, bit for bit."""
+    raw = small_config().model_dump(mode="json")
+    raw["data"]["seed"] = seed
+    raw["pods"] = raw["pods"][:n_pods]
+    raw["orchestrator"]["allocation_method"] = method
+    raw["orchestrator"]["rebalance"].update(trigger=trigger, drift_threshold=threshold)
+    raw["orchestrator"].update(allocation_lookback=lookback, min_history=min_history)
+    _against_every_check_day(parse_config(raw))
+
+
 @pytest.mark.parametrize("trigger", ["calendar", "threshold", "hybrid"])
 @pytest.mark.parametrize("n_pods", [1, 3, "example", "3d-kelly"])
 def test_the_bar_loop_returns_only_where_the_allocator_can_act(trigger: str, n_pods) -> None:
@@ -373,9 +429,6 @@ def test_the_bar_loop_returns_only_where_the_allocator_can_act(trigger: str, n_p
     allocator's function on the same numbers), returning only when the allocator would
     rebalance: the run equals a driver that stops at every check day, bit for bit, allocation
     records included (the kernel's derived ``scratch_``/``memo_`` arrays aside)."""
-    from orchestra.engine.core import MEMO_PREFIX, SCRATCH_PREFIX
-    from orchestra.kernels.state import STOP_ALWAYS, STOP_IF_SHARED
-
     if n_pods == "example":
         raw = load_config(CONFIGS / "example.yaml").model_dump(mode="json")
     else:
@@ -396,25 +449,7 @@ def test_the_bar_loop_returns_only_where_the_allocator_can_act(trigger: str, n_p
             raw["orchestrator"]["allocation_lookback"] = 40
             raw["orchestrator"]["min_history"] = 15
     raw["orchestrator"]["rebalance"]["trigger"] = trigger
-    cfg = parse_config(raw)
-    prep = prepare(cfg)
-    fast, every = Engine(prep), Engine(prep)
-    every._stops[every._stops == STOP_IF_SHARED] = STOP_ALWAYS  # the driver before the change
-    fast_calls, every_calls = _day_end_calls(fast), _day_end_calls(every)
-    fast.run()
-    every.run()
-    for name, x in fast.state._asdict().items():
-        if not name.startswith((SCRATCH_PREFIX, MEMO_PREFIX)):
-            assert np.array_equal(x, getattr(every.state, name), equal_nan=True), name
-    for x, y in zip(fast.out, every.out, strict=True):
-        assert np.array_equal(x, y, equal_nan=True)
-    for name in ("fills", "events", "alerts"):
-        a, b = getattr(fast, name)(), getattr(every, name)()
-        assert all(np.array_equal(a[k], b[k]) for k in a), name
-    assert [r.__dict__ for r in fast.allocator.allocations] == [
-        r.__dict__ for r in every.allocator.allocations
-    ]
-    assert set(fast_calls) <= set(every_calls)
+    fast, fast_calls, every_calls = _against_every_check_day(parse_config(raw))
     if trigger != "calendar":
         assert len(fast_calls) < len(every_calls)  # the skip happened
     if trigger != "calendar" and n_pods != 1:
