@@ -41,6 +41,7 @@ import numpy as np
 import polars as pl
 from numba import njit
 
+from orchestra.data.streams import generator, seed_states
 from orchestra.timeframes import DAY_MS, epoch_ms, timeframe_ms
 
 _KNOWN = {
@@ -182,9 +183,11 @@ def _intraday_bars(symbols, first_day: int, last_day: int, per_day: int, seed: i
         # chunk c of the stream holds days c·IC .. (c+1)·IC-1, each a row of `width` draws
         ic = INTRADAY_CHUNK
         out = np.empty((n_days, width)) if out is None else out
-        for c in range(first_day // ic, last_day // ic + 1):
-            rng = np.random.default_rng([seed, *key, per_day, c])
-            block = draw(rng, (ic, width))
+        chunks = range(first_day // ic, last_day // ic + 1)
+        # the streams' seeds hashed in one batch: default_rng([seed, *key, per_day, c]) each
+        states = seed_states([(seed, *key, per_day, c) for c in chunks])
+        for c, state in zip(chunks, states, strict=True):
+            block = draw(generator(state), (ic, width))
             lo, hi = max(first_day, c * ic), min(last_day, (c + 1) * ic - 1)
             out[lo - first_day : hi - first_day + 1] = block[lo - c * ic : hi - c * ic + 1]
         return out
