@@ -162,11 +162,12 @@ def pod_weight_matrix(config: Config, bars: Any, market: Market, clock_tf: str) 
             return
         try:
             wide = None
-            if timeframe_ms(pod.timeframe) == step:
-                wide = weights_matrix(pod.strategy, pod_params(pod), market, pod.symbols)
-            if wide is not None:  # capped in C order, then copied in row by row
-                capped = cap_matrix(wide, pod.risk.max_leverage)
-                block[:] = wide
+            if timeframe_ms(pod.timeframe) == step:  # written straight into the pod's columns
+                wide = weights_matrix(pod.strategy, pod_params(pod), market, pod.symbols, block)
+            if wide is not None:
+                # the cap's row sums read np.abs(block), a C-order copy: the same sums as on a
+                # (T, S) matrix of the pod alone
+                capped = cap_matrix(block, pod.risk.max_leverage)
             else:
                 pod_bars = long_frame().filter(pl.col("symbol").is_in(pod.symbols))
                 w = weights_on_clock(

@@ -79,6 +79,7 @@ OTHER_KERNELS = (
     ("orchestra.risk", "_average_correlation_nb"),
     ("orchestra.kernels.layout", "gather_transpose_nb"),
     ("orchestra.kernels.layout", "transpose_nb"),
+    ("orchestra.kernels.layout", "transpose_into_nb"),
 )
 
 

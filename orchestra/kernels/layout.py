@@ -38,3 +38,15 @@ def transpose_nb(w):  # pragma: no cover (numba)
             for t in range(t0, t1):
                 out[t, s] = w[s, t]
     return out
+
+
+@_jit
+def transpose_into_nb(w, out):  # pragma: no cover (numba)
+    """:func:`transpose_nb` into ``out``, a ``(T, S)`` array or a view of columns of a wider one
+    (a pod's slots of the engine's weight matrix), in the same blocks."""
+    S, T = w.shape
+    for t0 in range(0, T, 512):
+        t1 = min(T, t0 + 512)
+        for s in range(S):
+            for t in range(t0, t1):
+                out[t, s] = w[s, t]

@@ -213,6 +213,7 @@ def weights_matrix(
     params: dict[str, Any] | StrategyParams | None,
     market: Market,
     symbols: list[str],
+    out: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """The engine's fast path: a strategy's weights for ``symbols`` on the market's clock.
 
@@ -221,7 +222,10 @@ def weights_matrix(
     instead of a long frame: the same kernels on the same numbers, so the weights equal
     :func:`compute_weights`'s bit for bit (tested). Returns ``(T, len(symbols))`` weights, 0
     where a symbol has no bar, or None when the strategy has no wide form or a symbol's bars
-    have holes (then use :func:`compute_weights`).
+    have holes (then use :func:`compute_weights`). With ``out`` (a ``(T, len(symbols))`` float64
+    array or view, such as a pod's columns of the engine's slot matrix) the weights are written
+    there and ``out`` is returned (no ``(T, S)`` temporary); ``out`` is left as it was when the
+    strategy has no wide form.
     """
     spec = get_strategy(name)
     wide = getattr(spec.func, "wide", None)
@@ -257,17 +261,20 @@ def weights_matrix(
         w = call_user_strategy(name, wide, *args)
     if w is None:
         return None
-    from orchestra.kernels.layout import transpose_nb
+    from orchestra.kernels.layout import transpose_into_nb, transpose_nb
 
-    w = transpose_nb(np.ascontiguousarray(w, dtype=np.float64))  # (T, S), C order
+    w = np.ascontiguousarray(w, dtype=np.float64)  # (S, T)
     if not np.isfinite(w).all():
-        t, j = np.argwhere(~np.isfinite(w))[0]
+        j, t = np.argwhere(~np.isfinite(w))[0]
         when = np.datetime64(int(market.timestamps[t]), "ms")
         raise StrategyError(
             f"strategy {name!r} returned {int((~np.isfinite(w)).sum())} non-finite weight(s), "
-            f"first {symbols[j]} {when}: {w[t, j]}"
+            f"first {symbols[j]} {when}: {w[j, t]}"
         )
-    return w
+    if out is None:
+        return transpose_nb(w)  # (T, S), C order
+    transpose_into_nb(w, out)
+    return out
 
 
 def _builtin_names() -> set[str]:
