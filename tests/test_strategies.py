@@ -547,3 +547,43 @@ def test_a_window_of_zero_volume_gives_zero_in_kernel_and_reference() -> None:
         np.testing.assert_allclose(got["weight"], want["weight"], rtol=1e-9, atol=1e-12)
     vw = _run("vw-tsmom", bars).with_columns(bar=pl.int_range(pl.len()).over("symbol"))
     assert (vw.filter(pl.col("bar") >= 25 + 4)["weight"] == 0.0).all()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(1, 40),
+    st.integers(1, 30),
+    st.floats(0.05, 5.0),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from(["normal", "ties", "zeros"]),
+)
+def test_matrix_cap_equals_numpys_row_sums_bit_for_bit(
+    n_rows: int, n_cols: int, cap: float, seed: int, kind: str
+) -> None:
+    """cap_matrix screens rows with a rough sum and takes numpy's pairwise sum only where a
+    row may reach the cap: the same bits as capping every row by numpy's sums."""
+    from orchestra.strategies import cap_matrix
+
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((n_rows, n_cols)) * cap / np.sqrt(n_cols) * 1.5
+    if kind == "ties":  # rows whose gross is the cap to the last bit, and just around it
+        w[::2] = cap / n_cols
+        w[1::3] = np.nextafter(cap / n_cols, np.inf)
+    elif kind == "zeros":
+        w[::2] = 0.0
+    from orchestra.kernels.layout import place_weights_nb
+
+    wide = np.zeros((n_rows, n_cols + 3))
+    view = wide[:, 1 : n_cols + 1]  # a pod's columns of the slot matrix
+    rough = np.empty(n_rows)
+    assert place_weights_nb(np.ascontiguousarray(w.T), view, rough)  # as the engine places them
+    assert np.array_equal(view, w)
+    expected = w.copy()
+    gross = np.abs(expected).sum(axis=1)
+    over = gross > cap
+    expected[over] *= (cap / gross[over])[:, None]
+    assert cap_matrix(view, cap, rough) == (int(over.sum()), float(gross.max()))
+    assert np.array_equal(view, expected)
+    assert not wide[:, 0].any() and not wide[:, -2:].any()
+    w[n_rows // 2, n_cols - 1] = np.nan  # placing reports a non-finite weight
+    assert not place_weights_nb(np.ascontiguousarray(w.T), view, rough)

@@ -163,11 +163,14 @@ def pod_weight_matrix(config: Config, bars: Any, market: Market, clock_tf: str) 
         try:
             wide = None
             if timeframe_ms(pod.timeframe) == step:  # written straight into the pod's columns
-                wide = weights_matrix(pod.strategy, pod_params(pod), market, pod.symbols, block)
+                gross = np.empty(market.n_bars)
+                wide = weights_matrix(
+                    pod.strategy, pod_params(pod), market, pod.symbols, block, gross
+                )
             if wide is not None:
-                # the cap's row sums read np.abs(block), a C-order copy: the same sums as on a
-                # (T, S) matrix of the pod alone
-                capped = cap_matrix(block, pod.risk.max_leverage)
+                # exact where it matters: numpy's sums of the rows the rough gross cannot rule
+                # out (a C-order copy of them: the same sums as on a matrix of the pod alone)
+                capped = cap_matrix(block, pod.risk.max_leverage, gross)
             else:
                 pod_bars = long_frame().filter(pl.col("symbol").is_in(pod.symbols))
                 w = weights_on_clock(

@@ -79,7 +79,8 @@ OTHER_KERNELS = (
     ("orchestra.risk", "_average_correlation_nb"),
     ("orchestra.kernels.layout", "gather_transpose_nb"),
     ("orchestra.kernels.layout", "transpose_nb"),
-    ("orchestra.kernels.layout", "transpose_into_nb"),
+    ("orchestra.kernels.layout", "place_weights_nb"),
+    ("orchestra.kernels.layout", "bar_spans_nb"),
 )
 
 

@@ -41,12 +41,48 @@ def transpose_nb(w):  # pragma: no cover (numba)
 
 
 @_jit
-def transpose_into_nb(w, out):  # pragma: no cover (numba)
-    """:func:`transpose_nb` into ``out``, a ``(T, S)`` array or a view of columns of a wider one
-    (a pod's slots of the engine's weight matrix), in the same blocks."""
+def place_weights_nb(w, out, gross):  # pragma: no cover (numba)
+    """A strategy's ``(S, T)`` weights into ``out`` (``(T, S)``, or a pod's columns of the
+    engine's slot matrix), in :func:`transpose_nb`'s blocks, in one pass that also leaves in
+    ``gross[t]`` a rough ``Σ_s |w[s, t]|`` (summed in symbol order, not numpy's pairwise order:
+    the leverage cap's screen, see :func:`orchestra.strategies.cap_matrix`). Returns False when
+    a row holds a NaN or an infinity (or its absolute sum overflows: check with numpy)."""
     S, T = w.shape
+    finite = True
     for t0 in range(0, T, 512):
         t1 = min(T, t0 + 512)
-        for s in range(S):
-            for t in range(t0, t1):
-                out[t, s] = w[s, t]
+        for t in range(t0, t1):  # a row of out at a time; w's block stays in cache
+            acc = 0.0
+            for s in range(S):
+                v = w[s, t]
+                out[t, s] = v
+                acc += abs(v)
+            gross[t] = acc
+            finite &= np.isfinite(acc)  # NaN or inf in the row (or a sum past the float range)
+    return finite
+
+
+@_jit
+def bar_spans_nb(present, columns):  # pragma: no cover (numba)
+    """For each of ``columns`` of a ``(T, S)`` bar-presence matrix: ``start`` (first bar; 0 for
+    a symbol with none), ``stop`` (one past its last bar; 0 for none), and whether any such
+    symbol misses a bar between its first and last (a hole)."""
+    T = present.shape[0]
+    n = columns.size
+    start = np.full(n, -1, dtype=np.int64)
+    stop = np.zeros(n, dtype=np.int64)
+    count = np.zeros(n, dtype=np.int64)
+    for t in range(T):
+        for j in range(n):
+            if present[t, columns[j]]:
+                if start[j] < 0:
+                    start[j] = t
+                stop[j] = t + 1
+                count[j] += 1
+    holes = False
+    for j in range(n):
+        if start[j] < 0:
+            start[j] = 0
+        elif count[j] != stop[j] - start[j]:
+            holes = True
+    return start, stop, holes

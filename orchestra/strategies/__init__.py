@@ -62,16 +62,35 @@ def apply_leverage_cap(weights: pl.DataFrame, max_leverage: float) -> pl.DataFra
     return weights.with_columns((pl.col("weight") * scale).alias("weight"))
 
 
-def cap_matrix(weights: np.ndarray, max_leverage: float) -> tuple[int, float]:
+def cap_matrix(
+    weights: np.ndarray, max_leverage: float, rough: np.ndarray | None = None
+) -> tuple[int, float]:
     """In place: scale each row of ``(T, n_symbols)`` weights so that ``Σ|w| ≤ max_leverage``.
 
     The same rule as :func:`apply_leverage_cap`, on a dense matrix (the engine's layout).
     Returns how many rows were scaled down and the largest gross weight seen (0 for none).
+
+    A row's gross is numpy's ``np.abs(row).sum()`` (its pairwise summation). On long histories
+    most rows are far below the cap: ``rough`` (each row's absolute sum in any order, within
+    ~n·eps of numpy's; :func:`~orchestra.kernels.layout.place_weights_nb` leaves it as it
+    places a strategy's weights) screens them, and numpy's exact sum is taken only for the rows
+    that may reach the cap or the largest gross. So the result is the same as summing every row
+    with numpy, without a ``(T, S)`` temporary (tested against that).
     """
-    gross = np.abs(weights).sum(axis=1)
+    if not weights.size:
+        return 0, 0.0
+    if rough is None:
+        rough = np.abs(weights).sum(axis=1)
+    slack = 1e-9  # far above the sums' relative difference (≤ n·eps, n the row length)
+    top = float(rough.max())
+    if not np.isfinite(top):  # not a built-in's weights (they are checked finite): all rows
+        rough = np.full(rough.shape, np.inf)
+    rows = np.flatnonzero((rough > max_leverage * (1 - slack)) | (rough >= top * (1 - slack)))
+    gross = np.abs(weights[rows]).sum(axis=1)
     over = gross > max_leverage
-    weights[over] *= (max_leverage / gross[over])[:, None]
-    return int(over.sum()), float(gross.max()) if gross.size else 0.0
+    scaled = rows[over]
+    weights[scaled] *= (max_leverage / gross[over])[:, None]
+    return int(scaled.size), float(gross.max())
 
 
 def compute_weights(
@@ -214,6 +233,7 @@ def weights_matrix(
     market: Market,
     symbols: list[str],
     out: np.ndarray | None = None,
+    gross: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """The engine's fast path: a strategy's weights for ``symbols`` on the market's clock.
 
@@ -225,7 +245,8 @@ def weights_matrix(
     have holes (then use :func:`compute_weights`). With ``out`` (a ``(T, len(symbols))`` float64
     array or view, such as a pod's columns of the engine's slot matrix) the weights are written
     there and ``out`` is returned (no ``(T, S)`` temporary); ``out`` is left as it was when the
-    strategy has no wide form.
+    strategy has no wide form. ``gross`` (``(T,)``), if given, receives each bar's rough gross
+    weight, for :func:`cap_matrix`'s ``rough``.
     """
     spec = get_strategy(name)
     wide = getattr(spec.func, "wide", None)
@@ -234,12 +255,12 @@ def weights_matrix(
     model = params if isinstance(params, StrategyParams) else spec.parse_params(params)
     index = {s: j for j, s in enumerate(market.symbols)}
     columns = [index[s] for s in symbols]
-    present = market.tradable[:, columns]
-    n_bars = present.shape[0]
-    has = present.any(axis=0)
-    start = np.where(has, present.argmax(axis=0), 0).astype(np.int64)
-    stop = np.where(has, n_bars - present[::-1].argmax(axis=0), 0).astype(np.int64)
-    if any(not present[start[j] : stop[j], j].all() for j in range(len(columns))):
+    from orchestra.kernels.layout import bar_spans_nb, place_weights_nb
+
+    n_bars = market.tradable.shape[0]
+    start, stop, holes = bar_spans_nb(market.tradable, np.asarray(columns, dtype=np.int64))
+    has = stop > start
+    if holes:
         return None  # a symbol's bars have holes: the long form sees rows, not the clock
     # the long form infers the bar step from consecutive bars of any symbol
     step = timeframe_ms(market.timeframe) if bool(((stop - start) >= 2).any()) else None
@@ -253,27 +274,25 @@ def weights_matrix(
     fields = MarketFields(matrices, columns)
     # symbols listed by each bar of the clock (see orchestra.strategies.common), one row per symbol
     by_bar = np.cumsum(np.bincount(start[has], minlength=n_bars)).astype(np.float64)
-    listed = np.tile(by_bar, (len(columns), 1))
-    args = (model, fields, start, stop, per_year_from_step(step), listed)
-    if name in _builtin_names():
-        w = wide(*args)
+    args = (model, fields, start, stop, per_year_from_step(step))
+    if name in _builtin_names():  # one row, read for every symbol (the kernels' contract)
+        w = wide(*args, by_bar[None, :])
     else:
-        w = call_user_strategy(name, wide, *args)
+        w = call_user_strategy(name, wide, *args, np.tile(by_bar, (len(columns), 1)))
     if w is None:
         return None
-    from orchestra.kernels.layout import transpose_into_nb, transpose_nb
-
     w = np.ascontiguousarray(w, dtype=np.float64)  # (S, T)
-    if not np.isfinite(w).all():
+    if out is None:
+        out = np.empty(w.shape[::-1])
+    if gross is None:
+        gross = np.empty(w.shape[1])
+    if not place_weights_nb(w, out, gross) and not np.isfinite(w).all():
         j, t = np.argwhere(~np.isfinite(w))[0]
         when = np.datetime64(int(market.timestamps[t]), "ms")
         raise StrategyError(
             f"strategy {name!r} returned {int((~np.isfinite(w)).sum())} non-finite weight(s), "
             f"first {symbols[j]} {when}: {w[j, t]}"
         )
-    if out is None:
-        return transpose_nb(w)  # (T, S), C order
-    transpose_into_nb(w, out)
     return out
 
 

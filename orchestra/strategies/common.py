@@ -5,7 +5,9 @@ A built-in strategy is written once, as a **wide** function
 (one row per symbol in time order; symbol s has bars in columns ``start[s] .. stop[s]-1``), calling
 the numba kernels of :mod:`orchestra.strategies.kernels`. ``listed[s, j]`` is the number of the
 pod's symbols listed by the time of symbol s's bar j (their first bar at or before it, symbol s
-included): the ``N`` a weight is divided by. It counts listings so far, never symbols that list
+included): the ``N`` a weight is divided by. On the engine's clock every symbol shares one
+count per bar, so the built-ins receive it as a single row, ``(1, L)``, which the kernels read
+for every symbol (a user's wide strategy always gets the ``(S, L)`` matrix). It counts listings so far, never symbols that list
 later, so a weight at bar t does not depend on what the data holds after t (a symbol listing
 later lowers the others' weights from its first bar on, not before). It runs on two layouts of
 the same numbers:

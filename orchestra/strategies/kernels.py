@@ -206,9 +206,10 @@ def tsmom_nb(close, start, stop, lookback, vol_window, vol_target, per_year, lis
     out = np.zeros(close.shape)
     scale = np.sqrt(per_year)
     for s in range(close.shape[0]):
+        r = s if listed.shape[0] > 1 else 0  # one row: the same count for every symbol
         for j in range(start[s], stop[s]):
             out[s, j] = tsmom_sym(
-                state[s], close[s, j], listed[s, j], lookback, vol_window, vol_target, scale
+                state[s], close[s, j], listed[r, j], lookback, vol_window, vol_target, scale
             )
     return out
 
@@ -247,9 +248,10 @@ def vw_tsmom_nb(
     out = np.zeros(close.shape)
     scale = np.sqrt(per_year)
     for s in range(close.shape[0]):
+        r = s if listed.shape[0] > 1 else 0  # one row: the same count for every symbol
         for j in range(start[s], stop[s]):
             out[s, j] = vw_tsmom_sym(
-                state[s], close[s, j], volume[s, j], listed[s, j], lookback, vol_window,
+                state[s], close[s, j], volume[s, j], listed[r, j], lookback, vol_window,
                 vol_target, scale,
             )  # fmt: skip
     return out
@@ -306,9 +308,10 @@ def donchian_nb(
     scale = np.sqrt(per_year)
     down = 0.0 if long_only else -1.0
     for s in range(close.shape[0]):
+        r = s if listed.shape[0] > 1 else 0  # one row: the same count for every symbol
         for j in range(start[s], stop[s]):
             out[s, j] = donchian_sym(
-                state[s], high[s, j], low[s, j], close[s, j], listed[s, j], lookbacks, down,
+                state[s], high[s, j], low[s, j], close[s, j], listed[r, j], lookbacks, down,
                 vol_window, vol_target, scale,
             )  # fmt: skip
     return out
@@ -360,9 +363,10 @@ def vol_adaptive_nb(
     out = np.zeros(close.shape)
     scale = np.sqrt(per_year)
     for s in range(close.shape[0]):
+        r = s if listed.shape[0] > 1 else 0  # one row: the same count for every symbol
         for j in range(start[s], stop[s]):
             out[s, j] = vol_adaptive_sym(
-                state[s], close[s, j], listed[s, j], fast, slow, vol_short, vol_long,
+                state[s], close[s, j], listed[r, j], fast, slow, vol_short, vol_long,
                 vol_target, scale,
             )  # fmt: skip
     return out
