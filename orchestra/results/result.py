@@ -812,21 +812,32 @@ def _exposures(engine, account_positions: pl.DataFrame) -> pl.DataFrame:
     if bars.size == 0 or account_positions.height == 0:
         return empty_frame("exposures")
     ts_all = inp.timestamps[bars]
-    frames = []
-    for j, sym in enumerate(symbols):
-        sub = account_positions.filter(pl.col("symbol") == sym)
-        if sub.height == 0:
+    # each symbol's rows, in time order (a stable sort of the time-sorted frame by symbol)
+    index = {sym: j for j, sym in enumerate(symbols)}
+    codes = account_positions["symbol"].replace_strict(index, return_dtype=pl.Int64).to_numpy()
+    order = np.argsort(codes, kind="stable")
+    codes = codes[order]
+    t_pos_all = account_positions["timestamp"].dt.epoch("ms").to_numpy()[order]
+    units_all = account_positions["units"].to_numpy()[order]
+    bounds = np.searchsorted(codes, np.arange(len(symbols) + 1))
+    present, weights = [], []
+    for j in range(len(symbols)):
+        a, b = bounds[j], bounds[j + 1]
+        if a == b:
             continue
-        t_pos = sub["timestamp"].dt.epoch("ms").to_numpy()
-        idx = np.searchsorted(t_pos, ts_all, side="right") - 1
-        units = np.where(idx >= 0, sub["units"].to_numpy()[np.maximum(idx, 0)], 0.0)
-        weight = np.nan_to_num(units * inp.close[bars, j]) / out.equity[bars]
-        frames.append(
-            pl.DataFrame({"timestamp": pl.Series(ts_all).cast(TS), "symbol": sym, "weight": weight})
-        )
-    if not frames:
+        idx = np.searchsorted(t_pos_all[a:b], ts_all, side="right") - 1
+        units = np.where(idx >= 0, units_all[a:b][np.maximum(idx, 0)], 0.0)
+        weights.append(np.nan_to_num(units * inp.close[bars, j]) / out.equity[bars])
+        present.append(j)
+    if not present:
         return empty_frame("exposures")
-    return pl.concat(frames).select(list(FRAME_SCHEMAS["exposures"]))
+    return pl.DataFrame(
+        {
+            "timestamp": pl.Series(np.tile(ts_all, len(present))).cast(TS),
+            "symbol": names(list(symbols), np.repeat(present, ts_all.size)),
+            "weight": np.concatenate(weights),
+        }
+    ).select(list(FRAME_SCHEMAS["exposures"]))
 
 
 def _turnover(notional: float, equity: np.ndarray, years: float) -> float:
