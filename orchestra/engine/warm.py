@@ -81,6 +81,7 @@ OTHER_KERNELS = (
     ("orchestra.kernels.layout", "transpose_nb"),
     ("orchestra.kernels.layout", "place_weights_nb"),
     ("orchestra.kernels.layout", "bar_spans_nb"),
+    ("orchestra.results.trades", "account_units_nb"),
 )
 
 

@@ -444,7 +444,17 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
         },
         schema=FRAME_SCHEMAS["positions"],
     )
-    account_positions = _account_positions(positions)
+    # the account's units, from the same rows as codes (no string ranks or sorts)
+    sym_names = sorted(set(slot_symbol.tolist()))
+    sym_code = np.array([sym_names.index(x) for x in slot_symbol.tolist()], dtype=np.int64)
+    pod_rank = np.argsort(np.argsort(np.array(pod_ids, dtype=object), kind="stable"))
+    account_positions = _account_frame(
+        inp.timestamps[pb],
+        sym_code[ps],
+        pod_rank[inp.slot_pod[ps]].astype(np.int64),
+        after,
+        sym_names,
+    )
     allocations = _records_frame(engine.allocator.allocations, "allocations")
     lifecycle = _lifecycle_frame(engine)
     snaps, monitor_alerts = _monitor(engine, config)
@@ -550,54 +560,55 @@ def _account_positions(positions: pl.DataFrame) -> pl.DataFrame:
     last change (0 before its first). Units that cancel to round-off (``|Q| ≤ 1e-9·Σ|q|``, the
     kernel's netting rule) are exactly 0, so a flat account is 0 with no residue; bars where
     pods traded but the account's units did not change (pure internal crossing) have no row.
-    Per symbol in numpy (a polars grid join over every pod × change bar was 1.6 s on L).
     """
-    from orchestra.kernels.step import DUST_REL
-
     if positions.height == 0:
         return empty_frame("account_positions")
-    pos = positions.select(
+    codes = positions.select(
         pl.col("timestamp").dt.epoch("ms").alias("ts"),
-        "symbol",
+        (pl.col("symbol").rank("dense") - 1).cast(pl.Int64).alias("sym"),  # name order
         (pl.col("pod_id").rank("dense") - 1).cast(pl.Int64).alias("pod"),  # pod-id order
         "units",
-    ).sort("symbol", "ts", "pod")
-    ts_all = pos["ts"].to_numpy()
-    units_all = pos["units"].to_numpy()
-    pods_all = pos["pod"].to_numpy()
-    n_pods = int(pods_all.max()) + 1
-    runs = pos["symbol"].rle()
-    ends = np.cumsum(runs.struct.field("len").to_numpy())
-    symbols = runs.struct.field("value").to_list()
-    out_ts, out_sym, out_units = [], [], []
-    for j, (a, b) in enumerate(zip(np.r_[0, ends[:-1]], ends, strict=True)):
-        ts = ts_all[a:b]
-        new_time = np.r_[True, ts[1:] != ts[:-1]]  # sorted: a change bar starts a new row
-        t_idx = np.cumsum(new_time) - 1
-        times = ts[new_time]
-        q = np.full((times.size, n_pods), np.nan)
-        q[t_idx, pods_all[a:b]] = units_all[a:b]
-        rows = np.where(np.isnan(q), 0, np.arange(times.size)[:, None])
-        np.maximum.accumulate(rows, axis=0, out=rows)  # each pod's last change so far
-        q = np.nan_to_num(np.take_along_axis(q, rows, axis=0), nan=0.0)
-        total = q[:, 0].copy()  # (a pod without this symbol adds 0.0: no change)
-        gross = np.abs(q[:, 0])
-        for k in range(1, n_pods):
-            total += q[:, k]
-            gross += np.abs(q[:, k])
-        total[np.abs(total) <= DUST_REL * gross] = 0.0
-        changed = total != np.r_[0.0, total[:-1]]
-        out_ts.append(times[changed])
-        out_units.append(total[changed])
-        out_sym.append(np.full(int(changed.sum()), j, dtype=np.int64))
-    frame = pl.DataFrame(
-        {
-            "timestamp": pl.Series(np.concatenate(out_ts)).cast(TS),
-            "symbol": names(symbols, np.concatenate(out_sym)),
-            "units": np.concatenate(out_units),
-        }
     )
-    return frame.sort("timestamp", "symbol").select(list(FRAME_SCHEMAS["account_positions"]))
+    symbols = positions["symbol"].unique().sort().to_list()
+    return _account_frame(
+        codes["ts"].to_numpy(),
+        codes["sym"].to_numpy(),
+        codes["pod"].to_numpy(),
+        codes["units"].to_numpy(),
+        symbols,
+    )
+
+
+def _account_frame(
+    ts: np.ndarray, sym: np.ndarray, pod: np.ndarray, units: np.ndarray, symbols: list[str]
+) -> pl.DataFrame:
+    """:func:`_account_positions` from the pods' rows as codes: ``sym`` indexes ``symbols``
+    (sorted by name), ``pod`` is the pod's rank in pod-id order. One numba pass over the rows
+    sorted by symbol, time and pod (a polars grid join over every pod × change bar was 1.6 s on
+    L; string ranks and sorts of the position frame 0.04 s on M)."""
+    from orchestra.kernels.step import DUST_REL
+    from orchestra.results.trades import account_units_nb
+
+    if ts.size == 0:
+        return empty_frame("account_positions")
+    rows = pl.DataFrame({"sym": sym, "ts": ts, "pod": pod, "units": units}).sort("sym", "ts", "pod")
+    sym_sorted = rows["sym"].to_numpy()
+    out_ts, out_sym, out_units = account_units_nb(
+        np.searchsorted(sym_sorted, np.arange(len(symbols) + 1)).astype(np.int64),
+        rows["ts"].to_numpy(),
+        rows["pod"].to_numpy(),
+        rows["units"].to_numpy(),
+        int(pod.max()) + 1,
+        DUST_REL,
+    )
+    order = np.lexsort((out_sym, out_ts))  # by timestamp, then symbol name
+    return pl.DataFrame(
+        {
+            "timestamp": pl.Series(out_ts[order]).cast(TS),
+            "symbol": names(symbols, out_sym[order]),
+            "units": out_units[order],
+        }
+    ).select(list(FRAME_SCHEMAS["account_positions"]))
 
 
 def _lifecycle_frame(engine) -> pl.DataFrame:

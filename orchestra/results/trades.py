@@ -293,3 +293,43 @@ def trade_summary(trips: pl.DataFrame) -> pl.DataFrame:
         )
         .sort("pod_id", "symbol")
     )
+
+
+@njit(cache=True, nogil=True)
+def account_units_nb(bounds, ts, pod, units, n_pods, dust_rel):  # pragma: no cover (numba)
+    """The account's units per symbol where they change, from the pods' position rows.
+
+    Rows ``bounds[j] .. bounds[j+1]-1`` are symbol ``j``'s, sorted by time then pod. At each
+    time a symbol's pods change, ``Q = q_0 + q_1 + …`` in pod order (each pod's units carried
+    from its last change, 0 before its first), set to exactly 0 when ``|Q| ≤ dust_rel·Σ|q|``
+    (the kernel's netting rule); a row is kept where ``Q`` differs from the previous time's.
+    Returns ``(ts, symbol index, units)`` of the kept rows, symbol by symbol in time order."""
+    n = ts.size
+    out_ts = np.empty(n, dtype=np.int64)
+    out_sym = np.empty(n, dtype=np.int64)
+    out_units = np.empty(n)
+    q = np.zeros(n_pods)
+    m = 0
+    for j in range(bounds.size - 1):
+        q[:] = 0.0
+        prev = 0.0
+        i = bounds[j]
+        while i < bounds[j + 1]:
+            t = ts[i]
+            while i < bounds[j + 1] and ts[i] == t:
+                q[pod[i]] = units[i]
+                i += 1
+            total = q[0]
+            gross = abs(q[0])
+            for k in range(1, n_pods):
+                total += q[k]
+                gross += abs(q[k])
+            if abs(total) <= dust_rel * gross:
+                total = 0.0
+            if total != prev:
+                out_ts[m] = t
+                out_sym[m] = j
+                out_units[m] = total
+                m += 1
+            prev = total
+    return out_ts[:m], out_sym[:m], out_units[:m]
