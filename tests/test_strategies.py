@@ -465,20 +465,30 @@ def test_kernels_match_the_polars_reference_on_real_bars(name: str, shared_data)
 
 
 @pytest.mark.parametrize("case", CASES)
-@settings(max_examples=15)
-@given(seed=st.integers(0, 2**31), n_syms=st.integers(1, 4), n_bars=st.integers(2, 150))
+@settings(max_examples=30)
+@given(
+    seed=st.integers(0, 2**31),
+    n_syms=st.integers(1, 4),
+    n_bars=st.integers(2, 150),
+    chunk=st.one_of(st.integers(1, 160), st.just(16_384)),
+)
 def test_engine_wide_form_equals_the_long_form_bit_for_bit(
-    case: str, seed: int, n_syms: int, n_bars: int
+    case: str, seed: int, n_syms: int, n_bars: int, chunk: int
 ) -> None:
     """The engine's fast path on the clock's matrices gives exactly the contract's weights,
-    with symbols listed and delisted at different times."""
+    with symbols listed and delisted at different times, whatever the chunks of bars its
+    kernels run in (the state carried across them; listings and delistings fall anywhere)."""
+    from unittest import mock
+
+    from orchestra import strategies
     from orchestra.data import to_matrices
     from orchestra.strategies import weights_matrix
 
     bars = _ragged(random_bars(seed, n_syms, n_bars, step_h=1), np.random.default_rng(seed))
     symbols = sorted(bars["symbol"].unique())
     market = to_matrices(bars, symbols, "1h")
-    wide = weights_matrix(case.split("/")[0], CONTRACT_PARAMS[case], market, symbols)
+    with mock.patch.object(strategies, "CHUNK_BARS", chunk):
+        wide = weights_matrix(case.split("/")[0], CONTRACT_PARAMS[case], market, symbols)
     assert wide is not None
     long = _run(case, bars)
     expected = np.zeros_like(wide)

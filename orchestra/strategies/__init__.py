@@ -227,6 +227,9 @@ def _fill_warmup(name: str, weights: pl.DataFrame) -> pl.DataFrame:
     return weights.with_columns(w.fill_nan(0.0).fill_null(0.0))
 
 
+CHUNK_BARS = 8_192  # bars per pass of a built-in's kernel in weights_matrix
+
+
 def weights_matrix(
     name: str,
     params: dict[str, Any] | StrategyParams | None,
@@ -271,28 +274,52 @@ def weights_matrix(
         "close": market.close,
         "volume": market.volume,
     }
-    fields = MarketFields(matrices, columns)
-    # symbols listed by each bar of the clock (see orchestra.strategies.common), one row per symbol
+    # symbols listed by each bar of the clock (see orchestra.strategies.common)
     by_bar = np.cumsum(np.bincount(start[has], minlength=n_bars)).astype(np.float64)
-    args = (model, fields, start, stop, per_year_from_step(step))
-    if name in _builtin_names():  # one row, read for every symbol (the kernels' contract)
-        w = wide(*args, by_bar[None, :])
-    else:
-        w = call_user_strategy(name, wide, *args, np.tile(by_bar, (len(columns), 1)))
+    per_year = per_year_from_step(step)
+    out = np.empty((n_bars, len(columns))) if out is None else out
+    gross = np.empty(n_bars) if gross is None else gross
+
+    def place(w: np.ndarray, c0: int) -> None:
+        w = np.ascontiguousarray(w, dtype=np.float64)  # (S, bars)
+        c1 = c0 + w.shape[1]
+        if not place_weights_nb(w, out[c0:c1], gross[c0:c1]) and not np.isfinite(w).all():
+            j, t = np.argwhere(~np.isfinite(w))[0]
+            when = np.datetime64(int(market.timestamps[c0 + t]), "ms")
+            raise StrategyError(
+                f"strategy {name!r} returned {int((~np.isfinite(w)).sum())} non-finite "
+                f"weight(s), first {symbols[j]} {when}: {w[j, t]}"
+            )
+
+    form = getattr(spec.func, "step_form", None)
+    if name in _builtin_names() and form is not None:
+        # the step form's whole-history pass in chunks of bars, its state carried from one to
+        # the next: the same operations on the same numbers as one pass (each symbol's steps
+        # run in the same order), with each field's rows gathered a chunk at a time (kept in
+        # cache, and no (S, T) copy of every field: 0.3 GB a thread on L)
+        state = form.init(model, len(columns))
+        for c0 in range(0, max(n_bars, 1), CHUNK_BARS):
+            c1 = min(n_bars, c0 + CHUNK_BARS)
+            w = form.run(
+                model,
+                MarketFields({k: m[c0:c1] for k, m in matrices.items()}, columns),
+                np.clip(start - c0, 0, c1 - c0),
+                np.clip(stop - c0, 0, c1 - c0),
+                per_year,
+                by_bar[None, c0:c1],  # one row, read for every symbol (the kernels' contract)
+                state,
+            )
+            if w is None:
+                return None
+            place(w, c0)
+        return out
+    fields = MarketFields(matrices, columns)
+    w = call_user_strategy(
+        name, wide, model, fields, start, stop, per_year, np.tile(by_bar, (len(columns), 1))
+    )
     if w is None:
         return None
-    w = np.ascontiguousarray(w, dtype=np.float64)  # (S, T)
-    if out is None:
-        out = np.empty(w.shape[::-1])
-    if gross is None:
-        gross = np.empty(w.shape[1])
-    if not place_weights_nb(w, out, gross) and not np.isfinite(w).all():
-        j, t = np.argwhere(~np.isfinite(w))[0]
-        when = np.datetime64(int(market.timestamps[t]), "ms")
-        raise StrategyError(
-            f"strategy {name!r} returned {int((~np.isfinite(w)).sum())} non-finite weight(s), "
-            f"first {symbols[j]} {when}: {w[j, t]}"
-        )
+    place(w, 0)
     return out
 
 
