@@ -462,7 +462,7 @@ def test_pods_with_the_same_signal_compute_it_once(monkeypatch: pytest.MonkeyPat
     one computation of their weights (copied into each pod's block); the others compute their
     own. The blocks equal what each pod computes alone."""
     import orchestra.strategies as strategies
-    from orchestra.engine.build import pod_weight_matrix
+    from orchestra.engine.build import pod_weight_matrix, synthetic_window
 
     raw = small_config().model_dump(mode="json")
     twin = {**raw["pods"][0], "pod_id": "a2", "initial_fraction": 0.1}
@@ -481,10 +481,11 @@ def test_pods_with_the_same_signal_compute_it_once(monkeypatch: pytest.MonkeyPat
     prep = prepare(cfg)
     assert len(calls) == 3  # a, b, a3 (another cap): a2 is a's copy
     monkeypatch.setattr(strategies, "weights_matrix", real)
-    mat = pod_weight_matrix(cfg, None, prep.market, cfg.clock_timeframe)
+    _, _, market = synthetic_window(cfg, cfg.backtest.start, cfg.backtest.end)
+    mat = pod_weight_matrix(cfg, None, market, cfg.clock_timeframe)
     for i, pod in enumerate(cfg.pods):  # each pod alone, as a one-pod config
         alone = parse_config({**raw, "pods": [{**raw["pods"][i], "initial_fraction": 0.5}]})
-        own = pod_weight_matrix(alone, None, prep.market, cfg.clock_timeframe)
+        own = pod_weight_matrix(alone, None, market, cfg.clock_timeframe)
         lo = sum(len(p.symbols) for p in cfg.pods[:i])
         assert np.array_equal(mat[:, lo : lo + len(pod.symbols)], own), pod.pod_id
     run = Engine(prep)

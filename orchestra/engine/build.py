@@ -39,7 +39,9 @@ class Prepared:
 
     config: Config
     inputs: Inputs
-    market: Market  # the simulated window only
+    # the simulated window only: timestamps, symbols, open, close, tradable (high, low and
+    # volume are zero-width: nothing after prepare reads them)
+    market: Market
     pod_ids: list[str]
     slot_labels: list[tuple[str, str]]  # (pod_id, symbol) per slot
     pod_join_bar: np.ndarray  # (P,) first simulated bar of each pod
@@ -539,14 +541,18 @@ def prepare(
             join[p] = int(np.searchsorted(ts, epoch_ms(pod.start)))
             target[: join[p], pod_ptr[p] : pod_ptr[p + 1]] = 0.0
     step = timeframe_ms(clock_tf)
+    # the simulated window's clock, opens, closes and flags; its highs, lows and volumes were
+    # for the signals and the ATR only: zero-width here, so the full matrices are freed (0.65 GB
+    # on L) instead of being held through the run and the results
+    dropped = np.empty((ts.size, 0))
     window = Market(
         ts,
         symbols,
         market.open[first:last],
-        market.high[first:last],
-        market.low[first:last],
+        dropped,
+        dropped,
         market.close[first:last],
-        market.volume[first:last],
+        dropped,
         market.tradable[first:last],
         clock_tf,
     )
