@@ -129,7 +129,7 @@ def pod_weight_matrix(config: Config, bars: Any, market: Market, clock_tf: str) 
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from orchestra.strategies import StrategyError, StrategyWarning, weights_matrix
+    from orchestra.strategies import StrategyError, StrategyWarning, get_strategy, weights_matrix
 
     t0 = int(market.timestamps[0])
     step = timeframe_ms(clock_tf)
@@ -197,10 +197,16 @@ def pod_weight_matrix(config: Config, bars: Any, market: Market, clock_tf: str) 
         for i in computed:
             one(i)
     else:
+        # the costliest pods first (bars × symbols × fields read, a proxy), so that no long pod
+        # is left alone at the end; the weights do not depend on the order
+        def cost(i: int) -> int:
+            form = getattr(get_strategy(config.pods[i].strategy).func, "step_form", None)
+            return len(config.pods[i].symbols) * (len(form.fields) if form is not None else 4)
+
         with ThreadPoolExecutor(workers) as pool:
-            futures = [pool.submit(one, i) for i in computed]
-        for f in futures:  # the first pod's error, whatever finished first
-            f.result()
+            futures = {i: pool.submit(one, i) for i in sorted(computed, key=cost, reverse=True)}
+        for i in computed:  # the first pod's error, whatever finished first
+            futures[i].result()
     for i, j in same_as.items():
         if j != i:  # the same weights as pod j's
             mat[:, offsets[i] : offsets[i + 1]] = mat[:, offsets[j] : offsets[j + 1]]
