@@ -182,3 +182,44 @@ def test_account_positions_equal_the_slow_reference(rows) -> None:
         for t, s, u in zip(got["timestamp"], got["symbol"], got["units"], strict=True)
     }
     assert have == _account_positions_reference(rows)
+
+
+def test_excursions_equal_the_per_bar_definition_bit_for_bit() -> None:
+    """MAE/MFE are the extremes of side·(close/entry − 1) over the trip's bars (0 bounds them).
+    The kernel takes them at the extreme closes (the map is monotone); they must equal the
+    per-bar fold exactly, sign of zero included, on long and short trips."""
+    from orchestra.engine import Engine, prepare
+
+    raw = load_config(ROOT / "configs" / "example.yaml").model_dump(mode="json")
+    raw["portfolio"].update(cost_bps=30.0, slippage_bps=20.0)
+    for pod in raw["pods"]:
+        pod["risk"]["rebalance_threshold"] = 0.0  # partial closes and flips
+    cfg = parse_config(raw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = run_backtest(cfg)
+        eng = Engine(prepare(cfg))
+        eng.run()
+    inp = eng.inputs
+    T = eng.next_bar
+    sym_index = {s: j for j, s in enumerate(eng.prepared.market.symbols)}
+    trips = res.trades
+    assert set(trips["side"]) == {"long", "short"}
+    for row in trips.iter_rows(named=True):
+        s = sym_index[row["symbol"]]
+        b0 = int(np.searchsorted(inp.timestamps[:T], row["entry_time"].timestamp() * 1000))
+        end = (
+            T - 1
+            if row["open"]
+            else int(np.searchsorted(inp.timestamps[:T], row["exit_time"].timestamp() * 1000))
+        )
+        side = 1.0 if row["side"] == "long" else -1.0
+        lo = hi = 0.0
+        for t in range(b0, end + 1):
+            c = inp.close[t, s]
+            if c == c:
+                x = side * (c / row["entry_price"] - 1.0)
+                lo = min(lo, x)
+                hi = max(hi, x)
+        assert (row["mae"], np.signbit(row["mae"])) == (lo, np.signbit(lo))
+        assert (row["mfe"], np.signbit(row["mfe"])) == (hi, np.signbit(hi))

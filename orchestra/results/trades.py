@@ -157,12 +157,22 @@ def _trips_nb(
         lo = 0.0
         hi = 0.0
         if entry > 0:
+            # x(c) = side·(c/entry − 1) is monotone in c (division by a positive number,
+            # subtraction and a sign are monotone in floating point too), so its extremes over
+            # the trip are x of the extreme closes: the same numbers as x at every bar, with
+            # one division per trip instead of one per bar
+            c_lo = np.inf
+            c_hi = -np.inf
             for t in range(t_bar0[r], end + 1):
                 c = close[t, s]
                 if c == c:
-                    x = t_side[r] * (c / entry - 1.0)
-                    lo = min(lo, x)
-                    hi = max(hi, x)
+                    c_lo = min(c_lo, c)
+                    c_hi = max(c_hi, c)
+            if c_lo <= c_hi:  # some close was known
+                a = t_side[r] * (c_lo / entry - 1.0)
+                b = t_side[r] * (c_hi / entry - 1.0)
+                lo = min(lo, min(a, b))
+                hi = max(hi, max(a, b))
         t_mae[r] = lo
         t_mfe[r] = hi
         t_pnl[r] -= t_fund[r]
