@@ -369,6 +369,16 @@ def account_metrics(engine, config, fills_raw: dict[str, np.ndarray]) -> dict[st
 
 def build_result(engine, config, timings: dict[str, float] | None = None) -> OrchestratedResult:
     """Assemble the frames and metrics from a finished :class:`~orchestra.engine.core.Engine`."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    # the daily risk monitor (numpy on small windows, Python between) runs beside the frames
+    # (polars and numba, which release the GIL); it only reads the run's outputs
+    with ThreadPoolExecutor(1) as pool:
+        monitor = pool.submit(_monitor, engine, config)
+        return _build_result(engine, config, timings, monitor)
+
+
+def _build_result(engine, config, timings, monitor) -> OrchestratedResult:
     from orchestra import __version__
 
     prep = engine.prepared
@@ -457,7 +467,7 @@ def build_result(engine, config, timings: dict[str, float] | None = None) -> Orc
     )
     allocations = _records_frame(engine.allocator.allocations, "allocations")
     lifecycle = _lifecycle_frame(engine)
-    snaps, monitor_alerts = _monitor(engine, config)
+    snaps, monitor_alerts = monitor.result()
     prc = _prc_frame(snaps, pod_ids)
     alerts = _alerts_frame(engine, monitor_alerts, pod_ids)
 

@@ -46,7 +46,7 @@ TRADE_SCHEMA: dict[str, Any] = {
 }
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _last_close(close, T, s):
     for t in range(T - 1, -1, -1):
         if close[t, s] == close[t, s]:
@@ -54,7 +54,7 @@ def _last_close(close, T, s):
     return np.nan
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _trips_nb(
     order, fill_slot, fill_bar, fill_units, fill_price, fill_fee, slot_sym, close, cum_funding, T
 ):
@@ -253,7 +253,7 @@ def round_trips(
     return frame  # in slot order (pods as configured, their symbols), each slot's trips in time
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def slot_books_nb(slot, units, price, fee, n_slots):
     """Average entry and realised P&L of each fill's slot after it (see
     :func:`orchestra.results.result.slot_books`)."""
