@@ -88,23 +88,27 @@ def _states_same_length(entropy: np.ndarray) -> np.ndarray:
 def seed_states(keys: Sequence[Sequence[int]]) -> np.ndarray:
     """``(N, 4)`` uint64: ``np.random.SeedSequence(key).generate_state(4, np.uint64)`` for each
     key (a sequence of non-negative integers), computed for all keys at once."""
-    try:  # the usual case: keys of one length, every part one 32-bit word
-        parts = np.array(keys, dtype=np.int64)
-    except (ValueError, OverflowError):  # ragged, or a part past 2**63
-        parts = None
-    if parts is not None and parts.ndim == 2 and parts.size:
-        if (parts < 0).any():
-            raise ValueError(f"random stream keys must be non-negative integers, got {keys!r}")
-        if (parts <= _MASK).all():
-            return _states_same_length(parts.astype(np.uint32))
-    rows = [[w for part in key for w in _words(part)] for key in keys]
-    out = np.empty((len(rows), 4), dtype=np.uint64)
+    out = np.empty((len(keys), 4), dtype=np.uint64)
     by_length: dict[int, list[int]] = {}
-    for i, row in enumerate(rows):
-        by_length.setdefault(len(row), []).append(i)
+    for i, key in enumerate(keys):
+        by_length.setdefault(len(key), []).append(i)
     for length, idx in by_length.items():
-        entropy = np.array([rows[i] for i in idx], dtype=np.uint32).reshape(len(idx), length)
-        out[idx] = _states_same_length(entropy)
+        group = [keys[i] for i in idx]
+        try:  # the usual case: every part one 32-bit word
+            parts = np.array(group, dtype=np.int64).reshape(len(idx), length)
+        except OverflowError:  # a part past 2**63
+            parts = None
+        if parts is not None and (parts < 0).any():
+            raise ValueError(f"random stream keys must be non-negative integers, got {keys!r}")
+        if parts is not None and (parts <= _MASK).all():
+            out[idx] = _states_same_length(parts.astype(np.uint32))
+            continue
+        # parts of several words (or 0-word-free zeros): numpy's reading, key by key
+        rows = [[w for part in key for w in _words(part)] for key in group]
+        for n_words in {len(r) for r in rows}:
+            sub = [j for j, r in enumerate(rows) if len(r) == n_words]
+            entropy = np.array([rows[j] for j in sub], dtype=np.uint32).reshape(len(sub), n_words)
+            out[[idx[j] for j in sub]] = _states_same_length(entropy)
     return out
 
 

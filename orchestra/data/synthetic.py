@@ -179,14 +179,19 @@ def _intraday_bars(symbols, first_day: int, last_day: int, per_day: int, seed: i
     n_days = last_day + 1 - first_day
     load = np.array([_symbol_profile(s, seed)[2] for s in symbols])
 
+    ic = INTRADAY_CHUNK
+    chunks = range(first_day // ic, last_day // ic + 1)
+    # every stream's seeds hashed in one batch: stream (seed, *key, per_day, c) is
+    # default_rng([seed, *key, per_day, c]); keys: (20,) the factor, (crc, 21|22|23) a symbol's
+    keys = [(20,)] + [(zlib.crc32(s.encode()), part) for s in symbols for part in (21, 22, 23)]
+    flat = seed_states([(seed, *key, per_day, c) for key in keys for c in chunks])
+    n = len(chunks)
+    states = {key: flat[i * n : (i + 1) * n] for i, key in enumerate(keys)}
+
     def per_day_draws(key: tuple[int, ...], draw, width: int = per_day, out=None) -> np.ndarray:
         # chunk c of the stream holds days c·IC .. (c+1)·IC-1, each a row of `width` draws
-        ic = INTRADAY_CHUNK
         out = np.empty((n_days, width)) if out is None else out
-        chunks = range(first_day // ic, last_day // ic + 1)
-        # the streams' seeds hashed in one batch: default_rng([seed, *key, per_day, c]) each
-        states = seed_states([(seed, *key, per_day, c) for c in chunks])
-        for c, state in zip(chunks, states, strict=True):
+        for c, state in zip(chunks, states[key], strict=True):
             block = draw(generator(state), (ic, width))
             lo, hi = max(first_day, c * ic), min(last_day, (c + 1) * ic - 1)
             out[lo - first_day : hi - first_day + 1] = block[lo - c * ic : hi - c * ic + 1]
