@@ -57,7 +57,7 @@ def _hashmix(value: np.ndarray, h: list[int]) -> np.ndarray:
 
 
 def _mix(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    result = _MIX_MULT_L * x - _MIX_MULT_R * y
+    result: np.ndarray = _MIX_MULT_L * x - _MIX_MULT_R * y  # uint32, wrapping
     return result ^ (result >> _XSHIFT)
 
 
@@ -131,4 +131,5 @@ ISeedSequence.register(_Seeded)
 
 def generator(state: np.ndarray) -> np.random.Generator:
     """``np.random.default_rng(key)`` from ``seed_states([key])[0]``: the same stream."""
-    return np.random.Generator(np.random.PCG64(_Seeded(state)))
+    # numpy accepts any ISeedSequence here (its stubs name SeedSequence only)
+    return np.random.Generator(np.random.PCG64(_Seeded(state)))  # type: ignore[arg-type]

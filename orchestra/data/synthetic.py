@@ -183,7 +183,8 @@ def _intraday_bars(symbols, first_day: int, last_day: int, per_day: int, seed: i
     chunks = range(first_day // ic, last_day // ic + 1)
     # every stream's seeds hashed in one batch: stream (seed, *key, per_day, c) is
     # default_rng([seed, *key, per_day, c]); keys: (20,) the factor, (crc, 21|22|23) a symbol's
-    keys = [(20,)] + [(zlib.crc32(s.encode()), part) for s in symbols for part in (21, 22, 23)]
+    keys: list[tuple[int, ...]] = [(20,)]
+    keys += [(zlib.crc32(s.encode()), part) for s in symbols for part in (21, 22, 23)]
     flat = seed_states([(seed, *key, per_day, c) for key in keys for c in chunks])
     n = len(chunks)
     states = {key: flat[i * n : (i + 1) * n] for i, key in enumerate(keys)}
@@ -277,6 +278,7 @@ def _transposed(rows: list[np.ndarray]) -> list[np.ndarray]:
 
     from orchestra.kernels.layout import transpose_nb
 
+    big = bool(rows) and rows[0].size >= 4_000_000
     fields: list[np.ndarray | None] = list(rows)
     rows.clear()
 
@@ -286,7 +288,7 @@ def _transposed(rows: list[np.ndarray]) -> list[np.ndarray]:
         assert field is not None
         return transpose_nb(field)
 
-    workers = min(len(fields), os.cpu_count() or 1) if fields and fields[0].size >= 4_000_000 else 1
+    workers = min(len(fields), os.cpu_count() or 1) if big else 1
     if workers <= 1:
         return [one(i) for i in range(len(fields))]
     with ThreadPoolExecutor(workers) as pool:
