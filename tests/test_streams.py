@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestra.data import synthetic
-from orchestra.data.streams import generator, seed_states
+from orchestra.data.streams import generator, seed_states, seed_states_grid
 
 # parts of a key as numpy's SeedSequence reads them: 0 (one zero word), one 32-bit word, two or
 # more words (past 2**32, past 2**63, past 2**64)
@@ -28,6 +28,20 @@ def test_batched_seed_states_are_numpys_seed_sequence(keys: list[list[int]]) -> 
     got = seed_states(keys)
     for key, state in zip(keys, got, strict=True):
         assert np.array_equal(state, np.random.SeedSequence(key).generate_state(4, np.uint64))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(0, 5).flatmap(
+        lambda n: st.lists(st.lists(PART, min_size=n, max_size=n), min_size=1, max_size=5)
+    ),
+    st.lists(st.integers(0, 2**33), min_size=1, max_size=6),
+)
+def test_a_grid_of_keys_is_seed_states_of_each(prefixes: list[list[int]], counters: list[int]):
+    got = seed_states_grid(prefixes, counters)
+    assert got.shape == (len(prefixes), len(counters), 4)
+    for i, prefix in enumerate(prefixes):
+        assert np.array_equal(got[i], seed_states([(*prefix, c) for c in counters]))
 
 
 @settings(max_examples=50, deadline=None)
@@ -53,7 +67,9 @@ def test_intraday_bars_equal_one_default_rng_per_stream(tf: str, monkeypatch) ->
     symbols = ["BTC/USDT", "ZZZ/USDT", "ETH/USDT"]
     args = (symbols, dt.date(2023, 12, 20), dt.date(2024, 2, 3), tf, 11)
     batched = synthetic.generate_market(*args)
-    monkeypatch.setattr(synthetic, "seed_states", lambda keys: [list(k) for k in keys])
+    monkeypatch.setattr(
+        synthetic, "seed_states_grid", lambda pre, cnt: [[[*p, c] for c in cnt] for p in pre]
+    )
     monkeypatch.setattr(synthetic, "generator", np.random.default_rng)
     one_by_one = synthetic.generate_market(*args)
     for field in ("open", "high", "low", "close", "volume"):

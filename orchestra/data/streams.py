@@ -112,6 +112,28 @@ def seed_states(keys: Sequence[Sequence[int]]) -> np.ndarray:
     return out
 
 
+def seed_states_grid(prefixes: Sequence[Sequence[int]], counters: Sequence[int]) -> np.ndarray:
+    """``(len(prefixes), len(counters), 4)``: :func:`seed_states` of every key
+    ``(*prefix, counter)``, built with numpy (no Python tuple per key)."""
+    pre = np.asarray(prefixes, dtype=object)
+    cnt = np.asarray(counters, dtype=np.int64)
+    n_p, n_c = len(prefixes), cnt.size
+    try:  # past 2**63: the general path below
+        parts = pre.astype(np.int64) if n_p and n_c and pre.ndim == 2 else None
+    except OverflowError:
+        parts = None
+    if parts is not None:
+        one_word = (parts >= 0).all() and (parts <= _MASK).all()
+        if one_word and (cnt >= 0).all() and (cnt <= _MASK).all():
+            entropy = np.empty((n_p, n_c, parts.shape[1] + 1), dtype=np.uint32)
+            entropy[:, :, :-1] = parts[:, None, :]
+            entropy[:, :, -1] = cnt[None, :]
+            flat = _states_same_length(entropy.reshape(n_p * n_c, -1))
+            return flat.reshape(n_p, n_c, 4)
+    keys = [(*p, int(c)) for p in prefixes for c in cnt]
+    return seed_states(keys).reshape(n_p, n_c, 4)
+
+
 class _Seeded:
     """A precomputed SeedSequence state, served through numpy's ``ISeedSequence`` protocol."""
 

@@ -41,7 +41,7 @@ import numpy as np
 import polars as pl
 from numba import njit
 
-from orchestra.data.streams import generator, seed_states
+from orchestra.data.streams import generator, seed_states_grid
 from orchestra.timeframes import DAY_MS, epoch_ms, timeframe_ms
 
 _KNOWN = {
@@ -183,11 +183,10 @@ def _intraday_bars(symbols, first_day: int, last_day: int, per_day: int, seed: i
     chunks = range(first_day // ic, last_day // ic + 1)
     # every stream's seeds hashed in one batch: stream (seed, *key, per_day, c) is
     # default_rng([seed, *key, per_day, c]); keys: (20,) the factor, (crc, 21|22|23) a symbol's
-    keys: list[tuple[int, ...]] = [(20,)]
-    keys += [(zlib.crc32(s.encode()), part) for s in symbols for part in (21, 22, 23)]
-    flat = seed_states([(seed, *key, per_day, c) for key in keys for c in chunks])
-    n = len(chunks)
-    states = {key: flat[i * n : (i + 1) * n] for i, key in enumerate(keys)}
+    keys = [(zlib.crc32(s.encode()), part) for s in symbols for part in (21, 22, 23)]
+    grid = seed_states_grid([(seed, *key, per_day) for key in keys], chunks)
+    states: dict[tuple[int, ...], np.ndarray] = dict(zip(keys, grid, strict=True))
+    states[(20,)] = seed_states_grid([(seed, 20, per_day)], chunks)[0]
 
     def per_day_draws(key: tuple[int, ...], draw, width: int = per_day, out=None) -> np.ndarray:
         # chunk c of the stream holds days c·IC .. (c+1)·IC-1, each a row of `width` draws
