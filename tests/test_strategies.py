@@ -597,3 +597,18 @@ def test_matrix_cap_equals_numpys_row_sums_bit_for_bit(
     assert not wide[:, 0].any() and not wide[:, -2:].any()
     w[n_rows // 2, n_cols - 1] = np.nan  # placing reports a non-finite weight
     assert not place_weights_nb(np.ascontiguousarray(w.T), view, rough)
+
+
+def test_a_wide_form_of_the_wrong_shape_is_refused_not_written() -> None:
+    """The weights are placed by a numba kernel without bounds checks: a user's wide form that
+    returns another shape is an error naming the strategy and both shapes."""
+    from orchestra.data import to_matrices
+    from orchestra.strategies import StrategyError, weights_matrix
+
+    bars = random_bars(3, 2, 20, step_h=1)
+    symbols = sorted(bars["symbol"].unique())
+    market = to_matrices(bars, symbols, "1h")
+    out = np.full((market.n_bars, 3), 7.0)
+    with pytest.raises(StrategyError, match=r"bad_wide.*shape \(3, 20\), expected \(2, 20\)"):
+        weights_matrix("tests.user_strategy:bad_wide", {}, market, symbols, out[:, :2])
+    assert (out == 7.0).all()

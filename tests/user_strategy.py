@@ -149,3 +149,18 @@ def half_rows(bars: pl.DataFrame, params: AlwaysLongParams) -> pl.DataFrame:
 def huge_weights(bars: pl.DataFrame, params: AlwaysLongParams) -> pl.DataFrame:
     """A user strategy asking for a weight of 1e12 (the pod's leverage cap scales it down)."""
     return bars.select("timestamp", "symbol", pl.lit(1e12).alias("weight"))
+
+
+@strategy(AlwaysLongParams)
+def bad_wide(bars: pl.DataFrame, params: AlwaysLongParams) -> pl.DataFrame:
+    """A long-frame strategy whose wide form (the engine's fast path) returns a wrong shape."""
+    return bars.select("timestamp", "symbol", pl.lit(params.weight).alias("weight"))
+
+
+def _bad_wide_form(params, fields, start, stop, per_year, listed):
+    import numpy as np
+
+    return np.zeros((len(start) + 1, listed.shape[1]))  # one row too many
+
+
+bad_wide.wide = _bad_wide_form  # type: ignore[attr-defined]
