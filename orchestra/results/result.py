@@ -456,7 +456,8 @@ def _build_result(engine, config, timings, monitor) -> OrchestratedResult:
     )
     # the account's units, from the same rows as codes (no string ranks or sorts)
     sym_names = sorted(set(slot_symbol.tolist()))
-    sym_code = np.array([sym_names.index(x) for x in slot_symbol.tolist()], dtype=np.int64)
+    sym_rank = {x: i for i, x in enumerate(sym_names)}
+    sym_code = np.array([sym_rank[x] for x in slot_symbol.tolist()], dtype=np.int64)
     pod_rank = np.argsort(np.argsort(np.array(pod_ids, dtype=object), kind="stable"))
     account_positions = _account_frame(
         inp.timestamps[pb],
