@@ -491,3 +491,18 @@ def test_pods_with_the_same_signal_compute_it_once(monkeypatch: pytest.MonkeyPat
     run = Engine(prep)
     run.run()
     assert np.isfinite(run.out.equity).all()
+
+
+def test_a_prepared_market_without_highs_is_refused_by_the_signals() -> None:
+    """Prepared.market keeps no highs, lows or volumes (freed after the signals); computing a
+    strategy that reads them on it is an error, not an unchecked read by a numba kernel."""
+    from orchestra.engine.build import pod_weight_matrix
+    from orchestra.strategies import StrategyError
+
+    cfg = small_config()
+    prep = prepare(cfg)
+    assert prep.market.high.shape == (prep.market.n_bars, 0)
+    raw = cfg.model_dump(mode="json")
+    raw["pods"] = [{**raw["pods"][0], "strategy": "donchian-ensemble", "params": {}}]
+    with pytest.raises((ValueError, StrategyError), match="matrix has 0 columns"):
+        pod_weight_matrix(parse_config(raw), None, prep.market, cfg.clock_timeframe)

@@ -165,6 +165,12 @@ class MarketFields:
             from orchestra.kernels.layout import gather_transpose_nb
 
             mat = np.ascontiguousarray(self.matrices[field], dtype=np.float64)
+            if self.columns and mat.shape[1] <= max(self.columns):  # numba reads unchecked
+                raise ValueError(
+                    f"the market's {field!r} matrix has {mat.shape[1]} columns, not one per "
+                    "symbol (a Prepared.market keeps no highs, lows or volumes: build the "
+                    "matrices with orchestra.data.to_matrices or synthetic_window)"
+                )
             self._cache[field] = gather_transpose_nb(mat, np.asarray(self.columns, np.int64))
         return self._cache[field]
 
