@@ -103,7 +103,7 @@ def seed_states(keys: Sequence[Sequence[int]]) -> np.ndarray:
         if parts is not None and (parts <= _MASK).all():
             out[idx] = _states_same_length(parts.astype(np.uint32))
             continue
-        # parts of several words (or 0-word-free zeros): numpy's reading, key by key
+        # a part of several 32-bit words: numpy's reading of each part, key by key
         rows = [[w for part in key for w in _words(part)] for key in group]
         for n_words in {len(r) for r in rows}:
             sub = [j for j, r in enumerate(rows) if len(r) == n_words]

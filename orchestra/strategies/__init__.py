@@ -280,18 +280,14 @@ def weights_matrix(
     out = np.empty((n_bars, len(columns))) if out is None else out
     gross = np.empty(n_bars) if gross is None else gross
 
-    form = getattr(spec.func, "step_form", None)
-    form_run = name in _builtin_names() and form is not None  # in chunks (below)
-
-    def place(w: np.ndarray, c0: int) -> None:
-        w = np.ascontiguousarray(w, dtype=np.float64)  # (S, bars)
-        want = (len(columns), min(n_bars, c0 + CHUNK_BARS) - c0 if form_run else n_bars)
-        if w.shape != want:  # the kernel below writes without bounds checks
+    def place(w: np.ndarray, c0: int, c1: int) -> None:
+        """Bars ``c0 .. c1-1`` of the weights, ``w`` ``(S, c1 - c0)``, into out and gross."""
+        w = np.ascontiguousarray(w, dtype=np.float64)
+        if w.shape != (len(columns), c1 - c0):  # the kernel below writes without bounds checks
             raise StrategyError(
                 f"strategy {name!r}: its wide form returned weights of shape {w.shape}, "
-                f"expected {want} (one row per symbol, one column per bar)"
+                f"expected {(len(columns), c1 - c0)} (one row per symbol, one column per bar)"
             )
-        c1 = c0 + w.shape[1]
         if not place_weights_nb(w, out[c0:c1], gross[c0:c1]) and not np.isfinite(w).all():
             j, t = np.argwhere(~np.isfinite(w))[0]
             when = np.datetime64(int(market.timestamps[c0 + t]), "ms")
@@ -300,7 +296,8 @@ def weights_matrix(
                 f"weight(s), first {symbols[j]} {when}: {w[j, t]}"
             )
 
-    if form_run and form is not None:
+    form = getattr(spec.func, "step_form", None)
+    if name in _builtin_names() and form is not None:
         # the step form's whole-history pass in chunks of bars, its state carried from one to
         # the next: the same operations on the same numbers as one pass (each symbol's steps
         # run in the same order), with each field's rows gathered a chunk at a time (kept in
@@ -319,7 +316,7 @@ def weights_matrix(
             )
             if w is None:
                 return None
-            place(w, c0)
+            place(w, c0, c1)
         return out
     fields = MarketFields(matrices, columns)
     w = call_user_strategy(
@@ -327,7 +324,7 @@ def weights_matrix(
     )
     if w is None:
         return None
-    place(w, 0)
+    place(w, 0, n_bars)
     return out
 
 

@@ -7,8 +7,8 @@ the numba kernels of :mod:`orchestra.strategies.kernels`. ``listed[s, j]`` is th
 pod's symbols listed by the time of symbol s's bar j (their first bar at or before it, symbol s
 included): the ``N`` a weight is divided by. On the engine's clock every symbol shares one
 count per bar, so the built-ins receive it as a single row, ``(1, L)``, which the kernels read
-for every symbol (a user's wide strategy always gets the ``(S, L)`` matrix). It counts listings so far, never symbols that list
-later, so a weight at bar t does not depend on what the data holds after t (a symbol listing
+for every symbol (a user's wide strategy always gets the ``(S, L)`` matrix). It counts listings
+so far, never symbols that list later, so a weight at bar t does not depend on what the data holds after t (a symbol listing
 later lowers the others' weights from its first bar on, not before). It runs on two layouts of
 the same numbers:
 
@@ -158,6 +158,7 @@ class MarketFields:
     def __init__(self, matrices: dict[str, np.ndarray], columns: list[int]):
         self.matrices = matrices
         self.columns = columns
+        self._needed = max(columns) + 1 if columns else 0  # columns a matrix must have
         self._cache: dict[str, np.ndarray] = {}
 
     def __getitem__(self, field: str) -> np.ndarray:
@@ -165,7 +166,7 @@ class MarketFields:
             from orchestra.kernels.layout import gather_transpose_nb
 
             mat = np.ascontiguousarray(self.matrices[field], dtype=np.float64)
-            if self.columns and mat.shape[1] <= max(self.columns):  # numba reads unchecked
+            if mat.shape[1] < self._needed:  # the gather below reads without bounds checks
                 raise ValueError(
                     f"the market's {field!r} matrix has {mat.shape[1]} columns, not one per "
                     "symbol (a Prepared.market keeps no highs, lows or volumes: build the "
