@@ -612,3 +612,38 @@ def test_a_wide_form_of_the_wrong_shape_is_refused_not_written() -> None:
     with pytest.raises(StrategyError, match=r"bad_wide.*shape \(3, 20\), expected \(2, 20\)"):
         weights_matrix("tests.user_strategy:bad_wide", {}, market, symbols, out[:, :2])
     assert (out == 7.0).all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(1, 40).flatmap(
+        lambda t: st.lists(st.lists(st.booleans(), min_size=t, max_size=t), min_size=1, max_size=5)
+    )
+)
+def test_bar_spans_are_each_symbols_first_and_last_bar_and_its_holes(cols: list[list[bool]]):
+    """The wide path's listing spans (numba) against a direct reading of the presence matrix;
+    a symbol missing a bar between its first and last sends the pod to the long path."""
+    from orchestra.kernels.layout import bar_spans_nb
+
+    present = np.array(cols, dtype=bool).T  # (T, S)
+    present = np.concatenate([present, np.ones((present.shape[0], 1), bool)], axis=1)
+    columns = np.arange(len(cols), dtype=np.int64)
+    start, stop, holes = bar_spans_nb(present, columns)
+    want_holes = False
+    for j in range(len(cols)):
+        where = np.flatnonzero(present[:, j])
+        assert (start[j], stop[j]) == ((where[0], where[-1] + 1) if where.size else (0, 0))
+        want_holes |= bool(where.size) and where.size != where[-1] + 1 - where[0]
+    assert holes == want_holes
+
+
+def test_a_symbol_with_a_hole_takes_the_long_path() -> None:
+    from orchestra.data import to_matrices
+    from orchestra.strategies import weights_matrix
+
+    bars = random_bars(5, 2, 30, step_h=1)
+    symbols = sorted(bars["symbol"].unique())
+    market = to_matrices(bars, symbols, "1h")
+    assert weights_matrix("tsmom", CONTRACT_PARAMS["tsmom"], market, symbols) is not None
+    market.tradable[10, 1] = False  # a missing bar inside the symbol's run
+    assert weights_matrix("tsmom", CONTRACT_PARAMS["tsmom"], market, symbols) is None

@@ -74,3 +74,15 @@ def test_intraday_bars_equal_one_default_rng_per_stream(tf: str, monkeypatch) ->
     one_by_one = synthetic.generate_market(*args)
     for field in ("open", "high", "low", "close", "volume"):
         assert np.array_equal(getattr(batched, field), getattr(one_by_one, field)), field
+
+
+def test_the_threaded_transposes_equal_the_single_threaded_ones(monkeypatch) -> None:
+    """Long histories transpose the five fields on a thread per core: the same matrices."""
+    args = (["BTC/USDT", "ETH/USDT", "ZZZ/USDT"], dt.date(2024, 1, 1), dt.date(2024, 1, 9), "5m", 3)
+    monkeypatch.setattr(synthetic, "THREADED_TRANSPOSE", 10**12)
+    single = synthetic.generate_market(*args)
+    monkeypatch.setattr(synthetic, "THREADED_TRANSPOSE", 1)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    threaded = synthetic.generate_market(*args)
+    for field in ("open", "high", "low", "close", "volume"):
+        assert np.array_equal(getattr(single, field), getattr(threaded, field)), field

@@ -223,3 +223,23 @@ def test_excursions_equal_the_per_bar_definition_bit_for_bit() -> None:
                 hi = max(hi, x)
         assert (row["mae"], np.signbit(row["mae"])) == (lo, np.signbit(lo))
         assert (row["mfe"], np.signbit(row["mfe"])) == (hi, np.signbit(hi))
+
+
+@pytest.mark.parametrize("variant", ["example", "hourly-costs"])
+def test_the_runs_account_positions_are_the_pods_positions_summed(variant: str) -> None:
+    """A run builds the account's units from the fills as codes (symbol and pod ranks); they
+    must equal the same rule applied to the run's own positions frame (itself checked against
+    the slow reference above): Q[s] = Σ_p q[p,s] in pod-id order, at every change."""
+    from orchestra.results.result import _account_positions
+
+    raw = load_config(ROOT / "configs" / "example.yaml").model_dump(mode="json")
+    if variant == "hourly-costs":
+        raw["data"]["timeframe"] = "4h"
+        raw["backtest"].update(start="2024-01-01", end="2024-06-30")
+        raw["portfolio"].update(cost_bps=30.0, slippage_bps=20.0)
+        raw["pods"][0]["pod_id"] = "zz-last"  # pod-id order differs from config order
+        for pod in raw["pods"]:
+            pod["timeframe"] = "4h"
+    res = run(raw)
+    assert res.account_positions.height > 0
+    assert res.account_positions.equals(_account_positions(res.positions))

@@ -268,6 +268,9 @@ def _intraday_bars(symbols, first_day: int, last_day: int, per_day: int, seed: i
     return tuple(x.reshape(k, n_days * per_day) for x in full) if full else None
 
 
+THREADED_TRANSPOSE = 4_000_000  # values per field from which the transposes use every core
+
+
 def _transposed(rows: list[np.ndarray]) -> list[np.ndarray]:
     """Each ``(S, T)`` field as a ``(T, S)`` matrix, on a thread per core on long histories (the
     block transposes release the GIL). ``rows`` is emptied as it goes: a field's buffer is freed
@@ -277,7 +280,7 @@ def _transposed(rows: list[np.ndarray]) -> list[np.ndarray]:
 
     from orchestra.kernels.layout import transpose_nb
 
-    big = bool(rows) and rows[0].size >= 4_000_000
+    big = bool(rows) and rows[0].size >= THREADED_TRANSPOSE
     fields: list[np.ndarray | None] = list(rows)
     rows.clear()
 
