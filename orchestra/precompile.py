@@ -31,7 +31,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -151,12 +153,26 @@ def _stop() -> None:
         _job.wait()
 
 
+def probe_types() -> tuple:
+    """The numba types of the kernels' ``(inputs, state, outputs)`` arguments (the references
+    :class:`~orchestra.kernels.refs.KernelArgs` builds for :func:`probe_arguments`), found without
+    compiling anything."""
+    from orchestra.kernels.refs import ref_types
+
+    return ref_types(*probe_arguments())
+
+
 def compile_step_kernel() -> float:
-    """Compile (or load) ``run_segment_nb`` for the engine's types; returns the seconds taken."""
+    """Compile (or load) ``run_segment_nb`` for the engine's types; returns the seconds taken.
+
+    Compiled from its signature: the child never builds the references (their constructors are
+    the parent's to compile, :func:`orchestra.engine.core.Engine.advance`)."""
+    from numba import typeof
+
     from orchestra.kernels.step import run_segment_nb
 
     t = time.perf_counter()
-    run_segment_nb(*probe_arguments(), 0, 0, probe_stops())
+    run_segment_nb.compile((*probe_types(), typeof(0), typeof(0), typeof(probe_stops())))
     return time.perf_counter() - t
 
 
@@ -172,14 +188,83 @@ def compile_estimate(two_cores: str, one_core: str) -> str:
 def compile_live_kernels() -> float:
     """Compile (or load) ``step_pre_nb`` / ``step_post_nb`` for the engine's types (the live
     loop passes its fills as float64 arrays); returns the seconds taken."""
+    from numba import typeof
+
     from orchestra.kernels.step import step_post_nb, step_pre_nb
 
     t = time.perf_counter()
-    inputs, state, outputs = probe_arguments()
-    step_pre_nb(inputs, state, outputs, 0)
-    none = state.scratch_nan  # NaN fills: modelled (only the types matter here)
-    step_post_nb(inputs, state, outputs, 0, none, none, none)
+    refs = probe_types()
+    step_pre_nb.compile((*refs, typeof(0)))
+    fills = typeof(np.zeros(1))  # the filled units, prices and fees per symbol
+    step_post_nb.compile((*refs, typeof(0), fills, fills, fills))
     return time.perf_counter() - t
+
+
+def after_loop_calls() -> list[tuple[Any, Callable[[], object]]]:
+    """Tiny calls, through the functions a run itself calls (so with a run's exact argument
+    types), that compile the kernels a run needs once its bar loop is running: the results'
+    trips, books and account units, the allocator's covariance, Cholesky check and PRC drift,
+    the risk monitor's correlation. Pairs ``(kernel, call)`` in the order a run meets them; a
+    test checks that a run after these calls adds no signature to any of the kernels."""
+    from orchestra.allocation.moments import (
+        SINGULAR_REL_TOL,
+        _cholesky_nb,
+        _ledoit_wolf_nb,
+        cholesky_factor,
+        pod_shares_nb,
+        prc_drift_nb,
+        shrunk_covariance,
+    )
+    from orchestra.kernels.capital import request_rebalance_nb
+    from orchestra.results.result import _account_frame, slot_books
+    from orchestra.results.trades import _trips_nb, account_units_nb, round_trips, slot_books_nb
+    from orchestra.risk import _average_correlation_nb, average_correlation
+
+    i64 = lambda *v: np.array(v, dtype=np.int64)  # noqa: E731
+    fills = {
+        "bar": i64(0, 1),
+        "slot": i64(0, 0),
+        "units": np.array([1.0, -1.0]),
+        "price": np.array([1.0, 1.0]),
+        "fee": np.zeros(2),
+    }
+    returns = np.random.default_rng(0).normal(size=(6, 2))
+    two = np.array([0.5, 0.5])
+    return [  # the results' kernels first: the allocator's share numerics with the bar loop's
+        # drift check, which the child compiles, so they cost least once the child is done
+        (slot_books_nb, lambda: slot_books(fills, 1)),
+        (
+            account_units_nb,
+            lambda: _account_frame(i64(0, 1), i64(0, 0), i64(0, 0), np.ones(2), ["X"]),
+        ),
+        (
+            _trips_nb,
+            lambda: round_trips(
+                i64(0, 1), np.ones((2, 1)), np.zeros((2, 1)), ["a"], ["X"], i64(0), fills
+            ),
+        ),
+        (_average_correlation_nb, lambda: average_correlation(returns)),
+        (request_rebalance_nb, lambda: request_rebalance_nb(two.copy(), np.zeros(2, bool), two)),
+        (pod_shares_nb, lambda: pod_shares_nb(two)),
+        (_ledoit_wolf_nb, lambda: shrunk_covariance(returns)),
+        (_cholesky_nb, lambda: cholesky_factor(np.eye(2))),
+        (prc_drift_nb, lambda: prc_drift_nb(returns, 365.0, SINGULAR_REL_TOL, two, two, True)),
+    ]
+
+
+def compile_while_waiting() -> int:
+    """While the child still compiles the bar loop, compile here the kernels the run needs after
+    it (:func:`after_loop_calls`), one at a time, stopping as soon as the child is done (the rest
+    compile when the run first calls them). Returns how many it compiled: a parent with nothing
+    left to do before its first bar waits on the child anyway, so this costs the run nothing."""
+    job = _job
+    done = 0
+    for _kernel, call in after_loop_calls():
+        if job is None or job.poll() is not None:
+            break
+        call()
+        done += 1
+    return done
 
 
 # group -> (the kernel whose cache entry says the group is compiled, the function compiling it)

@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from orchestra.kernels.capital import request_rebalance_nb
+from orchestra.kernels.refs import as_refs
 from orchestra.kernels.state import (
     Inputs,
     copy_state,
@@ -164,8 +165,9 @@ def run_kernel(
     st_ = fresh_state(inp, fractions, capital)
     out = new_outputs(T, inp.pod_ptr.shape[0] - 1, 4 * T * max(inp.slot_pod.shape[0], 1) + 8, T)
     no_stops = np.zeros(T, dtype=np.int8)  # the driver's day-end stops: none here
+    refs = as_refs(inp, st_, out)
     for t in range(T):
-        run_segment_nb(inp, st_, out, t, t + 1, no_stops)
+        run_segment_nb(*refs, t, t + 1, no_stops)
         if per_bar is not None:
             per_bar(t, st_)
         if transfers and t in transfers:

@@ -8,6 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orchestra.kernels.refs import as_refs
 from orchestra.kernels.state import EXTERNAL, new_outputs
 from orchestra.kernels.step import step_post_nb, step_pre_nb
 from tests.kernel_cases import fresh_state, make_inputs, run_kernel
@@ -25,14 +26,15 @@ def run_with_fills(inp, fractions, fill_for):
     st_ = fresh_state(inp, fractions)
     out = new_outputs(T, inp.pod_ptr.shape[0] - 1, 4 * T * inp.slot_pod.shape[0] + 8, T)
     checks = []
+    refs = as_refs(inp, st_, out)
     for t in range(T):
         units0 = st_.account_units.copy()
         cash0, pod_cash0 = st_.account_cash[0], st_.pod_cash.copy()
-        step_pre_nb(inp, st_, out, t)
+        step_pre_nb(*refs, t)
         prices = inp.close[t] if inp.params.exec_mode == 1 else inp.open[t]
         qty, px, fee = fill_for(t, net_orders(inp, st_), prices)
         n_fills = int(out.fill_count[0])
-        step_post_nb(inp, st_, out, t, qty, px, fee)
+        step_post_nb(*refs, t, qty, px, fee)
         checks.append(
             (t, units0, cash0, pod_cash0, qty, px, fee, n_fills, st_.account_units.copy())
         )

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orchestra.kernels.refs import as_refs
 from orchestra.kernels.state import new_outputs
 from orchestra.kernels.step import run_segment_nb
 from tests import reference
@@ -116,7 +117,7 @@ def test_segment_equals_bar_by_bar(case) -> None:
     T = inp.timestamps.shape[0]
     s1 = fresh_state(inp, fractions)
     o1 = new_outputs(T, inp.pod_ptr.shape[0] - 1, 4 * T * inp.slot_pod.shape[0] + 8)
-    t, stopped = run_segment_nb(inp, s1, o1, 0, T, np.zeros(T, dtype=np.int8))
+    t, stopped = run_segment_nb(*as_refs(inp, s1, o1), 0, T, np.zeros(T, dtype=np.int8))
     assert (t, stopped) == (T, False)
     s2, o2 = run_kernel(inp, fractions)
     for a, b in zip(s1, s2, strict=True):

@@ -28,6 +28,8 @@ def test_the_probe_has_the_engines_types(source: str) -> None:
     engine_types = numba.typeof((eng.inputs, eng.state, eng.out))
     assert numba.typeof(precompile.probe_arguments()) == engine_types
     assert numba.typeof(precompile.probe_stops()) == numba.typeof(eng._stops)
+    refs = eng._kernel_args(eng.inputs, eng.state, eng.out)  # what the engine passes the kernels
+    assert tuple(numba.typeof(r) for r in refs) == precompile.probe_types()
 
 
 def test_live_trading_calls_the_step_halves_with_the_probes_types() -> None:
@@ -137,3 +139,26 @@ def test_make_install_warms_again_when_a_kernel_outside_the_step_module_is_cold(
     assert not warm.kernels_all_cached()
     monkeypatch.setattr(warm, "_cached", lambda module, name: True)
     assert warm.kernels_all_cached()
+
+
+def test_the_after_loop_calls_compile_what_a_run_calls(tmp_path: Path) -> None:
+    """The calls the parent makes while the child compiles (``after_loop_calls``) compile each
+    kernel for a run's exact types: a fresh process that made them then runs the example and
+    its results without adding a signature to any of those kernels (a new one would be a
+    second compile, and the first the parent's wasted time)."""
+    code = (
+        "from orchestra import precompile, run_backtest\n"
+        "calls = precompile.after_loop_calls()\n"
+        "for _, call in calls:\n"
+        "    call()\n"
+        "before = [set(k.signatures) for k, _ in calls]\n"
+        f"run_backtest({str(CONFIGS / 'example.yaml')!r})\n"
+        "grown = [k.py_func.__name__ for (k, _), b in zip(calls, before) if set(k.signatures) != b]\n"
+        "print('grown:', grown, 'used:', all(before))\n"
+    )
+    env = {**os.environ, "ORCHESTRA_PRECOMPILE": "0"}  # the repository's (warm) numba cache
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split("\n")[-2] == "grown: [] used: True"

@@ -102,6 +102,8 @@ def cholesky_factor(cov: np.ndarray, rel_tol: float = SINGULAR_REL_TOL) -> np.nd
     the symmetrised Σ): numpy's calls cost ~50 µs on a 3 × 3 Σ at every day end.
     """
     cov = np.ascontiguousarray(cov, dtype=float)
+    if not cov.flags.writeable:  # a memoised Σ: one compiled signature (writable) serves all
+        cov = cov.copy()
     code, lo, _hi, chol = _cholesky_nb(cov, rel_tol)
     if code == 1:
         raise SingularCovariance("covariance has non-finite entries")

@@ -41,6 +41,7 @@ import numpy as np
 from orchestra import precompile
 from orchestra.engine.build import Prepared, clock_fields, history_days
 from orchestra.kernels.capital import request_fractions_nb, request_rebalance_nb
+from orchestra.kernels.refs import KernelArgs
 from orchestra.kernels.state import (
     CLOSE,
     INCUBATION,
@@ -129,6 +130,7 @@ class Engine:
         cfg = prepared.config
         inp = prepared.inputs
         self.inputs = inp
+        self._kernel_args = KernelArgs()  # the kernels' references to inputs, state, outputs
         self.base = 0  # global number of the inputs' local row 0 (see the module docstring)
         self.keep_journal = keep_journal  # False: flushed chunks are returned, not kept
         self.capital = float(cfg.backtest.capital)
@@ -265,10 +267,16 @@ class Engine:
         t = self.next_bar
         if t1 > self.n_bars:
             raise IndexError(f"bar {t1 - 1} is beyond the inputs ({self.n_bars} bars)")
-        precompile.wait()  # a fresh checkout's bar loop compiling in a second process, if any
-        inp, st, out, stops, base = self.inputs, self.state, self.out, self._stops, self.base
+        # a fresh checkout's bar loop compiling in a second process, if any: meanwhile the
+        # kernels' references (the first call compiles their constructors) and the kernels the
+        # run needs after its bar loop compile here
+        self._kernel_args(self.inputs, self.state, self.out)
+        precompile.compile_while_waiting()
+        precompile.wait()
+        stops, base = self._stops, self.base
         while t < t1:
             start = time.perf_counter()
+            inp, st, out = self._kernel_args(self.inputs, self.state, self.out)  # as of now
             t_next, stopped = run_segment_nb(inp, st, out, t - base, t1 - base, stops)
             self.timings["kernels"] += time.perf_counter() - start
             t = int(t_next) + base
@@ -306,7 +314,8 @@ class Engine:
         inp, st = self.inputs, self.state
         local = t - self.base
         precompile.wait()
-        step_pre_nb(inp, st, self.out, local)
+        refs = self._kernel_args(inp, st, self.out)
+        step_pre_nb(*refs, local)
         delta = st.scratch_target - st.units
         net = np.bincount(inp.slot_sym, weights=delta, minlength=st.account_units.size)
         volume = np.bincount(inp.slot_sym, weights=np.abs(delta), minlength=net.size)
@@ -315,9 +324,7 @@ class Engine:
         prices = inp.close[local] if inp.params.exec_mode == CLOSE else inp.open[local]
         qty, px, fee, extra = execute(t, net, prices)
         step_post_nb(
-            inp,
-            st,
-            self.out,
+            *refs,
             local,
             np.ascontiguousarray(qty, dtype=np.float64),
             np.ascontiguousarray(px, dtype=np.float64),

@@ -144,7 +144,7 @@ def exit_reserve_nb(inp, st, p, prices, equity):
     return per_unit * gross / room
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def apply_transfers_nb(inp, st, out, t, prices):
     """Apply the pending fraction requests at execution prices (before the pods re-target)."""
     n_pods = st.pod_fraction.shape[0]
@@ -204,7 +204,7 @@ def apply_transfers_nb(inp, st, out, t, prices):
     st.pending[:] = False
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def sweep_nb(inp, st, prices):
     """Hand the equity of flat pods at fraction 0 back to the unallocated pool.
 

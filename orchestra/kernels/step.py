@@ -86,7 +86,7 @@ def _sign(x: float) -> float:
     return 0.0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def new_day_nb(inp, st, t):
     """At the first bar of a UTC day: reset the day's opening equity and lift a breaker block."""
     d = inp.day_id[t]
@@ -97,40 +97,42 @@ def new_day_nb(inp, st, t):
             st.breaker[0] = BREAKER_OFF
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def update_stops_nb(inp, st, t):
     """Track extremes since entry and fire the system stop-loss and ATR trailing stop at close."""
-    for k in range(st.units.shape[0]):
-        q = st.units[k]
+    units, extreme, avg_price, stop_pending = st.units, st.extreme, st.avg_price, st.stop_pending
+    slot_sym, slot_pod, tradable, close = inp.slot_sym, inp.slot_pod, inp.tradable, inp.close
+    for k in range(units.shape[0]):
+        q = units[k]
         if q == 0.0:
             continue
-        s = inp.slot_sym[k]
-        if not inp.tradable[t, s]:
+        s = slot_sym[k]
+        if not tradable[t, s]:
             continue
-        c = inp.close[t, s]
-        p = inp.slot_pod[k]
+        c = close[t, s]
+        p = slot_pod[k]
         if q > 0.0:
-            if c > st.extreme[k]:
-                st.extreme[k] = c
-        elif c < st.extreme[k]:
-            st.extreme[k] = c
+            if c > extreme[k]:
+                extreme[k] = c
+        elif c < extreme[k]:
+            extreme[k] = c
         sl = inp.pod_stop_loss[p]
-        if not np.isnan(sl) and st.avg_price[k] > 0.0:
-            if q > 0.0 and c <= st.avg_price[k] * (1.0 - sl):
-                st.stop_pending[k] = True
-            elif q < 0.0 and c >= st.avg_price[k] * (1.0 + sl):
-                st.stop_pending[k] = True
+        if not np.isnan(sl) and avg_price[k] > 0.0:
+            if q > 0.0 and c <= avg_price[k] * (1.0 - sl):
+                stop_pending[k] = True
+            elif q < 0.0 and c >= avg_price[k] * (1.0 + sl):
+                stop_pending[k] = True
         if inp.pod_trailing[p]:
             a = inp.atr[t, s]
             if not np.isnan(a):
                 m = inp.pod_trail_mult[p]
-                if q > 0.0 and c < st.extreme[k] - m * a:
-                    st.stop_pending[k] = True
-                elif q < 0.0 and c > st.extreme[k] + m * a:
-                    st.stop_pending[k] = True
+                if q > 0.0 and c < extreme[k] - m * a:
+                    stop_pending[k] = True
+                elif q < 0.0 and c > extreme[k] + m * a:
+                    stop_pending[k] = True
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def pod_targets_nb(inp, st, t, prices):
     """Pod rules (SPEC §9.2): target units per slot into ``st.scratch_target``.
 
@@ -139,35 +141,38 @@ def pod_targets_nb(inp, st, t, prices):
     """
     flatten = st.breaker[0] != BREAKER_OFF or st.halted[0] != 0
     derisk = DERISK_FACTOR if st.derisk[0] != 0 else 1.0
-    st.scratch_changed[:] = False
+    units, lock, stop_pending, scratch = st.units, st.lock, st.stop_pending, st.scratch_target
+    changed = st.scratch_changed
+    slot_sym, pod_ptr, tradable, target_t = inp.slot_sym, inp.pod_ptr, inp.tradable, inp.target[t]
+    changed[:] = False
     bound = 0.0  # Σ_k |target_k · price| ≥ the netted gross notional (triangle inequality)
-    for p in range(inp.pod_ptr.shape[0] - 1):
-        lo, hi = inp.pod_ptr[p], inp.pod_ptr[p + 1]
+    for p in range(pod_ptr.shape[0] - 1):
+        lo, hi = pod_ptr[p], pod_ptr[p + 1]
         # one pass: the pod's equity (same summation order as pod_equity_nb) and its weights
         equity = st.pod_cash[p]
         gross = 0.0
         for k in range(lo, hi):
-            q = st.units[k]
+            q = units[k]
             if q != 0.0:
-                equity += q * prices[inp.slot_sym[k]]
-            w = inp.target[t, k] * derisk
-            if st.stop_pending[k]:
-                st.lock[k] = np.int8(_sign(q))
-                st.stop_pending[k] = False
-            if st.lock[k] != 0:
-                if w == 0.0 or _sign(w) != st.lock[k]:
-                    st.lock[k] = 0
+                equity += q * prices[slot_sym[k]]
+            w = target_t[k] * derisk
+            if stop_pending[k]:
+                lock[k] = np.int8(_sign(q))
+                stop_pending[k] = False
+            if lock[k] != 0:
+                if w == 0.0 or _sign(w) != lock[k]:
+                    lock[k] = 0
                 else:
                     w = 0.0
-            st.scratch_target[k] = w
+            scratch[k] = w
             gross += abs(w)
         active = (
             st.pod_state[p] != RETIRED and st.pod_fraction[p] > 0.0 and equity > 0.0 and not flatten
         )
         if not active:  # as if every weight were 0: locks lifted, everything closes
             for k in range(lo, hi):
-                st.lock[k] = 0
-                st.scratch_target[k] = 0.0
+                lock[k] = 0
+                scratch[k] = 0.0
             gross = 0.0
         scale = 1.0
         lev = inp.pod_max_leverage[p]
@@ -175,14 +180,14 @@ def pod_targets_nb(inp, st, t, prices):
             scale = lev / gross
         thr = inp.pod_threshold[p]
         for k in range(lo, hi):
-            s = inp.slot_sym[k]
-            q = st.units[k]
-            if not inp.tradable[t, s]:
-                st.scratch_target[k] = q  # no bar, no trade
+            s = slot_sym[k]
+            q = units[k]
+            if not tradable[t, s]:
+                scratch[k] = q  # no bar, no trade
                 if q != 0.0:
                     bound += abs(q * prices[s])
                 continue
-            w = st.scratch_target[k] * scale
+            w = scratch[k] * scale
             px = prices[s]
             if equity > 0.0:
                 w_cur = q * px / equity
@@ -196,9 +201,9 @@ def pod_targets_nb(inp, st, t, prices):
                 target = q_new
             else:
                 target = q
-            st.scratch_target[k] = target
+            scratch[k] = target
             if target != q:
-                st.scratch_changed[s] = True
+                changed[s] = True
             if target != 0.0:
                 bound += abs(target * px)
     # portfolio gross leverage cap: one factor for every pod, so attribution stays exact
@@ -206,22 +211,23 @@ def pod_targets_nb(inp, st, t, prices):
     if max_gross > 0.0:
         total = account_equity_nb(inp, st, prices)
         if total > 0.0 and bound > max_gross * total:
+            sym_ptr, sym_slots = inp.sym_ptr, inp.sym_slots
             gross_notional = 0.0
-            for s in range(inp.sym_ptr.shape[0] - 1):
+            for s in range(sym_ptr.shape[0] - 1):
                 n = 0.0
-                for j in range(inp.sym_ptr[s], inp.sym_ptr[s + 1]):
-                    n += st.scratch_target[inp.sym_slots[j]]
+                for j in range(sym_ptr[s], sym_ptr[s + 1]):
+                    n += scratch[sym_slots[j]]
                 if n != 0.0:
                     gross_notional += abs(n * prices[s])
             lev = gross_notional / total
             if lev > max_gross:
                 f = max_gross / lev
-                for k in range(st.units.shape[0]):
-                    s = inp.slot_sym[k]
-                    if inp.tradable[t, s]:
-                        st.scratch_target[k] *= f
-                        if st.scratch_target[k] != st.units[k]:
-                            st.scratch_changed[s] = True
+                for k in range(units.shape[0]):
+                    s = slot_sym[k]
+                    if tradable[t, s]:
+                        scratch[k] *= f
+                        if scratch[k] != units[k]:
+                            changed[s] = True
 
 
 @kernel_helper
@@ -250,7 +256,7 @@ def _update_entry(st, k, q0, q1, pfill):
         st.avg_price[k] = (abs(q0) * st.avg_price[k] + (abs(q1) - abs(q0)) * pfill) / abs(q1)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def execute_nb(inp, st, out, t, prices, fill_qty, fill_px, fill_fee):
     """Net the slots' trades per symbol, fill ΔQ externally, cross the rest, attribute exactly.
 
@@ -264,18 +270,20 @@ def execute_nb(inp, st, out, t, prices, fill_qty, fill_px, fill_fee):
     """
     cost = inp.params.cost
     slip = inp.params.slippage
-    for s in range(inp.sym_ptr.shape[0] - 1):
-        if not st.scratch_changed[s]:
+    sym_ptr, sym_slots, changed = inp.sym_ptr, inp.sym_slots, st.scratch_changed
+    units, scratch, delta = st.units, st.scratch_target, st.scratch_delta
+    for s in range(sym_ptr.shape[0] - 1):
+        if not changed[s]:
             continue  # no slot of this symbol trades at this bar
-        j0, j1 = inp.sym_ptr[s], inp.sym_ptr[s + 1]
+        j0, j1 = sym_ptr[s], sym_ptr[s + 1]
         net = 0.0
         volume = 0.0
         same_side = 0.0
         any_trade = False
         for j in range(j0, j1):
-            k = inp.sym_slots[j]
-            d = st.scratch_target[k] - st.units[k]
-            st.scratch_delta[k] = d
+            k = sym_slots[j]
+            d = scratch[k] - units[k]
+            delta[k] = d
             if d != 0.0:
                 any_trade = True
                 net += d
@@ -286,9 +294,9 @@ def execute_nb(inp, st, out, t, prices, fill_qty, fill_px, fill_fee):
         dust = is_dust_nb(net, volume)
         sgn = 0.0 if dust else _sign(net)  # dust: the pods' trades cross internally, all of them
         for j in range(j0, j1):
-            k = inp.sym_slots[j]
-            if st.scratch_delta[k] * sgn > 0.0:
-                same_side += abs(st.scratch_delta[k])
+            k = sym_slots[j]
+            if delta[k] * sgn > 0.0:
+                same_side += abs(delta[k])
         actual = not np.isnan(fill_qty[s]) and not dust
         ratio = 1.0
         if dust:  # no external order: the account's dust moves at the unslipped price, no fee
@@ -304,8 +312,8 @@ def execute_nb(inp, st, out, t, prices, fill_qty, fill_px, fill_fee):
             px_fill = px * (1.0 + sgn * slip)
             fee_total = cost * abs(net) * px_fill
         for j in range(j0, j1):
-            k = inp.sym_slots[j]
-            d = st.scratch_delta[k]
+            k = sym_slots[j]
+            d = delta[k]
             if d == 0.0:
                 continue
             p = inp.slot_pod[k]
@@ -318,8 +326,8 @@ def execute_nb(inp, st, out, t, prices, fill_qty, fill_px, fill_fee):
                 ext = 0.0
                 fee = 0.0
             internal = d - ext
-            q0 = st.units[k]
-            q1 = st.scratch_target[k]
+            q0 = units[k]
+            q1 = scratch[k]
             booked = d  # units the slot trades at this bar
             if actual and ratio != 1.0:  # the exchange filled part of ΔQ (or none of it)
                 ext = ext * ratio
@@ -333,7 +341,7 @@ def execute_nb(inp, st, out, t, prices, fill_qty, fill_px, fill_fee):
                 st.pod_notional[p] += abs(booked) * px
                 pfill = (ext * px_fill + internal * px) / booked
                 _update_entry(st, k, q0, q1, pfill)
-            st.units[k] = q1
+            units[k] = q1
             if ext != 0.0:
                 _record_fill(out, t, k, ext, px_fill, fee, np.int64(EXTERNAL), q1)
             if internal != 0.0:
@@ -341,7 +349,7 @@ def execute_nb(inp, st, out, t, prices, fill_qty, fill_px, fill_fee):
         # Q[s] = Σ_p q[p,s] recomputed, not accumulated: a flat account holds exactly 0
         q_sum = 0.0
         for j in range(j0, j1):
-            q_sum += st.units[inp.sym_slots[j]]
+            q_sum += units[sym_slots[j]]
         st.account_units[s] = q_sum
         st.account_cash[0] -= (fill_qty[s] if actual else net) * px_fill + fee_total
         st.account_fees[0] += fee_total
@@ -349,25 +357,26 @@ def execute_nb(inp, st, out, t, prices, fill_qty, fill_px, fill_fee):
         st.breaker[0] = BREAKER_BLOCKED
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def mark_nb(inp, st, out, t):
     """Funding, valuation at close, per-bar outputs, day-end bookkeeping, breaker check."""
     prices = inp.close[t]
+    units, slot_sym, account_units = st.units, inp.slot_sym, st.account_units
     if inp.params.funding != 0.0:
-        for k in range(st.units.shape[0]):  # funding: q · mark · rate, paid by the holder
-            q = st.units[k]
+        for k in range(units.shape[0]):  # funding: q · mark · rate, paid by the holder
+            q = units[k]
             if q != 0.0:
-                rate = inp.funding[t, inp.slot_sym[k]]
+                rate = inp.funding[t, slot_sym[k]]
                 if rate != 0.0:
-                    pay = q * prices[inp.slot_sym[k]] * rate
+                    pay = q * prices[slot_sym[k]] * rate
                     p = inp.slot_pod[k]
                     st.pod_cash[p] -= pay
                     st.pod_funding[p] += pay
                     st.account_cash[0] -= pay
     total = st.account_cash[0]  # account equity and gross in one pass (account_equity_nb's order)
     gross = 0.0
-    for s in range(st.account_units.shape[0]):
-        q = st.account_units[s]
+    for s in range(account_units.shape[0]):
+        q = account_units[s]
         if q != 0.0:
             v = q * prices[s]
             total += v
@@ -385,22 +394,24 @@ def mark_nb(inp, st, out, t):
                 alert_nb(out, t, np.int64(A_GROSS_OVER_CAP), gross / total, cap, -1)
         else:
             st.gross_alerted[0] = 0
-    for p in range(inp.pod_ptr.shape[0] - 1):
+    pod_ptr = inp.pod_ptr
+    out_equity, out_nav, out_gross = out.pod_equity[t], out.pod_nav[t], out.pod_gross[t]
+    for p in range(pod_ptr.shape[0] - 1):
         e = st.pod_cash[p]
         g = 0.0
-        for k in range(inp.pod_ptr[p], inp.pod_ptr[p + 1]):
-            q = st.units[k]
+        for k in range(pod_ptr[p], pod_ptr[p + 1]):
+            q = units[k]
             if q != 0.0:
-                v = q * prices[inp.slot_sym[k]]
+                v = q * prices[slot_sym[k]]
                 e += v
                 g += abs(v)
         nav = current_nav_nb(st, p, e)  # time-weighted; frozen while the pod is unfunded
         st.pod_nav[p] = nav
         if nav > st.pod_nav_peak[p]:
             st.pod_nav_peak[p] = nav
-        out.pod_equity[t, p] = e
-        out.pod_nav[t, p] = nav
-        out.pod_gross[t, p] = g / e if e > 0.0 else 0.0
+        out_equity[p] = e
+        out_nav[p] = nav
+        out_gross[p] = g / e if e > 0.0 else 0.0
     if total > st.equity_peak[0]:
         st.equity_peak[0] = total
     if total <= 0.0 and st.halted[0] != HALT_BUST:  # nothing left to trade with: stop for good
@@ -433,20 +444,38 @@ def mark_nb(inp, st, out, t):
     st.last_equity[0] = total
     if inp.day_end[t]:
         day_end_nb(inp, st, out, t)  # lifecycle; fraction changes move cash at the next execution
-    for p in range(inp.pod_ptr.shape[0] - 1):
-        out.pod_fraction[t, p] = st.pod_fraction[p]
-        out.pod_state[t, p] = st.pod_state[p]
+    pod_fraction, pod_state = st.pod_fraction, st.pod_state
+    out_fraction, out_state = out.pod_fraction[t], out.pod_state[t]
+    for p in range(pod_fraction.shape[0]):
+        out_fraction[p] = pod_fraction[p]
+        out_state[p] = pod_state[p]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _prices(inp, t):
     return inp.close[t] if inp.params.exec_mode == CLOSE else inp.open[t]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def step_pre_nb(inp, st, out, t):
     """First half of bar ``t``, up to the targets: new day, (close mode) stops, capital moves,
-    pod rules. The net order per symbol is then ``Σ (scratch_target − units)`` over its slots."""
+    pod rules. The net order per symbol is then ``Σ (scratch_target − units)`` over its slots.
+    (Live trading's entry; the bar loop calls the same :func:`pre_nb`.)"""
+    pre_nb(inp, st, out, t)
+
+
+@njit(cache=True)
+def step_post_nb(inp, st, out, t, fill_qty, fill_px, fill_fee):
+    """Second half of bar ``t``: execution (modelled, or the exchange's fills: see
+    :func:`execute_nb`), sweep, (next_open) stops, marking. (Live trading's entry; the bar loop
+    calls the same :func:`post_nb`.)"""
+    post_nb(inp, st, out, t, fill_qty, fill_px, fill_fee)
+
+
+@kernel_helper
+def pre_nb(inp, st, out, t):
+    """:func:`step_pre_nb` (without the wrapper Python calls need: the bar loop's compile skips
+    it)."""
     new_day_nb(inp, st, t)
     prices = _prices(inp, t)
     if inp.params.exec_mode == CLOSE:
@@ -455,10 +484,9 @@ def step_pre_nb(inp, st, out, t):
     pod_targets_nb(inp, st, t, prices)
 
 
-@njit(cache=True, inline="always")
-def step_post_nb(inp, st, out, t, fill_qty, fill_px, fill_fee):
-    """Second half of bar ``t``: execution (modelled, or the exchange's fills: see
-    :func:`execute_nb`), sweep, (next_open) stops, marking."""
+@kernel_helper
+def post_nb(inp, st, out, t, fill_qty, fill_px, fill_fee):
+    """:func:`step_post_nb` (without the wrapper Python calls need)."""
     prices = _prices(inp, t)
     execute_nb(inp, st, out, t, prices, fill_qty, fill_px, fill_fee)
     sweep_nb(inp, st, prices)  # flat pods at fraction 0 hand their equity back
@@ -579,7 +607,7 @@ def drift_due_nb(states, joined, navs, idx, memo_target, buf, equity, check, thr
     return drift > threshold
 
 
-@njit(cache=True, _nrt=False)  # type: ignore[call-overload]  # numba option, not in its stubs
+@njit(cache=True)
 def run_segment_nb(inp, st, out, t0, t1, stops):
     """Step bars ``t0 .. t1-1``; return after a bar the driver must see, or early when the fill
     buffer may not hold another bar.
@@ -603,8 +631,8 @@ def run_segment_nb(inp, st, out, t0, t1, stops):
             return t, False
         # one bar with modelled fills (one inlining layer less than a step_nb wrapper: numba
         # copies the inlined IR once per layer, seconds of compile time here)
-        step_pre_nb(inp, st, out, t)
-        step_post_nb(inp, st, out, t, modelled, modelled, modelled)
+        pre_nb(inp, st, out, t)
+        post_nb(inp, st, out, t, modelled, modelled, modelled)
         bar = t
         kind = stops[bar]
         t += 1

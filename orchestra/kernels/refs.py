@@ -1,0 +1,151 @@
+"""The kernels' view of a run: :class:`~orchestra.kernels.state.Inputs`, ``State`` and ``Outputs``
+as numba StructRefs, one pointer each.
+
+Python keeps the three NamedTuples (the engine, the live loop's checkpoints and the tests read
+and write their arrays); the compiled kernels take these references to the same arrays instead.
+The reason is compile time. A NamedTuple of ~100 arrays is passed by value: every function that
+takes one gets ~900 LLVM arguments, and every variable holding it an aggregate LLVM's SROA pass
+must split. Measured on this machine: a function taking the three tuples costs ~1 s to compile
+even with an empty body, and a helper ~0.4 s (the cost grows faster than linearly with the number
+of arrays, however they are grouped into tuples). A StructRef is one pointer to a heap record of
+the same arrays, so the bar loop and its ~40 helpers compile at the cost of their bodies: the
+bar-loop chain went from ~18 s to ~9 s with an empty cache.
+
+The arrays are shared, not copied: the kernels' writes are the tuples' writes. A reference holds
+a reference count on each array, so it keeps them alive; :class:`KernelArgs` keeps the
+references of one ``(inputs, state, outputs)`` triple and rebuilds them when the engine swaps
+one of the tuples (a restore, a new bar in the live loop).
+
+Kernels reading a field in an inner loop bind it to a local first (``units = st.units``): a
+field read is a load through the pointer plus a reference count, which LLVM cannot hoist out of
+a loop that writes to another array.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from numba import njit, typeof, types
+from numba.experimental import structref
+from numba.extending import overload
+
+from orchestra.kernels.state import Inputs, Outputs, State
+
+
+class _Ref(types.StructRef):
+    """A StructRef type whose fields are the NamedTuple's, in its order."""
+
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(t)) for name, t in fields)
+
+
+@structref.register
+class InputsRef(_Ref):
+    """:class:`~orchestra.kernels.state.Inputs` by reference."""
+
+
+@structref.register
+class StateRef(_Ref):
+    """:class:`~orchestra.kernels.state.State` by reference."""
+
+
+@structref.register
+class OutputsRef(_Ref):
+    """:class:`~orchestra.kernels.state.Outputs` by reference."""
+
+
+class InputsProxy(structref.StructRefProxy):
+    """Python's handle on an :class:`InputsRef` (passed back to the kernels only)."""
+
+
+class StateProxy(structref.StructRefProxy):
+    """Python's handle on a :class:`StateRef` (passed back to the kernels only)."""
+
+
+class OutputsProxy(structref.StructRefProxy):
+    """Python's handle on an :class:`OutputsRef` (passed back to the kernels only)."""
+
+
+structref.define_boxing(InputsRef, InputsProxy)
+structref.define_boxing(StateRef, StateProxy)
+structref.define_boxing(OutputsRef, OutputsProxy)
+
+_REF_TYPES = {Inputs: InputsRef, State: StateRef, Outputs: OutputsRef}
+
+
+def _to_ref(record):  # pragma: no cover (typed by the overload below)
+    raise NotImplementedError("called from the kernels only")
+
+
+def ref_type(record_type: types.BaseNamedTuple) -> types.StructRef:
+    """The StructRef type the kernels see for a NamedTuple of numba type ``record_type``."""
+    fields = record_type.instance_class._fields
+    return _REF_TYPES[record_type.instance_class](list(zip(fields, record_type.types, strict=True)))
+
+
+def ref_types(inputs: Inputs, state: State, outputs: Outputs) -> tuple[Any, Any, Any]:
+    """The kernels' argument types for these tuples, without building the references (the
+    precompile child compiles the bar loop from them: :mod:`orchestra.precompile`)."""
+    return tuple(ref_type(typeof(x)) for x in (inputs, state, outputs))  # type: ignore[return-value]
+
+
+@overload(_to_ref)
+def _to_ref_impl(record):
+    """A StructRef with the NamedTuple's fields, each set to the tuple's array (the source is
+    generated from the field names: a StructRef's fields are set by name)."""
+    if not (isinstance(record, types.BaseNamedTuple) and record.instance_class in _REF_TYPES):
+        return None
+    fields = record.instance_class._fields
+    target = ref_type(record)
+    lines = ["def impl(record):", "    ref = new(ref_type)"]
+    lines += [f"    ref.{name} = record.{name}" for name in fields]
+    lines.append("    return ref")
+    scope = {"new": structref.new, "ref_type": target}
+    exec("\n".join(lines), scope)  # the source is built from the NamedTuple's field names
+    return scope["impl"]
+
+
+@njit(cache=True)
+def inputs_ref(inputs):
+    """``inputs`` (:class:`~orchestra.kernels.state.Inputs`) as an :class:`InputsRef`."""
+    return _to_ref(inputs)
+
+
+@njit(cache=True)
+def state_ref(state):
+    """``state`` (:class:`~orchestra.kernels.state.State`) as a :class:`StateRef`."""
+    return _to_ref(state)
+
+
+@njit(cache=True)
+def outputs_ref(outputs):
+    """``outputs`` (:class:`~orchestra.kernels.state.Outputs`) as an :class:`OutputsRef`."""
+    return _to_ref(outputs)
+
+
+def as_refs(inputs: Inputs, state: State, outputs: Outputs) -> tuple[Any, Any, Any]:
+    """The kernels' arguments for the three tuples (new references at each call)."""
+    return inputs_ref(inputs), state_ref(state), outputs_ref(outputs)
+
+
+class KernelArgs:
+    """The references of the last ``(inputs, state, outputs)`` triple it was given, rebuilt when
+    any of the three is another object (building them costs ~0.1 ms: the live loop's inputs change
+    at every bar, a backtest's never)."""
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, Any, Any] | None = None
+        self._refs: tuple[Any, Any, Any] | None = None
+
+    def __call__(self, inputs: Inputs, state: State, outputs: Outputs) -> tuple[Any, Any, Any]:
+        key = self._key
+        if (
+            self._refs is None
+            or key is None
+            or key[0] is not inputs
+            or key[1] is not state
+            or key[2] is not outputs
+        ):
+            self._refs = as_refs(inputs, state, outputs)
+            self._key = (inputs, state, outputs)
+        return self._refs
