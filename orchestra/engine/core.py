@@ -535,7 +535,7 @@ class Engine:
 
     def _sync_drift_target(self) -> None:
         """The allocator's PRC target (set at a rebalance) into the state, for the bar loop's
-        drift check (:func:`~orchestra.kernels.step.drift_stop_nb`)."""
+        drift check (:func:`~orchestra.kernels.step.drift_due_nb`)."""
         a, idx = self.allocator, self.state.memo_index
         if a.target_prc is None:
             idx[3, 2] = -1

@@ -2,8 +2,8 @@
 the Cholesky check and the PRC drift of the hybrid/threshold trigger.
 
 The allocator (:mod:`orchestra.allocation.moments`) calls them through wrappers that allocate
-their buffers; the bar loop (:func:`orchestra.kernels.step.drift_stop_nb`) calls them on the
-State's scratch buffers, without numba's reference counting. Both run the same scalar loops on
+their buffers; the bar loop (:func:`orchestra.kernels.step.drift_due_nb`) calls them on the
+State's scratch buffers. Both run the same scalar loops on
 the same numbers, so they take the same decisions from the same bits.
 """
 
@@ -18,7 +18,7 @@ SINGULAR_REL_TOL = 1e-10  # cholesky_factor's default: Σ is singular below this
 @njit(cache=True)
 def demeaned_into(x, xc):  # pragma: no cover (numba)
     """``xc = x − x.mean(axis=0)`` of ``(n, p)`` data, each column's mean summed in row order
-    (allocation-free: the bar loop calls it without numba's reference counting)."""
+    (allocation-free: the bar loop calls it on the State's buffers)."""
     n, p = x.shape
     for j in range(p):
         m = 0.0

@@ -442,8 +442,11 @@ def mark_nb(inp, st, out, t):
             st.dd_alerted[0] = 0
             st.derisk[0] = 0
     st.last_equity[0] = total
-    if inp.day_end[t]:
-        day_end_nb(inp, st, out, t)  # lifecycle; fraction changes move cash at the next execution
+
+
+@kernel_helper
+def record_books_nb(st, out, t):
+    """The pods' fractions and lifecycle states after bar ``t`` into the outputs."""
     pod_fraction, pod_state = st.pod_fraction, st.pod_state
     out_fraction, out_state = out.pod_fraction[t], out.pod_state[t]
     for p in range(pod_fraction.shape[0]):
@@ -493,6 +496,11 @@ def post_nb(inp, st, out, t, fill_qty, fill_px, fill_fee):
     if inp.params.exec_mode != CLOSE:
         update_stops_nb(inp, st, t)
     mark_nb(inp, st, out, t)
+    # (called here, not from mark_nb: every call level re-optimises its callees' code, numba
+    # linking them into each caller; the day-end chain is the largest)
+    if inp.day_end[t]:
+        day_end_nb(inp, st, out, t)  # lifecycle; fraction changes move cash at the next execution
+    record_books_nb(st, out, t)
     if inp.day_end[t] and inp.params.drift_check > 0.0:
         push_day_navs_nb(st.memo_navs, st.memo_index, out.pod_nav[t])
     st.next_bar[0] = t + 1
@@ -511,23 +519,13 @@ def push_day_navs_nb(navs, index, nav):
 
 
 @kernel_helper
-def drift_stop_nb(inp, st, out, t):
-    """See :func:`drift_due_nb` (this unpacks the arrays it reads)."""
-    prm = inp.params
-    return drift_due_nb(
-        st.pod_state, st.pod_joined, st.memo_navs, st.memo_index, st.memo_target,
-        st.scratch_drift, out.pod_equity[t], prm.drift_check, prm.drift_threshold,
-        prm.alloc_lookback, prm.alloc_min_history, prm.alloc_per_year,
-    )  # fmt: skip
-
-
-@kernel_helper
 def drift_due_nb(states, joined, navs, idx, memo_target, buf, equity, check, threshold,
                  lookback, min_history, per_year):  # fmt: skip
     """Whether the driver must see this day end, a ``STOP_IF_SHARED`` day of the hybrid or
     threshold trigger: only when the allocator would rebalance on a PRC drift (``equity``: the
-    pods' equities at the day end; the other arrays are the State's named in
-    :func:`drift_stop_nb`).
+    pods' equities at the day end; the other arrays are the State's ``pod_state``, ``pod_joined``,
+    ``memo_navs``, ``memo_index``, ``memo_target`` and ``scratch_drift``, the scalars
+    ``Inputs.params``'; :func:`run_segment_nb` passes them).
 
     With fewer than two joined production pods the drift is undefined (no). Otherwise, with
     ``drift_check`` on and the ring holding the allocator's whole window, the drift is computed
@@ -618,9 +616,9 @@ def run_segment_nb(inp, st, out, t0, t1, stops):
     may have changed the states during this very call, so the kernel decides).
 
     Returns ``(t, stopped)``: the next bar to process (``t1`` when the segment is done) and
-    whether bar ``t - 1`` is a stop. Compiled without numba's reference counting (``_nrt=False``):
-    the loop allocates nothing, and counting references to the ~100 arrays of the inputs, state
-    and outputs at every inlined call cost ~5 µs per bar.
+    whether bar ``t - 1`` is a stop. ``inp``, ``st`` and ``out`` are the references of
+    :mod:`orchestra.kernels.refs` (one pointer each: passing the ~100 arrays by value made
+    every function taking them cost ~1 s to compile).
     """
     k = st.units.shape[0]
     capacity = out.fill_bar.shape[0]
@@ -629,13 +627,21 @@ def run_segment_nb(inp, st, out, t0, t1, stops):
     while t < t1:
         if out.fill_count[0] + 2 * k > capacity:
             return t, False
-        # one bar with modelled fills (one inlining layer less than a step_nb wrapper: numba
-        # copies the inlined IR once per layer, seconds of compile time here)
+        # one bar with modelled fills: the live halves' bodies, called directly (each call
+        # level costs compile time: numba re-optimises a callee's code in every caller)
         pre_nb(inp, st, out, t)
         post_nb(inp, st, out, t, modelled, modelled, modelled)
         bar = t
         kind = stops[bar]
         t += 1
-        if kind == STOP_ALWAYS or (kind == STOP_IF_SHARED and drift_stop_nb(inp, st, out, bar)):
+        if kind == STOP_ALWAYS:
             return t, True
+        if kind == STOP_IF_SHARED:  # the arrays drift_due_nb reads (no call level between)
+            prm = inp.params
+            if drift_due_nb(
+                st.pod_state, st.pod_joined, st.memo_navs, st.memo_index, st.memo_target,
+                st.scratch_drift, out.pod_equity[bar], prm.drift_check, prm.drift_threshold,
+                prm.alloc_lookback, prm.alloc_min_history, prm.alloc_per_year,
+            ):  # fmt: skip
+                return t, True
     return t, False
