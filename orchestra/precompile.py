@@ -1,35 +1,46 @@
-"""Compile the bar-loop kernel in a second process while the first one gets on with its work.
+"""Compile the bar loop in a second process while the first one gets on with its work.
 
-With an empty numba cache, compiling ``run_segment_nb`` and the day-end chain it calls is
-~12 of the ~20 s a backtest's kernels take, and nothing a run does before its first bar needs
-it: loading data and the strategies' kernels and signals come first. :func:`start` launches
-``python -m orchestra.precompile <group>``, which imports numpy, numba and the kernels
-only, calls the group's kernels on a tiny State of the engine's exact types
-(:func:`probe_arguments`; a test checks them against the engine's) and so writes them to numba's
-cache; :func:`wait`, called by the engine before its first bar, waits for it, and the kernel then
-loads from the cache. On two cores a fresh checkout's first run takes the longer of the two paths
-instead of their sum (``make bench``, workload C, shows both). The compile work is the same, so
-with a single core available to the process no child starts (it would only compete with the
-parent and import everything twice).
+With an empty numba cache most of a first run is compiling, and the bar loop (``run_segment_nb``
+with the pod rules, execution, marking, the lifecycle and the drift check it calls) is about
+half of it; nothing a run does before its first bar needs it. :func:`start` launches ``python -m orchestra.precompile
+<group>``, which imports numpy, numba and the kernels only and compiles the group's kernels
+from their signatures for the engine's exact types (:func:`probe_arguments`,
+:func:`probe_types`; tests check them against the engine's), writing them to numba's cache;
+:func:`wait`, called by the engine before its first bar, waits for it, and the kernels then load
+from the cache. The work is split so that both cores stay busy (``make bench``, workload C):
+
+* the child: the kernels' references (:mod:`orchestra.kernels.refs`; the parent's first bar
+  needs them), the drift check, the bar loop, then the after-loop kernels from the last;
+* the parent, at :func:`start`: the day-end chain (the bar loop's compile meets it late, when
+  the parent has long finished it); then its own work (data, the strategies' kernels, signals);
+  then, while the child is still busy, the after-loop kernels from the first
+  (:func:`compile_while_waiting`): the results', the allocator's, the risk monitor's.
+
+The two claim each after-loop kernel in a shared folder before compiling it
+(:func:`compile_after_loop`), so none is compiled twice. With a single core available to the
+process no child starts (it would only compete with the parent and import everything twice).
 
 Nothing depends on the child succeeding: if it fails, is killed, or the cache cannot be written,
-the engine compiles the kernel itself as before (only slower). ``ORCHESTRA_PRECOMPILE=0`` turns
+the engine compiles the kernels itself as before (only slower). ``ORCHESTRA_PRECOMPILE=0`` turns
 it off.
 
 Two processes writing numba's cache at once is safe here: numba writes each file to a temporary
 name and renames it, and a function both processes compile (a helper of the bar loop and of the
-live step halves, say) has one signature, so both store the same entry under the same key. (Two
+allocator, say) has one signature, so both store the same entry under the same key. (Two
 *different* signatures of one function compiled at once could pick the same data file name; no
 kernel compiled while the child runs has a second signature: only ``prior_extreme``, a strategy
-helper the child never compiles, has two.)
+helper the child never compiles, has two, and ``cholesky_factor`` passes the allocator's
+memoised, read-only Σ as a writable copy so that ``_cholesky_nb`` keeps one.)
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +58,10 @@ from orchestra.kernels.state import (
 )
 
 _job: subprocess.Popen | None = None
+# a folder where the parent and the child claim the after-loop kernels they compile (one file
+# per kernel, created exclusively), so that they never compile the same one at once
+CLAIMS_ENV = "ORCHESTRA_PRECOMPILE_CLAIMS"
+_claims: str | None = None
 
 
 def kernel_cached(name: str = "run_segment_nb") -> bool:
@@ -118,7 +133,7 @@ def start(group: str = "bar-loop") -> bool:
     ``"bar-loop"``: ``run_segment_nb`` (backtests, paper trading, replays). ``"live"``:
     ``step_pre_nb`` / ``step_post_nb``, the halves live trading calls around the exchange's fills.
     """
-    global _job
+    global _job, _claims
     if group not in GROUPS:
         raise ValueError(f"unknown kernel group {group!r}; one of {sorted(GROUPS)}")
     if _job is not None or os.environ.get("ORCHESTRA_PRECOMPILE", "1") == "0":
@@ -126,24 +141,32 @@ def start(group: str = "bar-loop") -> bool:
     if kernel_cached(GROUPS[group][0]) or usable_cores() < 2:
         return False
     try:
+        claims = tempfile.mkdtemp(prefix="orchestra-precompile-")
         _job = subprocess.Popen(
             [sys.executable, "-m", "orchestra.precompile", group],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env={**os.environ, CLAIMS_ENV: claims},
         )
     except OSError:  # no process to spare: the engine compiles in-process
         return False
+    _claims = claims
     atexit.register(_stop)
+    if group == "bar-loop":
+        compile_day_end()  # the child meets it late (see the module docstring)
     return True
 
 
 def wait() -> None:
     """Block until a background compile started by :func:`start` has finished (no-op if none)."""
-    global _job
+    global _job, _claims
     job, _job = _job, None
     if job is not None:
         job.wait()
+    if _claims is not None:
+        shutil.rmtree(_claims, ignore_errors=True)
+        _claims = None
 
 
 def _stop() -> None:
@@ -151,6 +174,8 @@ def _stop() -> None:
     if _job is not None and _job.poll() is None:
         _job.kill()
         _job.wait()
+    if _claims is not None:
+        shutil.rmtree(_claims, ignore_errors=True)
 
 
 def probe_types() -> tuple:
@@ -252,24 +277,106 @@ def after_loop_calls() -> list[tuple[Any, Callable[[], object]]]:
     ]
 
 
-def compile_while_waiting() -> int:
-    """While the child still compiles the bar loop, compile here the kernels the run needs after
-    it (:func:`after_loop_calls`), one at a time, stopping as soon as the child is done (the rest
-    compile when the run first calls them). Returns how many it compiled: a parent with nothing
-    left to do before its first bar waits on the child anyway, so this costs the run nothing."""
-    job = _job
+def compile_after_loop(reverse: bool = False, until: Callable[[], bool] | None = None) -> int:
+    """Compile the kernels of :func:`after_loop_calls` that numba's cache does not hold yet, one at
+    a time, in their order (``reverse``: from the last), stopping early once ``until()`` is true.
+    Returns how many it compiled.
+
+    The parent runs through them forwards while the child is busy (:func:`compile_while_waiting`),
+    the child backwards once the bar loop is compiled, so the two share the list. A kernel both
+    reach at the same moment is compiled twice into the same cache entry (each has one
+    signature: see the module docstring)."""
+    calls = after_loop_calls()
     done = 0
-    for _kernel, call in after_loop_calls():
-        if job is None or job.poll() is not None:
+    for kernel, call in reversed(calls) if reverse else calls:
+        if until is not None and until():
             break
+        if _has_cache_entry(kernel) or not _claim(kernel):
+            continue
         call()
         done += 1
     return done
 
 
+def compile_while_waiting() -> int:
+    """While the child still compiles, compile here what the run needs after the bar loop
+    (:func:`compile_after_loop`), stopping once the child is done (the rest load from the cache
+    or compile when the run first calls them). A parent with nothing left to do before its first
+    bar would wait for the child anyway, so this costs the run nothing."""
+    job = _job
+    if job is None:
+        return 0
+    return compile_after_loop(until=lambda: job.poll() is not None)
+
+
+def _claim(kernel: Any) -> bool:
+    """Whether this process may compile ``kernel``: no other one has claimed it (always, with
+    no second process)."""
+    folder = _claims or os.environ.get(CLAIMS_ENV)
+    if not folder:
+        return True
+    name = f"{kernel.py_func.__module__}.{kernel.py_func.__qualname__}"
+    try:
+        os.close(os.open(os.path.join(folder, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    except OSError:  # the folder is gone (the parent is done waiting): nothing to share
+        return True
+    return True
+
+
+def _has_cache_entry(kernel: Any) -> bool:
+    try:
+        return Path(kernel._cache._cache_file._index_path).is_file()
+    except AttributeError:  # another numba layout: assume not, which only costs a compile
+        return False
+
+
+def compile_day_end() -> float:
+    """Compile (or load) the bar loop's day-end chain (``day_end_nb``: the lifecycle) for the
+    engine's types; returns the seconds taken. The parent's share of the bar loop's compile
+    (the module docstring says why this part)."""
+    from numba import typeof
+
+    from orchestra.kernels.lifecycle import day_end_nb
+
+    t = time.perf_counter()
+    day_end_nb.compile((*probe_types(), typeof(0)))
+    return time.perf_counter() - t
+
+
+def compile_drift_check() -> float:
+    """Compile (or load) the bar loop's PRC-drift check (``drift_due_nb`` and the Ledoit–Wolf,
+    Cholesky and drift numerics it calls) for the engine's types; returns the seconds taken."""
+    from numba import typeof
+
+    from orchestra.kernels.step import drift_due_nb
+
+    t = time.perf_counter()
+    _inputs, state, outputs = probe_arguments()
+    scalar = typeof(0.0)  # Inputs.params' fields
+    arrays = (state.pod_state, state.pod_joined, state.memo_navs, state.memo_index,
+              state.memo_target, state.scratch_drift, outputs.pod_equity[0])  # fmt: skip
+    drift_due_nb.compile((*map(typeof, arrays), *[scalar] * 5))
+    return time.perf_counter() - t
+
+
+def _child_bar_loop() -> None:
+    """The child's work for the "bar-loop" group: the references' constructors (the parent's
+    first call of the bar loop needs them), the drift check (so that the parent has long
+    finished the day-end chain when the bar loop's compile reaches it), the bar loop, then the
+    after-loop kernels from the last (:func:`compile_after_loop`)."""
+    from orchestra.kernels.refs import as_refs
+
+    as_refs(*probe_arguments())
+    compile_drift_check()
+    compile_step_kernel()
+    compile_after_loop(reverse=True)
+
+
 # group -> (the kernel whose cache entry says the group is compiled, the function compiling it)
 GROUPS = {
-    "bar-loop": ("run_segment_nb", compile_step_kernel),
+    "bar-loop": ("run_segment_nb", _child_bar_loop),
     "live": ("step_post_nb", compile_live_kernels),
 }
 

@@ -141,19 +141,25 @@ def test_make_install_warms_again_when_a_kernel_outside_the_step_module_is_cold(
     assert warm.kernels_all_cached()
 
 
-def test_the_after_loop_calls_compile_what_a_run_calls(tmp_path: Path) -> None:
-    """The calls the parent makes while the child compiles (``after_loop_calls``) compile each
-    kernel for a run's exact types: a fresh process that made them then runs the example and
-    its results without adding a signature to any of those kernels (a new one would be a
-    second compile, and the first the parent's wasted time)."""
+def test_every_kernel_compiled_ahead_has_a_runs_types(tmp_path: Path) -> None:
+    """What the two processes compile ahead of the run (the child's references, drift check and
+    bar loop; the parent's day-end chain; the after-loop kernels either may compile) is each
+    kernel for a run's exact types: a fresh process that compiled them all then runs the example
+    and its results without adding a signature to any of them (a new one would be a second
+    compile, the first wasted)."""
     code = (
         "from orchestra import precompile, run_backtest\n"
+        "from orchestra.kernels import refs, step, lifecycle\n"
+        "precompile.compile_day_end(); precompile.compile_drift_check()\n"
+        "refs.as_refs(*precompile.probe_arguments()); precompile.compile_step_kernel()\n"
         "calls = precompile.after_loop_calls()\n"
         "for _, call in calls:\n"
         "    call()\n"
-        "before = [set(k.signatures) for k, _ in calls]\n"
+        "kernels = [k for k, _ in calls] + [lifecycle.day_end_nb, step.drift_due_nb,\n"
+        "    step.run_segment_nb, refs.inputs_ref, refs.state_ref, refs.outputs_ref]\n"
+        "before = [set(k.signatures) for k in kernels]\n"
         f"run_backtest({str(CONFIGS / 'example.yaml')!r})\n"
-        "grown = [k.py_func.__name__ for (k, _), b in zip(calls, before) if set(k.signatures) != b]\n"
+        "grown = [k.py_func.__name__ for k, b in zip(kernels, before) if set(k.signatures) != b]\n"
         "print('grown:', grown, 'used:', all(before))\n"
     )
     env = {**os.environ, "ORCHESTRA_PRECOMPILE": "0"}  # the repository's (warm) numba cache
@@ -162,3 +168,34 @@ def test_the_after_loop_calls_compile_what_a_run_calls(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split("\n")[-2] == "grown: [] used: True"
+
+
+class _FakeKernel:
+    """Stands in for a numba dispatcher in :func:`precompile.compile_after_loop` (no cache)."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        def py_func() -> None: ...
+
+        py_func.__qualname__ = name
+        self.py_func = py_func
+        self.name, self.log = name, log
+
+    def call(self) -> None:
+        self.log.append(self.name)
+
+
+def test_the_two_processes_share_the_after_loop_kernels(monkeypatch, tmp_path: Path) -> None:
+    """The parent runs forwards, the child backwards; each kernel is compiled by whichever
+    claims it first, never by both."""
+    log: list[str] = []
+    kernels = [_FakeKernel(n, log) for n in "abcde"]
+    monkeypatch.setattr(precompile, "after_loop_calls", lambda: [(k, k.call) for k in kernels])
+    monkeypatch.setenv(precompile.CLAIMS_ENV, str(tmp_path))
+    monkeypatch.setattr(precompile, "_claims", None)
+    assert precompile.compile_after_loop(reverse=True, until=lambda: len(log) == 2) == 2
+    assert log == ["e", "d"]  # the child, from the last, until it is told to stop
+    assert precompile.compile_after_loop() == 3  # the parent skips what the child claimed
+    assert log == ["e", "d", "a", "b", "c"]
+    assert precompile.compile_after_loop() == 0 and precompile.compile_after_loop(True) == 0
+    monkeypatch.delenv(precompile.CLAIMS_ENV)  # one process: no claims, everything compiles
+    assert precompile.compile_after_loop() == 5

@@ -175,6 +175,7 @@ def run(
     quiet: bool,
 ) -> None:
     """Run the backtest of CONFIG, save the run directory and print the summary."""
+    _cold_start(quiet)  # first: the second process compiles while this one imports and loads
     from orchestra import load_config, run_backtest
     from orchestra.engine import with_dates
     from orchestra.results.summary import print_summary
@@ -184,7 +185,6 @@ def run(
     name = f"{config.stem}-{tag}" if tag else config.stem
     target = out_dir or Path("runs") / f"{name}-{cfg.config_hash[:8]}"
     check_run_target(target, cfg.config_hash)
-    _cold_start(quiet)
     show = not quiet and sys.stderr.isatty()
     if show:
         with Progress(
@@ -454,6 +454,7 @@ def sweep(
     quiet: bool,
 ) -> None:
     """Run CONFIG over a grid (and random draws) of settings; rank them; walk-forward."""
+    _cold_start(quiet)  # first: the second process compiles while this one imports and loads
     from orchestra import load_config
     from orchestra.sweep import jobs_count, load_spec
     from orchestra.sweep import sweep as run_all
@@ -461,7 +462,6 @@ def sweep(
 
     cfg = load_config(config)
     spec = load_spec(grid_file)
-    _cold_start(quiet)
     from orchestra import precompile
 
     precompile.wait()  # before the workers start: they load the kernel instead of each compiling it
