@@ -50,6 +50,7 @@ import numpy as np
 
 from orchestra.kernels.state import (
     Inputs,
+    Outputs,
     State,
     lifecycle_off,
     new_outputs,
@@ -85,7 +86,7 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def probe_arguments() -> tuple[Inputs, State, object]:
+def probe_arguments() -> tuple[Inputs, State, Outputs]:
     """``(inputs, state, outputs)`` of one pod trading one symbol over two bars, with the
     dtypes and layouts :func:`orchestra.engine.build.prepare` gives (numba compiles per type)."""
     t, s, p, k = 2, 1, 1, 1

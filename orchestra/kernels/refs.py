@@ -77,8 +77,9 @@ def _to_ref(record):  # pragma: no cover (typed by the overload below)
     raise NotImplementedError("called from the kernels only")
 
 
-def ref_type(record_type: types.BaseNamedTuple) -> types.StructRef:
-    """The StructRef type the kernels see for a NamedTuple of numba type ``record_type``."""
+def ref_type(record_type: Any) -> types.StructRef:
+    """The StructRef type the kernels see for a NamedTuple of numba type ``record_type`` (a
+    ``types.NamedTuple``)."""
     fields = record_type.instance_class._fields
     return _REF_TYPES[record_type.instance_class](list(zip(fields, record_type.types, strict=True)))
 
