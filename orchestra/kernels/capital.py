@@ -93,9 +93,16 @@ def request_rebalance_nb(pod_fraction, pending, fractions):
 @kernel_helper
 def current_nav_nb(st, p, equity):
     """The pod's NAV at equity ``equity`` (frozen when unfunded, never below 0)."""
-    if not st.pod_funded[p]:  # funded implies anchor equity > 0 (anchor_nb, seed_capital)
-        return st.pod_anchor_nav[p]
-    nav = st.pod_anchor_nav[p] * (equity / st.pod_anchor_equity[p])
+    return nav_at_nb(st.pod_funded, st.pod_anchor_nav, st.pod_anchor_equity, p, equity)
+
+
+@kernel_helper
+def nav_at_nb(funded, anchor_nav, anchor_equity, p, equity):
+    """:func:`current_nav_nb` from the State's ``pod_funded``, ``pod_anchor_nav`` and
+    ``pod_anchor_equity`` (the marking loop reads them once per bar, not once per pod)."""
+    if not funded[p]:  # funded implies anchor equity > 0 (anchor_nb, seed_capital)
+        return anchor_nav[p]
+    nav = anchor_nav[p] * (equity / anchor_equity[p])
     return nav if nav > 0.0 else 0.0
 
 
@@ -144,7 +151,7 @@ def exit_reserve_nb(inp, st, p, prices, equity):
     return per_unit * gross / room
 
 
-@njit(cache=True)
+@kernel_helper
 def apply_transfers_nb(inp, st, out, t, prices):
     """Apply the pending fraction requests at execution prices (before the pods re-target)."""
     n_pods = st.pod_fraction.shape[0]
@@ -204,7 +211,7 @@ def apply_transfers_nb(inp, st, out, t, prices):
     st.pending[:] = False
 
 
-@njit(cache=True)
+@kernel_helper
 def sweep_nb(inp, st, prices):
     """Hand the equity of flat pods at fraction 0 back to the unallocated pool.
 
@@ -212,12 +219,13 @@ def sweep_nb(inp, st, prices):
     costs are in its NAV; from then on it is unfunded and its NAV is frozen.
     """
     total = -1.0
-    for p in range(st.pod_fraction.shape[0]):
-        if st.pod_fraction[p] != 0.0 or st.pod_cash[p] == 0.0:
+    pod_fraction, pod_cash, pod_ptr, units = st.pod_fraction, st.pod_cash, inp.pod_ptr, st.units
+    for p in range(pod_fraction.shape[0]):
+        if pod_fraction[p] != 0.0 or pod_cash[p] == 0.0:
             continue
         flat = True
-        for k in range(inp.pod_ptr[p], inp.pod_ptr[p + 1]):
-            if st.units[k] != 0.0:
+        for k in range(pod_ptr[p], pod_ptr[p + 1]):
+            if units[k] != 0.0:
                 flat = False
                 break
         if not flat:

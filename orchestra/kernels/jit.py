@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from numba import njit
 
-# For helpers called from other kernels only: compiled without the CPython wrapper, which would
-# unbox the ~100 arrays of Inputs/State/Outputs and is half such a helper's compile time. A
-# helper decorated with it cannot be called from Python.
-kernel_helper = njit(cache=True, no_cpython_wrapper=True)  # type: ignore[call-overload]
+# For the bar loop's functions, called from other kernels only:
+# * without the CPython wrapper, which is half a small helper's compile time (and which they do
+#   not need: Python never calls them);
+# * without numba's reference counting (``_nrt=False``): they allocate nothing, and counting the
+#   references of the State's arrays and of the references themselves (atomic increments at
+#   every call and field read) cost ~25 % of the bar loop's time. They read the run's arrays
+#   through :mod:`orchestra.kernels.refs`, whose field reads work without it.
+# A helper decorated with it cannot be called from Python; an allocation in one fails to compile.
+kernel_helper = njit(cache=True, no_cpython_wrapper=True, _nrt=False)  # type: ignore[call-overload]
+
+# The bodies of the live halves (``pre_nb``/``post_nb``), inlined into the bar loop and into the
+# halves themselves: one call level less, and numba re-optimises a callee's code in every caller
+# (numba's IR inlining: the same source in both places, never a copy of it).
+kernel_inline = njit(cache=True, no_cpython_wrapper=True, _nrt=False, inline="always")  # type: ignore[call-overload]

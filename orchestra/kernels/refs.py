@@ -26,8 +26,12 @@ from __future__ import annotations
 from typing import Any
 
 from numba import njit, typeof, types
+from numba.core import cgutils, imputils
+from numba.core.datamodel import default_manager, models
+from numba.core.runtime.nrtdynmod import _meminfo_struct_type
+from numba.core.typing.templates import AttributeTemplate
 from numba.experimental import structref
-from numba.extending import overload
+from numba.extending import infer_getattr, lower_getattr_generic, lower_setattr_generic, overload
 
 from orchestra.kernels.state import Inputs, Outputs, State
 
@@ -39,19 +43,71 @@ class _Ref(types.StructRef):
         return tuple((name, types.unliteral(t)) for name, t in fields)
 
 
-@structref.register
 class InputsRef(_Ref):
     """:class:`~orchestra.kernels.state.Inputs` by reference."""
 
 
-@structref.register
 class StateRef(_Ref):
     """:class:`~orchestra.kernels.state.State` by reference."""
 
 
-@structref.register
 class OutputsRef(_Ref):
     """:class:`~orchestra.kernels.state.Outputs` by reference."""
+
+
+def _data_pointer(context, builder, ref_type, value):
+    """The pointer to a reference's fields: its MemInfo's ``data``, read in place.
+
+    numba's own StructRef attributes read it through the runtime (``NRT_MemInfo_data_fast``,
+    the same load), which refuses to compile in a function without reference counting; the bar
+    loop is compiled without it (:mod:`orchestra.kernels.jit`: counting the references of the
+    arrays it reads, at every call, cost ~25 % of its time), so these types read the field
+    themselves."""
+    meminfo = cgutils.create_struct_proxy(ref_type)(context, builder, value=value).meminfo
+    record = builder.bitcast(meminfo, _meminfo_struct_type.as_pointer())
+    data = builder.load(cgutils.gep(builder, record, 0, 3))
+    payload = context.data_model_manager[ref_type.get_data_type()].get_value_type()
+    return builder.bitcast(data, payload.as_pointer())
+
+
+def _register(ref_class: type) -> None:
+    """numba's ``structref.register`` for ``ref_class``, with field reads and writes that work
+    with and without reference counting (see :func:`_data_pointer`)."""
+    default_manager.register(ref_class, models.StructRefModel)
+
+    @infer_getattr
+    class _Attributes(AttributeTemplate):
+        key = ref_class
+
+        def generic_resolve(self, typ, attr):
+            return typ.field_dict.get(attr)
+
+    @lower_getattr_generic(ref_class)
+    def _get(context, builder, typ, value, attr):
+        data = cgutils.create_struct_proxy(typ.get_data_type())(
+            context, builder, ref=_data_pointer(context, builder, typ, value)
+        )
+        return imputils.impl_ret_borrowed(
+            context, builder, typ.field_dict[attr], getattr(data, attr)
+        )
+
+    @lower_setattr_generic(ref_class)
+    def _set(context, builder, sig, args, attr):
+        ref_type, value_type = sig.args
+        ref, value = args
+        data = cgutils.create_struct_proxy(ref_type.get_data_type())(
+            context, builder, ref=_data_pointer(context, builder, ref_type, ref)
+        )
+        field_type = ref_type.field_dict[attr]
+        cast = context.cast(builder, value, value_type, field_type)
+        old = getattr(data, attr)
+        context.nrt.incref(builder, value_type, cast)
+        context.nrt.decref(builder, value_type, old)  # last: the new value may be the old one
+        setattr(data, attr, cast)
+
+
+for _ref_class in (InputsRef, StateRef, OutputsRef):
+    _register(_ref_class)
 
 
 class InputsProxy(structref.StructRefProxy):

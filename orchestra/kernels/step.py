@@ -38,8 +38,8 @@ import numpy as np
 from numba import njit
 
 from orchestra.kernels.book import account_equity_nb, alert_nb
-from orchestra.kernels.capital import apply_transfers_nb, current_nav_nb, sweep_nb
-from orchestra.kernels.jit import kernel_helper
+from orchestra.kernels.capital import apply_transfers_nb, nav_at_nb, sweep_nb
+from orchestra.kernels.jit import kernel_helper, kernel_inline
 from orchestra.kernels.lifecycle import day_end_nb
 from orchestra.kernels.moments import SINGULAR_REL_TOL, prc_drift_into
 from orchestra.kernels.state import (
@@ -77,7 +77,7 @@ def is_dust_nb(net, volume):
     return net != 0.0 and abs(net) <= DUST_REL * volume
 
 
-@njit(cache=True)
+@kernel_helper
 def _sign(x: float) -> float:
     if x > 0.0:
         return 1.0
@@ -86,7 +86,7 @@ def _sign(x: float) -> float:
     return 0.0
 
 
-@njit(cache=True)
+@kernel_helper
 def new_day_nb(inp, st, t):
     """At the first bar of a UTC day: reset the day's opening equity and lift a breaker block."""
     d = inp.day_id[t]
@@ -97,11 +97,17 @@ def new_day_nb(inp, st, t):
             st.breaker[0] = BREAKER_OFF
 
 
-@njit(cache=True)
+@kernel_helper
 def update_stops_nb(inp, st, t):
     """Track extremes since entry and fire the system stop-loss and ATR trailing stop at close."""
     units, extreme, avg_price, stop_pending = st.units, st.extreme, st.avg_price, st.stop_pending
     slot_sym, slot_pod, tradable, close = inp.slot_sym, inp.slot_pod, inp.tradable, inp.close
+    stop_loss, trailing, trail_mult, atr = (
+        inp.pod_stop_loss,
+        inp.pod_trailing,
+        inp.pod_trail_mult,
+        inp.atr,
+    )
     for k in range(units.shape[0]):
         q = units[k]
         if q == 0.0:
@@ -116,23 +122,23 @@ def update_stops_nb(inp, st, t):
                 extreme[k] = c
         elif c < extreme[k]:
             extreme[k] = c
-        sl = inp.pod_stop_loss[p]
+        sl = stop_loss[p]
         if not np.isnan(sl) and avg_price[k] > 0.0:
             if q > 0.0 and c <= avg_price[k] * (1.0 - sl):
                 stop_pending[k] = True
             elif q < 0.0 and c >= avg_price[k] * (1.0 + sl):
                 stop_pending[k] = True
-        if inp.pod_trailing[p]:
-            a = inp.atr[t, s]
+        if trailing[p]:
+            a = atr[t, s]
             if not np.isnan(a):
-                m = inp.pod_trail_mult[p]
+                m = trail_mult[p]
                 if q > 0.0 and c < extreme[k] - m * a:
                     stop_pending[k] = True
                 elif q < 0.0 and c > extreme[k] + m * a:
                     stop_pending[k] = True
 
 
-@njit(cache=True)
+@kernel_helper
 def pod_targets_nb(inp, st, t, prices):
     """Pod rules (SPEC §9.2): target units per slot into ``st.scratch_target``.
 
@@ -144,12 +150,14 @@ def pod_targets_nb(inp, st, t, prices):
     units, lock, stop_pending, scratch = st.units, st.lock, st.stop_pending, st.scratch_target
     changed = st.scratch_changed
     slot_sym, pod_ptr, tradable, target_t = inp.slot_sym, inp.pod_ptr, inp.tradable, inp.target[t]
+    pod_cash, pod_state, pod_fraction = st.pod_cash, st.pod_state, st.pod_fraction
+    max_leverage, threshold = inp.pod_max_leverage, inp.pod_threshold
     changed[:] = False
     bound = 0.0  # Σ_k |target_k · price| ≥ the netted gross notional (triangle inequality)
     for p in range(pod_ptr.shape[0] - 1):
         lo, hi = pod_ptr[p], pod_ptr[p + 1]
         # one pass: the pod's equity (same summation order as pod_equity_nb) and its weights
-        equity = st.pod_cash[p]
+        equity = pod_cash[p]
         gross = 0.0
         for k in range(lo, hi):
             q = units[k]
@@ -166,19 +174,17 @@ def pod_targets_nb(inp, st, t, prices):
                     w = 0.0
             scratch[k] = w
             gross += abs(w)
-        active = (
-            st.pod_state[p] != RETIRED and st.pod_fraction[p] > 0.0 and equity > 0.0 and not flatten
-        )
+        active = pod_state[p] != RETIRED and pod_fraction[p] > 0.0 and equity > 0.0 and not flatten
         if not active:  # as if every weight were 0: locks lifted, everything closes
             for k in range(lo, hi):
                 lock[k] = 0
                 scratch[k] = 0.0
             gross = 0.0
         scale = 1.0
-        lev = inp.pod_max_leverage[p]
+        lev = max_leverage[p]
         if gross > lev:
             scale = lev / gross
-        thr = inp.pod_threshold[p]
+        thr = threshold[p]
         for k in range(lo, hi):
             s = slot_sym[k]
             q = units[k]
@@ -256,7 +262,7 @@ def _update_entry(st, k, q0, q1, pfill):
         st.avg_price[k] = (abs(q0) * st.avg_price[k] + (abs(q1) - abs(q0)) * pfill) / abs(q1)
 
 
-@njit(cache=True)
+@kernel_helper
 def execute_nb(inp, st, out, t, prices, fill_qty, fill_px, fill_fee):
     """Net the slots' trades per symbol, fill ΔQ externally, cross the rest, attribute exactly.
 
@@ -357,7 +363,7 @@ def execute_nb(inp, st, out, t, prices, fill_qty, fill_px, fill_fee):
         st.breaker[0] = BREAKER_BLOCKED
 
 
-@njit(cache=True)
+@kernel_helper
 def mark_nb(inp, st, out, t):
     """Funding, valuation at close, per-bar outputs, day-end bookkeeping, breaker check."""
     prices = inp.close[t]
@@ -394,10 +400,11 @@ def mark_nb(inp, st, out, t):
                 alert_nb(out, t, np.int64(A_GROSS_OVER_CAP), gross / total, cap, -1)
         else:
             st.gross_alerted[0] = 0
-    pod_ptr = inp.pod_ptr
+    pod_ptr, pod_cash, pod_nav, pod_nav_peak = inp.pod_ptr, st.pod_cash, st.pod_nav, st.pod_nav_peak
+    funded, anchor_nav, anchor_equity = st.pod_funded, st.pod_anchor_nav, st.pod_anchor_equity
     out_equity, out_nav, out_gross = out.pod_equity[t], out.pod_nav[t], out.pod_gross[t]
     for p in range(pod_ptr.shape[0] - 1):
-        e = st.pod_cash[p]
+        e = pod_cash[p]
         g = 0.0
         for k in range(pod_ptr[p], pod_ptr[p + 1]):
             q = units[k]
@@ -405,10 +412,11 @@ def mark_nb(inp, st, out, t):
                 v = q * prices[slot_sym[k]]
                 e += v
                 g += abs(v)
-        nav = current_nav_nb(st, p, e)  # time-weighted; frozen while the pod is unfunded
-        st.pod_nav[p] = nav
-        if nav > st.pod_nav_peak[p]:
-            st.pod_nav_peak[p] = nav
+        # time-weighted; frozen while the pod is unfunded
+        nav = nav_at_nb(funded, anchor_nav, anchor_equity, p, e)
+        pod_nav[p] = nav
+        if nav > pod_nav_peak[p]:
+            pod_nav_peak[p] = nav
         out_equity[p] = e
         out_nav[p] = nav
         out_gross[p] = g / e if e > 0.0 else 0.0
@@ -454,7 +462,7 @@ def record_books_nb(st, out, t):
         out_state[p] = pod_state[p]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")  # a view of a row: returned only when inlined
 def _prices(inp, t):
     return inp.close[t] if inp.params.exec_mode == CLOSE else inp.open[t]
 
@@ -475,7 +483,7 @@ def step_post_nb(inp, st, out, t, fill_qty, fill_px, fill_fee):
     post_nb(inp, st, out, t, fill_qty, fill_px, fill_fee)
 
 
-@kernel_helper
+@kernel_inline
 def pre_nb(inp, st, out, t):
     """:func:`step_pre_nb` (without the wrapper Python calls need: the bar loop's compile skips
     it)."""
@@ -487,7 +495,7 @@ def pre_nb(inp, st, out, t):
     pod_targets_nb(inp, st, t, prices)
 
 
-@kernel_helper
+@kernel_inline
 def post_nb(inp, st, out, t, fill_qty, fill_px, fill_fee):
     """:func:`step_post_nb` (without the wrapper Python calls need)."""
     prices = _prices(inp, t)
@@ -607,6 +615,13 @@ def drift_due_nb(states, joined, navs, idx, memo_target, buf, equity, check, thr
 
 @njit(cache=True)
 def run_segment_nb(inp, st, out, t0, t1, stops):
+    """The bar loop (:func:`segment_nb`): Python's entry, which counts the references it is
+    given (the loop itself does not)."""
+    return segment_nb(inp, st, out, t0, t1, stops)
+
+
+@kernel_helper
+def segment_nb(inp, st, out, t0, t1, stops):
     """Step bars ``t0 .. t1-1``; return after a bar the driver must see, or early when the fill
     buffer may not hold another bar.
 

@@ -1,0 +1,81 @@
+"""The kernels' references to a run's tuples (:mod:`orchestra.kernels.refs`)."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import numba
+import numpy as np
+from numba import njit
+
+from orchestra import precompile
+from orchestra.config import load_config
+from orchestra.engine import Engine, prepare
+from orchestra.kernels.refs import KernelArgs, as_refs, ref_types
+from orchestra.kernels.state import copy_state
+from tests.conftest import CONFIGS
+
+
+@njit(_nrt=False)
+def _write_through(st, out, value):
+    """Kernel writes through the references, in a function without reference counting (as the
+    bar loop is compiled)."""
+    st.units[0] = value
+    out.fill_count[0] = 7
+    return st.pod_cash.shape[0] + st.units[0]
+
+
+def test_the_references_share_the_tuples_arrays() -> None:
+    """A write through a reference is a write to the tuple's array (both directions), in a
+    function compiled without reference counting, and the reference has the types the bar loop
+    is compiled for."""
+    inp, st, out = precompile.probe_arguments()
+    refs = as_refs(inp, st, out)
+    assert tuple(numba.typeof(r) for r in refs) == ref_types(inp, st, out)
+    st.pod_cash[:] = 2.0
+    assert _write_through(refs[1], refs[2], 1.5) == st.pod_cash.size + 1.5
+    assert st.units[0] == 1.5 and out.fill_count[0] == 7
+
+
+def test_kernel_args_rebuild_only_for_another_tuple() -> None:
+    inp, st, out = precompile.probe_arguments()
+    args = KernelArgs()
+    first = args(inp, st, out)
+    assert args(inp, st, out) is first  # the same objects: the same references
+    st2 = copy_state(st)  # a restore swaps the State for another object
+    second = args(inp, st2, out)
+    assert second is not first
+    st2.units[0] = 3.0
+    assert _write_through(second[1], second[2], 4.0) == st2.pod_cash.size + 4.0
+    assert st2.units[0] == 4.0 and st.units[0] == 0.0  # the new State, not the old one
+
+
+def test_a_finished_run_frees_its_arrays() -> None:
+    """The references count the arrays they hold and release them: once the engine is gone its
+    (largest) arrays are freed, whatever the kernels did with them (a lost decrement would keep
+    a run's gigabytes alive in a notebook or a sweep)."""
+    eng = Engine(prepare(load_config(CONFIGS / "example.yaml")))
+    eng.run()
+    arrays = [eng.inputs.target, eng.inputs.close, eng.state.units, eng.out.pod_equity]
+    alive = [weakref.ref(a) for a in arrays]
+    del arrays, eng
+    gc.collect()
+    assert [r() is None for r in alive] == [True] * len(alive)
+
+
+def test_a_run_is_the_same_whichever_references_carry_it() -> None:
+    """Running half the bars, then the rest with fresh references to the same tuples, equals
+    one run through (the references carry no state of their own)."""
+    cfg = load_config(CONFIGS / "example.yaml")
+    one = Engine(prepare(cfg))
+    one.run()
+    two = Engine(prepare(cfg))
+    half = two.n_bars // 2
+    two.advance(half)
+    two._kernel_args = KernelArgs()  # new references at the next segment
+    two.advance(two.n_bars)
+    for a, b in zip(one.out, two.out, strict=True):
+        assert np.array_equal(a, b, equal_nan=True)
+    for a, b in zip(one.state, two.state, strict=True):
+        assert np.array_equal(a, b, equal_nan=True)
