@@ -538,8 +538,10 @@ def run_one(name: str, naive_bars: int) -> dict:
         prep = prepare(cfg)  # as run_backtest: synthetic bars straight into the matrices
         eng = Engine(prep)
         eng.run()
+        # the naive loop's slice of the targets (below): run_backtest frees the matrix
+        naive_target = prep.inputs.target[: min(naive_bars, prep.inputs.target.shape[0])].copy()
         t = time.perf_counter()
-        build_result(eng, cfg)
+        build_result(eng, cfg, release_target=True)  # as run_backtest
         t_results = time.perf_counter() - t
         wall = time.perf_counter() - t_all
         out[attempt] = {
@@ -562,7 +564,7 @@ def run_one(name: str, naive_bars: int) -> dict:
             problems.SOLUTIONS.store.clear()
             allocator._MOMENTS.store.clear()
     inp = prep.inputs
-    T, K = inp.target.shape
+    T, K = inp.timestamps.shape[0], inp.slot_pod.shape[0]
     out["bars"], out["slots"], out["psb"] = T, K, T * K
     out["throughput"] = T * K / out["warm"]["kernels"]
     out["resolve_ms_median"] = erc_resolve_ms(eng) if len(prep.pod_ids) >= 2 else None
@@ -580,10 +582,10 @@ def run_one(name: str, naive_bars: int) -> dict:
                 "close",
                 "tradable",
                 "atr",
-                "target",
                 "funding",
             )
-        }
+        },
+        target=naive_target,
     )
     fr = np.array([p.initial_fraction for p in cfg.pods])
     t = time.perf_counter()

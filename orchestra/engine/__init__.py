@@ -72,6 +72,6 @@ def run_backtest(
     engine.run(None if progress is None else (lambda done: progress(done, total)))
     timings.update(engine.timings)
     t = time.perf_counter()
-    result = build_result(engine, cfg, timings)
+    result = build_result(engine, cfg, timings, release_target=True)
     timings["results"] = time.perf_counter() - t
     return result

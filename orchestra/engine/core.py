@@ -131,6 +131,7 @@ class Engine:
         inp = prepared.inputs
         self.inputs = inp
         self._kernel_args = KernelArgs()  # the kernels' references to inputs, state, outputs
+        self._target_released = False  # release_target() was called
         self.base = 0  # global number of the inputs' local row 0 (see the module docstring)
         self.keep_journal = keep_journal  # False: flushed chunks are returned, not kept
         self.capital = float(cfg.backtest.capital)
@@ -267,6 +268,8 @@ class Engine:
         t = self.next_bar
         if t1 > self.n_bars:
             raise IndexError(f"bar {t1 - 1} is beyond the inputs ({self.n_bars} bars)")
+        if self._target_released and t < t1:
+            raise RuntimeError("the engine's target matrix was released: it cannot step again")
         # a fresh checkout's bar loop compiling in a second process, if any: meanwhile the
         # kernels' references (the first call compiles their constructors) and the kernels the
         # run needs after its bar loop compile here
@@ -293,6 +296,18 @@ class Engine:
         """The backtest: every remaining bar."""
         self.advance(self.n_bars, progress)
 
+    def release_target(self) -> None:
+        """Free the run's ``(T, K)`` target matrix, the largest array of a run (0.84 GB on L),
+        once nothing will step the engine again: the engine, its prepared inputs and the
+        kernels' references let go of it (a zero-row matrix stands in). Stepping afterwards
+        raises. :func:`~orchestra.results.result.build_result` calls it when asked to, after
+        reading the positions' target weights."""
+        empty = np.zeros((0, self.inputs.target.shape[1]))
+        self.inputs = self.inputs._replace(target=empty)
+        self.prepared.inputs = self.prepared.inputs._replace(target=empty)
+        self._kernel_args = KernelArgs()
+        self._target_released = True
+
     def step(self) -> int:
         """The next bar only; returns the bar index processed."""
         t = self.next_bar
@@ -311,6 +326,8 @@ class Engine:
         t = self.next_bar
         if t >= self.n_bars:
             raise IndexError("no bars left")
+        if self._target_released:
+            raise RuntimeError("the engine's target matrix was released: it cannot step again")
         inp, st = self.inputs, self.state
         local = t - self.base
         precompile.wait()

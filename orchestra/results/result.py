@@ -367,18 +367,46 @@ def account_metrics(engine, config, fills_raw: dict[str, np.ndarray]) -> dict[st
     }
 
 
-def build_result(engine, config, timings: dict[str, float] | None = None) -> OrchestratedResult:
-    """Assemble the frames and metrics from a finished :class:`~orchestra.engine.core.Engine`."""
+def build_result(
+    engine, config, timings: dict[str, float] | None = None, release_target: bool = False
+) -> OrchestratedResult:
+    """Assemble the frames and metrics from a finished :class:`~orchestra.engine.core.Engine`.
+
+    ``release_target``: the caller is done with the engine, so its ``(T, K)`` target matrix is
+    freed (:meth:`~orchestra.engine.core.Engine.release_target`) once the positions' target
+    weights are read from it, before the frames are built (:func:`~orchestra.run_backtest`
+    does: the frames then never sit beside the largest array of the run).
+    """
     from concurrent.futures import ThreadPoolExecutor
 
+    fills_raw = engine.fills()
+    rows = _position_rows(fills_raw)
+    ps = fills_raw["slot"].astype(np.int64)[rows]
+    pb = fills_raw["bar"].astype(np.int64)[rows]
+    target_weight = engine.inputs.target[pb, ps] if ps.size else np.zeros(0)
+    if release_target:
+        engine.release_target()
     # the daily risk monitor (numpy on small windows, Python between) runs beside the frames
     # (polars and numba, which release the GIL); it only reads the run's outputs
     with ThreadPoolExecutor(1) as pool:
         monitor = pool.submit(_monitor, engine, config)
-        return _build_result(engine, config, timings, monitor)
+        return _build_result(engine, config, timings, monitor, fills_raw, rows, target_weight)
 
 
-def _build_result(engine, config, timings, monitor) -> OrchestratedResult:
+def _position_rows(fills_raw: dict[str, np.ndarray]) -> np.ndarray:
+    """The fills that end a slot's trading at a bar (its last fill there): the positions' rows."""
+    bars = fills_raw["bar"].astype(np.int64)
+    slots = fills_raw["slot"].astype(np.int64)
+    last = np.ones(bars.size, dtype=bool)
+    if bars.size:
+        key = bars * (slots.max() + 1) + slots
+        last[:-1] = key[1:] != key[:-1]
+    return last
+
+
+def _build_result(
+    engine, config, timings, monitor, fills_raw, last, target_weight
+) -> OrchestratedResult:
     from orchestra import __version__
 
     prep = engine.prepared
@@ -412,7 +440,6 @@ def _build_result(engine, config, timings, monitor) -> OrchestratedResult:
         },
         schema=FRAME_SCHEMAS["pod_equity"],
     )
-    fills_raw = engine.fills()
     slot_pod = np.array([lbl[0] for lbl in prep.slot_labels], dtype=object)
     slot_symbol = np.array([lbl[1] for lbl in prep.slot_labels], dtype=object)
     bars = fills_raw["bar"].astype(np.int64)
@@ -429,11 +456,7 @@ def _build_result(engine, config, timings, monitor) -> OrchestratedResult:
         },
         schema=FRAME_SCHEMAS["fills"],
     )
-    # positions: the slot's units after each bar where it traded
-    last = np.ones(bars.size, dtype=bool)
-    if bars.size:
-        key = bars * (slots.max() + 1) + slots
-        last[:-1] = key[1:] != key[:-1]
+    # positions: the slot's units after each bar where it traded (rows: _position_rows)
     pb, ps = bars[last], slots[last]
     after = fills_raw["units_after"][last]
     sym_idx = inp.slot_sym[ps] if ps.size else np.zeros(0, dtype=np.int64)
@@ -446,7 +469,7 @@ def _build_result(engine, config, timings, monitor) -> OrchestratedResult:
             "symbol": names(slot_symbol.tolist(), ps),
             "units": after,
             "weight": after * close / out.equity[pb] if ps.size else np.zeros(0),
-            "target_weight": inp.target[pb, ps] if ps.size else np.zeros(0),
+            "target_weight": target_weight,
             "notional": after * close,
             "avg_entry": books["avg_entry"][last],
             "realised_pnl": books["realised"][last],
