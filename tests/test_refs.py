@@ -81,3 +81,18 @@ def test_a_run_is_the_same_whichever_references_carry_it() -> None:
         assert np.array_equal(a, b, equal_nan=True)
     for a, b in zip(one.state, two.state, strict=True):
         assert np.array_equal(a, b, equal_nan=True)
+
+
+def test_calling_the_bar_loop_leaves_the_reference_counts_as_they_were() -> None:
+    """The bar loop is compiled without reference counting; unboxing its references takes one
+    each and must give it back (else every call leaks one and a run's arrays are never freed)."""
+    from orchestra.kernels.step import run_segment_nb, step_pre_nb
+
+    inp, st, out = precompile.probe_arguments()
+    refs = as_refs(inp, st, out)
+    stops = precompile.probe_stops()
+    before = [r._meminfo.refcount for r in refs]
+    for _ in range(50):
+        run_segment_nb(*refs, 0, 0, stops)
+        step_pre_nb(*refs, 0)
+    assert [r._meminfo.refcount for r in refs] == before == [1, 1, 1]

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from numba import njit
 
-# For the bar loop's functions, called from other kernels only:
-# * without the CPython wrapper, which is half a small helper's compile time (and which they do
-#   not need: Python never calls them);
-# * without numba's reference counting (``_nrt=False``): they allocate nothing, and counting the
-#   references of the State's arrays and of the references themselves (atomic increments at
-#   every call and field read) cost ~25 % of the bar loop's time. They read the run's arrays
-#   through :mod:`orchestra.kernels.refs`, whose field reads work without it.
-# A helper decorated with it cannot be called from Python; an allocation in one fails to compile.
+# The bar loop's functions run without numba's reference counting (``_nrt=False``): they
+# allocate nothing, and counting the references of the run's arrays and records (atomic
+# increments at every call and field read) cost ~25 % of the bar loop's time. They read the
+# run's arrays through :mod:`orchestra.kernels.refs`, whose field reads and unboxing work
+# without it. A function compiled so cannot allocate (it fails to compile if it tries).
+
+# Python's entries to the bar loop (``run_segment_nb``, the live halves).
+kernel_entry = njit(cache=True, _nrt=False)  # type: ignore[call-overload]
+
+# Helpers called from other kernels only, also without the CPython wrapper, which is half a
+# small helper's compile time (a helper decorated with it cannot be called from Python).
 kernel_helper = njit(cache=True, no_cpython_wrapper=True, _nrt=False)  # type: ignore[call-overload]
 
 # The bodies of the live halves (``pre_nb``/``post_nb``), inlined into the bar loop and into the

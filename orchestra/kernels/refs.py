@@ -31,7 +31,15 @@ from numba.core.datamodel import default_manager, models
 from numba.core.runtime.nrtdynmod import _meminfo_struct_type
 from numba.core.typing.templates import AttributeTemplate
 from numba.experimental import structref
-from numba.extending import infer_getattr, lower_getattr_generic, lower_setattr_generic, overload
+from numba.extending import (
+    NativeValue,
+    box,
+    infer_getattr,
+    lower_getattr_generic,
+    lower_setattr_generic,
+    overload,
+    unbox,
+)
 
 from orchestra.kernels.state import Inputs, Outputs, State
 
@@ -122,9 +130,54 @@ class OutputsProxy(structref.StructRefProxy):
     """Python's handle on an :class:`OutputsRef` (passed back to the kernels only)."""
 
 
-structref.define_boxing(InputsRef, InputsProxy)
-structref.define_boxing(StateRef, StateProxy)
-structref.define_boxing(OutputsRef, OutputsProxy)
+def _define_boxing(ref_class: type, proxy_class: type) -> None:
+    """numba's ``structref.define_boxing``, with an unboxing that stays balanced in a function
+    compiled without reference counting.
+
+    Unboxing takes a reference to the proxy's MemInfo. With counting on, the CPython wrapper
+    gives it back after the call; without, nothing would, and every call would leak one (the run's
+    arrays never freed). So when counting is off, the unboxing gives it back itself, in the
+    value's clean-up, which the wrapper runs after the call either way (the proxy, held by the
+    caller, keeps the record alive meanwhile)."""
+    make_proxy = proxy_class._numba_box_  # type: ignore[attr-defined]
+    pointer = types.MemInfoPointer(types.voidptr)
+
+    @box(ref_class)
+    def _box(typ, val, c):
+        meminfo = cgutils.create_struct_proxy(typ)(c.context, c.builder, value=val).meminfo
+        boxed = c.box(pointer, meminfo)
+        ctor = c.pyapi.unserialize(c.pyapi.serialize_object(make_proxy))
+        typ_obj = c.pyapi.unserialize(c.pyapi.serialize_object(typ))
+        res = c.pyapi.call_function_objargs(ctor, [typ_obj, boxed])
+        for obj in (ctor, typ_obj, boxed):
+            c.pyapi.decref(obj)
+        return res
+
+    @unbox(ref_class)
+    def _unbox(typ, obj, c):
+        meminfo_obj = c.pyapi.object_getattr_string(obj, "_meminfo")
+        meminfo = c.unbox(pointer, meminfo_obj).value  # takes a reference
+        c.pyapi.decref(meminfo_obj)
+        ref = cgutils.create_struct_proxy(typ)(c.context, c.builder)
+        ref.meminfo = meminfo
+        cleanup = None
+        if not c.context.enable_nrt:
+            builder = c.builder
+
+            def cleanup() -> None:
+                release = cgutils.get_or_insert_function(
+                    builder.module,
+                    cgutils.ir.FunctionType(cgutils.ir.VoidType(), [cgutils.voidptr_t]),
+                    "NRT_decref",
+                )
+                builder.call(release, [meminfo])
+
+        return NativeValue(ref._getvalue(), cleanup=cleanup)
+
+
+_define_boxing(InputsRef, InputsProxy)
+_define_boxing(StateRef, StateProxy)
+_define_boxing(OutputsRef, OutputsProxy)
 
 _REF_TYPES = {Inputs: InputsRef, State: StateRef, Outputs: OutputsRef}
 

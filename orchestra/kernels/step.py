@@ -39,7 +39,7 @@ from numba import njit
 
 from orchestra.kernels.book import account_equity_nb, alert_nb
 from orchestra.kernels.capital import apply_transfers_nb, nav_at_nb, sweep_nb
-from orchestra.kernels.jit import kernel_helper, kernel_inline
+from orchestra.kernels.jit import kernel_entry, kernel_helper, kernel_inline
 from orchestra.kernels.lifecycle import day_end_nb
 from orchestra.kernels.moments import SINGULAR_REL_TOL, prc_drift_into
 from orchestra.kernels.state import (
@@ -467,7 +467,7 @@ def _prices(inp, t):
     return inp.close[t] if inp.params.exec_mode == CLOSE else inp.open[t]
 
 
-@njit(cache=True)
+@kernel_entry
 def step_pre_nb(inp, st, out, t):
     """First half of bar ``t``, up to the targets: new day, (close mode) stops, capital moves,
     pod rules. The net order per symbol is then ``Σ (scratch_target − units)`` over its slots.
@@ -475,7 +475,7 @@ def step_pre_nb(inp, st, out, t):
     pre_nb(inp, st, out, t)
 
 
-@njit(cache=True)
+@kernel_entry
 def step_post_nb(inp, st, out, t, fill_qty, fill_px, fill_fee):
     """Second half of bar ``t``: execution (modelled, or the exchange's fills: see
     :func:`execute_nb`), sweep, (next_open) stops, marking. (Live trading's entry; the bar loop
@@ -613,15 +613,8 @@ def drift_due_nb(states, joined, navs, idx, memo_target, buf, equity, check, thr
     return drift > threshold
 
 
-@njit(cache=True)
+@kernel_entry
 def run_segment_nb(inp, st, out, t0, t1, stops):
-    """The bar loop (:func:`segment_nb`): Python's entry, which counts the references it is
-    given (the loop itself does not)."""
-    return segment_nb(inp, st, out, t0, t1, stops)
-
-
-@kernel_helper
-def segment_nb(inp, st, out, t0, t1, stops):
     """Step bars ``t0 .. t1-1``; return after a bar the driver must see, or early when the fill
     buffer may not hold another bar.
 
