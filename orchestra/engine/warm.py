@@ -2,7 +2,7 @@
 
 The kernels are compiled on first use and cached by numba next to their source
 (``orchestra/kernels/__pycache__``; numba's user cache when that folder is read-only). A fresh
-checkout pays ~20–30 s once: ``make install`` runs ``python -m orchestra.engine.warm``, and
+checkout pays ~10–20 s once: ``make install`` runs ``python -m orchestra.engine.warm``, and
 ``orch-bt run`` / ``orch-live`` say so when the cache is still cold. Both compile the bar loop in
 a second process meanwhile (:mod:`orchestra.precompile`).
 """
@@ -110,7 +110,7 @@ def main() -> None:
         return
     from orchestra.precompile import compile_estimate
 
-    took = compile_estimate("~25 s", "~40 s")  # measured: 22 s wall, 39 s CPU on 2 cores
+    took = compile_estimate("~12 s", "~21 s")  # measured: 12 s wall, 21 s CPU on 2 cores
     print(f"numba kernels: compiling once ({took} on this machine's cores) ...", flush=True)
     print(f"numba kernels: compiled and cached in {warm_kernels():.0f} s")
 
