@@ -96,3 +96,17 @@ def test_calling_the_bar_loop_leaves_the_reference_counts_as_they_were() -> None
         run_segment_nb(*refs, 0, 0, stops)
         step_pre_nb(*refs, 0)
     assert [r._meminfo.refcount for r in refs] == before == [1, 1, 1]
+
+
+def test_a_field_cannot_be_replaced_in_a_kernel_without_reference_counting() -> None:
+    """Replacing a whole array of a record there would store an array nobody counts, which the
+    record frees later: it does not compile (setting an element, the kernels' use, does)."""
+    import pytest
+
+    @njit(_nrt=False)
+    def replace_units(st, other):
+        st.units = other
+
+    inp, st, out = precompile.probe_arguments()
+    with pytest.raises(Exception, match="without reference counting"):
+        replace_units(as_refs(inp, st, out)[1], np.zeros(1))

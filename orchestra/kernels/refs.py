@@ -9,16 +9,18 @@ must split. Measured on this machine: a function taking the three tuples costs ~
 even with an empty body, and a helper ~0.4 s (the cost grows faster than linearly with the number
 of arrays, however they are grouped into tuples). A StructRef is one pointer to a heap record of
 the same arrays, so the bar loop and its ~40 helpers compile at the cost of their bodies: the
-bar-loop chain went from ~18 s to ~9 s with an empty cache.
+bar-loop chain went from ~18 s to ~8 s with an empty cache.
 
 The arrays are shared, not copied: the kernels' writes are the tuples' writes. A reference holds
 a reference count on each array, so it keeps them alive; :class:`KernelArgs` keeps the
-references of one ``(inputs, state, outputs)`` triple and rebuilds them when the engine swaps
-one of the tuples (a restore, a new bar in the live loop).
+references of one ``(inputs, state, outputs)`` triple and rebuilds one when the engine swaps its
+tuple (a restore, a new bar in the live loop).
 
-Kernels reading a field in an inner loop bind it to a local first (``units = st.units``): a
-field read is a load through the pointer plus a reference count, which LLVM cannot hoist out of
-a loop that writes to another array.
+The bar loop is compiled without numba's reference counting (:mod:`orchestra.kernels.jit`), which
+numba's own StructRef attributes and unboxing need; these types bring their own (field reads by
+a load of the record's address, an unboxing that gives back the reference it takes). Kernels
+reading a field in an inner loop bind it to a local first (``units = st.units``): a field read
+is a load through the pointer, which LLVM cannot hoist out of a loop that writes to an array.
 """
 
 from __future__ import annotations
@@ -101,6 +103,10 @@ def _register(ref_class: type) -> None:
 
     @lower_setattr_generic(ref_class)
     def _set(context, builder, sig, args, attr):
+        if not context.enable_nrt:  # it would store an uncounted array the record later frees
+            raise TypeError(
+                f"{ref_class.__name__}.{attr} set in a kernel without reference counting"
+            )
         ref_type, value_type = sig.args
         ref, value = args
         data = cgutils.create_struct_proxy(ref_type.get_data_type())(
