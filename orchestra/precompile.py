@@ -2,9 +2,9 @@
 
 With an empty numba cache most of a first run is compiling, and the bar loop (``run_segment_nb``
 with the pod rules, execution, marking, the lifecycle and the drift check it calls) is about
-half of it; nothing a run does before its first bar needs it. :func:`start` launches ``python -m orchestra.precompile
-<group>``, which imports numpy, numba and the kernels only and compiles the group's kernels
-from their signatures for the engine's exact types (:func:`probe_arguments`,
+half of it; nothing a run does before its first bar needs it. :func:`start` launches
+``python -m orchestra.precompile <group>``, which imports numpy, numba and the kernels only and
+compiles the group's kernels from their signatures for the engine's exact types (:func:`probe_arguments`,
 :func:`probe_types`; tests check them against the engine's), writing them to numba's cache;
 :func:`wait`, called by the engine before its first bar, waits for it, and the kernels then load
 from the cache. The work is split so that both cores stay busy (``make bench``, workload C):
@@ -191,8 +191,8 @@ def probe_types() -> tuple:
 def compile_step_kernel() -> float:
     """Compile (or load) ``run_segment_nb`` for the engine's types; returns the seconds taken.
 
-    Compiled from its signature: the child never builds the references (their constructors are
-    the parent's to compile, :func:`orchestra.engine.core.Engine.advance`)."""
+    Compiled from its signature, so no references need building (the child compiles their
+    constructors separately first, for the parent: :func:`_child_bar_loop`)."""
     from numba import typeof
 
     from orchestra.kernels.step import run_segment_nb
