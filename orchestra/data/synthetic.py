@@ -288,7 +288,7 @@ def _transposed(rows: list[np.ndarray]) -> list[np.ndarray]:
         field = fields[i]
         fields[i] = None
         assert field is not None
-        return transpose_nb(field)
+        return transpose_nb(field, np.empty(field.shape[::-1]))
 
     workers = min(len(fields), os.cpu_count() or 1) if big else 1
     if workers <= 1:

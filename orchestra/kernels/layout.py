@@ -28,10 +28,12 @@ def gather_transpose_nb(mat, columns):  # pragma: no cover (numba)
 
 
 @_jit
-def transpose_nb(w):  # pragma: no cover (numba)
-    """``w.T`` of ``(S, T)`` weights as a C-contiguous ``(T, S)`` array, in blocks of columns."""
+def transpose_nb(w, out):  # pragma: no cover (numba)
+    """``w.T`` of an ``(S, T)`` array into the C-contiguous ``(T, S)`` ``out``, in blocks of
+    columns. ``out`` comes from numpy: numpy asks the kernel for transparent huge pages on large
+    arrays and numba's allocator does not, and first touches of fresh 4 KB pages are ~20 % of a
+    year of minutes' data stage on this machine (a page fault each)."""
     S, T = w.shape
-    out = np.empty((T, S))
     for t0 in range(0, T, 512):
         t1 = min(T, t0 + 512)
         for s in range(S):

@@ -20,8 +20,9 @@ The primitives (state layout ``[...]`` as float64; counters are exact integers i
 * rolling sample standard deviation (ddof 1) by Welford's update with removal:
   ``[n_seen, count, nonzero, mean, m2, ring position, ring(window)]``;
 * rolling sum: ``[n_seen, count, nonzero, total, ring position, ring(window)]``;
-* the prior ``window`` bars' max or min (bar t excluded) by a monotone deque:
-  ``[n_seen, head position, size, index ring(window+1), value ring(window+1)]``;
+* the prior ``window`` bars' max or min (bar t excluded) by blocks of ``window`` values (van
+  Herk / Gil-Werman): ``[n_seen, position in the block, running extreme, suffix extremes(window),
+  block(window)]``;
 * the value ``lag`` bars ago (momentum): ``[n_seen, ring position, ring(lag)]``.
 
 Ring positions are kept as counters that wrap (no integer division in the loop).
@@ -127,30 +128,45 @@ def rsum_push(st, o, window, v):
 
 @_jit
 def extreme_size(window):
-    return 3 + 2 * (window + 1)
+    return 3 + 2 * window
+
+
+@_step
+def _extreme(a, b, highest):
+    """The max (``highest``) or min of ``a`` and ``b``; NaN if either is NaN."""
+    if highest:
+        return a if (a >= b or a != a) else b
+    return a if (a <= b or a != a) else b
 
 
 @_step
 def extreme_push(st, o, window, v, highest):
     """The max (``highest``) or min of the ``window`` values before ``v`` (NaN until there are
-    ``window``), then push ``v``. A monotone deque of (index, value) in two rings."""
-    cap = window + 1
-    t, head, size = int(st[o]), int(st[o + 1]), int(st[o + 2])  # head: a ring position
-    idx, val = o + 3, o + 3 + cap
+    ``window``, and while a NaN is among them), then push ``v``.
+
+    Blocks of ``window`` pushes (van Herk / Gil-Werman): the window before push ``t`` is the tail
+    of the last complete block plus the head of the current one, so it is the extreme of that
+    block's suffix extreme at ``t``'s position and the current block's running extreme. When a
+    block completes, its suffix extremes are computed in one backward pass: O(1) a push
+    amortised and no data-dependent branch (a monotone deque's pops mispredict; 2.5x slower).
+    State: ``[n_seen, position in the block, running extreme, suffix(window), block(window)]``.
+    """
+    t, pos, run = int(st[o]), int(st[o + 1]), st[o + 2]
+    suffix, block = o + 3, o + 3 + window
     out = np.nan
-    if t >= window:
-        while st[idx + head] < t - window:
-            head = head + 1 if head + 1 < cap else 0
-            size -= 1
-        out = st[val + head]
-    last = head + size - 1 if head + size - 1 < cap else head + size - 1 - cap
-    while size > 0 and ((st[val + last] <= v) if highest else (st[val + last] >= v)):
-        size -= 1
-        last = last - 1 if last > 0 else cap - 1
-    end = head + size if head + size < cap else head + size - cap
-    st[idx + end] = t
-    st[val + end] = v
-    st[o], st[o + 1], st[o + 2] = t + 1, head, size + 1
+    if t >= window:  # position 0: the last complete block is the whole window
+        out = st[suffix] if pos == 0 else _extreme(st[suffix + pos], run, highest)
+    st[block + pos] = v
+    run = v if pos == 0 else _extreme(run, v, highest)
+    pos += 1
+    if pos == window:  # the block is complete: its suffix extremes, back to front
+        acc = v
+        st[suffix + window - 1] = acc
+        for i in range(window - 2, -1, -1):
+            acc = _extreme(st[block + i], acc, highest)
+            st[suffix + i] = acc
+        pos = 0
+    st[o], st[o + 1], st[o + 2] = t + 1, pos, run
     return out
 
 
