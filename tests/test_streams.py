@@ -76,13 +76,16 @@ def test_intraday_bars_equal_one_default_rng_per_stream(tf: str, monkeypatch) ->
         assert np.array_equal(getattr(batched, field), getattr(one_by_one, field)), field
 
 
-def test_the_threaded_transposes_equal_the_single_threaded_ones(monkeypatch) -> None:
-    """Long histories transpose the five fields on a thread per core: the same matrices."""
-    args = (["BTC/USDT", "ETH/USDT", "ZZZ/USDT"], dt.date(2024, 1, 1), dt.date(2024, 1, 9), "5m", 3)
-    monkeypatch.setattr(synthetic, "THREADED_TRANSPOSE", 10**12)
+def test_chunks_split_between_threads_give_the_same_bars(monkeypatch) -> None:
+    """Long histories split the stream chunks between a thread per core, each placing its
+    chunks' bars into the matrices: the same matrices as one thread, and as the long frame."""
+    args = (["BTC/USDT", "ETH/USDT", "ZZZ/USDT"], dt.date(2024, 1, 1), dt.date(2024, 3, 9), "5m", 3)
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
     single = synthetic.generate_market(*args)
-    monkeypatch.setattr(synthetic, "THREADED_TRANSPOSE", 1)
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("os.cpu_count", lambda: 3)
     threaded = synthetic.generate_market(*args)
+    frame = synthetic.generate(*args)
     for field in ("open", "high", "low", "close", "volume"):
         assert np.array_equal(getattr(single, field), getattr(threaded, field)), field
+        long = frame.pivot(on="symbol", index="timestamp", values=field)
+        assert np.array_equal(long.select(single.symbols).to_numpy(), getattr(single, field))

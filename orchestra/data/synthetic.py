@@ -36,6 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import zlib
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -164,62 +165,59 @@ def _day_bars(symbols, first_day: int, last_day: int, seed: int):
     return open_, high, low, close, volume, vols
 
 
-def _intraday_bars(symbols, first_day: int, last_day: int, per_day: int, seed: int, write=None):
+def _intraday_bars(symbols, first_day: int, last_day: int, per_day: int, seed: int, flush=None):
     """Bars of ``DAY / per_day`` inside each day: a Brownian bridge from the day's open to its
     close, Student-t increments with the same one-factor structure. Arrays ``(k, n_days·per_day)``
-    (open, high, low, close, volume), or with ``write``: ``write(j, arrays)`` receives symbol
-    ``j``'s five ``(n_days·per_day,)`` arrays instead (nothing is returned).
+    (open, high, low, close, volume); or with ``flush``, nothing is returned and
+    ``flush(first, n, stage)`` receives the bars of days ``first .. first+n-1`` instead, one
+    stream chunk of :data:`INTRADAY_CHUNK` days at a time: ``stage`` is ``(5, k, ≥ n·per_day)``
+    (field, symbol, bar), reused for the next chunk once ``flush`` returns.
 
-    Symbols are independent: on long histories they are computed on a thread per core (numpy's
-    draws and arithmetic on large arrays release the GIL), each in its own buffers."""
+    Chunk by chunk, every symbol: a chunk's arrays (16 days of minutes, 184 KB) stay in cache
+    through the ~20 numpy passes of a symbol, and its bars are placed in one block. On long
+    histories the chunks are split between a thread per core (numpy's draws and arithmetic
+    release the GIL), each with its own buffers; the numbers do not depend on the split."""
     import os
     from concurrent.futures import ThreadPoolExecutor
 
     d_open, _, _, d_close, d_volume, vols = _day_bars(symbols, first_day, last_day, seed)
     n_days = last_day + 1 - first_day
     load = np.array([_symbol_profile(s, seed)[2] for s in symbols])
+    crcs = [zlib.crc32(s.encode()) for s in symbols]
 
     ic = INTRADAY_CHUNK
-    chunks = range(first_day // ic, last_day // ic + 1)
+    chunks = list(range(first_day // ic, last_day // ic + 1))
     # every stream's seeds hashed in one batch: stream (seed, *key, per_day, c) is
     # default_rng([seed, *key, per_day, c]); keys: (20,) the factor, (crc, 21|22|23) a symbol's
-    keys = [(zlib.crc32(s.encode()), part) for s in symbols for part in (21, 22, 23)]
+    keys = [(crc, part) for crc in crcs for part in (21, 22, 23)]
     grid = seed_states_grid([(seed, *key, per_day) for key in keys], chunks)
-    states: dict[tuple[int, ...], np.ndarray] = dict(zip(keys, grid, strict=True))
+    states: dict[tuple[int, ...], Any] = dict(zip(keys, grid, strict=True))
     states[(20,)] = seed_states_grid([(seed, 20, per_day)], chunks)[0]
 
-    def per_day_draws(key: tuple[int, ...], draw, width: int = per_day, out=None) -> np.ndarray:
-        # chunk c of the stream holds days c·IC .. (c+1)·IC-1, each a row of `width` draws
-        out = np.empty((n_days, width)) if out is None else out
-        for c, state in zip(chunks, states[key], strict=True):
-            block = draw(generator(state), (ic, width))
-            lo, hi = max(first_day, c * ic), min(last_day, (c + 1) * ic - 1)
-            out[lo - first_day : hi - first_day + 1] = block[lo - c * ic : hi - c * ic + 1]
-        return out
+    def draws(key: tuple[int, ...], i: int, draw, width: int, rows: slice) -> np.ndarray:
+        # chunk i of the stream: days chunks[i]·IC .. +IC-1, a row of `width` draws each
+        return draw(generator(states[key][i]), (ic, width))[rows]
 
     t_draw = _DRAWS["t"]
-    factor = per_day_draws((20,), t_draw) * T_SCALE
     k = len(symbols)
     steps = np.arange(1, per_day + 1) / per_day
     full: list[np.ndarray] = []
-    if write is None:
-        # preallocated (k, n_days, per_day) arrays the symbols write into
-        full = [np.empty((k, n_days, per_day)) for _ in range(5)]
+    if flush is None:
+        full = [np.empty((k, n_days * per_day)) for _ in range(5)]
 
-        def write(j: int, arrays) -> None:
-            for dst, src in zip(full, arrays, strict=True):
-                dst[j] = src.reshape(n_days, per_day)
+        def flush(first: int, n: int, stage: np.ndarray) -> None:
+            at = (first - first_day) * per_day
+            for f in range(5):
+                full[f][:, at : at + n * per_day] = stage[f, :, : n * per_day]
 
-    def one(j: int) -> None:
-        s = symbols[j]
-        crc = zlib.crc32(s.encode())
-        # written in place into this symbol's buffers: long minute histories are gigabytes, and
-        # fresh temporaries per operation cost more than the arithmetic
-        path = np.empty((n_days, per_day))
-        scratch = np.empty((n_days, per_day))
-        wick = np.empty((n_days, 2 * per_day))
-        o, h, lo, c, v = (np.empty((n_days, per_day)) for _ in range(5))
-        e = per_day_draws((crc, 21), t_draw, out=path)
+    def symbol(j: int, i: int, d: slice, rows: slice, factor, stage, path, scratch) -> None:
+        """Symbol ``j``'s bars of chunk ``i`` (days ``d`` of the daily arrays) into ``stage``,
+        computed in place: fresh temporaries per operation cost more than the arithmetic."""
+        crc = crcs[j]
+        n = d.stop - d.start
+        path, scratch = path[:n], scratch[:n]
+        o, h, lo, c, v = (stage[f, j, : n * per_day].reshape(n, per_day) for f in range(5))
+        e = draws((crc, 21), i, t_draw, per_day, rows)
         e *= T_SCALE
         e *= np.sqrt(1 - load[j] ** 2)
         np.multiply(load[j], factor, out=scratch)
@@ -227,16 +225,16 @@ def _intraday_bars(symbols, first_day: int, last_day: int, per_day: int, seed: i
         w = np.cumsum(scratch, axis=1, out=scratch)
         np.multiply(steps[None, :], w[:, -1:], out=path)
         np.subtract(w, path, out=path)  # the bridge: 0 at the day's open and at its close
-        total = np.log(d_close[j] / d_open[j])
+        total = np.log(d_close[j][d] / d_open[j][d])
         sig = vols[j] / np.sqrt(per_day)
         path *= sig
         np.multiply(steps[None, :], total[:, None], out=scratch)
         np.add(scratch, path, out=path)
         np.exp(path, out=path)
-        np.multiply(d_open[j][:, None], path, out=c)
-        o[:, 0] = d_open[j]
+        np.multiply(d_open[j][d][:, None], path, out=c)
+        o[:, 0] = d_open[j][d]
         o[:, 1:] = c[:, :-1]
-        per_day_draws((crc, 22), lambda r, sh: r.standard_normal(sh), 2 * per_day, out=wick)
+        wick = draws((crc, 22), i, lambda r, sh: r.standard_normal(sh), 2 * per_day, rows)
         np.abs(wick, out=wick)
         np.multiply(wick[:, :per_day], 0.5, out=path)
         path *= sig
@@ -249,52 +247,37 @@ def _intraday_bars(symbols, first_day: int, last_day: int, per_day: int, seed: i
         np.exp(path, out=path)
         np.minimum(o, c, out=lo)
         lo *= path
-        share = per_day_draws((crc, 23), lambda r, sh: r.normal(0.0, 0.5, sh), out=path)
+        share = draws((crc, 23), i, lambda r, sh: r.normal(0.0, 0.5, sh), per_day, rows)
         np.exp(share, out=share)
         share /= share.sum(axis=1, keepdims=True)
-        np.multiply(share, d_volume[j][:, None], out=v)
-        write(j, tuple(x.reshape(-1) for x in (o, h, lo, c, v)))
+        np.multiply(share, d_volume[j][d][:, None], out=v)
 
-    # threads pay only on long histories (each chunk's stream set-up holds the GIL): 5.2 → 4.4 s
-    # on a year of minutes × 50 symbols, slower on 5 years of hours
-    workers = min(k, os.cpu_count() or 1) if n_days * per_day >= 100_000 else 1
+    def work(part: range) -> None:
+        stage = np.empty((5, k, ic * per_day))
+        path, scratch = np.empty((ic, per_day)), np.empty((ic, per_day))
+        for i in part:
+            c = chunks[i]
+            first, last = max(first_day, c * ic), min(last_day, (c + 1) * ic - 1)
+            rows = slice(first - c * ic, last + 1 - c * ic)
+            d = slice(first - first_day, last + 1 - first_day)
+            factor = draws((20,), i, t_draw, per_day, rows) * T_SCALE
+            for j in range(k):
+                symbol(j, i, d, rows, factor, stage, path, scratch)
+            flush(first, last + 1 - first, stage)
+
+    # threads pay only on long histories (each chunk's stream set-up holds the GIL)
+    big = n_days * per_day >= 100_000 and len(chunks) > 1
+    workers = min(len(chunks), os.cpu_count() or 1) if big else 1
+    parts = [
+        range(len(chunks) * w // workers, len(chunks) * (w + 1) // workers) for w in range(workers)
+    ]
     if workers <= 1:
-        for j in range(k):
-            one(j)
+        work(parts[0])
     else:
         with ThreadPoolExecutor(workers) as pool:
-            for f in [pool.submit(one, j) for j in range(k)]:
+            for f in [pool.submit(work, part) for part in parts]:
                 f.result()
-    return tuple(x.reshape(k, n_days * per_day) for x in full) if full else None
-
-
-THREADED_TRANSPOSE = 4_000_000  # values per field from which the transposes use every core
-
-
-def _transposed(rows: list[np.ndarray]) -> list[np.ndarray]:
-    """Each ``(S, T)`` field as a ``(T, S)`` matrix, on a thread per core on long histories (the
-    block transposes release the GIL). ``rows`` is emptied as it goes: a field's buffer is freed
-    once its matrix is made, so the peak holds at most one field per thread twice."""
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
-    from orchestra.kernels.layout import transpose_nb
-
-    big = bool(rows) and rows[0].size >= THREADED_TRANSPOSE
-    fields: list[np.ndarray | None] = list(rows)
-    rows.clear()
-
-    def one(i: int) -> np.ndarray:
-        field = fields[i]
-        fields[i] = None
-        assert field is not None
-        return transpose_nb(field, np.empty(field.shape[::-1]))
-
-    workers = min(len(fields), os.cpu_count() or 1) if big else 1
-    if workers <= 1:
-        return [one(i) for i in range(len(fields))]
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(one, range(len(fields))))
+    return tuple(full) if full else None
 
 
 def _grid(start, end, timeframe: str) -> tuple[int, int, int, int, int, int]:
@@ -353,18 +336,21 @@ def generate_market(
             for j, s in enumerate(order):
                 field[:, column[s]] = arr[j, a:b]
     else:
-        # symbol j's bars go into row j of (S, T) buffers (contiguous writes), and each field is
-        # then transposed in blocks: writing columns of (T, S) strides across memory (1 s per
-        # field on a year of minutes × 50 symbols, against 0.14 s). A field's buffer is freed as
-        # its matrix is made (see _transposed), so the peak does not hold all five twice
-        rows = [np.empty((len(symbols), b - a)) for _ in range(5)]
+        # each chunk's block of bars goes straight into the (T, S) matrices (numpy's arrays, so
+        # large ones get transparent huge pages): no (S, T) copy of every field to transpose
+        from orchestra.kernels.layout import place_rows_nb
 
-        def write(j: int, arrays) -> None:
-            for field, arr in zip(rows, arrays, strict=True):
-                field[column[order[j]]] = arr[a:b]
+        out = [np.empty((b - a, len(symbols))) for _ in range(5)]
+        cols = np.array([column[s] for s in order], dtype=np.int64)
 
-        _intraday_bars(order, first_day, last_day, per_day, seed, write)
-        out = _transposed(rows)
+        def flush(first: int, n: int, stage: np.ndarray) -> None:
+            at = (first - first_day) * per_day  # the chunk's first bar on the full grid
+            lo, hi = max(at, a), min(at + n * per_day, b)
+            if lo < hi:
+                for f in range(5):
+                    place_rows_nb(stage[f], lo - at, hi - lo, out[f][lo - a : hi - a], cols)
+
+        _intraday_bars(order, first_day, last_day, per_day, seed, flush)
     o, h, lo, c, v = out
     return Market(
         ts[a:b], list(symbols), o, h, lo, c, v, np.ones((b - a, len(symbols)), bool), timeframe

@@ -198,11 +198,11 @@ def pod_weight_matrix(config: Config, bars: Any, market: Market, clock_tf: str) 
         for i in computed:
             one(i)
     else:
-        # the costliest pods first (bars × symbols × fields read, a proxy), so that no long pod
-        # is left alone at the end; the weights do not depend on the order
-        def cost(i: int) -> int:
+        # the costliest pods first (symbols × the step form's measured relative cost), so that
+        # no long pod is left alone at the end; the weights do not depend on the order
+        def cost(i: int) -> float:
             form = getattr(get_strategy(config.pods[i].strategy).func, "step_form", None)
-            return len(config.pods[i].symbols) * (len(form.fields) if form is not None else 4)
+            return len(config.pods[i].symbols) * (form.cost if form is not None else 4.0)
 
         with ThreadPoolExecutor(workers) as pool:
             futures = {i: pool.submit(one, i) for i in sorted(computed, key=cost, reverse=True)}

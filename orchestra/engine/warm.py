@@ -78,7 +78,7 @@ OTHER_KERNELS = (
     ("orchestra.kernels.moments", "pod_shares_nb"),
     ("orchestra.risk", "_average_correlation_nb"),
     ("orchestra.kernels.layout", "gather_transpose_nb"),
-    ("orchestra.kernels.layout", "transpose_nb"),
+    ("orchestra.kernels.layout", "place_rows_nb"),
     ("orchestra.kernels.layout", "place_weights_nb"),
     ("orchestra.kernels.layout", "bar_spans_nb"),
     ("orchestra.results.trades", "account_units_nb"),

@@ -28,24 +28,22 @@ def gather_transpose_nb(mat, columns):  # pragma: no cover (numba)
 
 
 @_jit
-def transpose_nb(w, out):  # pragma: no cover (numba)
-    """``w.T`` of an ``(S, T)`` array into the C-contiguous ``(T, S)`` ``out``, in blocks of
-    columns. ``out`` comes from numpy: numpy asks the kernel for transparent huge pages on large
-    arrays and numba's allocator does not, and first touches of fresh 4 KB pages are ~20 % of a
-    year of minutes' data stage on this machine (a page fault each)."""
-    S, T = w.shape
-    for t0 in range(0, T, 512):
-        t1 = min(T, t0 + 512)
-        for s in range(S):
-            for t in range(t0, t1):
-                out[t, s] = w[s, t]
-    return out
+def place_rows_nb(rows, t0, n, out, columns):  # pragma: no cover (numba)
+    """Bars ``t0 .. t0+n-1`` of ``(S, T)`` rows into the ``(n, ·)`` ``out``: row ``j`` goes to
+    column ``columns[j]``. Row by row of ``out`` (its writes in order) over blocks of 64 bars,
+    whose reads from each of the ``S`` rows stay in cache (1.3 ns a value against 1.9 for
+    column-by-column blocks of 512, on 50 symbols)."""
+    for b0 in range(0, n, 64):
+        b1 = min(n, b0 + 64)
+        for t in range(b0, b1):
+            for j in range(columns.size):
+                out[t, columns[j]] = rows[j, t0 + t]
 
 
 @_jit
 def place_weights_nb(w, out, gross):  # pragma: no cover (numba)
     """A strategy's ``(S, T)`` weights into ``out`` (``(T, S)``, or a pod's columns of the
-    engine's slot matrix), in :func:`transpose_nb`'s blocks, in one pass that also leaves in
+    engine's slot matrix), in blocks of 512 bars, in one pass that also leaves in
     ``gross[t]`` a rough ``Σ_s |w[s, t]|`` (summed in symbol order, not numpy's pairwise order:
     the leverage cap's screen, see :func:`orchestra.strategies.cap_matrix`). Returns False when
     a row holds a NaN or an infinity (or its absolute sum overflows: check with numpy)."""

@@ -386,11 +386,26 @@ def build_result(
     target_weight = engine.inputs.target[pb, ps] if ps.size else np.zeros(0)
     if release_target:
         engine.release_target()
-    # the daily risk monitor (numpy on small windows, Python between) runs beside the frames
-    # (polars and numba, which release the GIL); it only reads the run's outputs
-    with ThreadPoolExecutor(1) as pool:
+    # the daily risk monitor (numpy on small windows, Python between) and the round trips (a
+    # numba kernel over every fill, then polars) run beside the other frames (polars and numba,
+    # which release the GIL); they only read the run's inputs, outputs and fills
+    inp, T = engine.inputs, engine.next_bar
+    labels = engine.prepared.slot_labels
+    with ThreadPoolExecutor(2) as pool:
         monitor = pool.submit(_monitor, engine, config)
-        return _build_result(engine, config, timings, monitor, fills_raw, rows, target_weight)
+        trades = pool.submit(
+            round_trips,
+            inp.timestamps[:T],
+            inp.close,
+            inp.funding,
+            [lbl[0] for lbl in labels],
+            [lbl[1] for lbl in labels],
+            inp.slot_sym,
+            fills_raw,
+        )
+        return _build_result(
+            engine, config, timings, monitor, trades, fills_raw, rows, target_weight
+        )
 
 
 def _position_rows(fills_raw: dict[str, np.ndarray]) -> np.ndarray:
@@ -405,7 +420,7 @@ def _position_rows(fills_raw: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _build_result(
-    engine, config, timings, monitor, fills_raw, last, target_weight
+    engine, config, timings, monitor, trades, fills_raw, last, target_weight
 ) -> OrchestratedResult:
     from orchestra import __version__
 
@@ -557,17 +572,8 @@ def _build_result(
         ),
         "timings": timings or {},
     }
-    trades = round_trips(
-        inp.timestamps[:T],
-        inp.close,
-        inp.funding,
-        slot_pod.tolist(),
-        slot_symbol.tolist(),
-        inp.slot_sym,
-        fills_raw,
-    )
     return OrchestratedResult(
-        trades=trades,
+        trades=trades.result(),
         benchmark=_benchmark_frame(
             config, prep.market.symbols, inp.close[:T], inp.timestamps[:T], inp.day_end[:T]
         ),

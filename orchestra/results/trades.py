@@ -104,14 +104,16 @@ def _close_extremes(close, block_lo, block_hi, B, s, a, b):
 
 @njit(cache=True, nogil=True)
 def _trips_nb(
-    order, fill_slot, fill_bar, fill_units, fill_price, fill_fee, slot_sym, close, cum_funding, T
+    fill_slot, fill_bar, fill_units, fill_price, fill_fee, slot_sym, close, cum_funding, T
 ):
-    """Round trips of every slot, the fills visited slot by slot in time order (``order``).
+    """Round trips of every slot from its fills, sorted by slot and in time order within one
+    (gathered so beforehand: visiting them through an index misses the cache at every fill).
 
     ``cum_funding[t, s]`` is ``Σ_{u<t} close·rate`` of symbol ``s``, so the funding of ``q``
-    units held after bars ``a .. b−1`` is ``q·(cum[b] − cum[a])``. Returns one array per column
+    units held after bars ``a .. b−1`` is ``q·(cum[b] − cum[a])``; a run without funding passes
+    one row of zeros (nothing is read: each trip's funding stays exactly 0). Returns one array per column
     (``bar1`` −1 while open); see the module docstring for the definitions."""
-    n = order.shape[0]
+    n = fill_slot.shape[0]
     cap = 2 * n + 1
     t_slot = np.empty(cap, np.int64)
     t_side = np.empty(cap, np.float64)
@@ -128,26 +130,26 @@ def _trips_nb(
     grow_u = np.empty(cap, np.float64)
     shrink_u = np.empty(cap, np.float64)
     block_lo, block_hi = _close_blocks(close, EXTREME_BLOCK)
+    funded = cum_funding.shape[0] == T + 1
     m = 0
     i = 0
     while i < n:
-        k = fill_slot[order[i]]
+        k = fill_slot[i]
         s = slot_sym[k]
         j = i
-        while j < n and fill_slot[order[j]] == k:
+        while j < n and fill_slot[j] == k:
             j += 1
-        # the slot's fills are order[i:j]; q is the position before each fill
+        # the slot's fills are i .. j-1; q is the position before each fill
         q = 0.0
         open_ = False
         cur = -1
         last_bar = -1
         for f in range(i, j):
-            idx = order[f]
-            b = fill_bar[idx]
-            u = fill_units[idx]
-            p = fill_price[idx]
-            fee = fill_fee[idx]
-            if open_:  # funding on q held after bars last_bar .. b-1
+            b = fill_bar[f]
+            u = fill_units[f]
+            p = fill_price[f]
+            fee = fill_fee[f]
+            if open_ and funded:  # funding on q held after bars last_bar .. b-1
                 t_fund[cur] += q * (cum_funding[b, s] - cum_funding[last_bar, s])
             # a flip is two legs: close q, then open the rest (the fee split by units)
             flip = open_ and q * (q + u) < 0.0
@@ -190,7 +192,8 @@ def _trips_nb(
             q = q + u if abs(q + u) > 1e-12 * max(abs(q), abs(u)) else 0.0
             last_bar = b
         if open_:  # funding to the end, then marked at the last close (the last known one)
-            t_fund[cur] += q * (cum_funding[T, s] - cum_funding[last_bar, s])
+            if funded:
+                t_fund[cur] += q * (cum_funding[T, s] - cum_funding[last_bar, s])
             t_pnl[cur] += q * _last_close(close, T, s)
         i = j
     # averages, excursions, funding and P&L
@@ -245,18 +248,18 @@ def round_trips(
     T = timestamps.size
     if T == 0 or fills["bar"].size == 0:
         return pl.DataFrame(schema=TRADE_SCHEMA)
-    order = np.lexsort((np.arange(fills["bar"].size), fills["slot"])).astype(np.int64)
+    order = np.argsort(fills["slot"], kind="stable")  # by slot, in execution order within one
     px = np.ascontiguousarray(close[:T], dtype=np.float64)
-    cum = np.zeros((T + 1, px.shape[1]))  # funding paid per unit held, cumulated (calloc'd:
-    if np.any(funding[:T]):  # untouched pages cost nothing when there is no funding)
+    cum = np.zeros((1, px.shape[1]))  # no funding: nothing to read (see _trips_nb)
+    if np.any(funding[:T]):  # funding paid per unit held, cumulated
+        cum = np.zeros((T + 1, px.shape[1]))
         np.cumsum(np.nan_to_num(px * funding[:T]), axis=0, out=cum[1:])
     (slot, side, bar0, bar1, entry, exit_, maxu, fees, fund, pnl, mae, mfe) = _trips_nb(
-        order,
-        np.ascontiguousarray(fills["slot"], dtype=np.int64),
-        np.ascontiguousarray(fills["bar"], dtype=np.int64),
-        np.ascontiguousarray(fills["units"], dtype=np.float64),
-        np.ascontiguousarray(fills["price"], dtype=np.float64),
-        np.ascontiguousarray(fills["fee"], dtype=np.float64),
+        np.asarray(fills["slot"], dtype=np.int64)[order],
+        np.asarray(fills["bar"], dtype=np.int64)[order],
+        np.asarray(fills["units"], dtype=np.float64)[order],
+        np.asarray(fills["price"], dtype=np.float64)[order],
+        np.asarray(fills["fee"], dtype=np.float64)[order],
         np.ascontiguousarray(slot_sym, dtype=np.int64),
         px,
         cum,

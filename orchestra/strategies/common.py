@@ -84,7 +84,10 @@ class StepForm:
       maps a field to its ``(S,)`` values, ``has`` marks the symbols with a bar now and ``n``
       is the number of the pod's symbols listed so far (weight 0 where ``has`` is False);
     * ``supports(params)``: whether these params have a step form (an ensemble of a user's
-      long-frame strategy has none; ``run`` then returns None).
+      long-frame strategy has none; ``run`` then returns None);
+    * ``cost``: its whole-history pass's time per bar and symbol relative to tsmom's (measured
+      on L: tsmom 1, vw-tsmom and vol-adaptive 1.4, donchian-ensemble 2.1), so that the engine
+      hands the costliest pods to its threads first and none is left alone at the end.
     """
 
     fields: tuple[str, ...]
@@ -92,6 +95,7 @@ class StepForm:
     run: Callable[..., np.ndarray | None]
     step: Callable[..., np.ndarray]
     supports: Callable[[Any], bool] = lambda params: True  # False: use the long form
+    cost: float = 1.0
 
     def wide(
         self, params: Any, f: Fields, start, stop, per_year: float, listed: np.ndarray

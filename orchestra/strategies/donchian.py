@@ -57,6 +57,6 @@ def _init(p: DonchianParams, n_symbols: int) -> np.ndarray:
 
 
 @register("donchian-ensemble", DonchianParams)
-@long_form(StepForm(("high", "low", "close"), _init, _run, _step))
+@long_form(StepForm(("high", "low", "close"), _init, _run, _step, cost=2.1))
 def donchian_ensemble(bars, params):
     """Mean of the breakout signals over ``lookbacks``, vol-targeted."""

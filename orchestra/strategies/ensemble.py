@@ -107,7 +107,7 @@ def _combine(params: EnsembleParams, subs, close, start, stop, state) -> np.ndar
     )  # fmt: skip
 
 
-FORM = StepForm(("open", "high", "low", "close", "volume"), _init, _run, _step, _supports)
+FORM = StepForm(("open", "high", "low", "close", "volume"), _init, _run, _step, _supports, cost=5.0)
 
 
 @register("ensemble", EnsembleParams)

@@ -60,6 +60,6 @@ def _init(p: VolAdaptiveParams, n_symbols: int) -> np.ndarray:
 
 
 @register("vol-adaptive", VolAdaptiveParams)
-@long_form(StepForm(("close",), _init, _run, _step))
+@long_form(StepForm(("close",), _init, _run, _step, cost=1.4))
 def vol_adaptive(bars, params):
     """Trend sign with a lookback chosen by the volatility regime, vol-targeted."""

@@ -44,6 +44,6 @@ def _init(p: VwTsmomParams, n_symbols: int) -> np.ndarray:
 
 
 @register("vw-tsmom", VwTsmomParams)
-@long_form(StepForm(("close", "volume"), _init, _run, _step))
+@long_form(StepForm(("close", "volume"), _init, _run, _step, cost=1.4))
 def vw_tsmom(bars, params):
     """Sign of the volume-weighted mean return over ``lookback`` bars, vol-targeted."""
