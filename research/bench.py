@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -534,6 +535,7 @@ def run_one(name: str, naive_bars: int) -> dict:
     cfg = workload_config(name)
     out: dict = {"workload": name}
     for attempt in ("cold", "warm"):
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         t_all = time.perf_counter()
         prep = prepare(cfg)  # as run_backtest: synthetic bars straight into the matrices
         eng = Engine(prep)
@@ -544,7 +546,12 @@ def run_one(name: str, naive_bars: int) -> dict:
         build_result(eng, cfg, release_target=True)  # as run_backtest
         t_results = time.perf_counter() - t
         wall = time.perf_counter() - t_all
+        after = resource.getrusage(resource.RUSAGE_SELF)
         out[attempt] = {
+            # CPU of every thread: user (the work) and system (mostly the kernel providing fresh
+            # pages: on this VM, pages freed a few seconds earlier go back to the host)
+            "user_s": after.ru_utime - usage.ru_utime,
+            "sys_s": after.ru_stime - usage.ru_stime,
             "data": prep.timings["data"],
             "signals": prep.timings["signals"] + prep.timings["inputs"],
             "kernels": eng.timings["kernels"],
@@ -596,6 +603,12 @@ def run_one(name: str, naive_bars: int) -> dict:
     return out
 
 
+# the L workload once more with glibc keeping freed memory in the process: what L costs without
+# the kernel (and, on this VM, the host) providing fresh pages for every large array
+KEPT = "-kept"
+KEPT_ENV = {"GLIBC_TUNABLES": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default="S,M,L,R,V,W,G,C")
@@ -609,7 +622,11 @@ def main() -> None:
         }  # fmt: skip
         special.update({case: (lambda c=case: run_live(c)) for case in LIVE_CASES})
         child = special.get(args.child)
-        result = child() if child else run_one(args.child, args.naive_bars)
+        if child:
+            result = child()
+        else:
+            result = run_one(args.child.removesuffix(KEPT), args.naive_bars)
+            result["workload"] = args.child
         print(json.dumps(result))
         return
     from rich.console import Console
@@ -619,6 +636,7 @@ def main() -> None:
     names = []
     for name in args.only.split(","):
         names += list(LIVE_CASES) if name == "R" else [name]
+        names += [name + KEPT] if name == "L" else []
     for name in names:
         print(f"running workload {name} ...", file=sys.stderr, flush=True)
         proc = subprocess.run(
@@ -626,6 +644,7 @@ def main() -> None:
             capture_output=True,
             text=True,
             check=False,
+            env={**os.environ, **KEPT_ENV} if name.endswith(KEPT) else None,
         )
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)
@@ -646,6 +665,7 @@ def main() -> None:
         "alloc s",
         "results s",
         "total s (cold)",
+        "CPU user / sys s",
         "kernel psb/s",
         "naive psb/s",
         "× naive",
@@ -664,6 +684,7 @@ def main() -> None:
             f"{w['allocation']:.2f}",
             f"{w['results']:.2f}",
             f"{w['total']:.2f} ({r['cold']['total']:.1f})",
+            f"{w['user_s']:.1f} / {w['sys_s']:.1f}",
             f"{r['throughput'] / 1e6:.1f}M",
             f"{r['naive_throughput'] / 1e6:.3f}M",
             f"{r['throughput'] / r['naive_throughput']:.0f}×",
@@ -673,6 +694,12 @@ def main() -> None:
     console = Console(width=220)
     if rows:
         console.print(table)
+        if any(r["workload"].endswith(KEPT) for r in rows):
+            console.print(
+                f"{KEPT}: the same workload with glibc keeping freed memory in the process "
+                f"({KEPT_ENV['GLIBC_TUNABLES']}), so the warm run reuses the cold run's pages "
+                "instead of fresh ones (its peak RSS includes the kept pages)"
+            )
     if replays:
         live = Table(
             title="live loop: ms per bar against the history behind it (inputs + step + commit; "

@@ -56,7 +56,8 @@ def atr_matrix(market: Market, window: int = ATR_BARS) -> np.ndarray:
     from orchestra.kernels.market import atr_nb, new_atr_state
 
     state = new_atr_state(len(market.symbols))
-    return atr_nb(market.high, market.low, market.close, market.tradable, window, state)
+    out = np.empty(market.close.shape)
+    return atr_nb(market.high, market.low, market.close, market.tradable, window, state, out)
 
 
 class SharedWork:

@@ -41,10 +41,11 @@ def atr_step_nb(high, low, close, tradable, window, state, out):
 
 
 @njit(cache=True, nogil=True)
-def atr_nb(high, low, close, tradable, window, state):
-    """:func:`atr_step_nb` over ``(T, S)`` bars on the clock; ``state`` is left after the last."""
-    n, k = close.shape
-    out = np.empty((n, k))
+def atr_nb(high, low, close, tradable, window, state, out):
+    """:func:`atr_step_nb` over ``(T, S)`` bars on the clock into ``out`` (``(T, S)``, from numpy:
+    large numpy arrays get transparent huge pages, numba's do not); ``state`` is left after the
+    last bar."""
+    n = close.shape[0]
     for t in range(n):
         atr_step_nb(high[t], low[t], close[t], tradable[t], window, state, out[t])
     return out

@@ -239,7 +239,10 @@ class LiveSession:
             market = to_matrices(frame, self.symbols, self.config.clock_timeframe)
             self.rows.warm(market)
             self.book.warm(market, frame)
-            atr_nb(market.high, market.low, market.close, market.tradable, ATR_BARS, self.atr_state)
+            atr_nb(
+                market.high, market.low, market.close, market.tradable, ATR_BARS,
+                self.atr_state, np.empty(market.close.shape),
+            )  # fmt: skip
             self.last_clock = int(market.timestamps[-1])
             del frame, market
         release_memory()  # the pass's arrays: give the pages back to the OS (a long-lived process)
