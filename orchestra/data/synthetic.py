@@ -36,6 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -165,76 +166,111 @@ def _day_bars(symbols, first_day: int, last_day: int, seed: int):
     return open_, high, low, close, volume, vols
 
 
-def _intraday_bars(symbols, first_day: int, last_day: int, per_day: int, seed: int, flush=None):
+class IntradayChunks:
     """Bars of ``DAY / per_day`` inside each day: a Brownian bridge from the day's open to its
-    close, Student-t increments with the same one-factor structure. Arrays ``(k, n_days·per_day)``
-    (open, high, low, close, volume); or with ``flush``, nothing is returned and
-    ``flush(first, n, stage)`` receives the bars of days ``first .. first+n-1`` instead, one
-    stream chunk of :data:`INTRADAY_CHUNK` days at a time: ``stage`` is ``(5, k, ≥ n·per_day)``
-    (field, symbol, bar), reused for the next chunk once ``flush`` returns.
+    close, Student-t increments with the same one-factor structure, one stream chunk of
+    :data:`INTRADAY_CHUNK` days at a time.
 
-    Chunk by chunk, every symbol: a chunk's arrays (16 days of minutes, 184 KB) stay in cache
-    through the ~20 numpy passes of a symbol, and its bars are placed in one block. On long
-    histories the chunks are split between a thread per core (numpy's draws and arithmetic
-    release the GIL), each with its own buffers; the numbers do not depend on the split."""
-    import os
-    from concurrent.futures import ThreadPoolExecutor
+    :meth:`fill` computes some symbols' bars of chunk ``i`` into a stage ``(5, k, IC·per_day)``
+    (field, symbol, bar; from :meth:`buffers`): a chunk's arrays (16 days of minutes, 184 KB)
+    stay in cache through the ~20 numpy passes of a symbol. A chunk's numbers depend only on
+    (seed, symbol, chunk), never on which thread fills it or with which other symbols."""
 
-    d_open, _, _, d_close, d_volume, vols = _day_bars(symbols, first_day, last_day, seed)
-    n_days = last_day + 1 - first_day
-    load = np.array([_symbol_profile(s, seed)[2] for s in symbols])
-    crcs = [zlib.crc32(s.encode()) for s in symbols]
+    FIELDS = ("open", "high", "low", "close", "volume")  # the stage's first axis
 
-    ic = INTRADAY_CHUNK
-    chunks = list(range(first_day // ic, last_day // ic + 1))
-    # every stream's seeds hashed in one batch: stream (seed, *key, per_day, c) is
-    # default_rng([seed, *key, per_day, c]); keys: (20,) the factor, (crc, 21|22|23) a symbol's
-    keys = [(crc, part) for crc in crcs for part in (21, 22, 23)]
-    grid = seed_states_grid([(seed, *key, per_day) for key in keys], chunks)
-    states: dict[tuple[int, ...], Any] = dict(zip(keys, grid, strict=True))
-    states[(20,)] = seed_states_grid([(seed, 20, per_day)], chunks)[0]
+    def __init__(self, symbols, first_day: int, last_day: int, per_day: int, seed: int):
+        self.symbols, self.first_day, self.last_day, self.per_day = (
+            symbols,
+            first_day,
+            last_day,
+            per_day,
+        )
+        d_open, _, _, d_close, d_volume, vols = _day_bars(symbols, first_day, last_day, seed)
+        self.d_open, self.d_close, self.d_volume, self.vols = d_open, d_close, d_volume, vols
+        self.load = np.array([_symbol_profile(s, seed)[2] for s in symbols])
+        self.crcs = [zlib.crc32(s.encode()) for s in symbols]
+        ic = INTRADAY_CHUNK
+        self.chunks = list(range(first_day // ic, last_day // ic + 1))
+        # every stream's seeds hashed in one batch: stream (seed, *key, per_day, c) is
+        # default_rng([seed, *key, per_day, c]); keys: (20,) the factor, (crc, 21|22|23) a symbol's
+        keys = [(crc, part) for crc in self.crcs for part in (21, 22, 23)]
+        grid = seed_states_grid([(seed, *key, per_day) for key in keys], self.chunks)
+        self.states: dict[tuple[int, ...], Any] = dict(zip(keys, grid, strict=True))
+        self.states[(20,)] = seed_states_grid([(seed, 20, per_day)], self.chunks)[0]
+        self.steps = np.arange(1, per_day + 1) / per_day
 
-    def draws(key: tuple[int, ...], i: int, draw, width: int, rows: slice) -> np.ndarray:
+    def days(self, i: int) -> tuple[int, int]:
+        """The first and last day of chunk ``i`` inside the requested days."""
+        c, ic = self.chunks[i], INTRADAY_CHUNK
+        return max(self.first_day, c * ic), min(self.last_day, (c + 1) * ic - 1)
+
+    def buffers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A stage and two scratch arrays: one set per thread, reused from chunk to chunk."""
+        stage = np.empty((5, len(self.symbols), INTRADAY_CHUNK * self.per_day))
+        return (stage, *self.scratch())
+
+    def scratch(self) -> tuple[np.ndarray, np.ndarray]:
+        """Two scratch arrays of one chunk's ``(days, per_day)`` (one pair per thread)."""
+        return np.empty((INTRADAY_CHUNK, self.per_day)), np.empty((INTRADAY_CHUNK, self.per_day))
+
+    def _draws(self, key: tuple[int, ...], i: int, draw, width: int, rows: slice) -> np.ndarray:
         # chunk i of the stream: days chunks[i]·IC .. +IC-1, a row of `width` draws each
-        return draw(generator(states[key][i]), (ic, width))[rows]
+        return draw(generator(self.states[key][i]), (INTRADAY_CHUNK, width))[rows]
 
-    t_draw = _DRAWS["t"]
-    k = len(symbols)
-    steps = np.arange(1, per_day + 1) / per_day
-    full: list[np.ndarray] = []
-    if flush is None:
-        full = [np.empty((k, n_days * per_day)) for _ in range(5)]
+    def _rows(self, i: int) -> tuple[slice, slice]:
+        """Chunk ``i``'s days as rows of its streams' blocks, and of the daily arrays."""
+        first, last = self.days(i)
+        c = self.chunks[i] * INTRADAY_CHUNK
+        return slice(first - c, last + 1 - c), slice(
+            first - self.first_day, last + 1 - self.first_day
+        )
 
-        def flush(first: int, n: int, stage: np.ndarray) -> None:
-            at = (first - first_day) * per_day
-            for f in range(5):
-                full[f][:, at : at + n * per_day] = stage[f, :, : n * per_day]
+    def factor(self, i: int) -> np.ndarray:
+        """The market factor's shocks of chunk ``i`` (every symbol's bars read them)."""
+        return self._draws((20,), i, _DRAWS["t"], self.per_day, self._rows(i)[0]) * T_SCALE
 
-    def symbol(j: int, i: int, d: slice, rows: slice, factor, stage, path, scratch) -> None:
+    def fill(self, i: int, js, buffers, factor: np.ndarray | None = None) -> int:
+        """Symbols ``js``' bars of chunk ``i`` into the stage of ``buffers`` (bars ``0 ..
+        n·per_day-1`` of each row), with :meth:`factor`'s shocks if given; returns ``n``, the
+        chunk's number of days."""
+        stage, path, scratch = buffers
+        rows, d = self._rows(i)
+        factor = self.factor(i) if factor is None else factor
+        for j in js:
+            self._symbol(j, i, d, rows, factor, stage, path, scratch)
+        return d.stop - d.start
+
+    def _symbol(self, j: int, i: int, d: slice, rows: slice, factor, stage, path, scratch) -> None:
         """Symbol ``j``'s bars of chunk ``i`` (days ``d`` of the daily arrays) into ``stage``,
         computed in place: fresh temporaries per operation cost more than the arithmetic."""
-        crc = crcs[j]
+        per_day, steps = self.per_day, self.steps
+        d_open, d_close, load, crc = (
+            self.d_open[j][d],
+            self.d_close[j][d],
+            self.load[j],
+            self.crcs[j],
+        )
         n = d.stop - d.start
         path, scratch = path[:n], scratch[:n]
         o, h, lo, c, v = (stage[f, j, : n * per_day].reshape(n, per_day) for f in range(5))
-        e = draws((crc, 21), i, t_draw, per_day, rows)
+        e = self._draws((crc, 21), i, _DRAWS["t"], per_day, rows)
         e *= T_SCALE
-        e *= np.sqrt(1 - load[j] ** 2)
-        np.multiply(load[j], factor, out=scratch)
+        e *= np.sqrt(1 - load**2)
+        np.multiply(load, factor, out=scratch)
         np.add(scratch, e, out=scratch)  # z: the one-factor shocks
         w = np.cumsum(scratch, axis=1, out=scratch)
         np.multiply(steps[None, :], w[:, -1:], out=path)
         np.subtract(w, path, out=path)  # the bridge: 0 at the day's open and at its close
-        total = np.log(d_close[j][d] / d_open[j][d])
-        sig = vols[j] / np.sqrt(per_day)
+        total = np.log(d_close / d_open)
+        sig = self.vols[j] / np.sqrt(per_day)
         path *= sig
         np.multiply(steps[None, :], total[:, None], out=scratch)
         np.add(scratch, path, out=path)
         np.exp(path, out=path)
-        np.multiply(d_open[j][d][:, None], path, out=c)
-        o[:, 0] = d_open[j][d]
+        np.multiply(d_open[:, None], path, out=c)
+        o[:, 0] = d_open
         o[:, 1:] = c[:, :-1]
-        wick = draws((crc, 22), i, lambda r, sh: r.standard_normal(sh), 2 * per_day, rows)
+        wick = self._draws((crc, 22), i, lambda r, sh: r.standard_normal(sh), 2 * per_day, rows)
         np.abs(wick, out=wick)
         np.multiply(wick[:, :per_day], 0.5, out=path)
         path *= sig
@@ -247,30 +283,47 @@ def _intraday_bars(symbols, first_day: int, last_day: int, per_day: int, seed: i
         np.exp(path, out=path)
         np.minimum(o, c, out=lo)
         lo *= path
-        share = draws((crc, 23), i, lambda r, sh: r.normal(0.0, 0.5, sh), per_day, rows)
+        share = self._draws((crc, 23), i, lambda r, sh: r.normal(0.0, 0.5, sh), per_day, rows)
         np.exp(share, out=share)
         share /= share.sum(axis=1, keepdims=True)
-        np.multiply(share, d_volume[j][d][:, None], out=v)
+        np.multiply(share, self.d_volume[j][d][:, None], out=v)
+
+
+def _intraday_bars(symbols, first_day: int, last_day: int, per_day: int, seed: int, flush=None):
+    """:class:`IntradayChunks`' bars of every chunk as arrays ``(k, n_days·per_day)`` (open,
+    high, low, close, volume); or with ``flush``, nothing is returned and
+    ``flush(first, n, stage)`` receives the bars of days ``first .. first+n-1`` instead, chunk
+    by chunk (``stage`` is reused for the next chunk once ``flush`` returns).
+
+    On long histories the chunks are split between a thread per core (numpy's draws and
+    arithmetic release the GIL), each with its own buffers; the numbers do not depend on the
+    split."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    gen = IntradayChunks(symbols, first_day, last_day, per_day, seed)
+    n_days = last_day + 1 - first_day
+    k = len(symbols)
+    full: list[np.ndarray] = []
+    if flush is None:
+        full = [np.empty((k, n_days * per_day)) for _ in range(5)]
+
+        def flush(first: int, n: int, stage: np.ndarray) -> None:
+            at = (first - first_day) * per_day
+            for f in range(5):
+                full[f][:, at : at + n * per_day] = stage[f, :, : n * per_day]
 
     def work(part: range) -> None:
-        stage = np.empty((5, k, ic * per_day))
-        path, scratch = np.empty((ic, per_day)), np.empty((ic, per_day))
+        buffers = gen.buffers()
         for i in part:
-            c = chunks[i]
-            first, last = max(first_day, c * ic), min(last_day, (c + 1) * ic - 1)
-            rows = slice(first - c * ic, last + 1 - c * ic)
-            d = slice(first - first_day, last + 1 - first_day)
-            factor = draws((20,), i, t_draw, per_day, rows) * T_SCALE
-            for j in range(k):
-                symbol(j, i, d, rows, factor, stage, path, scratch)
-            flush(first, last + 1 - first, stage)
+            n = gen.fill(i, range(k), buffers)
+            flush(gen.days(i)[0], n, buffers[0])
 
     # threads pay only on long histories (each chunk's stream set-up holds the GIL)
-    big = n_days * per_day >= 100_000 and len(chunks) > 1
-    workers = min(len(chunks), os.cpu_count() or 1) if big else 1
-    parts = [
-        range(len(chunks) * w // workers, len(chunks) * (w + 1) // workers) for w in range(workers)
-    ]
+    n_chunks = len(gen.chunks)
+    big = n_days * per_day >= 100_000 and n_chunks > 1
+    workers = min(n_chunks, os.cpu_count() or 1) if big else 1
+    parts = [range(n_chunks * w // workers, n_chunks * (w + 1) // workers) for w in range(workers)]
     if workers <= 1:
         work(parts[0])
     else:
@@ -299,6 +352,36 @@ def _grid(start, end, timeframe: str) -> tuple[int, int, int, int, int, int]:
     return step, base, first_day, last_day, t0, t_end
 
 
+@dataclass(frozen=True)
+class MarketClock:
+    """Where a request's bars sit on the generator's grid (see :func:`market_clock`)."""
+
+    base: int  # the bar step, ms
+    first_day: int
+    last_day: int
+    per_day: int  # bars a day (1 for daily bars)
+    ts: np.ndarray  # open times of every bar from first_day to last_day
+    a: int  # the request's bars are ts[a:b]
+    b: int
+    order: list[str]  # the symbols in the generator's (sorted) order
+
+
+def market_clock(symbols: list[str], start, end, timeframe: str) -> MarketClock | None:
+    """The grid of :func:`generate_market`'s request, or None when the timeframe needs
+    resampling (3d, 1w, a sub-daily timeframe that does not divide the day)."""
+    step, base, first_day, last_day, t0, t_end = _grid(start, end, timeframe)
+    if base != step:
+        return None
+    per_day = DAY_MS // base if base < DAY_MS else 1
+    n = (last_day + 1 - first_day) * per_day
+    ts = first_day * DAY_MS + base * np.arange(n, dtype=np.int64)
+    t_first = -(-t0 // step) * step
+    keep = (ts >= t_first) & (ts + step <= max(t_end, t_first + step)) & (ts >= t0) & (ts < t_end)
+    idx = np.flatnonzero(keep)
+    a, b = (int(idx[0]), int(idx[-1]) + 1) if idx.size else (0, 0)
+    return MarketClock(base, first_day, last_day, per_day, ts, a, b, sorted(set(symbols)))
+
+
 def generate_market(
     symbols: list[str],
     start: dt.date | dt.datetime,
@@ -318,17 +401,18 @@ def generate_market(
     """
     from orchestra.data.align import Market
 
-    step, base, first_day, last_day, t0, t_end = _grid(start, end, timeframe)
-    if base != step:
+    clock = market_clock(symbols, start, end, timeframe)
+    if clock is None:
         return None
-    order = sorted(set(symbols))
-    per_day = DAY_MS // base if base < DAY_MS else 1
-    n = (last_day + 1 - first_day) * per_day
-    ts = first_day * DAY_MS + base * np.arange(n, dtype=np.int64)
-    t_first = -(-t0 // step) * step
-    keep = (ts >= t_first) & (ts + step <= max(t_end, t_first + step)) & (ts >= t0) & (ts < t_end)
-    idx = np.flatnonzero(keep)
-    a, b = (int(idx[0]), int(idx[-1]) + 1) if idx.size else (0, 0)
+    first_day, last_day, per_day, ts, a, b = (
+        clock.first_day,
+        clock.last_day,
+        clock.per_day,
+        clock.ts,
+        clock.a,
+        clock.b,
+    )
+    order, base = clock.order, clock.base
     column = {s: i for i, s in enumerate(symbols)}
     if base >= DAY_MS:
         out = [np.empty((b - a, len(symbols))) for _ in range(5)]

@@ -19,6 +19,7 @@ import polars as pl
 from orchestra.config import Config
 from orchestra.data import DataError, LoadedData, Market, load_bars, resample, to_matrices
 from orchestra.data.align import bars_of
+from orchestra.engine.fused import fused_window
 from orchestra.kernels.market import ATR_BARS
 from orchestra.kernels.state import (
     CLOSE,
@@ -441,27 +442,47 @@ def empty_prepared(config: Config, data_label: str) -> Prepared:
     )
 
 
+FUSED = True  # the synthetic intraday fast path (engine/fused.py); False: the matrices' path
+
+
+def _direct_synthetic(config: Config, start: Any, end: Any) -> bool:
+    """Whether :func:`prepare` may build the window from the synthetic generator directly."""
+    same_clock = timeframe_ms(config.clock_timeframe) == timeframe_ms(config.data.timeframe)
+    plain_dates = type(start) is dt.date and type(end) is dt.date
+    return same_clock and plain_dates and config.data.source == "synthetic"
+
+
+def _first_day(config: Config, start: dt.date) -> dt.date:
+    """The first day of the bars a run loads: its start less the strategies' warm-up."""
+    from orchestra.strategies.warmup import warmup_days
+
+    return start - dt.timedelta(days=warmup_days(config))
+
+
+def _synthetic_loaded(config: Config) -> LoadedData:
+    from orchestra.data import BAR_SCHEMA, GapReport
+
+    empty = pl.DataFrame(schema=BAR_SCHEMA)  # type: ignore[arg-type]
+    return LoadedData(empty, f"synthetic (seed {config.data.seed})", GapReport())
+
+
 def synthetic_window(
     config: Config, start: dt.date, end: dt.date
 ) -> tuple[LoadedData, Any, Market] | None:
     """The synthetic bars of a run straight into the market matrices (no long frame; see
     :func:`~orchestra.data.synthetic.generate_market`), with a function that builds the long
     frame only if a pod asks for it (a user's long-frame strategy, a coarser pod timeframe)."""
-    from orchestra.data import BAR_SCHEMA, GapReport
     from orchestra.data.synthetic import generate_market
-    from orchestra.strategies.warmup import warmup_days
 
     d = config.data
-    first_day = start - dt.timedelta(days=warmup_days(config))
+    first_day = _first_day(config, start)
     market = generate_market(config.symbols, first_day, end, d.timeframe, d.seed)
     if market is None:
         return None
     if market.n_bars == 0:
         raise DataError([f"{s}: no bars between {first_day} and {end}" for s in config.symbols],
                         f"synthetic (seed {d.seed})")  # fmt: skip
-    empty = pl.DataFrame(schema=BAR_SCHEMA)  # type: ignore[arg-type]
-    got = LoadedData(empty, f"synthetic (seed {d.seed})", GapReport())
-    return got, lambda: bars_of(market), market
+    return _synthetic_loaded(config), lambda: bars_of(market), market
 
 
 def _window_key(config: Config, start: dt.date, end: dt.date) -> str:
@@ -502,8 +523,7 @@ def prepare(
 
     def build_window() -> tuple[LoadedData, Any, Market]:
         same_clock = timeframe_ms(clock_tf) == timeframe_ms(config.data.timeframe)
-        plain_dates = type(start) is dt.date and type(end) is dt.date
-        if loaded is None and same_clock and plain_dates and config.data.source == "synthetic":
+        if loaded is None and _direct_synthetic(config, start, end):
             direct = synthetic_window(config, start, end)
             if direct is not None:
                 return direct
@@ -513,7 +533,12 @@ def prepare(
             frame = resample(frame, clock_tf)
         return got, frame, to_matrices(frame, symbols, clock_tf)
 
-    if _SHARED is not None and loaded is None:
+    fused = None
+    if _SHARED is None and loaded is None and FUSED and _direct_synthetic(config, start, end):
+        fused = fused_window(config, _first_day(config, start), end)
+    if fused is not None:  # bars generated chunk by chunk into the signals (engine/fused.py)
+        loaded, bars, market = _synthetic_loaded(config), None, fused.market
+    elif _SHARED is not None and loaded is None:
         loaded, bars, market = _SHARED.window(_window_key(config, start, end), build_window)
     else:
         loaded, bars, market = build_window()
@@ -525,15 +550,20 @@ def prepare(
         raise DataError([f"no bars between {start} and {end}"], loaded.source_label)
 
     t = time.perf_counter()
-    full_target = pod_weight_matrix(config, bars, market, clock_tf)
-    timings["signals"] = time.perf_counter() - t
-
+    if fused is not None:  # computed with the bars: the data stage's time holds both
+        full_target, atr = fused.target, fused.atr
+        timings["signals"] = 0.0
+        del fused
+    else:
+        full_target = pod_weight_matrix(config, bars, market, clock_tf)
+        timings["signals"] = time.perf_counter() - t
     t = time.perf_counter()
-    # the volumes were for the signals only: let them go before the ATR's matrix joins the
-    # target's (0.21 GB of L's peak; a sweep's shared window keeps its own)
-    del bars  # (a closure over the full market)
-    market = dataclasses.replace(market, volume=np.empty((market.n_bars, 0)))
-    atr = atr_matrix(market)
+    if bars is not None:
+        # the volumes were for the signals only: let them go before the ATR's matrix joins the
+        # target's (0.21 GB of L's peak; a sweep's shared window keeps its own)
+        del bars  # (a closure over the full market)
+        market = dataclasses.replace(market, volume=np.empty((market.n_bars, 0)))
+        atr = atr_matrix(market)
     static, labels = static_inputs(config, symbols)
     pod_ptr = static["pod_ptr"]
     n_slots = static["slot_pod"].size

@@ -20,7 +20,7 @@ import polars as pl
 from orchestra.data.align import Market
 from orchestra.data.schema import is_sorted_by_symbol_time
 from orchestra.strategies import donchian, ensemble, tsmom, vol_adaptive, vw_tsmom  # noqa: F401  (registers)
-from orchestra.strategies.common import MarketFields, long_form, per_year_from_step
+from orchestra.strategies.common import Fields, MarketFields, long_form, per_year_from_step
 from orchestra.strategies.registry import (
     StrategyError,
     StrategyNotFound,
@@ -230,6 +230,97 @@ def _fill_warmup(name: str, weights: pl.DataFrame) -> pl.DataFrame:
 CHUNK_BARS = 8_192  # bars per pass of a built-in's kernel in weights_matrix
 
 
+class StepRun:
+    """A built-in's whole-history pass on the clock, fed chunk by chunk of bars (its state
+    carried from one to the next: the same operations on the same numbers as one pass), its
+    weights written into a ``(T, S)`` ``out`` and each bar's rough gross into ``gross`` (for
+    :func:`cap_matrix`'s ``rough``). Made by :func:`step_run`; :func:`weights_matrix` feeds it
+    the market matrices' rows, the engine's synthetic fast path the generator's chunks."""
+
+    def __init__(self, name, form, model, symbols, timestamps, start, stop, per_year, out, gross):
+        self.name, self.form, self.model, self.symbols = name, form, model, symbols
+        self.timestamps, self.start, self.stop, self.per_year = timestamps, start, stop, per_year
+        self.out, self.gross = out, gross
+        # symbols listed by each bar of the clock (see orchestra.strategies.common)
+        has = stop > start
+        n_bars = out.shape[0]
+        self.by_bar = np.cumsum(np.bincount(start[has], minlength=n_bars)).astype(np.float64)
+        self.state = form.init(model, len(symbols))
+
+    def chunk(self, fields: Fields, c0: int, c1: int) -> bool:
+        """Bars ``c0 .. c1-1`` (``fields``: each field's ``(S, c1 - c0)`` rows); False when the
+        step form cannot run these params (then use the long form)."""
+        w = self.form.run(
+            self.model,
+            fields,
+            np.clip(self.start - c0, 0, c1 - c0),
+            np.clip(self.stop - c0, 0, c1 - c0),
+            self.per_year,
+            self.by_bar[None, c0:c1],  # one row, read for every symbol (the kernels' contract)
+            self.state,
+        )
+        if w is None:
+            return False
+        place_weights(self.name, self.symbols, self.timestamps, w, self.out, self.gross, c0, c1)
+        return True
+
+
+def place_weights(name, symbols, timestamps, w, out, gross, c0: int, c1: int) -> None:
+    """Bars ``c0 .. c1-1`` of a strategy's weights, ``w`` ``(S, c1 - c0)``, into ``out`` and
+    ``gross``; a wrong shape or a non-finite weight is the strategy's error."""
+    from orchestra.kernels.layout import place_weights_nb
+
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    if w.shape != (len(symbols), c1 - c0):  # the kernel below writes without bounds checks
+        raise StrategyError(
+            f"strategy {name!r}: its wide form returned weights of shape {w.shape}, "
+            f"expected {(len(symbols), c1 - c0)} (one row per symbol, one column per bar)"
+        )
+    if not place_weights_nb(w, out[c0:c1], gross[c0:c1]) and not np.isfinite(w).all():
+        j, t = np.argwhere(~np.isfinite(w))[0]
+        when = np.datetime64(int(timestamps[c0 + t]), "ms")
+        raise StrategyError(
+            f"strategy {name!r} returned {int((~np.isfinite(w)).sum())} non-finite "
+            f"weight(s), first {symbols[j]} {when}: {w[j, t]}"
+        )
+
+
+def _spans(market: Market, symbols: list[str]):
+    """(columns, start, stop, holes, per_year) of ``symbols`` on the market's clock."""
+    from orchestra.kernels.layout import bar_spans_nb
+
+    index = {s: j for j, s in enumerate(market.symbols)}
+    columns = [index[s] for s in symbols]
+    start, stop, holes = bar_spans_nb(market.tradable, np.asarray(columns, dtype=np.int64))
+    # the long form infers the bar step from consecutive bars of any symbol
+    step = timeframe_ms(market.timeframe) if bool(((stop - start) >= 2).any()) else None
+    return columns, start, stop, holes, per_year_from_step(step)
+
+
+def step_run(
+    name: str,
+    params: dict[str, Any] | StrategyParams | None,
+    market: Market,
+    symbols: list[str],
+    out: np.ndarray,
+    gross: np.ndarray,
+) -> StepRun | None:
+    """A :class:`StepRun` of built-in ``name`` for ``symbols`` on the market's clock (only its
+    timestamps, timeframe and tradable flags are read), or None when the strategy has no step
+    form, a symbol's bars have holes, or the params have no step form."""
+    spec = get_strategy(name)
+    form = getattr(spec.func, "step_form", None)
+    if name not in _builtin_names() or form is None:
+        return None
+    model = params if isinstance(params, StrategyParams) else spec.parse_params(params)
+    if not form.supports(model):
+        return None
+    _, start, stop, holes, per_year = _spans(market, symbols)
+    if holes:
+        return None
+    return StepRun(name, form, model, symbols, market.timestamps, start, stop, per_year, out, gross)
+
+
 def weights_matrix(
     name: str,
     params: dict[str, Any] | StrategyParams | None,
@@ -256,17 +347,10 @@ def weights_matrix(
     if wide is None:
         return None
     model = params if isinstance(params, StrategyParams) else spec.parse_params(params)
-    index = {s: j for j, s in enumerate(market.symbols)}
-    columns = [index[s] for s in symbols]
-    from orchestra.kernels.layout import bar_spans_nb, place_weights_nb
-
-    n_bars = market.tradable.shape[0]
-    start, stop, holes = bar_spans_nb(market.tradable, np.asarray(columns, dtype=np.int64))
-    has = stop > start
+    columns, start, stop, holes, per_year = _spans(market, symbols)
     if holes:
         return None  # a symbol's bars have holes: the long form sees rows, not the clock
-    # the long form infers the bar step from consecutive bars of any symbol
-    step = timeframe_ms(market.timeframe) if bool(((stop - start) >= 2).any()) else None
+    n_bars = market.tradable.shape[0]
     matrices = {
         "open": market.open,
         "high": market.high,
@@ -274,57 +358,29 @@ def weights_matrix(
         "close": market.close,
         "volume": market.volume,
     }
-    # symbols listed by each bar of the clock (see orchestra.strategies.common)
-    by_bar = np.cumsum(np.bincount(start[has], minlength=n_bars)).astype(np.float64)
-    per_year = per_year_from_step(step)
     out = np.empty((n_bars, len(columns))) if out is None else out
     gross = np.empty(n_bars) if gross is None else gross
-
-    def place(w: np.ndarray, c0: int, c1: int) -> None:
-        """Bars ``c0 .. c1-1`` of the weights, ``w`` ``(S, c1 - c0)``, into out and gross."""
-        w = np.ascontiguousarray(w, dtype=np.float64)
-        if w.shape != (len(columns), c1 - c0):  # the kernel below writes without bounds checks
-            raise StrategyError(
-                f"strategy {name!r}: its wide form returned weights of shape {w.shape}, "
-                f"expected {(len(columns), c1 - c0)} (one row per symbol, one column per bar)"
-            )
-        if not place_weights_nb(w, out[c0:c1], gross[c0:c1]) and not np.isfinite(w).all():
-            j, t = np.argwhere(~np.isfinite(w))[0]
-            when = np.datetime64(int(market.timestamps[c0 + t]), "ms")
-            raise StrategyError(
-                f"strategy {name!r} returned {int((~np.isfinite(w)).sum())} non-finite "
-                f"weight(s), first {symbols[j]} {when}: {w[j, t]}"
-            )
-
     form = getattr(spec.func, "step_form", None)
     if name in _builtin_names() and form is not None:
-        # the step form's whole-history pass in chunks of bars, its state carried from one to
-        # the next: the same operations on the same numbers as one pass (each symbol's steps
-        # run in the same order), with each field's rows gathered a chunk at a time (kept in
-        # cache, and no (S, T) copy of every field: 0.3 GB a thread on L)
-        state = form.init(model, len(columns))
+        # the step form's whole-history pass in chunks of bars, each field's rows gathered a
+        # chunk at a time (kept in cache, and no (S, T) copy of every field: 0.3 GB a thread
+        # on L)
+        run = StepRun(name, form, model, symbols, market.timestamps, start, stop, per_year, out,
+                      gross)  # fmt: skip
         for c0 in range(0, max(n_bars, 1), CHUNK_BARS):
             c1 = min(n_bars, c0 + CHUNK_BARS)
-            w = form.run(
-                model,
-                MarketFields({k: m[c0:c1] for k, m in matrices.items()}, columns),
-                np.clip(start - c0, 0, c1 - c0),
-                np.clip(stop - c0, 0, c1 - c0),
-                per_year,
-                by_bar[None, c0:c1],  # one row, read for every symbol (the kernels' contract)
-                state,
-            )
-            if w is None:
+            if not run.chunk(MarketFields({k: m[c0:c1] for k, m in matrices.items()}, columns),
+                             c0, c1):  # fmt: skip
                 return None
-            place(w, c0, c1)
         return out
+    by_bar = np.cumsum(np.bincount(start[stop > start], minlength=n_bars)).astype(np.float64)
     fields = MarketFields(matrices, columns)
     w = call_user_strategy(
         name, wide, model, fields, start, stop, per_year, np.tile(by_bar, (len(columns), 1))
     )
     if w is None:
         return None
-    place(w, 0, n_bars)
+    place_weights(name, symbols, market.timestamps, w, out, gross, 0, n_bars)
     return out
 
 
