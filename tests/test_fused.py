@@ -117,8 +117,9 @@ def test_a_pods_error_stops_every_thread_and_names_the_first_pod(monkeypatch) ->
         task = real(pod)
         made.append(1)
         if len(made) in (2, 3):  # the second and third pods fail on their third chunk
+            seen: list[int] = []
 
-            def broken(stage, s0, s1, c0, c1, seen=[]):
+            def broken(stage, s0, s1, c0, c1):
                 seen.append(c0)
                 if len(seen) == 3:
                     raise StrategyError("weights went wrong")

@@ -57,8 +57,11 @@ def warm_config():
 def warm_kernels() -> float:
     """Compile (or load) every kernel: the bar loop in a second process when its cache is cold
     (:mod:`orchestra.precompile`), meanwhile live trading's step halves here, then
-    :func:`warm_config`'s backtest (every strategy's kernel). Returns the seconds it took."""
+    :func:`warm_config`'s backtest (every strategy's kernel), then a day of hourly bars (the
+    intraday generator's kernel, :mod:`orchestra.engine.fused`'s path). Returns the seconds it
+    took."""
     from orchestra import precompile
+    from orchestra.config import parse_config
     from orchestra.engine import run_backtest
 
     cfg = warm_config()
@@ -66,6 +69,12 @@ def warm_kernels() -> float:
     precompile.start("bar-loop")
     precompile.compile_live_kernels()
     run_backtest(cfg)  # waits for the second process before its first bar
+    hourly = cfg.model_dump(mode="json")
+    hourly["data"]["timeframe"] = "1h"
+    for pod in hourly["pods"]:
+        pod.update(timeframe="1h", start=None)
+    hourly["backtest"].update(start="2024-01-01", end="2024-01-03")
+    run_backtest(parse_config(hourly, source="kernel warm-up"))
     return time.perf_counter() - t
 
 
