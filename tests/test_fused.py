@@ -75,7 +75,13 @@ def _prepared(cfg, on: bool, monkeypatch, cpus: int = 2):
 
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("cpus", [1, 3])
-def test_the_fast_path_equals_the_matrices_path(case: str, cpus: int, monkeypatch) -> None:
+@pytest.mark.parametrize("step_bars", [8_192, 700, 100])  # hourly: 1 step; 2 chunks a step; 1
+def test_the_fast_path_equals_the_matrices_path(
+    case: str, cpus: int, step_bars: int, monkeypatch
+) -> None:
+    import orchestra.strategies
+
+    monkeypatch.setattr(orchestra.strategies, "CHUNK_BARS", step_bars)
     cfg = CASES[case]()
     fast, calls = _prepared(cfg, True, monkeypatch, cpus)
     assert calls == [True]  # the fast path ran
@@ -122,12 +128,15 @@ def test_a_pods_error_stops_every_thread_and_names_the_first_pod(monkeypatch) ->
             def broken(stage, s0, s1, c0, c1):
                 seen.append(c0)
                 if len(seen) == 3:
-                    raise StrategyError("weights went wrong")
+                    raise StrategyError("weights went wrong")  # (steps of 100 bars, below)
                 task(stage, s0, s1, c0, c1)
 
             return broken
         return task
 
+    import orchestra.strategies
+
+    monkeypatch.setattr(orchestra.strategies, "CHUNK_BARS", 100)  # a step per generator chunk
     monkeypatch.setattr(fused, "_pod_task", failing)
     monkeypatch.setattr(fused.os, "cpu_count", lambda: 2)
     with pytest.raises(StrategyError, match=r"^pods\[1\] \(p1\): weights went wrong"):

@@ -229,15 +229,15 @@ class IntradayChunks:
         """The market factor's shocks of chunk ``i`` (every symbol's bars read them)."""
         return self._draws((20,), i, _DRAWS["t"], self.per_day, self._rows(i)[0]) * T_SCALE
 
-    def fill(self, i: int, js, buffers, factor: np.ndarray | None = None) -> int:
-        """Symbols ``js``' bars of chunk ``i`` into the stage of ``buffers`` (bars ``0 ..
-        n·per_day-1`` of each row), with :meth:`factor`'s shocks if given; returns ``n``, the
+    def fill(self, i: int, js, buffers, factor: np.ndarray | None = None, at: int = 0) -> int:
+        """Symbols ``js``' bars of chunk ``i`` into the stage of ``buffers`` (bars ``at ..
+        at+n·per_day-1`` of each row), with :meth:`factor`'s shocks if given; returns ``n``, the
         chunk's number of days."""
         stage, path, scratch = buffers
         rows, d = self._rows(i)
         factor = self.factor(i) if factor is None else factor
         for j in js:
-            self._symbol(j, i, d, rows, factor, stage, path, scratch)
+            self._symbol(j, i, d, rows, factor, stage[:, :, at:], path, scratch)
         return d.stop - d.start
 
     def _symbol(self, j: int, i: int, d: slice, rows: slice, factor, stage, path, scratch) -> None:
