@@ -4,7 +4,9 @@ beside the naive per-bar pure-Python loop (the tests' reference implementation) 
 Workloads:
   S  the example config (3 pods, 5 symbols, 2 years of daily synthetic bars)
   M  10 pods × 50 symbols × 5 years of hourly synthetic bars (each pod trades 25 of them)
-  L  8 pods × 50 symbols × 1 year of minute synthetic bars (each pod trades 25 of them)
+  L  8 pods × 50 symbols × 1 year of minute synthetic bars (each pod trades 25 of them), and
+     again as L-kept: in a process where glibc keeps freed memory, so the warm run reuses the
+     cold run's pages (on this VM, fresh pages cost the host's work: see docs/benchmarks.md)
   R  the live loop (`orch-live --paper`'s LiveSession) with 1,000 / 10,000 / 40,000 hourly bars
      of history behind it (10 pods × 50 symbols) and a year of minute bars (4 pods × 10 symbols):
      ms per bar (inputs + step + SQLite commit) over 200 bars, resident memory before and after
