@@ -554,11 +554,11 @@ def prepare(
         full_target, atr = fused.target, fused.atr
         timings["signals"] = 0.0
         del fused
+        t = time.perf_counter()
     else:
         full_target = pod_weight_matrix(config, bars, market, clock_tf)
         timings["signals"] = time.perf_counter() - t
-    t = time.perf_counter()
-    if bars is not None:
+        t = time.perf_counter()
         # the volumes were for the signals only: let them go before the ATR's matrix joins the
         # target's (0.21 GB of L's peak; a sweep's shared window keeps its own)
         del bars  # (a closure over the full market)

@@ -3,18 +3,19 @@ the pods' signals, so the highs, lows and volumes never become ``(T, S)`` matric
 
 :func:`~orchestra.engine.build.prepare` otherwise builds the five market matrices of the whole
 history (:func:`~orchestra.data.synthetic.generate_market`), then runs each pod's step form over
-them a chunk of bars at a time, gathering the pod's rows of each field. Here, for each stream
-chunk of the generator (16 days), in time order:
+them a chunk of bars at a time, gathering the pod's rows of each field. Here, for each step of
+bars in time order (consecutive 16-day chunks of the generator, at least
+:data:`~orchestra.strategies.CHUNK_BARS` bars):
 
-1. the threads fill the chunk's bars of every symbol, half of the symbols each, into a shared
-   stage ``(field, symbol, bar)``: the layout the strategies' kernels read;
-2. after a barrier, each thread runs its share of the tasks on that chunk: the pods' step forms
-   (each pod's state carried from its previous chunk: a pod always runs on the same thread, so
-   in time order) writing the engine's slot matrix, and one task that places the opens and
-   closes into their ``(T, S)`` matrices and steps Wilder's ATR over the chunk.
+1. the threads fill the step's bars of every symbol, a symbol at a time, into a shared stage
+   ``(field, symbol, bar)``: the layout the strategies' kernels read;
+2. after a barrier, the threads run the tasks on that step, a task at a time: the pods' step
+   forms (each pod's state carried from its previous step, which every thread has finished)
+   writing the engine's slot matrix, and one task that places the opens and closes into their
+   ``(T, S)`` matrices and steps Wilder's ATR over the step.
 
-Two stages alternate, so a thread that is done with chunk ``i`` fills chunk ``i+1`` while the
-other still reads chunk ``i``. The numbers are those of the matrices' path, array for array
+Two stages alternate, so a thread that is done with step ``i``'s tasks fills step ``i+1`` while
+the other finishes. The numbers are those of the matrices' path, array for array
 (tested): the same generator chunks, the same step forms on the same bars in the same order, the
 same ATR steps, the same leverage cap row by row. What it saves on a year of minute bars for 50
 symbols: three 0.2 GB matrices (peak memory, and the kernel's work of providing fresh pages), and
@@ -108,14 +109,15 @@ def fused_window(config: Any, first_day: dt.date, end: dt.date) -> FusedWindow |
         pods[i] = (run, rows, block, gross, float(pod.risk.max_leverage))
 
     gen = IntradayChunks(clock.order, clock.first_day, clock.last_day, clock.per_day, d.seed)
-    group = max(1, -(-CHUNK_BARS // (INTRADAY_CHUNK * clock.per_day)))  # chunks a step: _drive
+    # generator chunks a step: at least CHUNK_BARS bars (a 16-day chunk of hours is only 384)
+    group = max(1, -(-CHUNK_BARS // (INTRADAY_CHUNK * clock.per_day)))
     fields = _EngineFields(group * INTRADAY_CHUNK * clock.per_day, symbols, clock.order, n_bars)
     tasks: list[tuple[float, Any, Any]] = [(0.5 * n_sym, fields, None)]  # (cost, runner, pod)
     for i, (run, *_) in pods.items():
         tasks.append((len(config.pods[i].symbols) * run.form.cost, _pod_task(pods[i]), i))
     workers = max(1, min(os.cpu_count() or 1, len(tasks), n_sym))
     order = [(runner, pod) for _, runner, pod in sorted(tasks, key=lambda x: -x[0])]
-    _drive(gen, clock, workers, order, config)  # the costliest tasks first
+    _drive(gen, clock, group, workers, order, config)  # the costliest tasks first
     for i, j in same_as.items():
         if j != i:  # the same weights as pod j's
             target[:, offsets[i] : offsets[i + 1]] = target[:, offsets[j] : offsets[j + 1]]
@@ -170,9 +172,8 @@ class _EngineFields:
                self.state, self.atr[c0:c1])  # fmt: skip
 
 
-def _drive(gen, clock, workers: int, tasks: list[tuple[Any, Any]], config: Any) -> None:
-    """Every step of bars in time order (consecutive generator chunks, at least
-    :data:`~orchestra.strategies.CHUNK_BARS` bars: an hourly chunk is only 384), the threads
+def _drive(gen, clock, group: int, workers: int, tasks: list[tuple[Any, Any]], config) -> None:
+    """Every step of bars in time order (``group`` consecutive generator chunks), the threads
     fill it, then run the tasks on it. Both phases hand out their work one piece at a time (a
     symbol to fill, a task to run), so a thread never idles while the other has work left; a
     thread done with step ``i``'s tasks fills step ``i+1`` (the other stage) while the other
@@ -181,10 +182,9 @@ def _drive(gen, clock, workers: int, tasks: list[tuple[Any, Any]], config: Any) 
     import itertools
 
     from orchestra.data.synthetic import INTRADAY_CHUNK
-    from orchestra.strategies import CHUNK_BARS, StrategyError
+    from orchestra.strategies import StrategyError
 
     k, per_day = len(clock.order), clock.per_day
-    group = max(1, -(-CHUNK_BARS // (INTRADAY_CHUNK * per_day)))  # generator chunks a step
     steps = [range(i, min(i + group, len(gen.chunks))) for i in range(0, len(gen.chunks), group)]
     stages = [np.empty((5, k, group * INTRADAY_CHUNK * per_day)) for _ in range(2)]
     barrier = threading.Barrier(workers)
