@@ -237,14 +237,10 @@ class StepRun:
     :func:`cap_matrix`'s ``rough``). Made by :func:`step_run`; :func:`weights_matrix` feeds it
     the market matrices' rows, the engine's synthetic fast path the generator's chunks."""
 
-    def __init__(self, name, form, model, symbols, timestamps, start, stop, per_year, out, gross):
+    def __init__(self, name, form, model, symbols, timestamps, spans, out, gross):
         self.name, self.form, self.model, self.symbols = name, form, model, symbols
-        self.timestamps, self.start, self.stop, self.per_year = timestamps, start, stop, per_year
-        self.out, self.gross = out, gross
-        # symbols listed by each bar of the clock (see orchestra.strategies.common)
-        has = stop > start
-        n_bars = out.shape[0]
-        self.by_bar = np.cumsum(np.bincount(start[has], minlength=n_bars)).astype(np.float64)
+        self.timestamps, self.out, self.gross = timestamps, out, gross
+        self.start, self.stop, self.by_bar, self.per_year = spans
         self.state = form.init(model, len(symbols))
 
     def chunk(self, fields: Fields, c0: int, c1: int) -> bool:
@@ -286,15 +282,20 @@ def place_weights(name, symbols, timestamps, w, out, gross, c0: int, c1: int) ->
 
 
 def _spans(market: Market, symbols: list[str]):
-    """(columns, start, stop, holes, per_year) of ``symbols`` on the market's clock."""
+    """``columns, holes, (start, stop, by_bar, per_year)`` of ``symbols`` on the market's clock:
+    their columns, whether a symbol's bars have holes, each one's first and one-past-last bar,
+    how many are listed by each bar (see :mod:`orchestra.strategies.common`) and the bars a
+    year."""
     from orchestra.kernels.layout import bar_spans_nb
 
     index = {s: j for j, s in enumerate(market.symbols)}
     columns = [index[s] for s in symbols]
     start, stop, holes = bar_spans_nb(market.tradable, np.asarray(columns, dtype=np.int64))
+    n_bars = market.tradable.shape[0]
+    by_bar = np.cumsum(np.bincount(start[stop > start], minlength=n_bars)).astype(np.float64)
     # the long form infers the bar step from consecutive bars of any symbol
     step = timeframe_ms(market.timeframe) if bool(((stop - start) >= 2).any()) else None
-    return columns, start, stop, holes, per_year_from_step(step)
+    return columns, holes, (start, stop, by_bar, per_year_from_step(step))
 
 
 def step_run(
@@ -315,10 +316,10 @@ def step_run(
     model = params if isinstance(params, StrategyParams) else spec.parse_params(params)
     if not form.supports(model):
         return None
-    _, start, stop, holes, per_year = _spans(market, symbols)
+    _, holes, spans = _spans(market, symbols)
     if holes:
         return None
-    return StepRun(name, form, model, symbols, market.timestamps, start, stop, per_year, out, gross)
+    return StepRun(name, form, model, symbols, market.timestamps, spans, out, gross)
 
 
 def weights_matrix(
@@ -347,7 +348,7 @@ def weights_matrix(
     if wide is None:
         return None
     model = params if isinstance(params, StrategyParams) else spec.parse_params(params)
-    columns, start, stop, holes, per_year = _spans(market, symbols)
+    columns, holes, spans = _spans(market, symbols)
     if holes:
         return None  # a symbol's bars have holes: the long form sees rows, not the clock
     n_bars = market.tradable.shape[0]
@@ -365,15 +366,14 @@ def weights_matrix(
         # the step form's whole-history pass in chunks of bars, each field's rows gathered a
         # chunk at a time (kept in cache, and no (S, T) copy of every field: 0.3 GB a thread
         # on L)
-        run = StepRun(name, form, model, symbols, market.timestamps, start, stop, per_year, out,
-                      gross)  # fmt: skip
+        run = StepRun(name, form, model, symbols, market.timestamps, spans, out, gross)
         for c0 in range(0, max(n_bars, 1), CHUNK_BARS):
             c1 = min(n_bars, c0 + CHUNK_BARS)
             if not run.chunk(MarketFields({k: m[c0:c1] for k, m in matrices.items()}, columns),
                              c0, c1):  # fmt: skip
                 return None
         return out
-    by_bar = np.cumsum(np.bincount(start[stop > start], minlength=n_bars)).astype(np.float64)
+    start, stop, by_bar, per_year = spans
     fields = MarketFields(matrices, columns)
     w = call_user_strategy(
         name, wide, model, fields, start, stop, per_year, np.tile(by_bar, (len(columns), 1))
