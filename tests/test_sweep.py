@@ -257,8 +257,8 @@ def test_a_sweep_measures_its_selection_luck_and_stitches_the_walk_forward(base)
 
 def test_points_share_the_data_window_and_pod_signals_bit_for_bit(base) -> None:
     """Issue #26: with sharing on, a second point that differs only in allocation loads no data
-    and computes no signal again, and its inputs and results equal a fresh run's exactly; a
-    point with another lookback recomputes only that pod."""
+    and computes no signal or ATR again, and its inputs and results equal a fresh run's exactly;
+    a point with another lookback recomputes only that pod."""
     from orchestra.engine import build, prepare
 
     fresh = run_backtest(
@@ -272,6 +272,7 @@ def test_points_share_the_data_window_and_pod_signals_bit_for_bit(base) -> None:
         again = run_backtest(other)
         assert shared.hits["data"] == hits["data"] + 1
         assert shared.hits["signals"] == hits["signals"] + len(base.pods)
+        assert shared.hits["atr"] == hits["atr"] + 1  # the window's ATR, computed once
         for name, frame in fresh.frames().items():
             assert frame.equals(getattr(again, name)), name
         before = shared.hits["signals"]

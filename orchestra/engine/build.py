@@ -63,7 +63,7 @@ def atr_matrix(market: Market, window: int = ATR_BARS) -> np.ndarray:
 
 class SharedWork:
     """A per-process memo of what a sweep's points share (issue #26): the loaded bars and
-    market matrices of a data window, and each pod's weight block on them.
+    market matrices of a data window, their ATR, and each pod's weight block on them.
 
     A data window is keyed by everything :func:`~orchestra.data.load_bars` reads — ``data``,
     the symbols, the first warm-up day and the end — and the clock; a pod's block by its
@@ -78,7 +78,17 @@ class SharedWork:
         self.max_windows = max_windows
         self.windows: dict[str, tuple[Any, pl.DataFrame, Market]] = {}
         self.blocks: dict[tuple, np.ndarray] = {}
-        self.hits = {"data": 0, "signals": 0}
+        self.atrs: dict[int, np.ndarray] = {}  # by the window's market object
+        self.hits = {"data": 0, "signals": 0, "atr": 0}
+
+    def atr(self, market: Market) -> np.ndarray:
+        """The ATR matrix of a window's market, computed once (nothing writes to it: the bar
+        loop reads it, and the live loop, which appends rows, does not share work)."""
+        if id(market) in self.atrs:
+            self.hits["atr"] += 1
+        else:
+            self.atrs[id(market)] = atr_matrix(market)
+        return self.atrs[id(market)]
 
     def window(self, key: str, build: Any) -> tuple[Any, pl.DataFrame, Market]:
         if key in self.windows:
@@ -88,6 +98,7 @@ class SharedWork:
             old = next(iter(self.windows))
             gone = id(self.windows.pop(old)[2])
             self.blocks = {k: v for k, v in self.blocks.items() if k[-1] != gone}
+            self.atrs.pop(gone, None)
         self.windows[key] = build()
         return self.windows[key]
 
@@ -533,13 +544,14 @@ def prepare(
             frame = resample(frame, clock_tf)
         return got, frame, to_matrices(frame, symbols, clock_tf)
 
-    fused = None
+    fused, shared = None, None
     if _SHARED is None and loaded is None and FUSED and _direct_synthetic(config, start, end):
         fused = fused_window(config, _first_day(config, start), end)
     if fused is not None:  # bars generated chunk by chunk into the signals (engine/fused.py)
         loaded, bars, market = _synthetic_loaded(config), None, fused.market
     elif _SHARED is not None and loaded is None:
         loaded, bars, market = _SHARED.window(_window_key(config, start, end), build_window)
+        shared = (_SHARED, market)  # its ATR is computed once too
     else:
         loaded, bars, market = build_window()
     timings["data"] = time.perf_counter() - t
@@ -563,7 +575,7 @@ def prepare(
         # target's (0.21 GB of L's peak; a sweep's shared window keeps its own)
         del bars  # (a closure over the full market)
         market = dataclasses.replace(market, volume=np.empty((market.n_bars, 0)))
-        atr = atr_matrix(market)
+        atr = atr_matrix(market) if shared is None else shared[0].atr(shared[1])
     static, labels = static_inputs(config, symbols)
     pod_ptr = static["pod_ptr"]
     n_slots = static["slot_pod"].size
