@@ -243,30 +243,3 @@ def test_the_runs_account_positions_are_the_pods_positions_summed(variant: str) 
     res = run(raw)
     assert res.account_positions.height > 0
     assert res.account_positions.equals(_account_positions(res.positions))
-
-
-@settings(max_examples=200)
-@given(
-    seed=st.integers(0, 2**31),
-    T=st.integers(1, 700),
-    block=st.sampled_from([1, 2, 7, 64]),
-    nans=st.sampled_from([0.0, 0.1, 1.0]),
-    data=st.data(),
-)
-def test_close_extremes_over_blocks_equal_a_pass_over_every_bar(
-    seed: int, T: int, block: int, nans: float, data
-) -> None:
-    """The trips' extreme closes come from block extremes between partial blocks at the ends;
-    they must be the min and max of the known closes over exactly bars a..b (±inf when none)."""
-    from orchestra.results.trades import _close_blocks, _close_extremes
-
-    rng = np.random.default_rng(seed)
-    close = rng.lognormal(0, 0.1, (T, 3))
-    close[rng.random((T, 3)) < nans] = np.nan
-    lo_b, hi_b = _close_blocks(close, block)
-    a = data.draw(st.integers(0, T - 1))
-    b = data.draw(st.integers(a, T - 1))
-    s = data.draw(st.integers(0, 2))
-    known = close[a : b + 1, s][~np.isnan(close[a : b + 1, s])]
-    expected = (known.min(), known.max()) if known.size else (np.inf, -np.inf)
-    assert _close_extremes(close, lo_b, hi_b, block, s, a, b) == expected

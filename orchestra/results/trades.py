@@ -54,54 +54,6 @@ def _last_close(close, T, s):
     return np.nan
 
 
-EXTREME_BLOCK = 64  # bars per block of the closes' block extremes (trip excursions)
-
-
-@njit(cache=True, nogil=True)
-def _close_blocks(close, B):
-    """Per block of ``B`` bars and symbol, the lowest and highest known close (``+inf`` /
-    ``-inf`` where the block has none): ``(⌈T/B⌉, S)`` each, one pass in memory order."""
-    T, S = close.shape
-    n = (T + B - 1) // B
-    lo = np.full((n, S), np.inf)
-    hi = np.full((n, S), -np.inf)
-    for t in range(T):
-        k = t // B
-        for s in range(S):
-            c = close[t, s]
-            if c == c:
-                lo[k, s] = min(lo[k, s], c)
-                hi[k, s] = max(hi[k, s], c)
-    return lo, hi
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _close_range(close, s, a, b, c_lo, c_hi):
-    for t in range(a, b):
-        c = close[t, s]
-        if c == c:
-            c_lo = min(c_lo, c)
-            c_hi = max(c_hi, c)
-    return c_lo, c_hi
-
-
-@njit(cache=True, nogil=True)
-def _close_extremes(close, block_lo, block_hi, B, s, a, b):
-    """The lowest and highest known close of symbol ``s`` over bars ``a .. b`` (inclusive):
-    the partial blocks at either end bar by bar, the whole blocks between from the block
-    extremes (a trip of a year of minutes reads ~8,000 block values, not 525,600 strided
-    closes). Min and max are exact: the same numbers as a pass over every bar."""
-    first = (a + B - 1) // B  # the first whole block
-    last = (b + 1) // B  # one past the last whole block
-    if last - first < 2:
-        return _close_range(close, s, a, b + 1, np.inf, -np.inf)
-    c_lo, c_hi = _close_range(close, s, a, first * B, np.inf, -np.inf)
-    for k in range(first, last):
-        c_lo = min(c_lo, block_lo[k, s])
-        c_hi = max(c_hi, block_hi[k, s])
-    return _close_range(close, s, last * B, b + 1, c_lo, c_hi)
-
-
 @njit(cache=True, nogil=True)
 def _trips_nb(
     fill_slot, fill_bar, fill_units, fill_price, fill_fee, slot_sym, close, cum_funding, T
@@ -129,7 +81,6 @@ def _trips_nb(
     t_mfe = np.empty(cap, np.float64)
     grow_u = np.empty(cap, np.float64)
     shrink_u = np.empty(cap, np.float64)
-    block_lo, block_hi = _close_blocks(close, EXTREME_BLOCK)
     funded = cum_funding.shape[0] == T + 1
     m = 0
     i = 0
@@ -213,9 +164,13 @@ def _trips_nb(
             # subtraction and a sign are monotone in floating point too), so its extremes over
             # the trip are x of the extreme closes: the same numbers as x at every bar, with
             # one division per trip instead of one per bar
-            c_lo, c_hi = _close_extremes(
-                close, block_lo, block_hi, EXTREME_BLOCK, s, t_bar0[r], end
-            )
+            c_lo = np.inf
+            c_hi = -np.inf
+            for t in range(t_bar0[r], end + 1):
+                c = close[t, s]
+                if c == c:
+                    c_lo = min(c_lo, c)
+                    c_hi = max(c_hi, c)
             if c_lo <= c_hi:  # some close was known
                 a = t_side[r] * (c_lo / entry - 1.0)
                 b = t_side[r] * (c_hi / entry - 1.0)
