@@ -37,11 +37,15 @@ from typing import Any
 
 import numpy as np
 
+from orchestra.data.synthetic import IntradayChunks
+
 # bars of one generator chunk (16 days) from which every thread fills: 5-minute bars (4,608)
 # and finer; an hourly chunk (384 bars) is filled by one thread (measured on M: 0.81 s with two
 # fillers, 0.58 s with one; the matrices' path 0.60 s)
 PARALLEL_FILL_BARS = 4_096
-FIELD_INDEX = {"open": 0, "high": 1, "low": 2, "close": 3, "volume": 4}  # the stage's first axis
+# a field's position on the stage's first axis (the generator's order)
+FIELD_INDEX = {field: i for i, field in enumerate(IntradayChunks.FIELDS)}
+OPEN, HIGH, LOW, CLOSE = (FIELD_INDEX[f] for f in ("open", "high", "low", "close"))
 
 
 class ChunkFields:
@@ -70,7 +74,7 @@ def fused_window(config: Any, first_day: dt.date, end: dt.date) -> FusedWindow |
     """The market, the slot matrix and the ATR of ``[first_day, end]`` by the fast path, or
     None when it does not apply (see the module docstring)."""
     from orchestra.data.align import Market
-    from orchestra.data.synthetic import INTRADAY_CHUNK, IntradayChunks, market_clock
+    from orchestra.data.synthetic import INTRADAY_CHUNK, market_clock
     from orchestra.engine.build import _pod_key
     from orchestra.strategies import CHUNK_BARS, pod_params, step_run
     from orchestra.timeframes import DAY_MS, timeframe_ms
@@ -112,7 +116,8 @@ def fused_window(config: Any, first_day: dt.date, end: dt.date) -> FusedWindow |
     # generator chunks a step: at least CHUNK_BARS bars (a 16-day chunk of hours is only 384)
     group = max(1, -(-CHUNK_BARS // (INTRADAY_CHUNK * clock.per_day)))
     fields = _EngineFields(group * INTRADAY_CHUNK * clock.per_day, symbols, clock.order, n_bars)
-    tasks: list[tuple[float, Any, Any]] = [(0.5 * n_sym, fields, None)]  # (cost, runner, pod)
+    # (cost, runner, pod): the engine's fields cost about half a tsmom pod of as many symbols
+    tasks: list[tuple[float, Any, Any]] = [(0.5 * n_sym, fields, None)]
     for i, (run, *_) in pods.items():
         tasks.append((len(config.pods[i].symbols) * run.form.cost, _pod_task(pods[i]), i))
     workers = max(1, min(os.cpu_count() or 1, len(tasks), n_sym))
@@ -164,10 +169,10 @@ class _EngineFields:
         from orchestra.kernels.market import ATR_BARS, atr_nb
 
         n = s1 - s0
-        place_rows_nb(stage[0], s0, n, self.open[c0:c1], self.cols)
-        place_rows_nb(stage[3], s0, n, self.close[c0:c1], self.cols)
-        place_rows_nb(stage[1], s0, n, self.high[:n], self.cols)
-        place_rows_nb(stage[2], s0, n, self.low[:n], self.cols)
+        place_rows_nb(stage[OPEN], s0, n, self.open[c0:c1], self.cols)
+        place_rows_nb(stage[CLOSE], s0, n, self.close[c0:c1], self.cols)
+        place_rows_nb(stage[HIGH], s0, n, self.high[:n], self.cols)
+        place_rows_nb(stage[LOW], s0, n, self.low[:n], self.cols)
         atr_nb(self.high[:n], self.low[:n], self.close[c0:c1], self.tradable[:n], ATR_BARS,
                self.state, self.atr[c0:c1])  # fmt: skip
 

@@ -86,8 +86,9 @@ class StepForm:
     * ``supports(params)``: whether these params have a step form (an ensemble of a user's
       long-frame strategy has none; ``run`` then returns None);
     * ``cost``: its whole-history pass's time per bar and symbol relative to tsmom's (measured
-      on L: tsmom 1, vw-tsmom and vol-adaptive 1.4, donchian-ensemble 2.1), so that the engine
-      hands the costliest pods to its threads first and none is left alone at the end.
+      on L: tsmom 1, vw-tsmom and vol-adaptive 1.4, donchian-ensemble 2.1; the ensemble's
+      depends on its sub-strategies and is set to 5, not measured), so that the engine hands
+      the costliest pods to its threads first and none is left alone at the end.
     """
 
     fields: tuple[str, ...]
