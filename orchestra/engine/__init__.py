@@ -65,7 +65,7 @@ def run_backtest(
     cfg = config if isinstance(config, Config) else load_config(config)
     cfg = with_dates(cfg, start, end)
     _warn_venue(cfg)
-    prepared = prepare(cfg)
+    prepared = prepare(cfg, stream=True)  # synthetic intraday: bars, signals and bar loop in steps
     timings = dict(prepared.timings)
     engine = Engine(prepared)
     total = engine.n_bars

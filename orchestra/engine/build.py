@@ -8,6 +8,7 @@ bar for ``next_open``, and cut the warm-up off.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import datetime as dt
 import warnings
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import polars as pl
 from orchestra.config import Config
 from orchestra.data import DataError, LoadedData, Market, load_bars, resample, to_matrices
 from orchestra.data.align import bars_of
-from orchestra.engine.fused import fused_window
+from orchestra.engine.fused import fused_plan
 from orchestra.kernels.market import ATR_BARS
 from orchestra.kernels.state import (
     CLOSE,
@@ -50,6 +51,10 @@ class Prepared:
     data_label: str
     timings: dict[str, float] = field(default_factory=dict)
     data_notes: tuple[str, ...] = ()  # the data does not cover the requested range
+    # a streamed run (prepare(stream=True)): ``stream(engine, progress)`` makes the bars and
+    # the signals step by step as the engine's bar loop consumes them (engine/fused.py); the
+    # inputs' target is then a zero-row stand-in. Engine.run() calls it; None otherwise
+    stream: Any = None
 
 
 def atr_matrix(market: Market, window: int = ATR_BARS) -> np.ndarray:
@@ -394,6 +399,9 @@ def static_inputs(
         alloc_lookback=0.0,
         alloc_min_history=0.0,
         alloc_per_year=0.0,
+        # whole matrices (a streamed run hands the bar loop a step's rows at a time)
+        target_row0=0.0,
+        market_row0=0.0,
     )
     sl = np.array(
         [
@@ -516,12 +524,19 @@ def prepare(
     end: dt.date | None = None,
     loaded: LoadedData | None = None,
     timer=None,
+    stream: bool = False,
 ) -> Prepared:
     """Load data, compute signals and build the kernel inputs for the simulated window.
 
     ``start``/``end`` default to the backtest's; ``start`` may be a datetime (the live loop's
     first bar need not open a day). With ``loaded`` the bars are taken as given (the live loop's
     anchored history) instead of being loaded from the config's source.
+
+    ``stream``: where the synthetic fast path applies (engine/fused.py), leave the bars and
+    signals to be made step by step while :meth:`Engine.run` runs the bar loop over them
+    (``Prepared.stream``): the ``(T, K)`` target matrix never exists (0.84 GB on L), and the bar
+    loop overlaps the data and signals. Same numbers as without (tested). Only ``Engine.run()``
+    can run such a prepared window, and the inputs' target is a zero-row stand-in.
     """
     import time
 
@@ -544,10 +559,14 @@ def prepare(
             frame = resample(frame, clock_tf)
         return got, frame, to_matrices(frame, symbols, clock_tf)
 
-    fused, shared = None, None
+    fused, shared, plan = None, None, None
     if _SHARED is None and loaded is None and FUSED and _direct_synthetic(config, start, end):
-        fused = fused_window(config, _first_day(config, start), end)
-    if fused is not None:  # bars generated chunk by chunk into the signals (engine/fused.py)
+        plan = fused_plan(config, _first_day(config, start), end, streamed=stream)
+        if plan is not None and not stream:
+            fused, plan = plan.materialize(), None
+    if plan is not None:  # bars and signals made as Engine.run() steps (engine/fused.py)
+        loaded, bars, market = _synthetic_loaded(config), None, plan.market
+    elif fused is not None:  # bars generated chunk by chunk into the signals (engine/fused.py)
         loaded, bars, market = _synthetic_loaded(config), None, fused.market
     elif _SHARED is not None and loaded is None:
         loaded, bars, market = _SHARED.window(_window_key(config, start, end), build_window)
@@ -562,7 +581,10 @@ def prepare(
         raise DataError([f"no bars between {start} and {end}"], loaded.source_label)
 
     t = time.perf_counter()
-    if fused is not None:  # computed with the bars: the data stage's time holds both
+    if plan is not None:  # made by Engine.run(): its time is the engine's "stream"
+        full_target, atr = None, None
+        timings["signals"] = 0.0
+    elif fused is not None:  # computed with the bars: the data stage's time holds both
         full_target, atr = fused.target, fused.atr
         timings["signals"] = 0.0
         del fused
@@ -580,7 +602,9 @@ def prepare(
     pod_ptr = static["pod_ptr"]
     n_slots = static["slot_pod"].size
     mode = int(static["params"].exec_mode)
-    if mode == NEXT_OPEN:  # the weight decided at t-1's close executes at t's open
+    if plan is not None:
+        target = np.zeros((0, n_slots))  # each step's rows are handed to the bar loop
+    elif mode == NEXT_OPEN:  # the weight decided at t-1's close executes at t's open
         if first > 0:
             target = full_target[first - 1 : last - 1]  # rows of a fresh matrix: no copy
         else:
@@ -594,7 +618,8 @@ def prepare(
     for p, pod in enumerate(config.pods):
         if pod.start is not None:
             join[p] = int(np.searchsorted(ts, epoch_ms(pod.start)))
-            target[: join[p], pod_ptr[p] : pod_ptr[p + 1]] = 0.0
+            if plan is None:  # (a streamed run zeroes the rows of each step)
+                target[: join[p], pod_ptr[p] : pod_ptr[p + 1]] = 0.0
     step = timeframe_ms(clock_tf)
     # the simulated window's clock, opens, closes and flags; its highs, lows and volumes were
     # for the signals and the ATR only: zero-width here, so the full matrices are freed (0.65 GB
@@ -611,12 +636,13 @@ def prepare(
         market.tradable[first:last],
         clock_tf,
     )
+    by_step = np.zeros((0, len(symbols)))  # a streamed run's opens and ATRs: step by step
     inputs = Inputs(
         **clock_fields(ts, step),
-        open=np.ascontiguousarray(window.open),
+        open=by_step if plan is not None else np.ascontiguousarray(window.open),
         close=np.ascontiguousarray(window.close),
         tradable=np.ascontiguousarray(window.tradable),
-        atr=np.ascontiguousarray(atr[first:last]),
+        atr=by_step.copy() if plan is not None else np.ascontiguousarray(atr[first:last]),
         target=target,
         funding=_funding(config, symbols, ts, step),
         **static,
@@ -632,6 +658,9 @@ def prepare(
         data_label=loaded.source_label,
         timings=timings,
         data_notes=loaded.notes,
+        stream=None
+        if plan is None
+        else functools.partial(plan.stream, first=first, shift=int(mode == NEXT_OPEN), join=join),
     )
 
 

@@ -132,6 +132,10 @@ class Engine:
         self.inputs = inp
         self._kernel_args = KernelArgs()  # the kernels' references to inputs, state, outputs
         self._target_released = False  # release_target() was called
+        # a streamed run (Prepared.stream): its bars are run by run() only, which keeps each
+        # fill's target weight here (the target matrix never exists whole)
+        self._streaming = False
+        self.fill_targets: list[np.ndarray] | None = None
         self.base = 0  # global number of the inputs' local row 0 (see the module docstring)
         self.keep_journal = keep_journal  # False: flushed chunks are returned, not kept
         self.capital = float(cfg.backtest.capital)
@@ -270,6 +274,8 @@ class Engine:
             raise IndexError(f"bar {t1 - 1} is beyond the inputs ({self.n_bars} bars)")
         if self._target_released and t < t1:
             raise RuntimeError("the engine's target matrix was released: it cannot step again")
+        if self.prepared.stream is not None and not self._streaming:
+            raise RuntimeError("a streamed run's bars are run by Engine.run() only")
         # a fresh checkout's bar loop compiling in a second process, if any: meanwhile the
         # kernels' references (the first call compiles their constructors) and the kernels the
         # run needs after its bar loop compile here
@@ -293,8 +299,18 @@ class Engine:
             progress(t1)
 
     def run(self, progress: Callable[[int], None] | None = None) -> None:
-        """The backtest: every remaining bar."""
-        self.advance(self.n_bars, progress)
+        """The backtest: every remaining bar. A streamed run (``Prepared.stream``) makes its
+        bars and signals as it goes (:meth:`~orchestra.engine.fused.FusedPlan.stream`); its
+        wall time is ``timings["stream"]``, which holds the bar loop's ``kernels`` and
+        ``allocation`` too (they overlap the data and signals)."""
+        stream = self.prepared.stream
+        if stream is None:
+            self.advance(self.n_bars, progress)
+            return
+        start = time.perf_counter()
+        stream(self, progress)
+        self.prepared.stream = None
+        self.timings["stream"] = time.perf_counter() - start
 
     def release_target(self) -> None:
         """Free the run's ``(T, K)`` target matrix, the largest array of a run (0.84 GB on L),

@@ -73,124 +73,243 @@ class FusedWindow:
 def fused_window(config: Any, first_day: dt.date, end: dt.date) -> FusedWindow | None:
     """The market, the slot matrix and the ATR of ``[first_day, end]`` by the fast path, or
     None when it does not apply (see the module docstring)."""
+    plan = fused_plan(config, first_day, end)
+    return None if plan is None else plan.materialize()
+
+
+def fused_plan(
+    config: Any, first_day: dt.date, end: dt.date, streamed: bool = False
+) -> FusedPlan | None:
+    """What the fast path sets up before any bar (the clock, the pods' step runs, the engine's
+    fields), or None when it does not apply (see the module docstring). ``streamed``: for
+    :meth:`FusedPlan.stream` (the opens and ATRs in step buffers; the market's opens
+    zero-width), else for :meth:`FusedPlan.materialize`."""
     from orchestra.data.align import Market
     from orchestra.data.synthetic import INTRADAY_CHUNK, market_clock
     from orchestra.engine.build import _pod_key
     from orchestra.strategies import CHUNK_BARS, pod_params, step_run
     from orchestra.timeframes import DAY_MS, timeframe_ms
 
-    d = config.data
-    clock = market_clock(config.symbols, first_day, end, d.timeframe)
+    clock = market_clock(config.symbols, first_day, end, config.data.timeframe)
     if clock is None or clock.base >= DAY_MS or clock.b <= clock.a:
         return None
     step = timeframe_ms(config.clock_timeframe)
     if any(timeframe_ms(p.timeframe) != step for p in config.pods) or clock.base != step:
         return None
     symbols = list(config.symbols)
-    a, b = clock.a, clock.b
-    n_bars, n_sym = b - a, len(symbols)
-    ts = clock.ts[a:b]
+    n_bars, n_sym = clock.b - clock.a, len(symbols)
+    ts = clock.ts[clock.a : clock.b]
     tradable = np.ones((n_bars, n_sym), bool)
     empty = np.empty((n_bars, 0))
     probe = Market(ts, symbols, empty, empty, empty, empty, empty, tradable, config.clock_timeframe)
-
+    # generator chunks a step: at least CHUNK_BARS bars (a 16-day chunk of hours is only 384)
+    group = max(1, -(-CHUNK_BARS // (INTRADAY_CHUNK * clock.per_day)))
+    step_bars = group * INTRADAY_CHUNK * clock.per_day
     widths = [len(p.symbols) for p in config.pods]
     offsets = np.concatenate([[0], np.cumsum(widths)]).astype(int)
-    target = np.zeros((n_bars, int(offsets[-1])))
     keys = [_pod_key(pod, probe) for pod in config.pods]
     first: dict[tuple, int] = {}
     same_as = {i: first.setdefault(k, i) for i, k in enumerate(keys)}
     position = {s: j for j, s in enumerate(clock.order)}  # a symbol's row of the stage
-    pods: dict[int, tuple] = {}
+    pods = []
     for i in sorted(set(same_as.values())):
         pod = config.pods[i]
-        block = target[:, offsets[i] : offsets[i + 1]]
-        gross = np.empty(n_bars)
-        run = step_run(pod.strategy, pod_params(pod), probe, pod.symbols, block, gross)
+        # the StepRun's own out and gross are not used: each step's rows are handed to it
+        run = step_run(pod.strategy, pod_params(pod), probe, pod.symbols, empty, empty)
         if run is None:
             return None
         rows = np.array([position[s] for s in pod.symbols], dtype=np.int64)
-        pods[i] = (run, rows, block, gross, float(pod.risk.max_leverage))
-
-    gen = IntradayChunks(clock.order, clock.first_day, clock.last_day, clock.per_day, d.seed)
-    # generator chunks a step: at least CHUNK_BARS bars (a 16-day chunk of hours is only 384)
-    group = max(1, -(-CHUNK_BARS // (INTRADAY_CHUNK * clock.per_day)))
-    fields = _EngineFields(group * INTRADAY_CHUNK * clock.per_day, symbols, clock.order, n_bars)
-    # (cost, runner, pod): the engine's fields cost about half a tsmom pod of as many symbols
-    tasks: list[tuple[float, Any, Any]] = [(0.5 * n_sym, fields, None)]
-    for i, (run, *_) in pods.items():
-        tasks.append((len(config.pods[i].symbols) * run.form.cost, _pod_task(pods[i]), i))
-    workers = max(1, min(os.cpu_count() or 1, len(tasks), n_sym))
-    order = [(runner, pod) for _, runner, pod in sorted(tasks, key=lambda x: -x[0])]
-    _drive(gen, clock, group, workers, order, config)  # the costliest tasks first
-    for i, j in same_as.items():
-        if j != i:  # the same weights as pod j's
-            target[:, offsets[i] : offsets[i + 1]] = target[:, offsets[j] : offsets[j + 1]]
+        pods.append(_PodTask(i, run, rows, offsets[i], offsets[i + 1], step_bars, pod))
+    fields = _EngineFields(step_bars, symbols, clock.order, n_bars, streamed)
     market = Market(
         ts, symbols, fields.open, empty, empty, fields.close, empty, tradable,
         config.clock_timeframe,
     )  # fmt: skip
-    return FusedWindow(market, target, fields.atr)
+    return FusedPlan(config, clock, group, step_bars, market, fields, pods, same_as, offsets)
 
 
-def _pod_task(pod: tuple):
-    from orchestra.strategies import StrategyError, cap_matrix
+class FusedPlan:
+    """The fast path once set up: :meth:`materialize` runs every step into a ``(T, K)`` slot
+    matrix; :meth:`stream` hands each step's rows to an engine's bar loop as the next step is
+    made, so the slot matrix never exists (see :func:`stream`)."""
 
-    run, rows, block, gross, cap = pod
+    def __init__(self, config, clock, group, step_bars, market, fields, pods, same_as, offsets):
+        self.config, self.clock, self.group, self.step_bars = config, clock, group, step_bars
+        self.market, self.atr, self.fields = market, fields.atr, fields
+        self.pods, self.same_as, self.offsets = pods, same_as, offsets
+        self.n_slots = int(offsets[-1])
 
-    def task(stage: np.ndarray, s0: int, s1: int, c0: int, c1: int) -> None:
-        if not run.chunk(ChunkFields(stage, rows, s0, s1), c0, c1):
-            raise StrategyError(f"strategy {run.name!r} has no step form for these params")
-        cap_matrix(block[c0:c1], cap, gross[c0:c1])  # row by row: the same as on the whole
+    def _tasks(self) -> list[tuple[float, Any, Any]]:
+        """(cost, runner, pod index): the engine's fields cost about half a tsmom pod of as
+        many symbols."""
+        tasks: list[tuple[float, Any, Any]] = [(0.5 * len(self.config.symbols), self.fields, None)]
+        tasks += [(len(p.pod.symbols) * p.run.form.cost, p, p.index) for p in self.pods]
+        return tasks
 
-    return task
+    def _copy_duplicates(self, rows: np.ndarray) -> None:
+        """A pod with the same strategy, params, symbols and cap as an earlier one: its rows."""
+        o = self.offsets
+        for i, j in self.same_as.items():
+            if j != i:
+                rows[:, o[i] : o[i + 1]] = rows[:, o[j] : o[j + 1]]
+
+    def materialize(self) -> FusedWindow:
+        """Every step's weights into one ``(T, K)`` slot matrix (a plan not ``streamed``)."""
+        target = np.zeros((self.market.n_bars, self.n_slots))
+        _drive(self, self._tasks(), lambda k, c0, c1: target[c0:c1], None)
+        self._copy_duplicates(target)
+        return FusedWindow(self.market, target, self.atr)
+
+    def stream(self, engine, progress=None, *, first: int, shift: int, join: np.ndarray) -> None:
+        """Run ``engine`` (made on this plan's market with a zero-row target) over every bar,
+        a step of bars at a time: while the threads run step ``k``'s tasks, one of them runs
+        the bar loop over step ``k-1``'s bars. Two step buffers of the slot matrix's rows, and
+        two of the opens and ATRs, alternate (for L 2 × 37 MB and 2 × 2 × 9 MB instead of 0.84
+        and 2 × 0.21 GB); the closes stay a ``(T, S)`` matrix (the results read them).
+
+        Bar ``b`` is the market's row ``b + first`` and executes the weights of row
+        ``b + first - shift`` (``shift`` 1 for next-open execution, 0 at the close), as the
+        matrix path's lagged slice does; a pod's rows before its ``join`` bar are 0. So a
+        step's bars are those of its prices, and with next-open execution the first of them
+        reads the previous step's last row: each buffer's row 0 (a zero row before the first
+        step, as the matrix path's). Each fill's target weight is kept for the positions
+        frame (``engine.fill_targets``)."""
+        buffers = [np.zeros((self.step_bars + 1, self.n_slots)) for _ in range(2)]
+        engine.fill_targets = []
+        seen = [0]  # the engine's fill chunks whose targets are read
+
+        def consume(k: int, c0: int, c1: int) -> None:
+            rows = buffers[k % 2]  # row i: the market row c0 - 1 + i
+            self._copy_duplicates(rows[1 : 1 + c1 - c0])
+            # the next step's bars start with this step's last row (next-open execution)
+            buffers[(k + 1) % 2][0] = rows[c1 - c0]
+            b0, b1 = max(0, c0 - first), min(engine.n_bars, c1 - first)  # bars with prices
+            if b1 <= b0:
+                return
+            row0 = c0 - 1 - first + shift  # the bar whose weights are the buffer's row 0
+            o = self.offsets
+            for p in np.flatnonzero(join > b0):
+                rows[b0 - row0 : min(b1, int(join[p])) - row0, o[p] : o[p + 1]] = 0.0
+            opens, atrs = fields.rows(k, c0, c1)  # row 0: bar c0 - first
+            params = engine.inputs.params._replace(
+                target_row0=float(row0), market_row0=float(c0 - first)
+            )
+            engine.inputs = engine.inputs._replace(target=rows, open=opens, atr=atrs, params=params)
+            engine.advance(b1, progress)
+            engine.flush()
+            for chunk in engine._fills[seen[0] :]:
+                engine.fill_targets.append(rows[chunk["bar"] - row0, chunk["slot"]])
+            seen[0] = len(engine._fills)
+
+        fields = self.fields
+        engine._streaming = True
+        try:
+            _drive(self, self._tasks(), lambda k, c0, c1: buffers[k % 2][1 : 1 + c1 - c0], consume)
+        finally:
+            engine._streaming = False
+        # the last step's buffers: not the run's (the engine cannot step again)
+        n_sym = len(self.config.symbols)
+        params = engine.inputs.params._replace(target_row0=0.0, market_row0=0.0)
+        engine.inputs = engine.inputs._replace(
+            open=np.zeros((0, n_sym)), atr=np.zeros((0, n_sym)), params=params
+        )
+        engine.release_target()
+
+
+class _PodTask:
+    """A pod's step form over a step of bars, written into the step's rows of the slot matrix
+    (its columns), then capped row by row (the same as on the whole matrix)."""
+
+    def __init__(self, index, run, rows, o0, o1, step_bars, pod):
+        self.index, self.run, self.rows, self.o0, self.o1, self.pod = index, run, rows, o0, o1, pod
+        self.cap = float(pod.risk.max_leverage)
+        self.gross = np.empty(step_bars)
+
+    def __call__(self, stage, s0: int, s1: int, c0: int, c1: int, k: int, out) -> None:
+        from orchestra.strategies import StrategyError, cap_matrix
+
+        block, gross = out[:, self.o0 : self.o1], self.gross[: c1 - c0]
+        if not self.run.chunk(ChunkFields(stage, self.rows, s0, s1), c0, c1, (block, gross)):
+            raise StrategyError(f"strategy {self.run.name!r} has no step form for these params")
+        cap_matrix(block, self.cap, gross)
 
 
 class _EngineFields:
-    """The task that keeps what the engine reads: the opens and closes as ``(T, S)`` matrices
-    (columns in the config's symbol order) and Wilder's ATR, stepped chunk by chunk."""
+    """The task that keeps what the engine reads: the closes as a ``(T, S)`` matrix (columns in
+    the config's symbol order), and the opens and Wilder's ATR, stepped chunk by chunk: as
+    ``(T, S)`` matrices too, or (``streamed``) into two step buffers that alternate."""
 
-    def __init__(self, chunk_bars: int, symbols: list[str], order: list[str], n_bars: int):
+    def __init__(self, chunk_bars: int, symbols: list[str], order: list[str], n_bars: int,
+                 streamed: bool):  # fmt: skip
         from orchestra.kernels.market import new_atr_state
 
         column = {s: j for j, s in enumerate(symbols)}
         n_sym = len(symbols)
         self.cols = np.array([column[s] for s in order], dtype=np.int64)
-        self.open = np.empty((n_bars, n_sym))
         self.close = np.empty((n_bars, n_sym))
-        self.atr = np.empty((n_bars, n_sym))
+        rows = chunk_bars if streamed else n_bars
+        self.streamed = streamed
+        self.opens = [np.empty((rows, n_sym)) for _ in range(2 if streamed else 1)]
+        self.atrs = [np.empty((rows, n_sym)) for _ in range(2 if streamed else 1)]
+        self.open = np.empty((n_bars, 0)) if streamed else self.opens[0]
+        self.atr = np.empty((0, n_sym)) if streamed else self.atrs[0]
         self.tradable = np.ones((chunk_bars, n_sym), bool)
         self.high = np.empty((chunk_bars, n_sym))  # one chunk's, for the ATR
         self.low = np.empty((chunk_bars, n_sym))
         self.state = new_atr_state(n_sym)
 
-    def __call__(self, stage: np.ndarray, s0: int, s1: int, c0: int, c1: int) -> None:
+    def rows(self, k: int, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray]:
+        """The opens and ATRs of bars ``c0 .. c1-1`` of the ``k``-th step with bars."""
+        if self.streamed:
+            return self.opens[k % 2][: c1 - c0], self.atrs[k % 2][: c1 - c0]
+        return self.opens[0][c0:c1], self.atrs[0][c0:c1]
+
+    def __call__(self, stage, s0: int, s1: int, c0: int, c1: int, k: int, out=None) -> None:
         from orchestra.kernels.layout import place_rows_nb
         from orchestra.kernels.market import ATR_BARS, atr_nb
 
         n = s1 - s0
-        place_rows_nb(stage[OPEN], s0, n, self.open[c0:c1], self.cols)
+        opens, atrs = self.rows(k, c0, c1)
+        place_rows_nb(stage[OPEN], s0, n, opens, self.cols)
         place_rows_nb(stage[CLOSE], s0, n, self.close[c0:c1], self.cols)
         place_rows_nb(stage[HIGH], s0, n, self.high[:n], self.cols)
         place_rows_nb(stage[LOW], s0, n, self.low[:n], self.cols)
         atr_nb(self.high[:n], self.low[:n], self.close[c0:c1], self.tradable[:n], ATR_BARS,
-               self.state, self.atr[c0:c1])  # fmt: skip
+               self.state, atrs)  # fmt: skip
 
 
-def _drive(gen, clock, group: int, workers: int, tasks: list[tuple[Any, Any]], config) -> None:
-    """Every step of bars in time order (``group`` consecutive generator chunks), the threads
-    fill it, then run the tasks on it. Both phases hand out their work one piece at a time (a
-    symbol to fill, a task to run), so a thread never idles while the other has work left; a
-    thread done with step ``i``'s tasks fills step ``i+1`` (the other stage) while the other
-    finishes. A pod's steps run one after the other: step ``i+1``'s tasks start only when every
-    thread has passed step ``i``'s tasks. The first pod's error (in pod order) is raised."""
+def _drive(plan: FusedPlan, tasks: list[tuple[float, Any, Any]], rows_of, consume) -> None:
+    """Every step of bars in time order (``plan.group`` consecutive generator chunks), the
+    threads fill it, then run the tasks on it, the costliest first. Both phases hand out their
+    work one piece at a time (a symbol to fill, a task to run), so a thread never idles while
+    the other has work left; a thread done with step ``i``'s tasks fills step ``i+1`` (the
+    other stage) while the other finishes. A pod's steps run one after the other: step
+    ``i+1``'s tasks start only when every thread has passed step ``i``'s tasks.
+
+    ``rows_of(k, c0, c1)``: where the tasks of the ``k``-th step with bars write the slot
+    matrix's rows of bars ``c0 .. c1-1`` (market rows). ``consume(k, c0, c1)``, if given, runs
+    as the first task of the next step with bars (after the last one, once the threads are
+    done): every task of step ``k`` has finished by then. The first pod's error (in pod order)
+    is raised."""
     import itertools
 
     from orchestra.data.synthetic import INTRADAY_CHUNK
     from orchestra.strategies import StrategyError
 
+    config, clock, group = plan.config, plan.clock, plan.group
+    gen = IntradayChunks(clock.order, clock.first_day, clock.last_day, clock.per_day, config.data.seed)
     k, per_day = len(clock.order), clock.per_day
     steps = [range(i, min(i + group, len(gen.chunks))) for i in range(0, len(gen.chunks), group)]
+    spans: list[tuple[int, int, int] | None] = []  # (k, c0, c1) of a step with bars
+    n_with = 0
+    for step in steps:
+        at = (gen.days(step[0])[0] - clock.first_day) * per_day  # the step's first grid bar
+        lo = max(at, clock.a)
+        hi = min(at + (gen.days(step[-1])[1] + 1 - gen.days(step[0])[0]) * per_day, clock.b)
+        spans.append((n_with, lo - clock.a, hi - clock.a) if lo < hi else None)
+        n_with += lo < hi
+    order = [(runner, pod) for _, runner, pod in sorted(tasks, key=lambda x: -x[0])]
+    workers = max(1, min(os.cpu_count() or 1, len(order) + (consume is not None), k))
     stages = [np.empty((5, k, group * INTRADAY_CHUNK * per_day)) for _ in range(2)]
     barrier = threading.Barrier(workers)
     errors: dict[int, BaseException] = {}  # by pod index (-1: not a pod's)
@@ -199,6 +318,11 @@ def _drive(gen, clock, group: int, workers: int, tasks: list[tuple[Any, Any]], c
     to_run = [itertools.count() for _ in steps]
     factors: dict[int, np.ndarray] = {}
     lock = threading.Lock()
+    previous: list[tuple[int, int, int] | None] = []  # per step: the step with bars before it
+    last = None
+    for span in spans:
+        previous.append(last if span is not None else None)
+        last = span if span is not None else last
 
     def factor(i: int) -> np.ndarray:  # chunk i's market shocks, drawn once for every symbol
         with lock:
@@ -224,15 +348,20 @@ def _drive(gen, clock, group: int, workers: int, tasks: list[tuple[Any, Any]], c
                         at = (gen.days(i)[0] - first) * per_day
                         gen.fill(i, (j,), (stage, path, scratch), factor(i), at)
                 barrier.wait()
-                at = (first - clock.first_day) * per_day  # the step's first bar on the full grid
-                lo = max(at, clock.a)
-                hi = min(at + (gen.days(step[-1])[1] + 1 - first) * per_day, clock.b)
-                if lo >= hi:
+                if spans[n] is None:
                     continue
-                while (t := next(to_run[n])) < len(tasks):
-                    runner, pod_index = tasks[t]
+                n_k, c0, c1 = spans[n]
+                s0 = c0 + clock.a - (first - clock.first_day) * per_day  # on the stage
+                rows = rows_of(n_k, c0, c1)
+                before = previous[n] if consume is not None else None
+                todo = ([(None, None)] if before is not None else []) + order
+                while (t := next(to_run[n])) < len(todo):
+                    runner, pod_index = todo[t]
                     try:
-                        runner(stage, lo - at, hi - at, lo - clock.a, hi - clock.a)
+                        if runner is None:
+                            consume(*before)
+                        else:
+                            runner(stage, s0, s0 + c1 - c0, c0, c1, n_k, rows)
                     except BaseException as exc:
                         errors[-1 if pod_index is None else pod_index] = exc
                         raise
@@ -259,3 +388,5 @@ def _drive(gen, clock, group: int, workers: int, tasks: list[tuple[Any, Any]], c
         raise exc
     if -1 in errors:
         raise errors[-1]
+    if consume is not None and last is not None:
+        consume(*last)

@@ -45,11 +45,13 @@ class Inputs(NamedTuple):
     day_id: np.ndarray  # (T,) int64 UTC day number of the bar
     day_end: np.ndarray  # (T,) bool: the bar closes its UTC day
     month_end: np.ndarray  # (T,) bool: the bar closes its UTC month
-    open: np.ndarray  # (T, S) float64; NaN before listing
+    open: np.ndarray  # (T, S) float64; NaN before listing; row 0 is bar params.market_row0
     close: np.ndarray  # (T, S) float64; NaN before listing, held after delisting
     tradable: np.ndarray  # (T, S) bool
-    atr: np.ndarray  # (T, S) float64 ATR(14), NaN until known
-    target: np.ndarray  # (T, K) float64 internal weight to execute at bar t (already lagged)
+    atr: np.ndarray  # (T, S) float64 ATR(14), NaN until known; row 0: bar params.market_row0
+    # (T, K) float64 internal weight to execute at bar t (already lagged); its row 0 is bar
+    # params.target_row0 (0 but in a streamed run, whose target holds one step's rows)
+    target: np.ndarray
     funding: np.ndarray  # (T, S) float64 funding rate charged at bar t's close (0 = none)
     slot_pod: np.ndarray  # (K,) int64
     slot_sym: np.ndarray  # (K,) int64
@@ -89,6 +91,11 @@ class RunParams(NamedTuple):
     alloc_lookback: float  # returns in the covariance window
     alloc_min_history: float  # returns before a drift is defined
     alloc_per_year: float  # annualisation of Σ
+    # the bar of the target's row 0, and of the opens' and ATRs' row 0: 0, except in a
+    # streamed run (orchestra/engine/fused.py), whose driver hands the bar loop those rows
+    # one step of bars at a time (the closes stay whole: the results read them)
+    target_row0: float
+    market_row0: float
 
 
 DD_ALERT = 0

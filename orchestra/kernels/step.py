@@ -108,6 +108,7 @@ def update_stops_nb(inp, st, t):
         inp.pod_trail_mult,
         inp.atr,
     )
+    row = t - int(inp.params.market_row0)  # the ATR's row of bar t
     for k in range(units.shape[0]):
         q = units[k]
         if q == 0.0:
@@ -129,7 +130,7 @@ def update_stops_nb(inp, st, t):
             elif q < 0.0 and c >= avg_price[k] * (1.0 + sl):
                 stop_pending[k] = True
         if trailing[p]:
-            a = atr[t, s]
+            a = atr[row, s]
             if not np.isnan(a):
                 m = trail_mult[p]
                 if q > 0.0 and c < extreme[k] - m * a:
@@ -149,7 +150,8 @@ def pod_targets_nb(inp, st, t, prices):
     derisk = DERISK_FACTOR if st.derisk[0] != 0 else 1.0
     units, lock, stop_pending, scratch = st.units, st.lock, st.stop_pending, st.scratch_target
     changed = st.scratch_changed
-    slot_sym, pod_ptr, tradable, target_t = inp.slot_sym, inp.pod_ptr, inp.tradable, inp.target[t]
+    slot_sym, pod_ptr, tradable = inp.slot_sym, inp.pod_ptr, inp.tradable
+    target_t = inp.target[t - int(inp.params.target_row0)]
     pod_cash, pod_state, pod_fraction = st.pod_cash, st.pod_state, st.pod_fraction
     max_leverage, threshold = inp.pod_max_leverage, inp.pod_threshold
     changed[:] = False
@@ -464,7 +466,9 @@ def record_books_nb(st, out, t):
 
 @njit(cache=True, inline="always")  # a view of a row: returned only when inlined
 def _prices(inp, t):
-    return inp.close[t] if inp.params.exec_mode == CLOSE else inp.open[t]
+    if inp.params.exec_mode == CLOSE:
+        return inp.close[t]
+    return inp.open[t - int(inp.params.market_row0)]
 
 
 @kernel_entry

@@ -383,7 +383,10 @@ def build_result(
     rows = _position_rows(fills_raw)
     ps = fills_raw["slot"].astype(np.int64)[rows]
     pb = fills_raw["bar"].astype(np.int64)[rows]
-    target_weight = engine.inputs.target[pb, ps] if ps.size else np.zeros(0)
+    if engine.fill_targets is not None:  # a streamed run kept each fill's target weight
+        target_weight = np.concatenate([np.zeros(0), *engine.fill_targets])[rows]
+    else:
+        target_weight = engine.inputs.target[pb, ps] if ps.size else np.zeros(0)
     if release_target:
         engine.release_target()
     # the daily risk monitor (numpy on small windows, Python between) and the round trips (a

@@ -243,9 +243,11 @@ class StepRun:
         self.start, self.stop, self.by_bar, self.per_year = spans
         self.state = form.init(model, len(symbols))
 
-    def chunk(self, fields: Fields, c0: int, c1: int) -> bool:
+    def chunk(self, fields: Fields, c0: int, c1: int, into=None) -> bool:
         """Bars ``c0 .. c1-1`` (``fields``: each field's ``(S, c1 - c0)`` rows); False when the
-        step form cannot run these params (then use the long form)."""
+        step form cannot run these params (then use the long form). The weights go to rows
+        ``c0 .. c1-1`` of ``out`` and ``gross``, or to ``into``: ``(weights, gross)`` of
+        ``c1 - c0`` rows (a streamed run's step buffer)."""
         w = self.form.run(
             self.model,
             fields,
@@ -257,22 +259,25 @@ class StepRun:
         )
         if w is None:
             return False
-        place_weights(self.name, self.symbols, self.timestamps, w, self.out, self.gross, c0, c1)
+        out, gross = into if into is not None else (self.out[c0:c1], self.gross[c0:c1])
+        place_weights(self.name, self.symbols, self.timestamps, w, out, gross, c0)
         return True
 
 
-def place_weights(name, symbols, timestamps, w, out, gross, c0: int, c1: int) -> None:
-    """Bars ``c0 .. c1-1`` of a strategy's weights, ``w`` ``(S, c1 - c0)``, into ``out`` and
-    ``gross``; a wrong shape or a non-finite weight is the strategy's error."""
+def place_weights(name, symbols, timestamps, w, out, gross, c0: int) -> None:
+    """A strategy's weights of bars ``c0 .. c0+n-1``, ``w`` ``(S, n)``, into ``out`` (those
+    bars' ``(n, S)`` rows) and ``gross`` (``(n,)``); a wrong shape or a non-finite weight is the
+    strategy's error."""
     from orchestra.kernels.layout import place_weights_nb
 
     w = np.ascontiguousarray(w, dtype=np.float64)
+    c1 = c0 + out.shape[0]
     if w.shape != (len(symbols), c1 - c0):  # the kernel below writes without bounds checks
         raise StrategyError(
             f"strategy {name!r}: its wide form returned weights of shape {w.shape}, "
             f"expected {(len(symbols), c1 - c0)} (one row per symbol, one column per bar)"
         )
-    if not place_weights_nb(w, out[c0:c1], gross[c0:c1]) and not np.isfinite(w).all():
+    if not place_weights_nb(w, out, gross) and not np.isfinite(w).all():
         j, t = np.argwhere(~np.isfinite(w))[0]
         when = np.datetime64(int(timestamps[c0 + t]), "ms")
         raise StrategyError(
@@ -380,7 +385,7 @@ def weights_matrix(
     )
     if w is None:
         return None
-    place_weights(name, symbols, market.timestamps, w, out, gross, 0, n_bars)
+    place_weights(name, symbols, market.timestamps, w, out, gross, 0)
     return out
 
 
