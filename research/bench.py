@@ -4,9 +4,8 @@ beside the naive per-bar pure-Python loop (the tests' reference implementation) 
 Workloads:
   S  the example config (3 pods, 5 symbols, 2 years of daily synthetic bars)
   M  10 pods × 50 symbols × 5 years of hourly synthetic bars (each pod trades 25 of them)
-  L  8 pods × 50 symbols × 1 year of minute synthetic bars (each pod trades 25 of them), and
-     again as L-kept: in a process where glibc keeps freed memory, so the warm run reuses the
-     cold run's pages (on this VM, fresh pages cost the host's work: see docs/benchmarks.md)
+  L  8 pods × 50 symbols × 1 year of minute synthetic bars (each pod trades 25 of them)
+  (M and L run as run_backtest does: streamed, the bars, signals and bar loop a step at a time)
   R  the live loop (`orch-live --paper`'s LiveSession) with 1,000 / 10,000 / 40,000 hourly bars
      of history behind it (10 pods × 50 symbols) and a year of minute bars (4 pods × 10 symbols):
      ms per bar (inputs + step + SQLite commit) over 200 bars, resident memory before and after
@@ -39,6 +38,7 @@ within one run: the machine is shared and noisy.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import gc
 import json
 import os
@@ -507,7 +507,6 @@ def run_cold() -> dict:
     """`orch-bt run configs/example.yaml` in fresh processes: empty numba cache (as shipped: the
     bar loop compiles in a second process; then with ORCHESTRA_PRECOMPILE=0, all in one), then
     the warm cache."""
-    import os
     import tempfile
 
     out = {"workload": "C"}
@@ -539,11 +538,11 @@ def run_one(name: str, naive_bars: int) -> dict:
     for attempt in ("cold", "warm"):
         usage = resource.getrusage(resource.RUSAGE_SELF)
         t_all = time.perf_counter()
-        prep = prepare(cfg)  # as run_backtest: synthetic bars straight into the matrices
+        # as run_backtest: synthetic bars straight into the matrices; on intraday bars (M, L)
+        # streamed: the bars, signals and bar loop step by step (orchestra/engine/fused.py)
+        prep = prepare(cfg, stream=True)
         eng = Engine(prep)
         eng.run()
-        # the naive loop's slice of the targets (below): run_backtest frees the matrix
-        naive_target = prep.inputs.target[: min(naive_bars, prep.inputs.target.shape[0])].copy()
         t = time.perf_counter()
         build_result(eng, cfg, release_target=True)  # as run_backtest
         t_results = time.perf_counter() - t
@@ -559,6 +558,8 @@ def run_one(name: str, naive_bars: int) -> dict:
             # (orchestra/engine/fused.py): the data stage's time holds both; the table shows
             # their sum for every workload
             "signals": prep.timings["signals"] + prep.timings["inputs"],
+            # a streamed run's data, signals and bar loop, overlapped (None: not streamed)
+            "stream": eng.timings.get("stream"),
             "kernels": eng.timings["kernels"],
             "allocation": eng.timings["allocation"],
             "results": t_results,
@@ -581,8 +582,17 @@ def run_one(name: str, naive_bars: int) -> dict:
     out["throughput"] = T * K / out["warm"]["kernels"]
     out["resolve_ms_median"] = erc_resolve_ms(eng) if len(prep.pod_ids) >= 2 else None
     out["n_pods"] = len(prep.pod_ids)
-    # the naive per-bar Python loop on a slice of the same inputs
-    n = min(naive_bars, T)
+    # the naive per-bar Python loop on the first bars of the same inputs: from the run's first
+    # day prepared whole (a streamed run keeps no target matrix; a bar's inputs depend only on
+    # the bars up to it, so these rows are the run's)
+    from orchestra.engine import with_dates
+    from orchestra.timeframes import DAY_MS, timeframe_ms
+
+    per_day = max(1, DAY_MS // timeframe_ms(cfg.clock_timeframe))
+    days = -(-naive_bars // per_day)
+    end = min(cfg.backtest.end, cfg.backtest.start + dt.timedelta(days=days))
+    inp = prepare(with_dates(cfg, cfg.backtest.start, end)).inputs
+    n = min(naive_bars, inp.timestamps.shape[0])
     sl = inp._replace(
         **{
             f: getattr(inp, f)[:n]
@@ -597,7 +607,7 @@ def run_one(name: str, naive_bars: int) -> dict:
                 "funding",
             )
         },
-        target=naive_target,
+        target=inp.target[:n],
     )
     fr = np.array([p.initial_fraction for p in cfg.pods])
     t = time.perf_counter()
@@ -606,12 +616,6 @@ def run_one(name: str, naive_bars: int) -> dict:
     out["naive_throughput"] = n * K / naive
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
-
-
-# the L workload once more with glibc keeping freed memory in the process: what L costs without
-# the kernel (and, on this VM, the host) providing fresh pages for every large array
-KEPT = "-kept"
-KEPT_ENV = {"GLIBC_TUNABLES": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"}
 
 
 def main() -> None:
@@ -630,8 +634,7 @@ def main() -> None:
         if child:
             result = child()
         else:
-            result = run_one(args.child.removesuffix(KEPT), args.naive_bars)
-            result["workload"] = args.child
+            result = run_one(args.child, args.naive_bars)
         print(json.dumps(result))
         return
     from rich.console import Console
@@ -641,7 +644,6 @@ def main() -> None:
     names = []
     for name in args.only.split(","):
         names += list(LIVE_CASES) if name == "R" else [name]
-        names += [name + KEPT] if name == "L" else []
     for name in names:
         print(f"running workload {name} ...", file=sys.stderr, flush=True)
         proc = subprocess.run(
@@ -649,7 +651,6 @@ def main() -> None:
             capture_output=True,
             text=True,
             check=False,
-            env={**os.environ, **KEPT_ENV} if name.endswith(KEPT) else None,
         )
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)
@@ -665,6 +666,7 @@ def main() -> None:
         "workload",
         "pods×slots×bars",
         "data + signals s",
+        "streamed s",
         "kernels s",
         "alloc s",
         "results s",
@@ -682,7 +684,8 @@ def main() -> None:
         table.add_row(
             r["workload"],
             f"{r['n_pods']}×{r['slots']}×{r['bars']:,}",
-            f"{w['data'] + w['signals']:.2f}",
+            "-" if w["stream"] else f"{w['data'] + w['signals']:.2f}",
+            f"{w['stream']:.2f}" if w["stream"] else "-",
             f"{w['kernels']:.2f}",
             f"{w['allocation']:.2f}",
             f"{w['results']:.2f}",
@@ -697,12 +700,11 @@ def main() -> None:
     console = Console(width=220)
     if rows:
         console.print(table)
-        if any(r["workload"].endswith(KEPT) for r in rows):
-            console.print(
-                f"{KEPT}: the same workload with glibc keeping freed memory in the process "
-                f"({KEPT_ENV['GLIBC_TUNABLES']}), so the warm run reuses the cold run's pages "
-                "instead of fresh ones (its peak RSS includes the kept pages)"
-            )
+        console.print(
+            "streamed: on synthetic intraday bars (M, L) the bars, the signals and the bar loop "
+            "run together a step of bars at a time (orchestra/engine/fused.py); its wall time "
+            "holds all three, and kernels s is the bar loop's share, run beside the signals"
+        )
     if replays:
         live = Table(
             title="live loop: ms per bar against the history behind it (inputs + step + commit; "

@@ -1,6 +1,8 @@
 """Issue #26: the synthetic intraday fast path (orchestra/engine/fused.py) generates the bars
 chunk by chunk straight into the pods' signals. Its kernel inputs must equal the matrices'
-path's array for array, whatever the pods, their symbols' order, the execution, the threads."""
+path's array for array, whatever the pods, their symbols' order, the execution, the threads;
+and a streamed run (the bar loop consuming each step's rows as the next step is made) must
+give the same results, frame for frame."""
 
 from __future__ import annotations
 
@@ -57,20 +59,25 @@ CASES = {
 }  # fmt: skip
 
 
-def _prepared(cfg, on: bool, monkeypatch, cpus: int = 2):
+def _spy(monkeypatch, on: bool, cpus: int) -> list[bool]:
+    """Whether prepare took the fast path, once per call."""
     monkeypatch.setattr(build, "FUSED", on)
     monkeypatch.setattr(fused.os, "cpu_count", lambda: cpus)
     calls: list[bool] = []
-    real = build.fused_window
+    real = build.fused_plan
 
-    def spy(*args):
-        got = real(*args)
+    def spy(*args, **kwargs):
+        got = real(*args, **kwargs)
         calls.append(got is not None)
         return got
 
-    monkeypatch.setattr(build, "fused_window", spy)
-    prep = prepare(cfg)
-    return prep, calls
+    monkeypatch.setattr(build, "fused_plan", spy)
+    return calls
+
+
+def _prepared(cfg, on: bool, monkeypatch, cpus: int = 2):
+    calls = _spy(monkeypatch, on, cpus)
+    return prepare(cfg), calls
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -114,30 +121,117 @@ def test_a_pod_off_the_clock_takes_the_matrices_path(monkeypatch) -> None:
     assert calls == [False]
 
 
-def test_a_pods_error_stops_every_thread_and_names_the_first_pod(monkeypatch) -> None:
-    cfg = CASES["hourly, caps hit, a late pod, a duplicate"]()
-    real = fused._pod_task
-    made: list[int] = []
-
-    def failing(pod):
-        task = real(pod)
-        made.append(1)
-        if len(made) in (2, 3):  # the second and third pods fail on their third chunk
-            seen: list[int] = []
-
-            def broken(stage, s0, s1, c0, c1):
-                seen.append(c0)
-                if len(seen) == 3:
-                    raise StrategyError("weights went wrong")  # (steps of 100 bars, below)
-                task(stage, s0, s1, c0, c1)
-
-            return broken
-        return task
+def _failing_pods(monkeypatch, pods: tuple[int, ...], error: BaseException) -> None:
+    """``pods``' step tasks raise ``error`` on their third step (of 100 bars)."""
+    import collections
 
     import orchestra.strategies
 
+    real = fused._PodTask.__call__
+    seen: collections.Counter = collections.Counter()
+
+    def failing(self, *args):
+        if self.index in pods:
+            seen[self.index] += 1
+            if seen[self.index] == 3:
+                raise error
+        return real(self, *args)
+
     monkeypatch.setattr(orchestra.strategies, "CHUNK_BARS", 100)  # a step per generator chunk
-    monkeypatch.setattr(fused, "_pod_task", failing)
+    monkeypatch.setattr(fused._PodTask, "__call__", failing)
     monkeypatch.setattr(fused.os, "cpu_count", lambda: 2)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_pods_error_stops_every_thread_and_names_the_first_pod(monkeypatch, stream) -> None:
+    from orchestra.engine import run_backtest
+
+    cfg = CASES["hourly, caps hit, a late pod, a duplicate"]()
+    _failing_pods(monkeypatch, (1, 2), StrategyError("weights went wrong"))
     with pytest.raises(StrategyError, match=r"^pods\[1\] \(p1\): weights went wrong"):
-        prepare(cfg)
+        run_backtest(cfg) if stream else prepare(cfg)
+
+
+# ------------------------------------------------------------------------- streamed runs
+def _frames(result) -> dict:
+    import dataclasses
+
+    return {
+        f.name: getattr(result, f.name)
+        for f in dataclasses.fields(result)
+        if f.name not in ("summary", "metrics")  # (metrics hold the run's timings)
+    }
+
+
+@pytest.mark.parametrize("case", [*CASES, "hourly, no warm-up, next open"])
+@pytest.mark.parametrize("cpus", [1, 3])
+@pytest.mark.parametrize("step_bars", [8_192, 700, 100])
+def test_a_streamed_run_equals_the_whole_matrices_run(
+    case: str, cpus: int, step_bars: int, monkeypatch
+) -> None:
+    """run_backtest streams (prepare(stream=True)): every frame equals the run on whole
+    matrices, the positions' target weights (kept per fill) included. The steps' edges fall
+    anywhere in the run: next-open bars read the previous step's last row of weights, a late
+    pod's rows are zeroed in the step that holds its start, and with no warm-up the first bar
+    reads the zero row before the first step."""
+    import orchestra.strategies
+    from orchestra.engine import Engine, run_backtest
+    from orchestra.results.result import build_result
+
+    monkeypatch.setattr(orchestra.strategies, "CHUNK_BARS", step_bars)
+    if case == "hourly, no warm-up, next open":
+        cfg = CASES["hourly, caps hit, a late pod, a duplicate"]()
+        cfg = cfg.model_copy(
+            update={"backtest": cfg.backtest.model_copy(update={"warmup_days": 0})}
+        )
+    else:
+        cfg = CASES[case]()
+    calls = _spy(monkeypatch, True, cpus)
+    streamed = run_backtest(cfg)
+    assert calls == [True]
+    monkeypatch.setattr(build, "FUSED", False)
+    engine = Engine(prepare(cfg))
+    engine.run()
+    whole = build_result(engine, cfg)
+    assert streamed.fills.height > 100 and streamed.positions.height > 100
+    for name, frame in _frames(whole).items():
+        other = _frames(streamed)[name]
+        assert frame.equals(other, null_equal=True), name
+    assert (streamed.positions["target_weight"] != 0).any()
+
+
+def test_a_streamed_runs_bar_loop_error_is_raised(monkeypatch) -> None:
+    """An error in the bar loop (a task beside the pods' steps) stops the run and is raised."""
+    from orchestra.engine import core, run_backtest
+
+    cfg = CASES["hourly, caps hit, a late pod, a duplicate"]()
+    monkeypatch.setattr(fused.os, "cpu_count", lambda: 2)
+    import orchestra.strategies
+
+    monkeypatch.setattr(orchestra.strategies, "CHUNK_BARS", 100)
+    real = core.Engine.advance
+    calls: list[int] = []
+
+    def advance(self, t1, progress=None):
+        calls.append(t1)
+        if len(calls) == 2:  # (a step of 384 bars: 3 steps hold the run's bars)
+            raise RuntimeError("the bar loop failed")
+        return real(self, t1, progress)
+
+    monkeypatch.setattr(core.Engine, "advance", advance)
+    with pytest.raises(RuntimeError, match="the bar loop failed"):
+        run_backtest(cfg)
+
+
+def test_a_streamed_engine_steps_only_by_run() -> None:
+    from orchestra.engine import Engine
+
+    cfg = CASES["5 minutes, vol-adaptive and an ensemble"]()
+    prep = prepare(cfg, stream=True)
+    assert prep.stream is not None and prep.inputs.target.shape[0] == 0
+    engine = Engine(prep)
+    with pytest.raises(RuntimeError, match="run"):
+        engine.step()
+    engine.run()
+    assert engine.next_bar == engine.n_bars and prep.stream is None
+    assert engine.inputs.target.shape[0] == 0  # the step buffers are not kept

@@ -8,8 +8,8 @@ bar for ``next_open``, and cut the warm-up off.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import datetime as dt
+import functools
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -582,7 +582,7 @@ def prepare(
 
     t = time.perf_counter()
     if plan is not None:  # made by Engine.run(): its time is the engine's "stream"
-        full_target, atr = None, None
+        full_target, atr = np.zeros((0, 0)), np.zeros((0, len(symbols)))  # step by step
         timings["signals"] = 0.0
     elif fused is not None:  # computed with the bars: the data stage's time holds both
         full_target, atr = fused.target, fused.atr
@@ -636,13 +636,13 @@ def prepare(
         market.tradable[first:last],
         clock_tf,
     )
-    by_step = np.zeros((0, len(symbols)))  # a streamed run's opens and ATRs: step by step
     inputs = Inputs(
         **clock_fields(ts, step),
-        open=by_step if plan is not None else np.ascontiguousarray(window.open),
+        # a streamed run's opens (and ATRs) are handed to the bar loop step by step
+        open=np.ascontiguousarray(window.open) if plan is None else np.zeros((0, len(symbols))),
         close=np.ascontiguousarray(window.close),
         tradable=np.ascontiguousarray(window.tradable),
-        atr=by_step.copy() if plan is not None else np.ascontiguousarray(atr[first:last]),
+        atr=np.ascontiguousarray(atr[first:last]),
         target=target,
         funding=_funding(config, symbols, ts, step),
         **static,

@@ -297,7 +297,9 @@ def _drive(plan: FusedPlan, tasks: list[tuple[float, Any, Any]], rows_of, consum
     from orchestra.strategies import StrategyError
 
     config, clock, group = plan.config, plan.clock, plan.group
-    gen = IntradayChunks(clock.order, clock.first_day, clock.last_day, clock.per_day, config.data.seed)
+    gen = IntradayChunks(
+        clock.order, clock.first_day, clock.last_day, clock.per_day, config.data.seed
+    )
     k, per_day = len(clock.order), clock.per_day
     steps = [range(i, min(i + group, len(gen.chunks))) for i in range(0, len(gen.chunks), group)]
     spans: list[tuple[int, int, int] | None] = []  # (k, c0, c1) of a step with bars
@@ -348,20 +350,20 @@ def _drive(plan: FusedPlan, tasks: list[tuple[float, Any, Any]], rows_of, consum
                         at = (gen.days(i)[0] - first) * per_day
                         gen.fill(i, (j,), (stage, path, scratch), factor(i), at)
                 barrier.wait()
-                if spans[n] is None:
+                span = spans[n]
+                if span is None:
                     continue
-                n_k, c0, c1 = spans[n]
+                n_k, c0, c1 = span
                 s0 = c0 + clock.a - (first - clock.first_day) * per_day  # on the stage
                 rows = rows_of(n_k, c0, c1)
-                before = previous[n] if consume is not None else None
-                todo = ([(None, None)] if before is not None else []) + order
+                todo = list(order)
+                before = previous[n]
+                if consume is not None and before is not None:  # the bar loop, first
+                    todo.insert(0, (lambda *_, b=before: consume(*b), None))
                 while (t := next(to_run[n])) < len(todo):
                     runner, pod_index = todo[t]
                     try:
-                        if runner is None:
-                            consume(*before)
-                        else:
-                            runner(stage, s0, s0 + c1 - c0, c0, c1, n_k, rows)
+                        runner(stage, s0, s0 + c1 - c0, c0, c1, n_k, rows)
                     except BaseException as exc:
                         errors[-1 if pod_index is None else pod_index] = exc
                         raise
