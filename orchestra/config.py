@@ -693,6 +693,9 @@ class ConfigError(ValueError):
         self.problems = problems
         super().__init__("\n".join(f"{source}: {p}" for p in problems))
 
+    def __reduce__(self):  # pickled whole (a sweep's worker process raises it to the parent)
+        return type(self), (self.source, self.problems)
+
 
 def _loc_to_path(loc: tuple[Any, ...]) -> str:
     out = ""

@@ -380,3 +380,44 @@ def test_recalled_solutions_and_moments_equal_fresh_ones_bit_for_bit(base) -> No
     for i in range(3):
         memo.put(("k", i), np.array([float(i)]))
     assert memo.get(("k", 0)) is None and memo.get(("k", 2)) is not None  # bounded, LRU
+
+
+@pytest.mark.parametrize("bad", [0, 3, 5])
+def test_this_process_and_the_workers_share_the_jobs_and_raise_the_first_error(
+    base, bad: int
+) -> None:
+    """With 2 workers this process runs jobs beside one loky worker (orchestra.sweep
+    ``_run_here_and_in_workers``): results come back in job order, equal to one worker's, with
+    one progress tick per job; a job that fails (here: data that cannot load), whichever
+    process takes it, stops the sweep with its own error."""
+    from orchestra.data import DataError
+    from orchestra.sweep import run_jobs
+
+    configs = [
+        variant_config(base, {"pods.pod-tsmom-major.params.lookback": lb}, f"v{lb}")
+        for lb in (10, 15, 20, 25, 30, 35)
+    ]
+    jobs = [(c, None, None) for c in configs]
+    ticks: list[int] = []
+    two = run_jobs(jobs, workers=2, progress=ticks.append)
+    one = run_jobs(jobs, workers=1)
+    assert sum(ticks) == len(jobs) and [r["final_equity"] for r in two] == [
+        r["final_equity"] for r in one
+    ]
+    missing = base.data.model_copy(update={"source": "files", "path": "/nonexistent/candles"})
+    jobs[bad] = (configs[bad].model_copy(update={"data": missing}), None, None)
+    with pytest.raises(DataError, match="nonexistent"):
+        run_jobs(jobs, workers=2)
+
+
+def test_user_errors_survive_a_worker_process() -> None:
+    """A worker's error reaches the sweep's process pickled: it must arrive as it was raised."""
+    import pickle
+
+    from orchestra.data import DataError
+
+    for exc in (DataError(["BTC/USDT: no file", "ETH/USDT: no file"], "data folder x"),
+                ConfigError("grid.yaml [v3]", ["pods.x: unknown pod"])):  # fmt: skip
+        back = pickle.loads(pickle.dumps(exc))
+        assert type(back) is type(exc) and str(back) == str(exc)
+        assert back.problems == exc.problems

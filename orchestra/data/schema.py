@@ -40,6 +40,9 @@ class DataError(ValueError):
         body = "\n  ".join(problems)
         super().__init__(f"{where}:\n  {body}" if where else body)
 
+    def __reduce__(self):  # pickled whole (a sweep's worker process raises it to the parent)
+        return type(self), (self.problems, self.where)
+
 
 class GapWarning(UserWarning):
     """Missing bars were forward-filled."""
