@@ -120,8 +120,8 @@ def _cold_start(quiet: bool, group: str = "bar-loop") -> None:
 
     if precompile.kernel_cached(precompile.GROUPS[group][0]):
         return
-    if not quiet:  # measured (docs/benchmarks.md, C): 9.6 s on 2 cores, 17 s in one process
-        took = precompile.compile_estimate("~10 s", "~17 s")
+    if not quiet:  # measured (docs/benchmarks.md, C): 10.0 s on 2 cores, 18.1 s in one process
+        took = precompile.compile_estimate("~10 s", "~18 s")
         err.print(f"compiling the numba kernels once ({took}; later runs start at once)")
     precompile.start(group)
 
@@ -419,7 +419,13 @@ def _run_label(d: Path, all_dirs: tuple[Path, ...]) -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     help="YAML: grid / random / walk_forward (see docs/sweeps.md).",
 )
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes running variants: this one and N-1 workers (loky), or Ray CPUs.",
+)
 @click.option(
     "--backend",
     type=click.Choice(["loky", "ray"]),

@@ -640,7 +640,8 @@ def prepare(
         **clock_fields(ts, step),
         # a streamed run's opens (and ATRs) are handed to the bar loop step by step
         open=np.ascontiguousarray(window.open) if plan is None else np.zeros((0, len(symbols))),
-        close=np.ascontiguousarray(window.close),
+        # (a streamed run fills its closes as it goes: the inputs must hold the same array)
+        close=window.close if plan is not None else np.ascontiguousarray(window.close),
         tradable=np.ascontiguousarray(window.tradable),
         atr=np.ascontiguousarray(atr[first:last]),
         target=target,
