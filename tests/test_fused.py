@@ -16,7 +16,13 @@ from orchestra.strategies import StrategyError
 SYMBOLS = ["SOL/USDT", "BTC/USDT", "ZZZ/USDT", "ETH/USDT", "AVAX/USDT"]
 
 
-def _config(tf: str, pods: list[dict], execution: str = "close", end: str = "2024-02-20"):
+def _config(
+    tf: str,
+    pods: list[dict],
+    execution: str = "close",
+    end: str = "2024-02-20",
+    orchestrator: dict | None = None,
+):
     for i, pod in enumerate(pods):
         pod.setdefault("pod_id", f"p{i}")
         pod.setdefault("timeframe", tf)
@@ -27,6 +33,7 @@ def _config(tf: str, pods: list[dict], execution: str = "close", end: str = "202
             "data": {"source": "synthetic", "timeframe": tf, "seed": 5},
             "pods": pods,
             "backtest": {"start": "2024-01-10", "end": end, "execution": execution},
+            **({"orchestrator": orchestrator} if orchestrator else {}),
         }
     )
 
@@ -55,6 +62,19 @@ CASES = {
                                 {"name": "donchian-ensemble", "params": {"lookbacks": [7]}}]},
         ],
         end="2024-01-25",
+    ),
+    "15 minutes at the close, stops and the account's limits": lambda: _config(
+        "15m",
+        [
+            {"strategy": "tsmom", "params": {"lookback": 16}, "symbols": SYMBOLS,
+             "risk": {"system_stop_loss": 0.03, "trailing_stop_atr_multiplier": 1.5,
+                      "max_leverage": 3.0}},
+            {"strategy": "vw-tsmom", "params": {"lookback": 24}, "symbols": SYMBOLS[:3],
+             "start": "2024-01-20"},
+        ],
+        end="2024-02-05",
+        orchestrator={"risk": {"max_gross_leverage": 1.5, "daily_loss_limit": 0.02,
+                               "max_portfolio_drawdown": 0.05, "drawdown_action": "derisk"}},
     ),
 }  # fmt: skip
 
