@@ -333,10 +333,19 @@ def _run_here_and_in_workers(
         if errors:
             return
         i = next(claim)
-        if i < len(jobs):
+        if i >= len(jobs):
+            return
+        with idle:
+            running[0] += 1
+        try:
+            future = executor.submit(_run, jobs[i])
+        except BaseException as exc:  # the pool is broken or shut down: no callback will come
             with idle:
-                running[0] += 1
-            executor.submit(_run, jobs[i]).add_done_callback(lambda f, i=i: done(i, f))
+                errors.append(exc)
+                running[0] -= 1
+                idle.notify_all()
+            return
+        future.add_done_callback(lambda f, i=i: done(i, f))
 
     for _ in range(others):
         submit()

@@ -147,7 +147,7 @@ def fused_plan(
 class FusedPlan:
     """The fast path once set up: :meth:`materialize` runs every step into a ``(T, K)`` slot
     matrix; :meth:`stream` hands each step's rows to an engine's bar loop as the next step is
-    made, so the slot matrix never exists (see :func:`stream`)."""
+    made, so the slot matrix never exists."""
 
     def __init__(self, config, clock, group, step_bars, market, fields, pods, same_as, offsets):
         self.config, self.clock, self.group, self.step_bars = config, clock, group, step_bars
@@ -190,6 +190,8 @@ class FusedPlan:
         reads the previous step's last row: each buffer's row 0 (a zero row before the first
         step, as the matrix path's). Each fill's target weight is kept for the positions
         frame (``engine.fill_targets``)."""
+        if not engine.keep_journal:  # each fill's target weight is read from its journal
+            raise ValueError("a streamed run's engine keeps its journal (keep_journal=True)")
         buffers = [np.zeros((self.step_bars + 1, self.n_slots)) for _ in range(2)]
         engine.fill_targets = []
         seen = [0]  # the engine's fill chunks whose targets are read
