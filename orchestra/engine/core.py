@@ -312,6 +312,15 @@ class Engine:
         self.prepared.stream = None
         self.timings["stream"] = time.perf_counter() - start
 
+    def fill_target_weights(self, fills: dict[str, np.ndarray]) -> np.ndarray:
+        """Each fill's internal target weight (its slot's row of the target at its bar), for
+        ``fills`` as :meth:`fills` returns them: read from the target matrix, or, in a streamed
+        run (whose matrix never exists whole), the ones kept as its steps ran."""
+        if self.fill_targets is not None:
+            return np.concatenate([np.zeros(0), *self.fill_targets])
+        bars, slots = fills["bar"].astype(np.int64), fills["slot"].astype(np.int64)
+        return self.inputs.target[bars, slots] if bars.size else np.zeros(0)
+
     def release_target(self) -> None:
         """Free the run's ``(T, K)`` target matrix, the largest array of a run (0.84 GB on L),
         once nothing will step the engine again: the engine, its prepared inputs and the

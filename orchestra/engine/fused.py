@@ -130,8 +130,7 @@ def fused_plan(
     pods = []
     for i in sorted(set(same_as.values())):
         pod = config.pods[i]
-        # the StepRun's own out and gross are not used: each step's rows are handed to it
-        run = step_run(pod.strategy, pod_params(pod), probe, pod.symbols, empty, empty)
+        run = step_run(pod.strategy, pod_params(pod), probe, pod.symbols)  # rows: by step
         if run is None:
             return None
         rows = np.array([position[s] for s in pod.symbols], dtype=np.int64)

@@ -381,12 +381,7 @@ def build_result(
 
     fills_raw = engine.fills()
     rows = _position_rows(fills_raw)
-    ps = fills_raw["slot"].astype(np.int64)[rows]
-    pb = fills_raw["bar"].astype(np.int64)[rows]
-    if engine.fill_targets is not None:  # a streamed run kept each fill's target weight
-        target_weight = np.concatenate([np.zeros(0), *engine.fill_targets])[rows]
-    else:
-        target_weight = engine.inputs.target[pb, ps] if ps.size else np.zeros(0)
+    target_weight = engine.fill_target_weights(fills_raw)[rows]
     if release_target:
         engine.release_target()
     # the daily risk monitor (numpy on small windows, Python between) and the round trips (a

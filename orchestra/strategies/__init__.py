@@ -308,12 +308,13 @@ def step_run(
     params: dict[str, Any] | StrategyParams | None,
     market: Market,
     symbols: list[str],
-    out: np.ndarray,
-    gross: np.ndarray,
+    out: np.ndarray | None = None,
+    gross: np.ndarray | None = None,
 ) -> StepRun | None:
     """A :class:`StepRun` of built-in ``name`` for ``symbols`` on the market's clock (only its
     timestamps, timeframe and tradable flags are read), or None when the strategy has no step
-    form, a symbol's bars have holes, or the params have no step form."""
+    form, a symbol's bars have holes, or the params have no step form. Without ``out`` and
+    ``gross``, every :meth:`StepRun.chunk` call is given its rows (``into``)."""
     spec = get_strategy(name)
     form = getattr(spec.func, "step_form", None)
     if name not in _builtin_names() or form is None:
