@@ -188,7 +188,7 @@ class FusedPlan:
         step's bars are those of its prices, and with next-open execution the first of them
         reads the previous step's last row: each buffer's row 0 (a zero row before the first
         step, as the matrix path's). Each fill's target weight is kept for the positions
-        frame (``engine.fill_targets``)."""
+        frame (:meth:`~orchestra.engine.core.Engine.fill_target_weights`)."""
         if not engine.keep_journal:  # each fill's target weight is read from its journal
             raise ValueError("a streamed run's engine keeps its journal (keep_journal=True)")
         buffers = [np.zeros((self.step_bars + 1, self.n_slots)) for _ in range(2)]
