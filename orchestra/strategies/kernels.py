@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.extending import register_jitable
 
 VOL_FLOOR = 1e-6  # annualised; keeps 1/σ finite on flat (zero-volume, gap-filled) stretches
 
@@ -48,11 +49,14 @@ _jit = njit(cache=True, nogil=True, error_model="numpy")
 # the primitives and per-symbol steps are inlined into each kernel (numba IR inlining): one
 # function per loop, so LLVM keeps the loop's addresses and counters in registers
 _step = njit(cache=True, nogil=True, error_model="numpy", inline="always")
+# a state's size: plain Python when the strategies' set-up asks (nothing to compile: each was
+# ~0.1 s of a cold start, compiled only to be called once), compiled into the kernels that use it
+_size = register_jitable
 
 
 # ---------------------------------------------------------------------------- layouts
 # ---------------------------------------------------------------------------- primitives
-@_jit
+@_size
 def rstd_size(window):
     return 6 + window
 
@@ -95,7 +99,7 @@ def rstd_push(st, o, window, v):
     return np.nan
 
 
-@_jit
+@_size
 def rsum_size(window):
     return 5 + window
 
@@ -126,7 +130,7 @@ def rsum_push(st, o, window, v):
     return np.nan
 
 
-@_jit
+@_size
 def extreme_size(window):
     return 3 + 2 * window
 
@@ -170,7 +174,7 @@ def extreme_push(st, o, window, v, highest):
     return out
 
 
-@_jit
+@_size
 def lag_size(lag):
     return 2 + lag
 
@@ -204,7 +208,7 @@ def vol_scaled(signal, vol, vol_target, n):
 
 
 # ---------------------------------------------------------------------------- tsmom
-@_jit
+@_size
 def tsmom_size(lookback, vol_window):
     return 1 + rstd_size(vol_window) + lag_size(lookback)
 
@@ -241,7 +245,7 @@ def tsmom_step_nb(close, has, n, lookback, vol_window, vol_target, per_year, sta
 
 
 # ---------------------------------------------------------------------------- vw-tsmom
-@_jit
+@_size
 def vw_tsmom_size(lookback, vol_window):
     return 1 + rstd_size(vol_window) + 2 * rsum_size(lookback)
 
@@ -286,7 +290,7 @@ def vw_tsmom_step_nb(close, volume, has, n, lookback, vol_window, vol_target, pe
 
 
 # ---------------------------------------------------------------------------- donchian
-@_jit
+@_size
 def donchian_size(lookbacks, vol_window):
     size = 1 + rstd_size(vol_window)
     for i in range(lookbacks.size):
@@ -350,7 +354,7 @@ def donchian_step_nb(
 
 
 # ---------------------------------------------------------------------------- vol-adaptive
-@_jit
+@_size
 def vol_adaptive_size(fast, slow, vol_short, vol_long):
     return 1 + rstd_size(vol_short) + rstd_size(vol_long) + lag_size(fast) + lag_size(slow)
 
@@ -403,7 +407,7 @@ def vol_adaptive_step_nb(
 
 
 # ---------------------------------------------------------------------------- ensemble
-@_jit
+@_size
 def combine_size(k, vol_window):
     return 1 + k * (1 + rstd_size(vol_window))
 
