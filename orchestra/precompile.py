@@ -5,9 +5,10 @@ with the pod rules, execution, marking, the lifecycle and the drift check it cal
 half of it; nothing a run does before its first bar needs it. :func:`start` launches
 ``python -m orchestra.precompile <group>``, which imports numpy, numba and the kernels only and
 compiles the group's kernels from their signatures for the engine's exact types (:func:`probe_arguments`,
-:func:`probe_types`; tests check them against the engine's), writing them to numba's cache;
-:func:`wait`, called by the engine before its first bar, waits for it, and the kernels then load
-from the cache. The work is split so that both cores stay busy (``make bench``, workload C):
+:func:`probe_types`; tests check them against the engine's), writing them to numba's cache.
+The engine waits before its first bar until the bar loop is in the cache
+(:func:`wait_for_kernel`), so its bars run while the child finishes the last after-loop kernel;
+the results wait for the child itself (:func:`wait`), and the kernels then load from the cache. The work is split so that both cores stay busy (``make bench``, workload C):
 
 * the child: the kernels' references (:mod:`orchestra.kernels.refs`; the parent's first bar
   needs them), the drift check, the bar loop, then the after-loop kernels from the last;
@@ -168,6 +169,21 @@ def wait() -> None:
     if _claims is not None:
         shutil.rmtree(_claims, ignore_errors=True)
         _claims = None
+
+
+def wait_for_kernel(name: str = "run_segment_nb", poll: float = 0.005) -> None:
+    """Block until the child has put ``name`` in numba's cache (or has finished), not until it
+    has finished: the engine needs the bar loop now, and the after-loop kernels only for the
+    results, so its bar loop runs while the child compiles the last of them. The results join
+    the child first (:func:`wait`, called by
+    :func:`~orchestra.results.result.build_result`). No-op without a child."""
+    job = _job
+    if job is None:
+        return
+    while job.poll() is None and not kernel_cached(name):
+        time.sleep(poll)
+    if job.poll() is not None:
+        wait()
 
 
 def _stop() -> None:

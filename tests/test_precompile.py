@@ -199,3 +199,28 @@ def test_the_two_processes_share_the_after_loop_kernels(monkeypatch, tmp_path: P
     assert precompile.compile_after_loop() == 0 and precompile.compile_after_loop(True) == 0
     monkeypatch.delenv(precompile.CLAIMS_ENV)  # one process: no claims, everything compiles
     assert precompile.compile_after_loop() == 5
+
+
+def test_the_bar_loop_starts_once_its_kernel_is_cached_and_the_results_join_the_child(
+    monkeypatch,
+) -> None:
+    """The engine waits for the bar loop's cache entry, not for the child's exit (the child
+    may still be compiling a results' kernel); the results wait for the child."""
+    from orchestra.engine import Engine, prepare
+    from orchestra.results.result import build_result
+
+    cfg = load_config(CONFIGS / "example.yaml")
+    engine = Engine(prepare(cfg))
+    engine.step()  # the kernel is in this process's cache (and on disk, as the child leaves it)
+    assert precompile.kernel_cached("run_segment_nb")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        monkeypatch.setattr(precompile, "_job", child)
+        engine.run()  # would wait 60 s for the child's exit before the change
+        assert child.poll() is None and precompile._job is child
+        monkeypatch.setattr(child, "wait", lambda *a, **k: child.kill() or 0)
+        build_result(engine, cfg)  # the results join the child (here: end it)
+        assert precompile._job is None
+    finally:
+        child.kill()
+        child.wait()

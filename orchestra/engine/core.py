@@ -281,7 +281,7 @@ class Engine:
         # run needs after its bar loop compile here
         self._kernel_args(self.inputs, self.state, self.out)
         precompile.compile_while_waiting()
-        precompile.wait()
+        precompile.wait_for_kernel()  # the bar loop (the child may be on a results' kernel)
         stops, base = self._stops, self.base
         while t < t1:
             start = time.perf_counter()

@@ -379,6 +379,9 @@ def build_result(
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    from orchestra import precompile
+
+    precompile.wait()  # a first run's second process compiling the results' kernels, if any
     fills_raw = engine.fills()
     rows = _position_rows(fills_raw)
     target_weight = engine.fill_target_weights(fills_raw)[rows]
