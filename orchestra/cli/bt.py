@@ -120,7 +120,7 @@ def _cold_start(quiet: bool, group: str = "bar-loop") -> None:
 
     if precompile.kernel_cached(precompile.GROUPS[group][0]):
         return
-    if not quiet:  # measured (docs/benchmarks.md, C): 9.9 s on 2 cores, 17.8 s in one process
+    if not quiet:  # measured (docs/benchmarks.md, C): 9.8 s on 2 cores, 17.7 s in one process
         took = precompile.compile_estimate("~10 s", "~18 s")
         err.print(f"compiling the numba kernels once ({took}; later runs start at once)")
     precompile.start(group)
