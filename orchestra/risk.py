@@ -18,12 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from orchestra.allocation.moments import (
-    demeaned_nb,
-    effective_n,
-    risk_contributions,
-    shrunk_covariance,
-)
+from orchestra.allocation.moments import effective_n, risk_contributions, shrunk_covariance
+from orchestra.kernels.moments import demeaned_into
 
 
 @dataclass(frozen=True)
@@ -61,7 +57,8 @@ def _average_correlation_nb(x):  # pragma: no cover (numba)
     daily monitor asks at every day end; ``np.corrcoef`` and friends cost ~40 µs there). NaN
     with fewer than two moving columns. Equal to ``np.corrcoef``'s to round-off (tested)."""
     n, p = x.shape
-    xc = demeaned_nb(x)
+    xc = np.empty(x.shape)
+    demeaned_into(x, xc)
     ss = np.zeros(p)
     for j in range(p):
         for i in range(n):

@@ -395,7 +395,7 @@ def test_methods_without_a_solver_never_import_cvxpy() -> None:
 def test_the_allocators_ledoit_wolf_kernel_equals_the_numpy_one(seed: int) -> None:
     """Issue #26: the numba loops the allocator uses give the numpy (scikit-learn-equal)
     estimator's Σ and shrinkage to round-off, collinear pods included."""
-    from orchestra.allocation.moments import _ledoit_wolf_nb, ledoit_wolf
+    from orchestra.allocation.moments import ledoit_wolf, ledoit_wolf_loops
 
     rng = np.random.default_rng(seed)
     for n, p in [(90, 3), (30, 2), (365, 10), (5, 4), (200, 6)]:
@@ -403,7 +403,7 @@ def test_the_allocators_ledoit_wolf_kernel_equals_the_numpy_one(seed: int) -> No
         if seed % 2:
             x[:, 1] = x[:, 0]
         cov, shrink = ledoit_wolf(x)
-        fast, fast_shrink = _ledoit_wolf_nb(x)
+        fast, fast_shrink = ledoit_wolf_loops(x)
         np.testing.assert_allclose(fast, cov, rtol=1e-12, atol=1e-12 * np.abs(cov).max())
         assert fast_shrink == pytest.approx(shrink, rel=1e-10, abs=1e-12)
         chol = cholesky_factor(shrunk_covariance(x)) if not seed % 2 else None
@@ -440,7 +440,7 @@ def test_the_singularity_check_agrees_with_lapacks_eigenvalues() -> None:
     """Issue #26: the numba check's Jacobi eigenvalues equal LAPACK's (``np.linalg.eigvalsh``)
     to round-off of the largest, and decide singular exactly when LAPACK's would, near-collinear
     pods included."""
-    from orchestra.allocation.moments import _cholesky_nb
+    from orchestra.allocation.moments import cholesky_loops
 
     rng = np.random.default_rng(3)
     for k in range(600):
@@ -449,7 +449,7 @@ def test_the_singularity_check_agrees_with_lapacks_eigenvalues() -> None:
         if k % 4 == 0:
             x[:, 1] = x[:, 0] * (1 + 1e-7 * rng.normal())
         c = shrunk_covariance(x)
-        code, lo, hi, chol = _cholesky_nb(np.ascontiguousarray(c), 1e-10)
+        code, lo, hi, chol = cholesky_loops(np.ascontiguousarray(c), 1e-10)
         e = np.linalg.eigvalsh((c + c.T) / 2)
         assert abs(lo - e[0]) <= 1e-13 * e[-1] and abs(hi - e[-1]) <= 1e-13 * e[-1]
         assert (code == 3) == (e[0] <= 1e-10 * e[-1])

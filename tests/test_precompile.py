@@ -134,7 +134,7 @@ def test_make_install_warms_again_when_a_kernel_outside_the_step_module_is_cold(
 
     for module, name in warm.OTHER_KERNELS:
         assert hasattr(getattr(importlib.import_module(module), name), "_cache"), name
-    monkeypatch.setattr(warm, "_cached", lambda module, name: name != "_cholesky_nb")
+    monkeypatch.setattr(warm, "_cached", lambda module, name: name != "_cholesky_into")
     monkeypatch.setattr("orchestra.precompile.kernel_cached", lambda name="run_segment_nb": True)
     assert not warm.kernels_all_cached()
     monkeypatch.setattr(warm, "_cached", lambda module, name: True)

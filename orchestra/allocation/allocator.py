@@ -38,7 +38,7 @@ from orchestra.allocation.moments import (
     cholesky_factor,
     daily_returns,
     pod_shares_nb,
-    prc_drift_nb,
+    prc_drift,
     risk_contributions,
     shrunk_covariance,
 )
@@ -432,7 +432,7 @@ class Allocator:
         self, rets_all: np.ndarray, prod: np.ndarray, f: np.ndarray, t: int
     ) -> float | None:
         """The PRC drift of the production pods at shares ``f`` (None when undefined), by
-        :func:`~orchestra.allocation.moments.prc_drift_nb`: the bar loop takes its decision
+        :func:`~orchestra.allocation.moments.prc_drift`: the bar loop takes its decision
         to stop for this check with the same function on the same numbers."""
         if prod.size < 2 or rets_all.shape[0] < self.min_history:
             return None
@@ -442,7 +442,7 @@ class Allocator:
         target = (
             np.ascontiguousarray(self.target_prc, dtype=np.float64) if has_target else np.zeros(1)
         )
-        drift = prc_drift_nb(window, self.per_year, SINGULAR_REL_TOL, w, target, has_target)
+        drift = prc_drift(window, self.per_year, SINGULAR_REL_TOL, w, target, has_target)
         return None if np.isnan(drift) else float(drift)
 
     def fixed_fractions(

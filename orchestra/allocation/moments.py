@@ -8,13 +8,11 @@ annualised with ``periods_per_year`` (365 for daily returns, 365/3 on a 3-day cl
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from orchestra.kernels.moments import (  # noqa: F401 (re-exported: the allocator's imports)
     SINGULAR_REL_TOL,
     _cholesky_into,
     _ledoit_wolf_into,
-    demeaned_into,
     pod_shares_nb,
     prc_drift_into,
 )
@@ -42,23 +40,22 @@ def shrunk_covariance(returns: np.ndarray, periods_per_year: float = DAYS_PER_YE
     r = np.asarray(returns, dtype=float)
     if r.shape[1] == 1:
         return np.array([[np.var(r[:, 0]) * periods_per_year]])
-    cov, _ = _ledoit_wolf_nb(np.ascontiguousarray(r))
+    cov, _ = ledoit_wolf_loops(r)
     return cov * periods_per_year
 
 
-@njit(cache=True)
-def demeaned_nb(x):  # pragma: no cover (numba)
-    """``x − x.mean(axis=0)`` of ``(n, p)`` data (:func:`demeaned_into`, in a new array)."""
-    xc = np.empty(x.shape)
-    demeaned_into(x, xc)
-    return xc
+def ledoit_wolf_loops(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """:func:`ledoit_wolf` by :func:`~orchestra.kernels.moments._ledoit_wolf_into`'s loops (the
+    allocator asks for one at every day end: numpy's call overhead on a 90 × 3 window was 60 µs,
+    this is a few). Equal to it to round-off (tested): the sums run in another order.
 
-
-@njit(cache=True)
-def _ledoit_wolf_nb(x):  # pragma: no cover (numba)
-    """:func:`ledoit_wolf` as loops (the allocator asks for one at every day end: numpy's call
-    overhead on a 90 × 3 window was 60 µs, this is ~2). Equal to it to round-off (tested):
-    the sums run in another order. Scalar loops only (array expressions cost compile time)."""
+    The buffers are made here, in Python, not in a compiled wrapper: the bar loop's drift check
+    already compiles the loops for these exact argument types (C-ordered float64), so a run
+    compiles them once (a wrapper was one more compile of the same loops, ~0.1-0.3 s each at a
+    first run)."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    if not x.flags.writeable:  # (a read-only array is another compiled signature)
+        x = x.copy()
     p = x.shape[1]
     shrunk = np.empty((p, p))
     shrinkage = _ledoit_wolf_into(x, np.empty(x.shape), np.empty((p, p)), np.empty((p, p)), shrunk)
@@ -104,7 +101,7 @@ def cholesky_factor(cov: np.ndarray, rel_tol: float = SINGULAR_REL_TOL) -> np.nd
     cov = np.ascontiguousarray(cov, dtype=float)
     if not cov.flags.writeable:  # a memoised Σ: one compiled signature (writable) serves all
         cov = cov.copy()
-    code, lo, _hi, chol = _cholesky_nb(cov, rel_tol)
+    code, lo, _hi, chol = cholesky_loops(cov, rel_tol)
     if code == 1:
         raise SingularCovariance("covariance has non-finite entries")
     if code == 2:
@@ -116,27 +113,36 @@ def cholesky_factor(cov: np.ndarray, rel_tol: float = SINGULAR_REL_TOL) -> np.nd
     return chol
 
 
-@njit(cache=True)
-def _cholesky_nb(cov, rel_tol):  # pragma: no cover (numba)
-    """(code, smallest eigenvalue, largest, L): code 0 ok, 1 non-finite, 2 a zero variance, 3
-    ill-conditioned, 4 not positive definite. Eigenvalues by cyclic Jacobi rotations (accurate
-    to round-off of ‖Σ‖, as LAPACK's; scalar loops compile in a fraction of LAPACK's binding)."""
+def cholesky_loops(cov: np.ndarray, rel_tol: float) -> tuple[int, float, float, np.ndarray]:
+    """(code, smallest eigenvalue, largest, L) of a C-ordered, writable float64 Σ by
+    :func:`~orchestra.kernels.moments._cholesky_into`: code 0 ok, 1 non-finite, 2 a zero
+    variance, 3 ill-conditioned, 4 not positive definite. Eigenvalues by cyclic Jacobi rotations
+    (accurate to round-off of ‖Σ‖, as LAPACK's; scalar loops compile in a fraction of LAPACK's
+    binding)."""
     p = cov.shape[0]
     chol = np.zeros((p, p))
-    code, lo, hi = _cholesky_into(cov, rel_tol, np.empty((p, p)), np.empty((p, p)), chol)
+    code, lo, hi = _cholesky_into(cov, float(rel_tol), np.empty((p, p)), np.empty((p, p)), chol)
     return code, lo, hi, chol
 
 
-@njit(cache=True)
-def prc_drift_nb(x, per_year, rel_tol, w, target, has_target):  # pragma: no cover (numba)
-    """:func:`prc_drift_into` with buffers of its own (the allocator's call)."""
+def prc_drift(
+    x: np.ndarray,
+    per_year: float,
+    rel_tol: float,
+    w: np.ndarray,
+    target: np.ndarray,
+    has_target: bool,
+) -> float:
+    """:func:`~orchestra.kernels.moments.prc_drift_into` with buffers of its own (the
+    allocator's call; the arrays C-ordered float64, as the bar loop's drift check passes them, so
+    that both run one compiled function)."""
     n = x.shape[1]
     emp, q, cov = np.empty((n, n)), np.empty((n, n)), np.empty((n, n))
     a, sym, chol = np.empty((n, n)), np.empty((n, n)), np.empty((n, n))
-    xc = np.empty(x.shape)
     return prc_drift_into(
-        x, per_year, rel_tol, w, target, has_target, xc, emp, q, cov, a, sym, chol, np.empty(n)
-    )
+        x, float(per_year), float(rel_tol), w, target, bool(has_target), np.empty(x.shape),
+        emp, q, cov, a, sym, chol, np.empty(n),
+    )  # fmt: skip
 
 
 def risk_contributions(weights: np.ndarray, cov: np.ndarray) -> np.ndarray:

@@ -81,9 +81,10 @@ def warm_kernels() -> float:
 # kernels outside the step module a run compiles (module, function): `make install` warms
 # them too, so a checkout that gained one does not compile it in its first run
 OTHER_KERNELS = (
-    ("orchestra.allocation.moments", "_ledoit_wolf_nb"),
-    ("orchestra.allocation.moments", "_cholesky_nb"),
-    ("orchestra.allocation.moments", "prc_drift_nb"),
+    ("orchestra.kernels.moments", "_ledoit_wolf_into"),
+    ("orchestra.kernels.moments", "_cholesky_into"),
+    ("orchestra.kernels.moments", "prc_drift_into"),
+    ("orchestra.kernels.moments", "demeaned_into"),
     ("orchestra.kernels.moments", "pod_shares_nb"),
     ("orchestra.risk", "_average_correlation_nb"),
     ("orchestra.kernels.layout", "gather_transpose_nb"),

@@ -1,8 +1,9 @@
 """Allocation-free numerics the bar loop shares with the allocator: Ledoit–Wolf covariance,
 the Cholesky check and the PRC drift of the hybrid/threshold trigger.
 
-The allocator (:mod:`orchestra.allocation.moments`) calls them through wrappers that allocate
-their buffers; the bar loop (:func:`orchestra.kernels.step.drift_due_nb`) calls them on the
+The allocator (:mod:`orchestra.allocation.moments`) calls them from Python with buffers it
+allocates (C-ordered float64: the argument types of the bar loop's calls, so a run compiles each
+once); the bar loop (:func:`orchestra.kernels.step.drift_due_nb`) calls them on the
 State's scratch buffers. Both run the same scalar loops on
 the same numbers, so they take the same decisions from the same bits.
 """
@@ -31,7 +32,7 @@ def demeaned_into(x, xc):  # pragma: no cover (numba)
 
 @njit(cache=True)
 def _ledoit_wolf_into(x, xc, emp, q, shrunk):  # pragma: no cover (numba)
-    """:func:`_ledoit_wolf_nb` into given buffers (``xc`` like ``x``; ``emp``, ``q``, ``shrunk``
+    """:func:`~orchestra.allocation.moments.ledoit_wolf_loops` into given buffers (``xc`` like ``x``; ``emp``, ``q``, ``shrunk``
     ``(p, p)``); returns the shrinkage. Allocation-free, for the bar loop."""
     n, p = x.shape
     demeaned_into(x, xc)
@@ -74,7 +75,7 @@ def _ledoit_wolf_into(x, xc, emp, q, shrunk):  # pragma: no cover (numba)
 
 @njit(cache=True)
 def _cholesky_into(cov, rel_tol, a, sym, chol):  # pragma: no cover (numba)
-    """:func:`_cholesky_nb` into given ``(p, p)`` buffers (``a``, ``sym``: work; ``chol``: the
+    """:func:`~orchestra.allocation.moments.cholesky_loops` into given ``(p, p)`` buffers (``a``, ``sym``: work; ``chol``: the
     factor, zeroed first); returns (code, smallest eigenvalue, largest). Allocation-free."""
     p = cov.shape[0]
     for i in range(p):
@@ -168,7 +169,8 @@ def prc_drift_into(x, per_year, rel_tol, w, target, has_target, xc, emp, q, cov,
     allocator's. Allocation-free, into the given buffers (``xc`` like ``x``, the rest
     ``(n, n)`` and ``(n,)``): the bar loop runs it at every day end to decide whether the
     driver must see the day (``orchestra.kernels.step``), and the allocator calls it through
-    :func:`prc_drift_nb`, so both take the same decision from the same bits."""
+    :func:`~orchestra.allocation.moments.prc_drift`, so both take the same decision from the
+    same bits."""
     n = x.shape[1]
     _ledoit_wolf_into(x, xc, emp, q, cov)
     for j in range(n):

@@ -37,9 +37,9 @@ from numba.extending import (
     NativeValue,
     box,
     infer_getattr,
+    intrinsic,
     lower_getattr_generic,
     lower_setattr_generic,
-    overload,
     unbox,
 )
 
@@ -188,10 +188,6 @@ _define_boxing(OutputsRef, OutputsProxy)
 _REF_TYPES = {Inputs: InputsRef, State: StateRef, Outputs: OutputsRef}
 
 
-def _to_ref(record):  # pragma: no cover (typed by the overload below)
-    raise NotImplementedError("called from the kernels only")
-
-
 def ref_type(record_type: Any) -> types.StructRef:
     """The StructRef type the kernels see for a NamedTuple of numba type ``record_type`` (a
     ``types.NamedTuple``)."""
@@ -205,20 +201,41 @@ def ref_types(inputs: Inputs, state: State, outputs: Outputs) -> tuple[Any, Any,
     return tuple(ref_type(typeof(x)) for x in (inputs, state, outputs))  # type: ignore[return-value]
 
 
-@overload(_to_ref)
-def _to_ref_impl(record):
-    """A StructRef with the NamedTuple's fields, each set to the tuple's array (the source is
-    generated from the field names: a StructRef's fields are set by name)."""
+@intrinsic
+def _to_ref(typingctx, record):
+    """A StructRef holding the NamedTuple's arrays, field for field (the record's payload has
+    the tuple's members in its order, so each is stored in place and gains the reference the
+    record keeps: the same as ``structref.new`` and a ``ref.name = record.name`` per field, in
+    one step that numba does not type field by field)."""
     if not (isinstance(record, types.BaseNamedTuple) and record.instance_class in _REF_TYPES):
         return None
-    fields = record.instance_class._fields
+    from numba.experimental.jitclass.base import imp_dtor
+
     target = ref_type(record)
-    lines = ["def impl(record):", "    ref = new(ref_type)"]
-    lines += [f"    ref.{name} = record.{name}" for name in fields]
-    lines.append("    return ref")
-    scope = {"new": structref.new, "ref_type": target}
-    exec("\n".join(lines), scope)  # the source is built from the NamedTuple's field names
-    return scope["impl"]
+
+    def codegen(context, builder, sig, args):
+        payload_type = target.get_data_type()
+        alloc_type = context.data_model_manager[payload_type].get_value_type()
+        meminfo = context.nrt.meminfo_alloc_dtor(
+            builder,
+            context.get_constant(types.uintp, context.get_abi_sizeof(alloc_type)),
+            imp_dtor(context, builder.module, target),
+        )
+        pointer = builder.bitcast(
+            context.nrt.meminfo_data(builder, meminfo), alloc_type.as_pointer()
+        )
+        data = cgutils.create_struct_proxy(payload_type)(context, builder, ref=pointer)
+        for i, (name, field_type) in enumerate(
+            zip(record.instance_class._fields, record.types, strict=True)
+        ):
+            value = builder.extract_value(args[0], i)
+            context.nrt.incref(builder, field_type, value)
+            setattr(data, name, value)
+        ref = context.make_helper(builder, target)
+        ref.meminfo = meminfo
+        return ref._getvalue()
+
+    return target(record), codegen
 
 
 @njit(cache=True)
