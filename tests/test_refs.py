@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 import weakref
 
 import numba
@@ -51,6 +52,31 @@ def test_kernel_args_rebuild_only_for_another_tuple() -> None:
     st2.units[0] = 3.0
     assert _write_through(second[1], second[2], 4.0) == st2.pod_cash.size + 4.0
     assert st2.units[0] == 4.0 and st.units[0] == 0.0  # the new State, not the old one
+
+
+def test_a_reference_holds_its_arrays_until_it_is_dropped() -> None:
+    """A reference takes one count on each of its tuple's arrays when it is built, and gives
+    each back when it is freed: the arrays outlive their tuple while a reference holds them (a
+    missing increment would free them under the kernels) and are freed with it (an extra one
+    would leak them)."""
+    inp, st, out = precompile.probe_arguments()
+    refs = as_refs(inp, st, out)
+    arrays = [inp.close, inp.day_end, st.units, st.pod_state, out.pod_equity, out.fill_count]
+    counts = [sys.getrefcount(a) for a in arrays]
+    more = as_refs(inp, st, out)  # one more reference to each record: one more count per array
+    assert [sys.getrefcount(a) for a in arrays] == [c + 1 for c in counts]
+    del more
+    gc.collect()
+    assert [sys.getrefcount(a) for a in arrays] == counts
+    alive = [weakref.ref(a) for a in arrays]
+    n_pods = st.pod_cash.shape[0]
+    del arrays, inp, st, out
+    gc.collect()
+    assert all(r() is not None for r in alive)  # the references keep them
+    assert _write_through(refs[1], refs[2], 1.5) == n_pods + 1.5
+    del refs
+    gc.collect()
+    assert [r() is None for r in alive] == [True] * len(alive)
 
 
 def test_a_finished_run_frees_its_arrays() -> None:
