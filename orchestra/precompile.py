@@ -60,6 +60,7 @@ from orchestra.kernels.state import (
 )
 
 _job: subprocess.Popen | None = None
+_group: str | None = None  # the group the child compiles
 # a folder where the parent and the child claim the after-loop kernels they compile (one file
 # per kernel, created exclusively), so that they never compile the same one at once
 CLAIMS_ENV = "ORCHESTRA_PRECOMPILE_CLAIMS"
@@ -135,7 +136,7 @@ def start(group: str = "bar-loop") -> bool:
     ``"bar-loop"``: ``run_segment_nb`` (backtests, paper trading, replays). ``"live"``:
     ``step_pre_nb`` / ``step_post_nb``, the halves live trading calls around the exchange's fills.
     """
-    global _job, _claims
+    global _job, _claims, _group
     if group not in GROUPS:
         raise ValueError(f"unknown kernel group {group!r}; one of {sorted(GROUPS)}")
     if _job is not None or os.environ.get("ORCHESTRA_PRECOMPILE", "1") == "0":
@@ -153,7 +154,7 @@ def start(group: str = "bar-loop") -> bool:
         )
     except OSError:  # no process to spare: the engine compiles in-process
         return False
-    _claims = claims
+    _claims, _group = claims, group
     atexit.register(_stop)
     if group == "bar-loop":
         compile_day_end()  # the child meets it late (see the module docstring)
@@ -161,10 +162,16 @@ def start(group: str = "bar-loop") -> bool:
 
 
 def wait() -> None:
-    """Block until a background compile started by :func:`start` has finished (no-op if none)."""
+    """Block until a background compile started by :func:`start` has finished (no-op if none).
+
+    A bar-loop child still running is on the after-loop kernels, from the last: this process
+    compiles the ones it has not claimed yet, from the first, rather than wait idle (the
+    results need them all)."""
     global _job, _claims
     job, _job = _job, None
     if job is not None:
+        if _group == "bar-loop" and job.poll() is None:
+            compile_after_loop(until=lambda: job.poll() is not None)
         job.wait()
     if _claims is not None:
         shutil.rmtree(_claims, ignore_errors=True)
@@ -273,23 +280,24 @@ def after_loop_calls() -> list[tuple[Any, Callable[[], object]]]:
     }
     returns = np.random.default_rng(0).normal(size=(6, 2))
     two = np.array([0.5, 0.5])
-    return [  # the results' kernels first: the allocator's share numerics with the bar loop's
-        # drift check, which the child compiles, so they cost least once the child is done
-        (slot_books_nb, lambda: slot_books(fills, 1)),
-        (
-            account_units_nb,
-            lambda: _account_frame(i64(0, 1), i64(0, 0), i64(0, 0), np.ones(2), ["X"]),
-        ),
+    return [  # the largest first: the parent, which starts here, takes it while the child
+        # still compiles the bar loop; the child, from the other end, has the small ones left
+        # for when the parent runs its bars (the last three: the child's drift check compiled
+        # them, so they are cached by then)
         (
             _trips_nb,
             lambda: round_trips(
                 i64(0, 1), np.ones((2, 1)), np.zeros((2, 1)), ["a"], ["X"], i64(0), fills
             ),
         ),
+        (slot_books_nb, lambda: slot_books(fills, 1)),
+        (
+            account_units_nb,
+            lambda: _account_frame(i64(0, 1), i64(0, 0), i64(0, 0), np.ones(2), ["X"]),
+        ),
         (_average_correlation_nb, lambda: average_correlation(returns)),
         (request_rebalance_nb, lambda: request_rebalance_nb(two.copy(), np.zeros(2, bool), two)),
         (pod_shares_nb, lambda: pod_shares_nb(two)),
-        # (the bar loop's drift check compiles these three: cached once the child is done)
         (_ledoit_wolf_into, lambda: shrunk_covariance(returns)),
         (_cholesky_into, lambda: cholesky_factor(np.eye(2))),
         (prc_drift_into, lambda: prc_drift(returns, 365.0, SINGULAR_REL_TOL, two, two, True)),
@@ -318,14 +326,15 @@ def compile_after_loop(reverse: bool = False, until: Callable[[], bool] | None =
 
 
 def compile_while_waiting() -> int:
-    """While the child still compiles, compile here what the run needs after the bar loop
-    (:func:`compile_after_loop`), stopping once the child is done (the rest load from the cache
-    or compile when the run first calls them). A parent with nothing left to do before its first
-    bar would wait for the child anyway, so this costs the run nothing."""
+    """While the child still compiles the bar loop, compile here what the run needs after it
+    (:func:`compile_after_loop`), stopping once the bar loop is in the cache or the child is
+    done (the rest: the child compiles them while this process runs its bars, or they load from
+    the cache or compile when the run first calls them). A parent with nothing left to do
+    before its first bar would wait for the child anyway, so this costs the run nothing."""
     job = _job
     if job is None:
         return 0
-    return compile_after_loop(until=lambda: job.poll() is not None)
+    return compile_after_loop(until=lambda: job.poll() is not None or kernel_cached())
 
 
 def _claim(kernel: Any) -> bool:
