@@ -421,3 +421,38 @@ def test_user_errors_survive_a_worker_process() -> None:
         back = pickle.loads(pickle.dumps(exc))
         assert type(back) is type(exc) and str(back) == str(exc)
         assert back.problems == exc.problems
+
+
+def test_workers_start_before_the_sweep_and_stop_without_being_waited_for(
+    base, monkeypatch
+) -> None:
+    """``orch-bt sweep`` starts its loky workers first (they start Python and import while it
+    loads the config and the data) and lets them go once the jobs are done: the sweep runs on
+    the workers it started, and a stopped pool takes no more work. Not on a cold numba cache
+    (the compile has both cores then)."""
+    from orchestra import precompile, sweep
+
+    sweep.stop_workers()
+    monkeypatch.setattr(precompile, "kernel_cached", lambda name="run_segment_nb": False)
+    sweep.start_workers(2)
+    assert sweep._pool is None  # cold: nothing started
+    monkeypatch.setattr(precompile, "kernel_cached", lambda name="run_segment_nb": True)
+    sweep.start_workers(1)
+    assert sweep._pool is None  # one worker: this process only
+    sweep.start_workers(2)
+    started = sweep._pool
+    assert started is not None
+    configs = [
+        variant_config(base, {"pods.pod-tsmom-major.params.lookback": lb}, f"v{lb}")
+        for lb in (10, 20, 30)
+    ]
+    jobs = [(c, None, None) for c in configs]
+    two = sweep.run_jobs(jobs, workers=2)
+    assert sweep._pool is started  # the same processes ran the jobs
+    assert [r["final_equity"] for r in two] == [
+        r["final_equity"] for r in sweep.run_jobs(jobs, workers=1)
+    ]
+    sweep.stop_workers()
+    assert sweep._pool is None
+    with pytest.raises(RuntimeError):  # shut down: no more work
+        started.submit(sweep._warm_up)

@@ -462,7 +462,9 @@ def sweep(
     """Run CONFIG over a grid (and random draws) of settings; rank them; walk-forward."""
     _cold_start(quiet)  # first: the second process compiles while this one imports and loads
     from orchestra import load_config
-    from orchestra.sweep import jobs_count, load_spec
+    from orchestra.sweep import jobs_count, load_spec, start_workers, stop_workers
+
+    start_workers(workers, backend)  # they start and import while this process loads
     from orchestra.sweep import sweep as run_all
     from orchestra.sweep_report import format_frame, write_ranking
 
@@ -485,6 +487,7 @@ def sweep(
     ) as bar:
         task = bar.add_task("sweep", total=total)
         outcome = run_all(cfg, spec, workers, lambda n: bar.advance(task, n), backend)
+    stop_workers()  # they exit while the reports are written
     results, folds = outcome.results, outcome.folds
     target = out_dir or Path("runs") / f"sweep-{config.stem}-{grid_file.stem}"
     target.mkdir(parents=True, exist_ok=True)
