@@ -120,8 +120,8 @@ def _cold_start(quiet: bool, group: str = "bar-loop") -> None:
 
     if precompile.kernel_cached(precompile.GROUPS[group][0]):
         return
-    if not quiet:  # measured (docs/benchmarks.md, C): 9.8 s on 2 cores, 17.7 s in one process
-        took = precompile.compile_estimate("~10 s", "~18 s")
+    if not quiet:  # measured (docs/benchmarks.md, C): ~8.5 s on 2 cores, ~16 s on one
+        took = precompile.compile_estimate("~9 s", "~16 s")
         err.print(f"compiling the numba kernels once ({took}; later runs start at once)")
     precompile.start(group)
 

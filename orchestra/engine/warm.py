@@ -120,7 +120,7 @@ def main() -> None:
         return
     from orchestra.precompile import compile_estimate
 
-    took = compile_estimate("~11 s", "~20 s")  # measured: 11 s wall, 20 s CPU on 2 cores
+    took = compile_estimate("~11 s", "~18 s")  # measured: 11 s on 2 cores (19 s CPU), 18 s on 1
     print(f"numba kernels: compiling once ({took} on this machine's cores) ...", flush=True)
     print(f"numba kernels: compiled and cached in {warm_kernels():.0f} s")
 
