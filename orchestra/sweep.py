@@ -220,13 +220,13 @@ def _metrics(cfg: Config, start: dt.date | None, end: dt.date | None) -> dict[st
     """
     from orchestra.engine import Engine, prepare, with_dates
     from orchestra.results.analytics import daily_returns_of
-    from orchestra.results.result import TS, account_metrics
+    from orchestra.results.result import ACCOUNT_FILL_FIELDS, TS, account_metrics
 
     cfg = with_dates(cfg, start, end)
     engine = Engine(prepare(cfg))
     engine.run()
     T = engine.next_bar
-    row: dict[str, Any] = account_metrics(engine, cfg, engine.fills())
+    row: dict[str, Any] = account_metrics(engine, cfg, engine.fills(ACCOUNT_FILL_FIELDS))
     eq = engine.out.equity[:T]
     row["final_equity"] = float(eq[-1]) if T else float(cfg.backtest.capital)
     frame = pl.DataFrame(

@@ -555,3 +555,44 @@ def test_one_compiled_problem_per_size_serves_every_pod_set() -> None:
     assert a.erc(("p", "q")) is b.erc(("r", "s")) is compiled("erc", 2, 500)
     assert a.erc(("p", "q", "r")) is not a.erc(("p", "q")) and a.builds == 2
     assert ProblemCache(max_iter=1).erc(("p", "q")) is not a.erc(("p", "q"))
+
+
+@pytest.mark.parametrize("trigger", ["calendar", "hybrid", "threshold"])
+@pytest.mark.parametrize(
+    ("calendar_days", "timeframe"), [(7, "1h"), (1, "1d"), (30, "1d"), (10, "3d")]
+)
+def test_the_stop_schedule_is_the_calendar_and_is_remembered_per_schedule(
+    trigger: str, calendar_days: int, timeframe: str
+) -> None:
+    """The day ends where the bar loop returns to the allocator (``stop_kinds``, remembered per
+    schedule so a sweep's points compute them once): the first day end always, every calendar
+    date always (calendar and hybrid triggers: the first day end on or after each ``calendar_days``
+    calendar days, a day end covering ``period`` days), the others only for a PRC drift
+    (threshold and hybrid). A longer run extends the remembered kinds; a shorter one reads
+    them, and a second allocator of the same schedule gets the same."""
+    from orchestra.kernels.state import STOP_ALWAYS, STOP_IF_SHARED, STOP_NONE
+
+    cfg = parse_config(
+        {
+            "data": {"timeframe": timeframe},
+            "orchestrator": {"rebalance": {"trigger": trigger, "calendar_days": calendar_days}},
+            "pods": [{"pod_id": "p", "strategy": "tsmom", "symbols": ["BTC/USDT"],
+                      "timeframe": timeframe}],
+        }
+    )  # fmt: skip
+    a = Allocator(cfg, [p.pod_id for p in cfg.pods])
+    period = a.period
+
+    def expected(d: int) -> int:
+        covered_before, covered = d * period, (d + 1) * period  # calendar days at each end
+        due = covered // calendar_days > covered_before // calendar_days
+        if d == 0 or (trigger != "threshold" and due):  # the first day end: always
+            return STOP_ALWAYS
+        return STOP_IF_SHARED if trigger != "calendar" else STOP_NONE
+
+    short = a.stop_kinds(0, 40)
+    assert list(short) == [expected(d) for d in range(40)]
+    assert list(a.stop_kinds(30, 400)) == [expected(d) for d in range(30, 400)]
+    assert Allocator(cfg, [p.pod_id for p in cfg.pods]).stop_kinds(0, 40) == short
+    assert [a.stop_kind(d) for d in (0, 1, 6, 7, 399)] == [expected(d) for d in (0, 1, 6, 7, 399)]
+    assert a.calendar_due(0) and (trigger == "threshold" or STOP_ALWAYS in short[1:])

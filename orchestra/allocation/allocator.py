@@ -264,6 +264,38 @@ def window_moments(window: np.ndarray, per_year: float) -> Moments:
     return hit
 
 
+def calendar_due(day_index: int, calendar_days: float, period: float) -> bool:
+    """Whether day end ``day_index`` (0 = the first; each covers ``period`` days) is a calendar
+    rebalance: the first one, then the first day end on or after every ``calendar_days``
+    calendar days."""
+    if day_index == 0:
+        return True
+    done = round((day_index + 1) * period, 9)
+    before = round(day_index * period, 9)
+    return int(done // calendar_days) > int(before // calendar_days)
+
+
+_KINDS: dict[tuple, tuple[int, ...]] = {}  # (trigger, calendar_days, period) -> stop kinds
+
+
+def _stop_kinds(trigger: str, calendar_days: float, period: float, n: int) -> tuple[int, ...]:
+    """:meth:`Allocator.stop_kind` of day ends ``0 .. n-1`` for this schedule, remembered and
+    extended as longer runs ask."""
+    key = (trigger, calendar_days, period)
+    have = _KINDS.get(key, ())
+    if len(have) < n:
+        calendar = trigger in ("calendar", "hybrid")
+        drift = STOP_IF_SHARED if trigger in ("threshold", "hybrid") else STOP_NONE
+        more = tuple(
+            STOP_ALWAYS
+            if d == 0 or (calendar and calendar_due(d, calendar_days, period))
+            else drift
+            for d in range(len(have), n)
+        )
+        have = _KINDS[key] = have + more
+    return have
+
+
 @dataclass
 class AllocationRecord:
     timestamp: int
@@ -332,12 +364,7 @@ class Allocator:
     def calendar_due(self, day_index: int) -> bool:
         """Whether day end ``day_index`` (0 = the first) is a calendar rebalance: the first one,
         then the first day end on or after every ``calendar_days`` calendar days."""
-        if day_index == 0:
-            return True
-        cal = self.o.rebalance.calendar_days
-        done = round((day_index + 1) * self.period, 9)
-        before = round(day_index * self.period, 9)
-        return int(done // cal) > int(before // cal)
+        return calendar_due(day_index, self.o.rebalance.calendar_days, self.period)
 
     def is_check_day(self, day_index: int) -> bool:
         """Whether the allocator looks at day ``day_index`` (0 = the first simulated day)."""
@@ -351,10 +378,14 @@ class Allocator:
         first day end, a calendar date), ``STOP_IF_SHARED`` when only a PRC drift could (it needs
         two or more production pods: with fewer :meth:`on_day_end` returns None and changes
         nothing), ``STOP_NONE`` when nothing can happen."""
-        trig = self.o.rebalance.trigger
-        if day_index == 0 or (trig in ("calendar", "hybrid") and self.calendar_due(day_index)):
-            return STOP_ALWAYS
-        return STOP_IF_SHARED if trig in ("threshold", "hybrid") else STOP_NONE
+        return self.stop_kinds(day_index, day_index + 1)[0]
+
+    def stop_kinds(self, first: int, last: int) -> tuple[int, ...]:
+        """:meth:`stop_kind` of day ends ``first .. last-1``. They depend on the trigger, the
+        calendar period and the clock only, so each schedule's are computed once per process
+        (a sweep's points share them: ~1,800 Python calls a point on W)."""
+        r = self.o.rebalance
+        return _stop_kinds(r.trigger, r.calendar_days, self.period, last)[first:last]
 
     # ------------------------------------------------------------------ decision
     def on_day_end(
@@ -499,7 +530,8 @@ class Allocator:
             f[prod] = water_fill(w, placed, self.lo[prod], self.hi[prod])
         f = self._vol_cap(f, rets_all, t)
         # the invariant the kernels rely on (SPEC §7.2): 0 ≤ f_p ≤ max_fraction_p, Σ f ≤ 1
-        f = np.clip(np.nan_to_num(f, nan=0.0), 0.0, self.hi)
+        # (NaN → 0, then clipped: ±inf land on the bounds, as np.nan_to_num's ±max would)
+        f = np.minimum(np.maximum(np.where(np.isnan(f), 0.0, f), 0.0), self.hi)
         if f.sum() > 1.0:
             f = f / f.sum()
         return f, method, fallback

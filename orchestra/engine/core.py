@@ -221,8 +221,7 @@ class Engine:
         # index only, so the live loop's growing inputs compute each day's once
         kinds = self._day_kinds
         total = self._log_days + self._day_ends.size
-        for d in range(len(kinds), total):
-            kinds.append(self.allocator.stop_kind(d))
+        kinds.extend(self.allocator.stop_kinds(len(kinds), total))
         self._stops = np.zeros(ts.shape[0], dtype=np.int8)
         self._stops[self._day_ends] = kinds[self._log_days : total]
         for t in self._joins:
@@ -491,15 +490,24 @@ class Engine:
             moved[kind] = chunk
         return moved
 
-    def _journal(self, journal: list, fields: tuple[str, ...], arrays) -> dict[str, np.ndarray]:
+    def _journal(
+        self, journal: list, fields: tuple[str, ...], arrays, only: tuple[str, ...] | None = None
+    ) -> dict[str, np.ndarray]:
         if not journal:
-            return {f: a[:0].copy() for f, a in zip(fields, arrays, strict=True)}
-        return {f: np.concatenate([c[f] for c in journal]) for f in fields}
+            return {
+                f: a[:0].copy()
+                for f, a in zip(fields, arrays, strict=True)
+                if only is None or f in only
+            }
+        return {
+            f: np.concatenate([c[f] for c in journal]) for f in fields if only is None or f in only
+        }
 
-    def fills(self) -> dict[str, np.ndarray]:
-        """All fills so far as concatenated arrays (flushes the buffers)."""
+    def fills(self, only: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """All fills so far as concatenated arrays (flushes the buffers); ``only``: just these
+        fields (a sweep's point reads three of the seven: each is a copy of every fill)."""
         self.flush()
-        return self._journal(self._fills, FILL_FIELDS, _fill_arrays(self.out))
+        return self._journal(self._fills, FILL_FIELDS, _fill_arrays(self.out), only)
 
     def events(self) -> dict[str, np.ndarray]:
         """All lifecycle transitions so far (flushes the buffers)."""

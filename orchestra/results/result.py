@@ -332,16 +332,22 @@ def _run_scales(engine, config) -> tuple[np.ndarray, float, float, float, int]:
     return day_end, days, years, per_year, window
 
 
+ACCOUNT_FILL_FIELDS = ("units", "price", "venue")  # what account_metrics reads of the fills
+
+
 def account_metrics(engine, config, fills_raw: dict[str, np.ndarray]) -> dict[str, float]:
-    """The account's row of the metrics frame, from a finished engine and its fill arrays (one
-    code path for the full result and a sweep's light one)."""
+    """The account's row of the metrics frame, from a finished engine and its fill arrays (at
+    least ``ACCOUNT_FILL_FIELDS``; one code path for the full result and a sweep's light one)."""
     st, out = engine.state, engine.out
     T = engine.next_bar
     capital = config.backtest.capital
     eq = out.equity[:T]
     day_end, days, years, per_year, window = _run_scales(engine, config)
     mask = fills_raw["venue"] == 0
-    ext = pl.DataFrame({"units": fills_raw["units"][mask], "price": fills_raw["price"][mask]},
+    units, price = fills_raw["units"], fills_raw["price"]
+    if not mask.all():  # (every fill at the venue, as with one pod: the arrays as they are)
+        units, price = units[mask], price[mask]
+    ext = pl.DataFrame({"units": units, "price": price},
                        schema={"units": pl.Float64, "price": pl.Float64})  # fmt: skip
     acct_notional = float((ext["units"].abs() * ext["price"]).sum()) if ext.height else 0.0
     mean_eq = float(np.mean(eq)) if eq.size else capital
