@@ -493,15 +493,10 @@ class Engine:
     def _journal(
         self, journal: list, fields: tuple[str, ...], arrays, only: tuple[str, ...] | None = None
     ) -> dict[str, np.ndarray]:
+        wanted = {f: a for f, a in zip(fields, arrays, strict=True) if only is None or f in only}
         if not journal:
-            return {
-                f: a[:0].copy()
-                for f, a in zip(fields, arrays, strict=True)
-                if only is None or f in only
-            }
-        return {
-            f: np.concatenate([c[f] for c in journal]) for f in fields if only is None or f in only
-        }
+            return {f: a[:0].copy() for f, a in wanted.items()}
+        return {f: np.concatenate([c[f] for c in journal]) for f in wanted}
 
     def fills(self, only: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """All fills so far as concatenated arrays (flushes the buffers); ``only``: just these

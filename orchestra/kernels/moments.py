@@ -32,8 +32,9 @@ def demeaned_into(x, xc):  # pragma: no cover (numba)
 
 @njit(cache=True)
 def _ledoit_wolf_into(x, xc, emp, q, shrunk):  # pragma: no cover (numba)
-    """:func:`~orchestra.allocation.moments.ledoit_wolf_loops` into given buffers (``xc`` like ``x``; ``emp``, ``q``, ``shrunk``
-    ``(p, p)``); returns the shrinkage. Allocation-free, for the bar loop."""
+    """:func:`~orchestra.allocation.moments.ledoit_wolf_loops` into given buffers (``xc`` like
+    ``x``; ``emp``, ``q``, ``shrunk`` ``(p, p)``); returns the shrinkage. Allocation-free, for
+    the bar loop."""
     n, p = x.shape
     demeaned_into(x, xc)
     emp[:, :] = 0.0
@@ -75,8 +76,9 @@ def _ledoit_wolf_into(x, xc, emp, q, shrunk):  # pragma: no cover (numba)
 
 @njit(cache=True)
 def _cholesky_into(cov, rel_tol, a, sym, chol):  # pragma: no cover (numba)
-    """:func:`~orchestra.allocation.moments.cholesky_loops` into given ``(p, p)`` buffers (``a``, ``sym``: work; ``chol``: the
-    factor, zeroed first); returns (code, smallest eigenvalue, largest). Allocation-free."""
+    """:func:`~orchestra.allocation.moments.cholesky_loops` into given ``(p, p)`` buffers
+    (``a``, ``sym``: work; ``chol``: the factor, zeroed first); returns (code, smallest
+    eigenvalue, largest). Allocation-free."""
     p = cov.shape[0]
     for i in range(p):
         for j in range(p):
