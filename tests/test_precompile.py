@@ -224,3 +224,34 @@ def test_the_bar_loop_starts_once_its_kernel_is_cached_and_the_results_join_the_
     finally:
         child.kill()
         child.wait()
+
+
+@pytest.mark.parametrize("group", ["bar-loop", "live"])
+def test_the_parent_stops_at_the_cached_bar_loop_and_helps_the_child_at_the_results(
+    monkeypatch, tmp_path: Path, group: str
+) -> None:
+    """Before its bars the parent compiles after-loop kernels only until the bar loop is in the
+    cache (its bars then run while the child compiles the rest); at the results it compiles
+    those the child has not claimed instead of waiting idle, then joins the child. A live
+    child compiles no after-loop kernel, so there it only waits."""
+    log: list[str] = []
+    kernels = [_FakeKernel(n, log) for n in "abcde"]
+    monkeypatch.setattr(precompile, "after_loop_calls", lambda: [(k, k.call) for k in kernels])
+    monkeypatch.setattr(precompile, "_claims", str(tmp_path))
+    monkeypatch.setattr(precompile, "_group", group)
+    monkeypatch.setattr(precompile, "kernel_cached", lambda name="run_segment_nb": bool(log))
+    claimed = kernels[-1].py_func  # the child is on the last one
+    (tmp_path / f"{claimed.__module__}.{claimed.__qualname__}").touch()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        monkeypatch.setattr(precompile, "_job", child)
+        assert precompile.compile_while_waiting() == 1  # "a", then the bar loop is cached
+        assert log == ["a"]
+        # (the child's join ends it: it would sleep on)
+        monkeypatch.setattr(child, "wait", lambda: (child.kill(), subprocess.Popen.wait(child))[1])
+        precompile.wait()
+        assert log == (["a", "b", "c", "d"] if group == "bar-loop" else ["a"])
+        assert precompile._job is None and child.poll() is not None
+    finally:
+        child.kill()
+        child.wait()
